@@ -1,0 +1,1 @@
+"""Import path kept for plugins written against Playbook 1.x (`playbook.domain.plugins`)."""

@@ -1,0 +1,117 @@
+"""When a node runs: `depends_on` entries, `when` expressions, skip reasons. Fail closed.
+
+The rules (DESIGN.md section 3):
+- `skip = true` → skipped (disabled).
+- Conditional entries (`X:success`, `X:failure`, `X:done`) are alternatives: at least one must hold.
+- A `when` must be true; an error while evaluating it never runs the node.
+- Plain entries are satisfied when X succeeded or was skipped; if X failed the node is skipped
+  ("upstream X failed") — unless the node has a `when`, which then takes over the decision.
+"""
+
+from . import templating
+
+NODE_FUNCTIONS = ("has_succeeded", "has_failed", "has_run", "is_skipped", "previous_node")
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+_HOLDS = {
+    "success": lambda r: r.get("status") == SUCCEEDED,
+    "failure": lambda r: r.get("status") == FAILED,
+    "done": lambda r: r.get("status") in (SUCCEEDED, FAILED),
+}
+_WORDS = {"success": "%s succeeded", "failure": "%s failed", "done": "%s ran (succeeded or failed)"}
+
+
+class ConditionError(Exception):
+    pass
+
+
+def functions(results):
+    """The node functions a `when` expression may call; `results` maps id → result dict."""
+
+    def result(node_id):
+        if node_id not in results:
+            raise ConditionError("unknown node %r" % node_id)
+        return results[node_id]
+
+    return {
+        "has_succeeded": lambda n: result(n).get("status") == SUCCEEDED,
+        "has_failed": lambda n: result(n).get("status") == FAILED,
+        "has_run": lambda n: bool(result(n).get("ran")),
+        "is_skipped": lambda n: result(n).get("status") == SKIPPED,
+        "previous_node": lambda n: dict(
+            (k, result(n).get(k)) for k in ("status", "exit_code", "stdout", "stderr", "output")
+        ),
+    }
+
+
+def evaluate_when(expression, values, results):
+    """True/False for a `when` expression (without braces); raises ConditionError."""
+    context = dict(values)
+    context.update(functions(results))
+    try:
+        value = templating.evaluate(expression, context)
+    except templating.TemplateError as exc:
+        raise ConditionError(str(exc)) from None
+    except ConditionError:
+        raise
+    if isinstance(value, str):
+        # `when = "{% if … %}true{% endif %}"` style results, and "false" from text rendering
+        lowered = value.strip().lower()
+        if lowered in ("true", "yes", "1"):
+            return True
+        if lowered in ("false", "no", "0", "", "none"):
+            return False
+        raise ConditionError("the condition gave the text %r, not true or false" % value)
+    return bool(value)
+
+
+def decide(node, results, values):
+    """("run", None) or ("skip", reason) for a node whose upstream nodes are all final."""
+    if node.skip:
+        return "skip", node.skip_reason or "disabled (skip = true)"
+    if node.when_value is False:
+        return "skip", node.skip_reason or "condition is false"
+    conditional = [d for d in node.deps if d.on != "plain"]
+    if conditional and not any(_HOLDS[d.on](results.get(d.node, {})) for d in conditional):
+        return "skip", "condition not met: needs %s" % " or ".join(_WORDS[d.on] % d.node for d in conditional)
+    if node.when is not None and node.when_value is None:
+        try:
+            if not evaluate_when(node.when, values, results):
+                return "skip", "condition: %s is false" % node.when
+        except ConditionError as exc:
+            return "skip", "condition could not be evaluated (%s): %s" % (exc, node.when)
+        return "run", None
+    if node.when is None:
+        failed = [d.node for d in node.deps if d.on == "plain" and results.get(d.node, {}).get("status") == FAILED]
+        if failed:
+            return "skip", "upstream %s failed" % ", ".join(failed)
+    return "run", None
+
+
+def in_words(node):
+    """The run condition of a node in words, as `plan` shows it."""
+    parts = []
+    if node.skip:
+        return "never runs: %s" % (node.skip_reason or "disabled (skip = true)")
+    if node.when_value is False:
+        return "never runs: %s" % (node.skip_reason or "condition is false")
+    plain = [d.node for d in node.deps if d.on == "plain"]
+    conditional = [d for d in node.deps if d.on != "plain"]
+    if plain:
+        if node.when is None:
+            parts.append("after %s (skipped if %s fails)" % (", ".join(plain), "it" if len(plain) == 1 else "any"))
+        else:
+            parts.append("after %s" % ", ".join(plain))
+    if conditional:
+        parts.append("runs if " + " or ".join(_WORDS[d.on] % d.node for d in conditional))
+    if node.when is not None:
+        if node.when_value is True:
+            parts.append("when %s (true with the given variables)" % node.when)
+        else:
+            parts.append("when %s" % node.when)
+    if not parts:
+        return "always runs"
+    return "; and ".join(parts)

@@ -1,0 +1,193 @@
+"""Sandboxed Jinja for runbook fields.
+
+- Every template runs in an ``ImmutableSandboxedEnvironment`` with strict undefined names.
+- In shell commands every ``{{ … }}`` value is shell-quoted unless marked ``| raw``, so a
+  variable can never add a second command.
+- A field that is one single ``{{ expression }}`` keeps the expression's type (a list stays a
+  list), which function parameters then convert to their declared types.
+"""
+
+import functools
+import json
+import re
+import shlex
+
+TEMPLATE_MARKERS = ("{{", "{%", "{#")
+_SINGLE_EXPR = re.compile(r"^\s*\{\{-?(?P<expr>.*?)-?\}\}\s*$", re.S)
+
+# Names every template may use without declaring them (Jinja's own globals).
+JINJA_GLOBALS = frozenset(("range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none", "True", "False", "None"))
+
+
+class TemplateError(Exception):
+    """A template that cannot be parsed or rendered."""
+
+
+class Raw(str):
+    """A value marked `| raw`: inserted into a shell command without quoting."""
+
+
+def is_template(value):
+    return isinstance(value, str) and any(marker in value for marker in TEMPLATE_MARKERS)
+
+
+def _text(value):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _finalize_text(value):
+    return _text(value)
+
+
+def _finalize_shell(value):
+    if isinstance(value, Raw):
+        return str(value)
+    return shlex.quote(_text(value))
+
+
+def _raw(value):
+    return Raw(_text(value))
+
+
+@functools.lru_cache(maxsize=None)
+def environment(shell=False):
+    """The sandboxed environment (cached): `shell=True` quotes every output value."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined,
+        finalize=_finalize_shell if shell else _finalize_text,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["raw"] = _raw
+    env.filters["shell_quote"] = lambda v: shlex.quote(_text(v))
+    env.filters["tojson"] = lambda v: json.dumps(v)
+    return env
+
+
+def _describe(exc):
+    """One line for a Jinja exception."""
+    name = type(exc).__name__
+    message = getattr(exc, "message", None) or str(exc)
+    if name == "UndefinedError":
+        return message
+    if name == "TemplateSyntaxError":
+        return "template syntax error: %s" % message
+    if name == "SecurityError":
+        return "not allowed in a runbook template: %s" % message
+    return "%s: %s" % (name, message)
+
+
+def syntax_error_line(exc):
+    """The line (1-based, within the template) of a Jinja syntax error, if known."""
+    return getattr(exc, "lineno", None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile(source, shell):
+    try:
+        return environment(shell).from_string(source)
+    except Exception as exc:  # TemplateSyntaxError and friends
+        raise TemplateError(_describe(exc)) from None
+
+
+def parse(source):
+    """Parse a template and return its AST; raises TemplateError with a one-line message."""
+    try:
+        return environment(False).parse(source)
+    except Exception as exc:
+        err = TemplateError(_describe(exc))
+        err.lineno = syntax_error_line(exc)
+        raise err from None
+
+
+def names_used(ast):
+    """Variables a parsed template reads from its context."""
+    from jinja2 import meta
+
+    return set(meta.find_undeclared_variables(ast)) - JINJA_GLOBALS
+
+
+def calls(ast, functions):
+    """(function, first argument) for every call of one of `functions` with a constant argument.
+
+    A call with a non-constant argument gives (function, None).
+    """
+    from jinja2 import nodes
+
+    found = []
+    for call in ast.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Name) and call.node.name in functions:
+            arg = call.args[0] if call.args else None
+            found.append((call.node.name, arg.value if isinstance(arg, nodes.Const) else None))
+    return found
+
+
+def render(source, values, shell=False):
+    """Render one template string with `values`; raises TemplateError."""
+    if not is_template(source):
+        return source
+    template = _compile(source, shell)
+    try:
+        return template.render(values)
+    except Exception as exc:
+        raise TemplateError(_describe(exc)) from None
+
+
+def render_native(source, values):
+    """Like render, but a field that is a single `{{ expr }}` keeps the expression's type."""
+    if not is_template(source):
+        return source
+    match = _SINGLE_EXPR.match(source)
+    if match and "{{" not in match.group("expr") and "}}" not in match.group("expr"):
+        return evaluate(match.group("expr"), values)
+    return render(source, values)
+
+
+@functools.lru_cache(maxsize=4096)
+def _expression(source):
+    try:
+        return environment(False).compile_expression(source, undefined_to_none=False)
+    except Exception as exc:
+        raise TemplateError(_describe(exc)) from None
+
+
+def evaluate(expression, values):
+    """Evaluate a Jinja expression (no braces) and return its value."""
+    compiled = _expression(expression.strip())
+    try:
+        result = compiled(values)
+        if type(result).__name__ == "StrictUndefined":
+            str(result)  # raises UndefinedError naming the variable
+        return result
+    except Exception as exc:
+        raise TemplateError(_describe(exc)) from None
+
+
+def render_value(value, values, shell=False, native=False):
+    """Render templates inside strings, lists and dicts (keys stay as written)."""
+    if isinstance(value, str):
+        if native:
+            return render_native(value, values)
+        return render(value, values, shell=shell)
+    if isinstance(value, list):
+        return [render_value(v, values, shell, native) for v in value]
+    if isinstance(value, dict):
+        return {k: render_value(v, values, shell, native) for k, v in value.items()}
+    return value
+
+
+def strip_braces(source):
+    """`{{ expr }}` → `expr`; an expression written without braces is returned as is."""
+    match = _SINGLE_EXPR.match(source)
+    if match:
+        return match.group("expr").strip()
+    return source.strip()

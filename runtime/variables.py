@@ -1,0 +1,350 @@
+"""Runbook variables: specs, sources and their priority, typing and checks, secrets.
+
+Priority, highest first: ``--var`` > ``--vars-file`` > ``--vars-env PREFIX`` > an interactive
+prompt (only on a terminal) > the spec's default. Values reach templates and `when` typed.
+
+Standard library only (plus tomli for ``--vars-file``, imported when used): goes into bundles.
+"""
+
+import json
+import math
+import os
+import re
+
+TYPES = ("str", "int", "float", "bool", "list", "dict")
+SPEC_KEYS = ("default", "required", "type", "choices", "min", "max", "pattern", "description", "secret")
+MASK = "***"
+
+_TRUE = ("true", "1", "yes", "on", "y")
+_FALSE = ("false", "0", "no", "off", "n")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class VariableError(Exception):
+    """A variable value or spec that cannot be used. `key` names the spec key at fault."""
+
+    def __init__(self, message, key=None):
+        super().__init__(message)
+        self.key = key
+
+
+def type_of(value):
+    """The spec type name of a TOML/JSON value."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    return "str"
+
+
+def parse_spec(name, raw):
+    """Check one `[variables]` entry and return (spec dict, [VariableError]).
+
+    `NAME = value` is shorthand for a default of that value and type.
+    """
+    errors = []
+    if not isinstance(raw, dict):
+        raw = {"default": raw}
+    spec = {"required": False, "secret": False, "declared": True}
+    for key in raw:
+        if key not in SPEC_KEYS:
+            errors.append(VariableError("unknown key %r in variable %s" % (key, name), key))
+    if not NAME_RE.match(name):
+        errors.append(VariableError("variable name %r is not a valid identifier" % name))
+    for key in ("required", "secret"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                errors.append(VariableError("%s of variable %s must be true or false" % (key, name), key))
+            else:
+                spec[key] = raw[key]
+    if "description" in raw:
+        spec["description"] = str(raw["description"])
+    declared_type = raw.get("type")
+    if declared_type is None:
+        declared_type = type_of(raw["default"]) if "default" in raw else "str"
+    if declared_type not in TYPES:
+        errors.append(
+            VariableError(
+                "unknown type %r for variable %s (expected one of %s)" % (declared_type, name, ", ".join(TYPES)),
+                "type",
+            )
+        )
+        return spec, errors
+    spec["type"] = declared_type
+    for key in ("min", "max"):
+        if key in raw:
+            if declared_type not in ("int", "float"):
+                errors.append(VariableError("%s applies to int and float variables, but %s is %s" % (key, name, declared_type), key))
+            elif type_of(raw[key]) not in ("int", "float"):
+                errors.append(VariableError("%s of variable %s must be a number" % (key, name), key))
+            else:
+                spec[key] = raw[key]
+    if "pattern" in raw:
+        if declared_type != "str":
+            errors.append(VariableError("pattern applies to str variables, but %s is %s" % (name, declared_type), "pattern"))
+        else:
+            try:
+                re.compile(str(raw["pattern"]))
+                spec["pattern"] = str(raw["pattern"])
+            except re.error as exc:
+                errors.append(VariableError("pattern of variable %s is not a valid regular expression: %s" % (name, exc), "pattern"))
+    if "choices" in raw:
+        choices = raw["choices"]
+        if not isinstance(choices, list) or not choices:
+            errors.append(VariableError("choices of variable %s must be a non-empty list" % name, "choices"))
+        else:
+            try:
+                spec["choices"] = [coerce(dict(spec, choices=None), c, "choice") for c in choices]
+            except VariableError as exc:
+                errors.append(VariableError("choices of variable %s: %s" % (name, exc), "choices"))
+    if "default" in raw:
+        try:
+            spec["default"] = check(name, spec, coerce(spec, raw["default"], "default"))
+        except VariableError as exc:
+            errors.append(VariableError("default of variable %s: %s" % (name, exc), "default"))
+    return spec, errors
+
+
+def coerce(spec, value, source="value"):
+    """Convert `value` (a string from the command line, or a TOML value) to the spec's type."""
+    kind = spec.get("type", "str")
+    if kind == "str":
+        if isinstance(value, (dict, list, bool)):
+            raise VariableError("expected text, got %s" % type_of(value))
+        return value if isinstance(value, str) else str(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise VariableError("%r is not a boolean (use true/false, yes/no, on/off or 1/0)" % (value,))
+    if kind == "int":
+        if isinstance(value, bool):
+            raise VariableError("expected an integer, got a boolean")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            if value.is_integer():
+                return int(value)
+            raise VariableError("%r is not an integer" % (value,))
+        try:
+            return int(str(value).strip().replace("_", ""), 10)
+        except ValueError:
+            raise VariableError("%r is not an integer" % (value,)) from None
+    if kind == "float":
+        if isinstance(value, bool):
+            raise VariableError("expected a number, got a boolean")
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            result = float(str(value).strip())
+        except ValueError:
+            raise VariableError("%r is not a number" % (value,)) from None
+        if math.isnan(result) or math.isinf(result):
+            raise VariableError("%r is not a finite number" % (value,))
+        return result
+    if kind in ("list", "dict"):
+        expected = list if kind == "list" else dict
+        if isinstance(value, expected):
+            return value
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                raise VariableError("%r is not a JSON %s" % (value, "array" if kind == "list" else "object")) from None
+            if isinstance(parsed, expected):
+                return parsed
+        raise VariableError("expected a %s, got %s" % (kind, type_of(value)))
+    raise VariableError("unknown type %r" % kind)
+
+
+def check(name, spec, value):
+    """Apply choices, min, max and pattern. Returns the value or raises VariableError."""
+    choices = spec.get("choices")
+    if choices and value not in choices:
+        raise VariableError(
+            "%s is not one of the allowed values: %s"
+            % (show(spec, value), ", ".join(show(spec, c) for c in choices))
+        )
+    if "min" in spec and value < spec["min"]:
+        raise VariableError("%s is below the minimum %s" % (show(spec, value), spec["min"]))
+    if "max" in spec and value > spec["max"]:
+        raise VariableError("%s is above the maximum %s" % (show(spec, value), spec["max"]))
+    if "pattern" in spec and not re.fullmatch(spec["pattern"], value):
+        raise VariableError("%s does not match the pattern %s" % (show(spec, value), spec["pattern"]))
+    return value
+
+
+def show(spec, value):
+    """A value as it may be shown to people: secrets masked."""
+    if spec.get("secret"):
+        return MASK
+    if isinstance(value, str):
+        return repr(value)
+    return json.dumps(value)
+
+
+def masked(specs, values):
+    """A copy of `values` with every secret replaced by the mask."""
+    return {k: (MASK if specs.get(k, {}).get("secret") else v) for k, v in values.items()}
+
+
+def parse_assignments(pairs, flag="--var"):
+    """`["K=V", ...]` from the command line → {K: "V"}; a malformed pair is a VariableError."""
+    result = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not NAME_RE.match(name):
+            raise VariableError("%s %r: expected NAME=VALUE with NAME a valid identifier" % (flag, pair))
+        result[name] = value
+    return result
+
+
+def load_vars_file(path):
+    """Read a `*.vars.toml` file: top-level `NAME = value` pairs."""
+    try:
+        import tomllib as toml  # Python 3.11+
+    except ImportError:  # pragma: no cover - depends on the interpreter
+        import tomli as toml
+    try:
+        with open(path, "rb") as handle:
+            data = toml.load(handle)
+    except OSError as exc:
+        raise VariableError("--vars-file %s: %s" % (path, exc.strerror or exc)) from None
+    except ValueError as exc:  # TOMLDecodeError
+        raise VariableError("--vars-file %s: %s" % (path, exc)) from None
+    if "variables" in data and isinstance(data["variables"], dict) and len(data) == 1:
+        data = data["variables"]
+    for name in data:
+        if not NAME_RE.match(name):
+            raise VariableError("--vars-file %s: %r is not a valid variable name" % (path, name))
+    return data
+
+
+def from_env(prefix, environ=None):
+    """Variables from environment variables named PREFIX + NAME."""
+    if not prefix:
+        return {}
+    environ = os.environ if environ is None else environ
+    return {k[len(prefix):]: v for k, v in environ.items() if k.startswith(prefix) and NAME_RE.match(k[len(prefix):])}
+
+
+class Sources:
+    """The values people supplied, by source, before resolution."""
+
+    def __init__(self, cli=None, file=None, env=None, file_name=None, env_prefix=None):
+        self.cli = cli or {}
+        self.file = file or {}
+        self.env = env or {}
+        self.file_name = file_name
+        self.env_prefix = env_prefix
+
+    @classmethod
+    def gather(cls, var_pairs=(), vars_file=None, vars_env=None, environ=None):
+        return cls(
+            cli=parse_assignments(var_pairs),
+            file=load_vars_file(vars_file) if vars_file else {},
+            env=from_env(vars_env, environ),
+            file_name=vars_file,
+            env_prefix=vars_env,
+        )
+
+    def names(self):
+        return set(self.cli) | set(self.file) | set(self.env)
+
+    def lookup(self, name):
+        """(value, source label) of the highest-priority source that has `name`, or None."""
+        if name in self.cli:
+            return self.cli[name], "--var"
+        if name in self.file:
+            return self.file[name], "--vars-file %s" % self.file_name
+        if name in self.env:
+            return self.env[name], "environment %s%s" % (self.env_prefix, name)
+        return None
+
+
+def adhoc_spec():
+    """The spec given to a variable a template uses without declaring it, when supplied."""
+    return {"type": "str", "required": True, "secret": False, "declared": False}
+
+
+def describe_missing(name, spec):
+    text = "  %s" % name
+    if spec.get("description"):
+        text += " — %s" % spec["description"]
+    if spec.get("choices"):
+        text += " (one of: %s)" % ", ".join(str(c) for c in spec["choices"])
+    elif spec.get("type", "str") != "str":
+        text += " (%s)" % spec["type"]
+    return text
+
+
+def resolve(specs, sources, fixed=None, prompt=None, names=None):
+    """Resolve the value of every variable in `specs` (or of those in `names`).
+
+    `fixed` holds values baked at compile time: they win and may not be given again.
+    `prompt(name, spec)` asks a person (only passed on a terminal); it returns the raw answer.
+    Raises VariableError listing every problem at once.
+    """
+    fixed = fixed or {}
+    values = dict(fixed)
+    problems = []
+    missing = []
+    for name in sorted(specs) if names is None else names:
+        spec = specs[name]
+        if name in fixed:
+            found = sources.lookup(name)
+            if found is not None and found[0] != fixed[name] and not spec.get("secret"):
+                problems.append(
+                    "%s was fixed to %s when the runbook was compiled; %s cannot change it"
+                    % (name, show(spec, fixed[name]), found[1])
+                )
+            continue
+        found = sources.lookup(name)
+        if found is not None:
+            raw, label = found
+            try:
+                values[name] = check(name, spec, coerce(spec, raw, label))
+            except VariableError as exc:
+                problems.append("%s (from %s): %s" % (name, label, exc))
+            continue
+        if spec.get("required") or "default" not in spec:
+            if prompt is not None:
+                values[name] = ask(name, spec, prompt)
+                continue
+            missing.append(name)
+            continue
+        values[name] = spec["default"]
+    if missing:
+        problems.append(
+            "missing required variable%s (give them with --var NAME=VALUE, --vars-file or --vars-env):\n%s"
+            % ("s" if len(missing) > 1 else "", "\n".join(describe_missing(n, specs[n]) for n in missing))
+        )
+    if problems:
+        raise VariableError("\n".join(problems))
+    return values
+
+
+def ask(name, spec, prompt):
+    """Prompt until the answer is valid; `prompt` returns the raw text (or raises EOFError)."""
+    while True:
+        raw = prompt(name, spec)
+        if raw == "" and "default" in spec:
+            return spec["default"]
+        try:
+            return check(name, spec, coerce(spec, raw, "prompt"))
+        except VariableError as exc:
+            hint = getattr(prompt, "error", None)
+            if hint is None:
+                raise
+            hint("%s: %s" % (name, exc))
