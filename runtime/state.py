@@ -1,0 +1,768 @@
+"""The state store: one SQLite file holding runs, node attempts and the audit trail.
+
+- One connection per process, opened with ``isolation_level=None``: every single statement
+  commits on its own, multi-statement changes use an explicit ``BEGIN IMMEDIATE``.
+- WAL journal with ``synchronous=NORMAL``: a commit survives the process being killed
+  (SIGKILL included); only a power loss may lose the last commits.
+- The schema version lives in ``PRAGMA user_version``; ``MIGRATIONS[i]`` upgrades a database
+  from version ``i`` to ``i + 1`` and runs inside a transaction.
+- ``lock_run`` guarantees that a single process drives a run at a time (``flock`` on a file
+  beside the database; the kernel drops it when the process dies).
+
+Timestamps are ISO-8601 UTC strings with milliseconds and a trailing ``Z`` (``now_iso()``).
+Rows come out as plain dicts. ``runs.variables`` and ``attempts.output`` are stored as JSON and
+come out decoded; ``runs.plan`` is kept and returned as the exact plan JSON text.
+
+Standard library only: this module goes into bundles (CPython 3.9-3.13).
+"""
+
+import errno
+import fcntl
+import functools
+import getpass
+import json
+import math
+import os
+import socket
+import sqlite3
+import statistics
+import threading
+import time
+
+RUN_STATUSES = ("running", "succeeded", "failed", "aborted")
+RUN_TRIGGERS = ("run", "resume")
+ATTEMPT_STATUSES = ("running", "succeeded", "failed", "skipped", "interrupted")
+
+# Fields finish_attempt() accepts besides the status.
+ATTEMPT_FIELDS = (
+    "exit_code",
+    "stdout",
+    "stderr",
+    "stdout_truncated",
+    "stderr_truncated",
+    "output",
+    "error",
+    "skip_reason",
+    "decision",
+    "decided_by",
+)
+
+# Seconds between two ISO timestamps, rounded to the millisecond (SQLite accepts the 'Z').
+_SECONDS_BETWEEN = "round((julianday({end}) - julianday({start})) * 86400.0, 3)"
+
+
+class StateError(Exception):
+    """A problem with the state database (exit code 4)."""
+
+    exit_code = 4
+
+
+class LockedError(StateError):
+    """Another process is driving the run."""
+
+
+def default_path(environ=None):
+    """``PLAYBOOK_DB_PATH`` if set, else ``~/.config/playbook/run.db``."""
+    environ = os.environ if environ is None else environ
+    path = environ.get("PLAYBOOK_DB_PATH")
+    if path:
+        return os.path.expanduser(path)
+    return os.path.expanduser(os.path.join("~", ".config", "playbook", "run.db"))
+
+
+def now_iso():
+    """The current UTC time as ``2026-11-29T04:18:05.123Z``."""
+    now = time.time()
+    seconds = int(now)
+    millis = int((now - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%03dZ" % millis
+
+
+def current_user():
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry and no LOGNAME/USER (containers)
+        return "uid%d" % os.getuid()
+
+
+def current_host():
+    return socket.gethostname()
+
+
+def whoami():
+    """``user@host``, the form ``decided_by`` and event ``who`` use."""
+    return "%s@%s" % (current_user(), current_host())
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+def _migrate_to_1(db):
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            title TEXT NOT NULL,
+            source TEXT,
+            plan_hash TEXT,
+            plan TEXT,
+            variables TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'running',
+            "trigger" TEXT NOT NULL DEFAULT 'run',
+            host TEXT,
+            "user" TEXT,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            exit_code INTEGER
+        )
+        """
+    )
+    db.execute("CREATE INDEX runs_title ON runs (title, id)")
+    db.execute("CREATE INDEX runs_source ON runs (source, id)")
+    db.execute(
+        """
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            node_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            skip_reason TEXT,
+            decision TEXT,
+            decided_by TEXT,
+            note TEXT,
+            exit_code INTEGER,
+            stdout TEXT,
+            stderr TEXT,
+            stdout_truncated INTEGER NOT NULL DEFAULT 0,
+            stderr_truncated INTEGER NOT NULL DEFAULT 0,
+            output TEXT,
+            error TEXT,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            duration REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX attempts_run_node ON attempts (run_id, node_id, id)")
+    db.execute("CREATE INDEX attempts_running ON attempts (run_id) WHERE status = 'running'")
+    db.execute(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            node_id TEXT,
+            at TEXT NOT NULL,
+            who TEXT,
+            kind TEXT NOT NULL,
+            detail TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX events_run ON events (run_id, id)")
+    db.execute("CREATE INDEX events_kind ON events (kind, run_id)")
+
+
+# MIGRATIONS[i] takes a database from schema version i to i + 1. Append, never edit.
+MIGRATIONS = [_migrate_to_1]
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _dict_row(cursor, row):
+    return {column[0]: value for column, value in zip(cursor.description, row)}
+
+
+def _to_json(value):
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _from_json(text):
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _run_row(row):
+    if row is not None and "variables" in row:
+        row["variables"] = _from_json(row["variables"]) or {}
+    return row
+
+
+def _attempt_row(row):
+    row["output"] = _from_json(row["output"])
+    return row
+
+
+def _location_error(path, reason):
+    return StateError(
+        "cannot use the state database %s: %s; choose a writable location with "
+        "--state-path or PLAYBOOK_DB_PATH" % (path, reason)
+    )
+
+
+def _not_ours(path, reason):
+    return StateError(
+        "%s is not a Playbook state database (%s); point --state-path or PLAYBOOK_DB_PATH "
+        "elsewhere" % (path, reason)
+    )
+
+
+def _guarded(method):
+    """Serialise calls from threads and turn SQLite errors into StateError."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._mutex:
+            if self._db is None:
+                raise StateError("the state database %s is closed" % self.path)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as e:
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise StateError("state database %s: %s" % (self.path, e)) from None
+
+    return wrapper
+
+
+# --- the store ---------------------------------------------------------------------------
+
+
+class Store:
+    """The SQLite state store. ``Store(path, before_migrate=None)``.
+
+    ``before_migrate(path, from_version)`` is called before an existing database with an
+    older schema is migrated (a chance to back it up); never for a new database.
+    """
+
+    def __init__(self, path, before_migrate=None):
+        self.path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        self._mutex = threading.RLock()
+        self._db = None
+        parent = os.path.dirname(self.path)
+        try:
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            if not os.path.exists(self.path):
+                # Command output may be sensitive: only the owner reads the database
+                # (SQLite gives its -wal and -shm files the same mode).
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            elif os.path.isfile(self.path):
+                with open(self.path, "rb") as f:
+                    header = f.read(16)
+                # SQLite would silently turn a short non-database file into a database.
+                if header and header != b"SQLite format 3\x00":
+                    raise _not_ours(self.path, "not an SQLite file")
+        except OSError as e:
+            raise _location_error(self.path, e.strerror or str(e)) from None
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = _dict_row
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            version = self._db.execute("PRAGMA user_version").fetchone()["user_version"]
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(version, before_migrate)
+        except sqlite3.DatabaseError as e:
+            self.close()
+            message = str(e)
+            if "not a database" in message or "malformed" in message:
+                raise _not_ours(self.path, message) from None
+            if "unable to open" in message or "readonly" in message:
+                raise _location_error(self.path, message) from None
+            raise StateError("state database %s: %s" % (self.path, message)) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _migrate(self, version, before_migrate):
+        target = len(MIGRATIONS)
+        if version > target:
+            raise StateError(
+                "the state database %s was written by a newer Playbook (schema version %d, "
+                "this one knows up to %d); use that version or another --state-path"
+                % (self.path, version, target)
+            )
+        if version == target:
+            return
+        if version > 0 and before_migrate is not None:
+            before_migrate(self.path, version)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated while we waited for the write lock.
+            version = self._db.execute("PRAGMA user_version").fetchone()["user_version"]
+            if version == 0 and self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' LIMIT 1"
+            ).fetchone():
+                raise _not_ours(self.path, "an SQLite database of another program")
+            for number in range(version, target):
+                MIGRATIONS[number](self._db)
+                self._db.execute("PRAGMA user_version = %d" % (number + 1))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self):
+        return self._db.execute("PRAGMA user_version").fetchone()["user_version"]
+
+    def close(self):
+        with self._mutex:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _update(self, sql, params, what):
+        if self._db.execute(sql, params).rowcount == 0:
+            raise StateError("state database %s has no %s" % (self.path, what))
+
+    # --- runs ------------------------------------------------------------------------------
+
+    @_guarded
+    def create_run(
+        self, title, source, plan_hash, plan_json, variables, trigger="run", host=None, user=None
+    ):
+        """Record a new run (status 'running'); returns its id. ``variables`` must already
+        have secrets masked. ``host``/``user`` default to this machine and user."""
+        if trigger not in RUN_TRIGGERS:
+            raise ValueError("unknown run trigger %r" % (trigger,))
+        if isinstance(plan_json, bytes):
+            plan_json = plan_json.decode("utf-8")
+        cursor = self._db.execute(
+            'INSERT INTO runs (title, source, plan_hash, plan, variables, status, "trigger", '
+            'host, "user", started_at) VALUES (?, ?, ?, ?, ?, \'running\', ?, ?, ?, ?)',
+            (
+                title,
+                source,
+                plan_hash,
+                plan_json,
+                _to_json(variables or {}),
+                trigger,
+                host if host is not None else current_host(),
+                user if user is not None else current_user(),
+                now_iso(),
+            ),
+        )
+        return cursor.lastrowid
+
+    @_guarded
+    def set_run_status(self, run_id, status, exit_code=None, ended=True):
+        """Set the run's status; ``ended`` stamps ended_at (otherwise it is cleared)."""
+        if status not in RUN_STATUSES:
+            raise ValueError("unknown run status %r" % (status,))
+        self._update(
+            "UPDATE runs SET status = ?, exit_code = ?, ended_at = ? WHERE id = ?",
+            (status, exit_code, now_iso() if ended else None, run_id),
+            "run %s" % run_id,
+        )
+
+    @_guarded
+    def set_run_trigger(self, run_id, trigger):
+        if trigger not in RUN_TRIGGERS:
+            raise ValueError("unknown run trigger %r" % (trigger,))
+        self._update(
+            'UPDATE runs SET "trigger" = ? WHERE id = ?', (trigger, run_id), "run %s" % run_id
+        )
+
+    @_guarded
+    def update_run_variables(self, run_id, variables):
+        self._update(
+            "UPDATE runs SET variables = ? WHERE id = ?",
+            (_to_json(variables or {}), run_id),
+            "run %s" % run_id,
+        )
+
+    @_guarded
+    def get_run(self, run_id):
+        return _run_row(self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
+
+    @_guarded
+    def runs(self, title=None, since=None, limit=None):
+        """Runs newest first, without the (large) ``plan`` column; ``get_run`` has it."""
+        sql = (
+            'SELECT id, title, source, plan_hash, variables, status, "trigger", host, "user", '
+            "started_at, ended_at, exit_code FROM runs WHERE 1 = 1"
+        )
+        params = []
+        if title is not None:
+            sql += " AND title = ?"
+            params.append(title)
+        if since is not None:
+            sql += " AND started_at >= ?"
+            params.append(since)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [_run_row(row) for row in self._db.execute(sql, params)]
+
+    @_guarded
+    def latest_run(self, source=None, title=None, statuses=("failed", "aborted")):
+        """The newest run matching source/title and one of ``statuses`` (None: any)."""
+        sql = "SELECT * FROM runs WHERE 1 = 1"
+        params = []
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        if title is not None:
+            sql += " AND title = ?"
+            params.append(title)
+        if statuses is not None:
+            statuses = list(statuses)
+            sql += " AND status IN (%s)" % ", ".join("?" * len(statuses))
+            params.extend(statuses)
+        sql += " ORDER BY id DESC LIMIT 1"
+        return _run_row(self._db.execute(sql, params).fetchone())
+
+    # --- attempts --------------------------------------------------------------------------
+
+    @_guarded
+    def start_attempt(self, run_id, node_id, attempt):
+        """Write a 'running' attempt row (committed on return); returns its id."""
+        cursor = self._db.execute(
+            "INSERT INTO attempts (run_id, node_id, attempt, status, started_at) "
+            "VALUES (?, ?, ?, 'running', ?)",
+            (run_id, node_id, attempt, now_iso()),
+        )
+        return cursor.lastrowid
+
+    @_guarded
+    def finish_attempt(self, attempt_id, status, **fields):
+        """End an attempt: status, ended_at, duration and any of ``ATTEMPT_FIELDS``.
+        ``output`` may be any JSON-able value (others are stored as their str())."""
+        if status not in ATTEMPT_STATUSES or status == "running":
+            raise ValueError("cannot finish an attempt as %r" % (status,))
+        sets = ["status = ?", "ended_at = ?"]
+        params = [status, now_iso()]
+        for name in sorted(fields):
+            if name not in ATTEMPT_FIELDS:
+                raise TypeError("finish_attempt() got an unknown field %r" % (name,))
+            value = fields[name]
+            if name == "output":
+                value = None if value is None else _to_json(value)
+            elif name.endswith("_truncated"):
+                value = 1 if value else 0
+            sets.append(name + " = ?")
+            params.append(value)
+        sets.append("duration = " + _SECONDS_BETWEEN.format(end="?", start="started_at"))
+        params.append(params[1])
+        params.append(attempt_id)
+        self._update(
+            "UPDATE attempts SET %s WHERE id = ?" % ", ".join(sets),
+            params,
+            "attempt %s" % attempt_id,
+        )
+
+    @_guarded
+    def record_skip(self, run_id, node_id, reason, decision=None, decided_by=None):
+        """Record a finished 'skipped' attempt numbered after the node's last one."""
+        now = now_iso()
+        cursor = self._db.execute(
+            "INSERT INTO attempts (run_id, node_id, attempt, status, skip_reason, decision, "
+            "decided_by, started_at, ended_at, duration) "
+            "SELECT ?, ?, COALESCE(MAX(attempt), 0) + 1, 'skipped', ?, ?, ?, ?, ?, 0 "
+            "FROM attempts WHERE run_id = ? AND node_id = ?",
+            (run_id, node_id, reason, decision, decided_by, now, now, run_id, node_id),
+        )
+        return cursor.lastrowid
+
+    @_guarded
+    def set_attempt_decision(self, attempt_id, decision, decided_by):
+        self._update(
+            "UPDATE attempts SET decision = ?, decided_by = ? WHERE id = ?",
+            (decision, decided_by, attempt_id),
+            "attempt %s" % attempt_id,
+        )
+
+    @_guarded
+    def mark_interrupted(self, run_id):
+        """Every 'running' attempt of the run becomes 'interrupted'; returns their node ids."""
+        now = now_iso()
+        self._db.execute("BEGIN IMMEDIATE")
+        rows = self._db.execute(
+            "SELECT node_id FROM attempts WHERE run_id = ? AND status = 'running' ORDER BY id",
+            (run_id,),
+        ).fetchall()
+        self._db.execute(
+            "UPDATE attempts SET status = 'interrupted', ended_at = ?, duration = %s "
+            "WHERE run_id = ? AND status = 'running'"
+            % _SECONDS_BETWEEN.format(end="?", start="started_at"),
+            (now, now, run_id),
+        )
+        self._db.execute("COMMIT")
+        return [row["node_id"] for row in rows]
+
+    @_guarded
+    def attempts(self, run_id, node_id=None):
+        if node_id is None:
+            cursor = self._db.execute(
+                "SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (run_id,)
+            )
+        else:
+            cursor = self._db.execute(
+                "SELECT * FROM attempts WHERE run_id = ? AND node_id = ? ORDER BY id",
+                (run_id, node_id),
+            )
+        return [_attempt_row(row) for row in cursor]
+
+    @_guarded
+    def final_attempts(self, run_id):
+        """``{node_id: latest attempt row}`` for every node of the run that has one."""
+        cursor = self._db.execute(
+            "SELECT * FROM attempts WHERE id IN "
+            "(SELECT MAX(id) FROM attempts WHERE run_id = ? GROUP BY node_id) ORDER BY id",
+            (run_id,),
+        )
+        return {row["node_id"]: _attempt_row(row) for row in cursor}
+
+    @_guarded
+    def next_attempt_number(self, run_id, node_id):
+        row = self._db.execute(
+            "SELECT COALESCE(MAX(attempt), 0) + 1 AS n FROM attempts "
+            "WHERE run_id = ? AND node_id = ?",
+            (run_id, node_id),
+        ).fetchone()
+        return row["n"]
+
+    @_guarded
+    def set_node_status(self, run_id, node_id, status, who, reason):
+        """Operator ``set-status``: a new attempt row with that status (decision
+        'set-status', the reason in ``note``, and in ``skip_reason`` when skipped) plus an
+        audit event. Returns the attempt id."""
+        if status not in ("succeeded", "failed", "skipped"):
+            raise ValueError("a node can only be set to succeeded, failed or skipped")
+        now = now_iso()
+        self._db.execute("BEGIN IMMEDIATE")
+        if self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            self._db.execute("ROLLBACK")
+            raise StateError("state database %s has no run %s" % (self.path, run_id))
+        cursor = self._db.execute(
+            "INSERT INTO attempts (run_id, node_id, attempt, status, skip_reason, decision, "
+            "decided_by, note, started_at, ended_at, duration) "
+            "SELECT ?, ?, COALESCE(MAX(attempt), 0) + 1, ?, ?, 'set-status', ?, ?, ?, ?, 0 "
+            "FROM attempts WHERE run_id = ? AND node_id = ?",
+            (
+                run_id,
+                node_id,
+                status,
+                reason if status == "skipped" else None,
+                who,
+                reason,
+                now,
+                now,
+                run_id,
+                node_id,
+            ),
+        )
+        self._db.execute(
+            "INSERT INTO events (run_id, node_id, at, who, kind, detail) "
+            "VALUES (?, ?, ?, ?, 'set-status', ?)",
+            (run_id, node_id, now, who, "%s set to %s: %s" % (node_id, status, reason)),
+        )
+        self._db.execute("COMMIT")
+        return cursor.lastrowid
+
+    # --- audit trail -----------------------------------------------------------------------
+
+    @_guarded
+    def add_event(self, run_id, kind, detail, who=None, node_id=None):
+        """Append to the audit trail; a non-string ``detail`` is stored as JSON."""
+        if detail is not None and not isinstance(detail, str):
+            detail = _to_json(detail)
+        cursor = self._db.execute(
+            "INSERT INTO events (run_id, node_id, at, who, kind, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, node_id, now_iso(), who, kind, detail),
+        )
+        return cursor.lastrowid
+
+    @_guarded
+    def events(self, run_id):
+        return self._db.execute(
+            "SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,)
+        ).fetchall()
+
+    # --- statistics ------------------------------------------------------------------------
+
+    @_guarded
+    def stats(self, title=None, since=None, top=5):
+        """Per workflow title::
+
+            {title: {"runs": n, "by_status": {status: n},
+                     "median_duration": s, "p95_duration": s,   # finished runs, or None
+                     "most_failing": [(node, failures)], "most_retried": [(node, retries)],
+                     "slowest": [(node, mean seconds)], "approvals_by": {who: n}}}
+
+        Retries count executions of a node beyond its first within a run (skips and
+        set-status rows excluded); "slowest" averages succeeded/failed executions.
+        """
+        where = "WHERE 1 = 1"
+        params = []
+        if title is not None:
+            where += " AND r.title = ?"
+            params.append(title)
+        if since is not None:
+            where += " AND r.started_at >= ?"
+            params.append(since)
+        executed = (
+            "a.status IN ('succeeded', 'failed', 'interrupted') "
+            "AND (a.decision IS NULL OR a.decision != 'set-status')"
+        )
+        result = {}
+
+        def entry(name):
+            if name not in result:
+                result[name] = {
+                    "runs": 0,
+                    "by_status": {},
+                    "median_duration": None,
+                    "p95_duration": None,
+                    "most_failing": [],
+                    "most_retried": [],
+                    "slowest": [],
+                    "approvals_by": {},
+                }
+            return result[name]
+
+        def ranked(sql, key, value=lambda v: v):
+            for row in self._db.execute(sql, params):
+                items = entry(row["title"])[key]
+                if len(items) < top:
+                    items.append((row["node_id"], value(row["n"])))
+
+        for row in self._db.execute(
+            "SELECT r.title, r.status, COUNT(*) AS n FROM runs r %s "
+            "GROUP BY r.title, r.status ORDER BY r.title, r.status" % where,
+            params,
+        ):
+            stats = entry(row["title"])
+            stats["runs"] += row["n"]
+            stats["by_status"][row["status"]] = row["n"]
+
+        durations = {}
+        for row in self._db.execute(
+            "SELECT r.title, %s AS d FROM runs r %s AND r.ended_at IS NOT NULL "
+            "AND r.status != 'running' ORDER BY r.title, d"
+            % (_SECONDS_BETWEEN.format(end="r.ended_at", start="r.started_at"), where),
+            params,
+        ):
+            durations.setdefault(row["title"], []).append(row["d"])
+        for name, values in durations.items():
+            entry(name)["median_duration"] = statistics.median(values)
+            entry(name)["p95_duration"] = values[max(0, math.ceil(0.95 * len(values)) - 1)]
+
+        ranked(
+            "SELECT r.title, a.node_id, COUNT(*) AS n FROM attempts a "
+            "JOIN runs r ON r.id = a.run_id %s AND a.status = 'failed' "
+            "GROUP BY r.title, a.node_id ORDER BY r.title, n DESC, a.node_id" % where,
+            "most_failing",
+        )
+        ranked(
+            "SELECT r.title, a.node_id, SUM(a.n - 1) AS n FROM "
+            "(SELECT a.run_id, a.node_id, COUNT(*) AS n FROM attempts a WHERE %s "
+            "GROUP BY a.run_id, a.node_id HAVING COUNT(*) > 1) a "
+            "JOIN runs r ON r.id = a.run_id %s "
+            "GROUP BY r.title, a.node_id ORDER BY r.title, n DESC, a.node_id" % (executed, where),
+            "most_retried",
+        )
+        ranked(
+            "SELECT r.title, a.node_id, AVG(a.duration) AS n FROM attempts a "
+            "JOIN runs r ON r.id = a.run_id %s AND a.status IN ('succeeded', 'failed') "
+            "AND (a.decision IS NULL OR a.decision != 'set-status') AND a.duration IS NOT NULL "
+            "GROUP BY r.title, a.node_id ORDER BY r.title, n DESC, a.node_id" % where,
+            "slowest",
+            lambda v: round(v, 3),
+        )
+        for row in self._db.execute(
+            "SELECT r.title, COALESCE(e.who, '?') AS who, COUNT(*) AS n FROM events e "
+            "JOIN runs r ON r.id = e.run_id %s AND e.kind = 'approval' "
+            "GROUP BY r.title, who ORDER BY r.title, n DESC, who" % where,
+            params,
+        ):
+            entry(row["title"])["approvals_by"][row["who"]] = row["n"]
+        return result
+
+    # --- locking ---------------------------------------------------------------------------
+
+    def lock_run(self, run_id):
+        """Take the exclusive right to drive ``run_id``; raises LockedError if another
+        process (or another lock in this process) holds it. Use as a context manager or
+        call ``release()``."""
+        directory = self.path + ".locks"
+        path = os.path.join(directory, "run-%s.lock" % run_id)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise _location_error(path, e.strerror or str(e)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StateError("cannot lock %s: %s" % (path, e.strerror)) from None
+            raise LockedError(
+                "run %s is being driven by another process%s; wait for it to finish or stop it"
+                % (run_id, holder)
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, ("%d %s\n" % (os.getpid(), current_host())).encode("utf-8"), 0)
+        return RunLock(run_id, path, fd)
+
+
+def _read_holder(fd):
+    """`` (pid 1234 on host web1)`` from a lock file, or ``""`` if not written yet."""
+    for _ in range(5):  # the holder writes right after locking: give it a moment
+        try:
+            text = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+        except OSError:
+            return ""
+        if len(text) >= 2:
+            return " (pid %s on host %s)" % (text[0], text[1])
+        time.sleep(0.01)
+    return ""
+
+
+class RunLock:
+    """Held lock on a run; the kernel releases it if the process dies."""
+
+    def __init__(self, run_id, path, fd):
+        self.run_id = run_id
+        self.path = path
+        self._fd = fd
+
+    def release(self):
+        if self._fd is not None:
+            # Truncate first so a stale "pid host" is never reported for a free lock.
+            try:
+                os.ftruncate(self._fd, 0)
+            except OSError:
+                pass
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    @property
+    def held(self):
+        return self._fd is not None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
