@@ -65,37 +65,6 @@ class Dep:
 class Node:
     """A step of the runbook as the runtime sees it."""
 
-    __slots__ = (
-        "id",
-        "type",
-        "name",
-        "description",
-        "deps",
-        "when",
-        "when_value",
-        "when_nodes",
-        "skip",
-        "skip_reason",
-        "critical",
-        "timeout",
-        "prompt_before",
-        "prompt_after",
-        "retries",
-        "retry_delay",
-        "command",
-        "interactive",
-        "shell",
-        "env",
-        "cwd",
-        "plugin",
-        "function",
-        "function_params",
-        "plugin_config",
-        "handled",
-        "templates",
-        "line",
-    )
-
     DEFAULTS = {
         "name": None,
         "description": "",
@@ -128,10 +97,12 @@ class Node:
         self.id = id
         self.type = type
         self.deps = list(deps)
-        for key, default in self.DEFAULTS.items():
-            setattr(self, key, fields.pop(key, default))
+        attrs = self.__dict__
+        attrs.update(self.DEFAULTS)
         if fields:
-            raise TypeError("unknown node fields: %s" % ", ".join(sorted(fields)))
+            if not fields.keys() <= self.DEFAULTS.keys():
+                raise TypeError("unknown node fields: %s" % ", ".join(sorted(set(fields) - set(self.DEFAULTS))))
+            attrs.update(fields)
 
     @property
     def title(self):

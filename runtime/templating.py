@@ -109,6 +109,18 @@ def parse(source):
         raise err from None
 
 
+@functools.lru_cache(maxsize=8192)
+def analyze(source):
+    """(names read from the context, names called as functions) of a template; cached."""
+    from jinja2 import nodes
+
+    ast = parse(source)
+    called = frozenset(
+        call.node.name for call in ast.find_all(nodes.Call) if isinstance(call.node, nodes.Name)
+    )
+    return frozenset(names_used(ast)), called
+
+
 def names_used(ast):
     """Variables a parsed template reads from its context."""
     from jinja2 import meta
@@ -191,3 +203,41 @@ def strip_braces(source):
     if match:
         return match.group("expr").strip()
     return source.strip()
+
+
+def render_field(node, field, values):
+    """Render one templated field of a plan node, converted to the field's type."""
+    value = getattr(node, field)
+    if field == "command":
+        return render(value, values, shell=True)
+    if field in ("function_params", "plugin_config"):
+        return render_value(value, values, native=True)
+    if field == "timeout":
+        return _typed(render_native(value, values), "float", field)
+    if field == "critical":
+        return _typed(render_native(value, values), "bool", field)
+    return render_value(value, values)
+
+
+def _typed(value, kind, field):
+    from .variables import VariableError, coerce
+
+    try:
+        result = coerce({"type": kind}, value)
+    except VariableError as exc:
+        raise TemplateError("%s: %s" % (field, exc)) from None
+    if kind == "float":
+        if result <= 0:
+            raise TemplateError("%s must be a positive number of seconds, got %s" % (field, value))
+        if result.is_integer():
+            result = int(result)
+    return result
+
+
+def render_node(node, values):
+    """A copy of `node` with every field still holding a template rendered."""
+    if not node.templates:
+        return node
+    changes = {field: render_field(node, field, values) for field in node.templates}
+    changes["templates"] = ()
+    return node.copy(**changes)

@@ -1,0 +1,309 @@
+"""Build the execution plan from a runbook file.
+
+compile_file(path, sources, bake) runs the whole front end — source → schema → resolve → plan —
+and returns a Compiled (plan, summary, warnings) or raises CompileError with every diagnostic.
+
+- Every template and `when` expression is parsed and every name it uses is checked.
+- A variable that is used but not declared is allowed only when it is supplied, with a warning.
+- With `bake=True`, supplied values are baked in (never secrets); fields whose variables are all
+  known are rendered now, conditions that only depend on them are folded. Everything else stays a
+  template for the host.
+"""
+
+from playbook.runtime import conditions, templating
+from playbook.runtime import variables as var_specs
+from playbook.runtime.plan import TEMPLATED_FIELDS, Plan
+
+from . import resolve, schema, source as source_mod
+from .source import CompileError
+
+RUNBOOK_TEMPLATED = ("title", "description")
+# Where each node field lives in the TOML file, for messages.
+TOML_KEY = {"command": "command_name"}
+
+
+class Compiled:
+    def __init__(self, plan, source, runbook):
+        self.plan = plan
+        self.source = source
+        self.runbook = runbook
+        self.warnings = source.warnings
+
+    def summary(self):
+        plan = self.plan
+        counts = {}
+        for node in plan.nodes:
+            counts[node.type] = counts.get(node.type, 0) + 1
+        required = sorted(
+            name
+            for name, spec in plan.variables.items()
+            if name not in plan.values and (spec.get("required") or "default" not in spec)
+        )
+        title = plan.title
+        if "title" in plan.runbook.get("templates", ()):
+            defaults = {k: v["default"] for k, v in plan.variables.items() if "default" in v and not v.get("secret")}
+            try:
+                title = templating.render(title, dict(defaults, **plan.values))
+            except templating.TemplateError:
+                pass
+        return {
+            "file": self.source.display,
+            "title": title,
+            "nodes": len(plan.nodes),
+            "node_types": counts,
+            "variables": sorted(plan.variables),
+            "baked": sorted(plan.values),
+            "required_variables": required,
+            "plugins": sorted({n.plugin for n in plan.nodes if n.plugin}),
+        }
+
+
+def compile_file(path, sources=None, bake=False, registry=None, display=None):
+    src = source_mod.read(path, display=display or source_mod.relative_display(path))
+    return compile_source(src, sources, bake, registry)
+
+
+def compile_source(src, sources=None, bake=False, registry=None):
+    sources = sources or var_specs.Sources()
+    runbook = schema.check(src)
+    nodes = resolve.resolve(src, runbook)
+    specs = dict(runbook.variables)
+    used = _check_names(src, runbook, nodes, specs, sources)
+    values = _bake(src, specs, sources) if bake else {}
+    _check_plugins(src, nodes, registry)
+    if src.errors:
+        raise CompileError(src.diagnostics)
+    meta = dict(runbook.meta)
+    meta_templates = []
+    for key in RUNBOOK_TEMPLATED:
+        text = meta.get(key)
+        if templating.is_template(text):
+            if used.get(("runbook", key), set()) <= set(values):
+                meta[key] = _render(src, lambda: templating.render(text, values), "runbook", key)
+            else:
+                meta_templates.append(key)
+    if meta_templates:
+        meta["templates"] = meta_templates
+    plugin_config = runbook.plugin_config
+    final_nodes = []
+    for node in nodes:
+        final_nodes.append(_bake_node(src, node, used, values, specs))
+    if src.errors:
+        raise CompileError(src.diagnostics)
+    plan = Plan(
+        runbook=meta,
+        variables={k: _spec_for_plan(v) for k, v in sorted(specs.items()) if k not in values or v.get("secret")},
+        values=values,
+        nodes=final_nodes,
+        source={"name": src.path.rsplit("/", 1)[-1], "sha256": src.sha256},
+        plugin_config=plugin_config,
+    )
+    return Compiled(plan, src, runbook)
+
+
+def _spec_for_plan(spec):
+    return {k: v for k, v in spec.items() if k != "declared" or v is False}
+
+
+def _render(src, fn, *path):
+    try:
+        return fn()
+    except (templating.TemplateError, var_specs.VariableError) as exc:
+        src.error("cannot render %s: %s" % (".".join(path), exc), *path)
+        return None
+
+
+def _field_templates(node):
+    """(field, template text) for every templated string inside the node's fields."""
+    for field in TEMPLATED_FIELDS:
+        value = getattr(node, field)
+        if value is None or value is False or value == "":
+            continue
+        if isinstance(value, str):
+            if templating.is_template(value):
+                yield field, value
+            continue
+        for text in _strings(value):
+            if templating.is_template(text):
+                yield field, text
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+
+
+def _check_names(src, runbook, nodes, specs, sources):
+    """Parse every template; check the names it uses. Returns {(node, field): names}."""
+    supplied = sources.names()
+    used = {}
+    undeclared = {}
+
+    def check(text, path, allowed=frozenset()):
+        try:
+            names, called = templating.analyze(text)
+        except templating.TemplateError as exc:
+            src.error("invalid template in %s: %s" % (".".join(path), exc), *path)
+            return set()
+        names = names - allowed
+        called = called - allowed
+        for name in sorted(called - set(specs)):
+            src.error(
+                "unknown function %s() in %s" % (name, ".".join(path)),
+                *path,
+                hint="a when may call %s" % ", ".join(conditions.NODE_FUNCTIONS),
+            )
+        names -= called
+        for name in names - set(specs):
+            undeclared.setdefault(name, []).append(path)
+        return names
+
+    for key in RUNBOOK_TEMPLATED:
+        text = runbook.meta.get(key)
+        if templating.is_template(text):
+            used[("runbook", key)] = check(text, ("runbook", key))
+    for name, config in runbook.plugin_config.items():
+        for text in _strings(config):
+            if templating.is_template(text):
+                used.setdefault(("runbook", "plugin_config"), set()).update(
+                    check(text, ("runbook", "plugin_config", name))
+                )
+    node_functions = frozenset(conditions.NODE_FUNCTIONS)
+    for node in nodes:
+        for field, text in _field_templates(node):
+            used.setdefault((node.id, field), set()).update(check(text, (node.id, TOML_KEY.get(field, field))))
+        if node.when is not None and ("{{" in node.when or "}}" in node.when or "{%" in node.when):
+            src.error(
+                "the when of node %s must be one expression, written as \"{{ … }}\" or bare" % node.id,
+                node.id,
+                "when",
+            )
+        elif node.when is not None:
+            used[(node.id, "when")] = check("{{ %s }}" % node.when, (node.id, "when"), node_functions)
+    for name, paths in sorted(undeclared.items()):
+        where = ", ".join(".".join(p) for p in paths[:3]) + (" …" if len(paths) > 3 else "")
+        if name in supplied:
+            src.warning(
+                "variable %s is not declared in [variables] but was supplied; used in %s" % (name, where),
+                *paths[0],
+                hint="declare it: [variables] %s = { description = \"…\" }" % name,
+            )
+            specs[name] = var_specs.adhoc_spec()
+        else:
+            src.error(
+                "undeclared variable %s used in %s" % (name, where),
+                *paths[0],
+                hint="declare it in [variables] (%s = { required = true }) or pass --var %s=…" % (name, name),
+            )
+    for name in sorted(supplied - set(specs)):
+        src.warning("variable %s was supplied but the runbook does not use it" % name)
+    return used
+
+
+def _bake(src, specs, sources):
+    """Values supplied at compile time, coerced and checked; secrets are never baked."""
+    values = {}
+    for name in sorted(specs):
+        found = sources.lookup(name)
+        if found is None:
+            continue
+        raw, label = found
+        spec = specs[name]
+        try:
+            value = var_specs.check(name, spec, var_specs.coerce(spec, raw, label))
+        except var_specs.VariableError as exc:
+            src.error("variable %s (from %s): %s" % (name, label, exc), "variables", name)
+            continue
+        if spec.get("secret"):
+            src.warning(
+                "secret variable %s is not baked into the plan; it must be given again where the runbook runs" % name,
+                "variables",
+                name,
+            )
+            continue
+        values[name] = value
+    return values
+
+
+def _bake_node(src, node, used, values, specs):
+    """Render what can be rendered now; list the fields that still need run-time variables."""
+    known = set(values)
+    pending = []
+    changes = {}
+    for field in TEMPLATED_FIELDS:
+        names = used.get((node.id, field))
+        if names is None:
+            continue
+        if names <= known:
+            rendered = _render(
+                src, lambda f=field: templating.render_field(node, f, values), node.id, TOML_KEY.get(field, field)
+            )
+            changes[field] = rendered
+        else:
+            pending.append(field)
+    if node.when is not None:
+        names = used.get((node.id, "when"), set())
+        if not node.when_nodes and names <= known:
+            try:
+                value = conditions.evaluate_when(node.when, values, {})
+            except conditions.ConditionError as exc:
+                src.error("the when of node %s cannot be evaluated: %s" % (node.id, exc), node.id, "when")
+                value = None
+            if value is not None:
+                changes["when_value"] = value
+                if not value:
+                    shown = ", ".join(
+                        "%s=%s" % (n, var_specs.show(specs.get(n, {}), values[n])) for n in sorted(names)
+                    )
+                    changes["skip_reason"] = "condition: %s is false%s" % (
+                        node.when,
+                        " (%s)" % shown if shown else "",
+                    )
+    if node.skip and not node.skip_reason:
+        changes["skip_reason"] = "disabled (skip = true)"
+    changes["templates"] = tuple(pending)
+    node.__dict__.update(changes)
+    return node
+
+
+def _check_plugins(src, nodes, registry):
+    functions = [n for n in nodes if n.type == "Function"]
+    if not functions:
+        return
+    from playbook.runtime import plugins
+
+    registry = registry or plugins.Registry()
+    missing = {}
+    for node in functions:
+        if node.plugin in missing:
+            missing[node.plugin].append(node.id)
+            continue
+        try:
+            registry.load(node.plugin)
+        except plugins.PluginError as exc:
+            missing[node.plugin] = [node.id]
+            src.error("node %s: %s" % (node.id, exc), node.id, "plugin")
+            continue
+        try:
+            signature = registry.signature(node.plugin, node.function)
+        except plugins.PluginError as exc:
+            src.error("node %s: %s" % (node.id, exc), node.id, "function")
+            continue
+        params = node.function_params or {}
+        templated = [k for k, v in params.items() if any(templating.is_template(t) for t in _strings(v))]
+        _, errors = plugins.check_params(signature, params, deferred=templated)
+        for error in errors:
+            src.error("node %s: %s" % (node.id, error), node.id, "function_params")
+    for plugin, users in missing.items():
+        if len(users) > 1:
+            src.error(
+                "plugin %r is also used by node%s %s" % (plugin, "s" if len(users) > 2 else "", ", ".join(users[1:])),
+                users[1],
+                "plugin",
+            )
