@@ -185,6 +185,44 @@ def create(title, author, description, output, force):
     click.echo("wrote %s — check it with: playbook validate %s" % (output, output))
 
 
+# -- the runtime's commands: options are defined once, in playbook.runtime.cli ------------------
+_PASS = {"context_settings": {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}, "add_help_option": False}
+
+
+def _load_plan(file, sources):
+    from playbook.runtime.cli import CliError
+
+    from .plan import compile_file
+    from .source import CompileError
+
+    try:
+        compiled = compile_file(file, sources, bake=False)
+    except CompileError as exc:
+        _print_diagnostics(exc.diagnostics)
+        errors = sum(1 for d in exc.diagnostics if d.severity == "error")
+        raise CliError("%s has %d error%s; nothing was run" % (file, errors, "" if errors == 1 else "s"))
+    _print_diagnostics(compiled.warnings)
+    return compiled.plan
+
+
+def _runtime(name, summary):
+    @click.pass_context
+    def command(ctx):
+        from playbook.runtime.cli import main as runtime_main
+
+        sys.exit(runtime_main([name] + ctx.args, load_plan=_load_plan))
+
+    command.__doc__ = summary + "\n\nSee `playbook %s --help` for its options." % name
+    return cli.command(name, help=summary, short_help=summary, **_PASS)(command)
+
+
+_runtime("run", "Run a runbook step by step (approvals, retries, resumable state).")
+_runtime("resume", "Continue a failed or aborted run; succeeded steps never run again.")
+_runtime("show", "List runs, or show one run's steps, decisions and output.")
+_runtime("info", "Database location and statistics; --plugins lists plugins.")
+_runtime("set-status", "Correct the recorded status of a step (audited).")
+
+
 def main(argv=None):
     try:
         cli.main(args=argv, prog_name="playbook", standalone_mode=True)

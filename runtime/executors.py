@@ -533,7 +533,11 @@ class _Run:
                     poll = min(poll * 2, _POLL_MAX)
             if wait is not None and wait < 0:
                 wait = 0
-            events = sel.select(wait)
+            if sel.get_map():
+                events = sel.select(wait)
+            else:  # polling, nothing left to read: sleep (epoll would round up to 1 ms)
+                time.sleep(wait if wait is not None else _POLL_MAX)
+                events = ()
             if events:
                 poll = _POLL_MIN  # something happened: the exit may follow soon
             for key, _ in events:

@@ -62,3 +62,252 @@ def _params(params):
     if not params:
         return ""
     return ", ".join("%s=%s" % (k, _short(v if not isinstance(v, str) else repr(v))) for k, v in params.items())
+
+
+# -- run output ---------------------------------------------------------------------------------
+import json as _json
+import sys as _sys
+import time as _time
+
+SYMBOLS = {"succeeded": "✓", "failed": "✗", "skipped": "-", "interrupted": "!"}
+
+
+class PlainUI:
+    """Line-oriented output for logs and pipes: timestamped, one line per event, never prompts."""
+
+    interactive = False
+
+    def __init__(self, out=None, err=None, parallel=False, show_output=True, timestamps=True):
+        self.out = out or _sys.stdout
+        self.err = err or _sys.stderr
+        self.parallel = parallel
+        self.show_output = show_output
+        self.timestamps = timestamps
+        self._partial = {}
+
+    # output primitives (RichUI overrides these)
+    def line(self, text, style=None):
+        stamp = _time.strftime("%H:%M:%S ") if self.timestamps else ""
+        self.out.write("%s%s\n" % (stamp, text))
+        self.out.flush()
+
+    def output_line(self, node, stream, text):
+        prefix = "[%s] " % node.id if self.parallel else "  │ "
+        if stream == "stderr":
+            prefix += "! " if not self.parallel else "stderr: "
+        self.out.write("%s%s\n" % (prefix, text))
+
+    def error(self, text):
+        self.err.write("error: %s\n" % text)
+        self.err.flush()
+
+    # events from the engine
+    def event(self, kind, **data):
+        handler = getattr(self, "on_" + kind, None)
+        if handler is not None:
+            handler(**data)
+
+    def on_run_started(self, run_id, title, nodes, resumed=False, **_):
+        self.line("%s run %d: %s (%d nodes)" % ("resuming" if resumed else "starting", run_id, title, nodes), "bold")
+
+    def on_node_started(self, node, attempt, command=None, **_):
+        what = node.type if attempt == 1 else "%s, attempt %d" % (node.type, attempt)
+        text = "▶ %s (%s)" % (node.id, what)
+        if node.name:
+            text += " %s" % node.name
+        if command and node.type == "Command":
+            first = command.strip().split("\n", 1)[0]
+            text += ": %s%s" % (first[:120], " …" if len(first) > 120 or "\n" in command.strip() else "")
+        if node.type != "Manual":
+            self.line(text, "cyan")
+
+    def on_node_output(self, node, stream, text, **_):
+        if not self.show_output:
+            return
+        key = (node.id, stream)
+        buffered = self._partial.pop(key, "") + text
+        *lines, rest = buffered.split("\n")
+        for item in lines:
+            self.output_line(node, stream, item)
+        if rest:
+            self._partial[key] = rest
+        self.out.flush()
+
+    def _flush_partial(self, node):
+        for key in [k for k in self._partial if k[0] == node.id]:
+            self.output_line(node, key[1], self._partial.pop(key))
+
+    def on_node_finished(self, node, status, attempt, duration, fields=None, **_):
+        self._flush_partial(node)
+        fields = fields or {}
+        text = "%s %s %s" % (SYMBOLS.get(status, "?"), node.id, status)
+        if node.type != "Manual":
+            text += " in %.2fs" % duration
+        if fields.get("exit_code") not in (None, 0):
+            text += " (exit code %s)" % fields["exit_code"]
+        if fields.get("error"):
+            text += ": %s" % fields["error"]
+        if fields.get("decision"):
+            text += " (%s)" % fields["decision"]
+        self.line(text, "green" if status == "succeeded" else "red")
+
+    def on_node_skipped(self, node, reason, **_):
+        self.line("- %s skipped: %s" % (node.id, reason), "dim")
+
+    def on_node_retrying(self, node, attempt, delay, **_):
+        self.line("↻ %s failed (attempt %d); retrying%s" % (node.id, attempt, " in %ss" % delay if delay else ""), "yellow")
+
+    def on_manual(self, node, description, **_):
+        self.line("▶ %s (Manual)%s" % (node.id, " " + node.name if node.name else ""), "cyan")
+        for text in (description or "").strip("\n").split("\n"):
+            if text.strip():
+                self.out.write("    %s\n" % text)
+        self.out.flush()
+
+    def on_message(self, text, **_):
+        self.line(text, "yellow")
+
+    def on_run_finished(self, run_id, status, exit_code, reason=None, hint=None, counts=None, duration=None, **_):
+        parts = ["run %d %s" % (run_id, status)]
+        if counts:
+            parts.append(", ".join("%d %s" % (n, s) for s, n in sorted(counts.items()) if n))
+        if duration is not None:
+            parts.append("%.1fs" % duration)
+        self.line(" — ".join(parts), "green" if status == "succeeded" else "red")
+        if reason and status != "succeeded":
+            self.line("  %s" % reason)
+        if hint:
+            self.line("  %s" % hint)
+
+    # questions (never asked by the plain UI: the engine checks `interactive`)
+    def confirm(self, node, question):
+        raise EOFError("no terminal")
+
+    def choose(self, node, question, options, critical=False):
+        raise EOFError("no terminal")
+
+    def ask_variable(self, name, spec):
+        raise EOFError("no terminal")
+
+
+class TerminalUI(PlainUI):
+    """On a terminal: colour (rich; NO_COLOR honoured) and prompts read from stdin."""
+
+    interactive = True
+
+    def __init__(self, parallel=False, show_output=True, timestamps=False, color=True):
+        super().__init__(parallel=parallel, show_output=show_output, timestamps=timestamps)
+        from rich.console import Console
+
+        self.console = Console(highlight=False, no_color=not color or None, soft_wrap=True)
+
+    def line(self, text, style=None):
+        from rich.text import Text
+
+        stamp = _time.strftime("%H:%M:%S ") if self.timestamps else ""
+        self.console.print(Text(stamp + text, style=style or ""))
+
+    def output_line(self, node, stream, text):
+        from rich.text import Text
+
+        prefix = "[%s] " % node.id if self.parallel else "  │ "
+        # command output is text, never markup: Text() does not interpret [/] or similar
+        self.console.print(Text(prefix, style="dim") + Text(text, style="red" if stream == "stderr" else ""))
+
+    def on_manual(self, node, description, **_):
+        from rich.panel import Panel
+        from rich.text import Text
+
+        body = Text((description or "").strip("\n") or "(no description)")
+        self.console.print(Panel(body, title="%s — %s" % (node.id, node.name or "Manual step"), expand=False, border_style="cyan"))
+
+    def _input(self, prompt):
+        self.console.print(prompt, end="", markup=False, highlight=False)
+        answer = input()
+        return answer.strip()
+
+    def confirm(self, node, question):
+        while True:
+            answer = self._input("%s [y/n] " % question).lower()
+            if answer in ("y", "yes"):
+                return True
+            if answer in ("n", "no"):
+                return False
+            self.console.print("please answer y or n", style="yellow")
+
+    def choose(self, node, question, options, critical=False):
+        from rich.text import Text
+
+        self.console.print(Text(question, style="bold red"))
+        if critical:
+            self.console.print(Text("  %s is critical: it cannot be skipped" % node.id, style="yellow"))
+        for key, label, consequence in options:
+            self.console.print(Text("  %s) %-20s %s" % (key, label, consequence)))
+        keys = [key for key, _, _ in options]
+        while True:
+            answer = self._input("Choose [%s]: " % "/".join(keys)).lower()
+            for key, label, _ in options:
+                if answer in (key, label):
+                    return key
+            if answer == "s" and critical:
+                self.console.print("%s is critical and cannot be skipped" % node.id, style="yellow")
+            else:
+                self.console.print("please answer one of %s" % ", ".join(keys), style="yellow")
+
+    def ask_variable(self, name, spec):
+        text = "Value for %s" % name
+        if spec.get("description"):
+            text += " (%s)" % spec["description"]
+        if spec.get("choices"):
+            text += " [%s]" % "/".join(str(c) for c in spec["choices"])
+        if "default" in spec:
+            text += " [default: %s]" % ("***" if spec.get("secret") else spec["default"])
+        text += ": "
+        if spec.get("secret"):
+            import getpass
+
+            return getpass.getpass(text)
+        return self._input(text)
+
+    def error(self, text):
+        from rich.text import Text
+
+        self.console.print(Text("error: %s" % text, style="bold red"))
+
+
+
+
+class JsonUI(PlainUI):
+    """One JSON object per line on stdout, for machines. Never prompts."""
+
+    def __init__(self, out=None, err=None):
+        super().__init__(out=out, err=err)
+
+    def emit(self, event, **data):
+        data["event"] = event
+        data["time"] = _time.time()
+        self.out.write(_json.dumps(data, sort_keys=True, default=str) + "\n")
+        self.out.flush()
+
+    def event(self, kind, **data):
+        node = data.pop("node", None)
+        if node is not None:
+            data["node"] = node.id
+            data["type"] = node.type
+        if "fields" in data:
+            data.update({k: v for k, v in (data.pop("fields") or {}).items() if k not in ("stdout", "stderr")})
+        self.emit(kind, **data)
+
+    def error(self, text):
+        self.emit("error", message=text)
+        super().error(text)
+
+
+def make_ui(json_mode=False, parallel=False, interactive=None, color=True, timestamps=True):
+    if json_mode:
+        return JsonUI()
+    if interactive is None:
+        interactive = _sys.stdin.isatty() and _sys.stdout.isatty()
+    if interactive:
+        return TerminalUI(parallel=parallel, color=color)
+    return PlainUI(parallel=parallel, timestamps=timestamps)

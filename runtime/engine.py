@@ -1,0 +1,517 @@
+"""The one engine: schedules a plan per DESIGN.md section 3 and records every step.
+
+The engine never prints or reads input: it emits events and asks questions through the `ui`
+object it is given. Processes, plugins, the clock and the state store are passed in.
+
+Run outcome: succeeded (no node ended failed) · failed (a node ended failed, or an unhandled
+failure stopped the run) · aborted (operator abort, missing approval, EOF at a prompt, signal).
+"""
+
+import heapq
+import threading
+import time
+
+from . import conditions, executors, templating
+from .conditions import FAILED, SKIPPED, SUCCEEDED
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_ABORTED = 3
+EXIT_INTERRUPTED = 130
+
+DEFAULT_PROMPT = "Continue?"
+
+
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM arrived: stop everything, record, exit 130."""
+
+
+class Stop(Exception):
+    """The run stops here (resumable): `status` is 'failed' or 'aborted'."""
+
+    def __init__(self, status, reason):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Options:
+    """How a run behaves; defaults are the documented ones."""
+
+    def __init__(
+        self,
+        max_retries=3,
+        parallel=1,
+        auto_approve=False,
+        default_timeout=300,
+        rerun_interrupted=False,
+        kill_grace=2.0,
+    ):
+        self.max_retries = max(1, int(max_retries))
+        self.parallel = max(1, int(parallel))
+        self.auto_approve = auto_approve
+        self.default_timeout = default_timeout
+        self.rerun_interrupted = rerun_interrupted
+        self.kill_grace = kill_grace
+
+
+class Engine:
+    def __init__(
+        self,
+        plan,
+        values,
+        store,
+        run_id,
+        ui,
+        options=None,
+        plugins=None,
+        who="operator",
+        secrets=(),
+        runner=None,
+        sleep=time.sleep,
+    ):
+        self.plan = plan
+        self.values = values
+        self.store = store
+        self.run_id = run_id
+        self.ui = ui
+        self.options = options or Options()
+        self.plugins = plugins
+        self.who = who
+        self.secrets = [s for s in secrets if isinstance(s, str) and s]
+        self.runner = runner or executors.run_command
+        self.sleep = sleep
+        self.nodes = plan.nodes
+        self.index = {node.id: i for i, node in enumerate(self.nodes)}
+        self.results = {node.id: {"status": "pending", "ran": False} for node in self.nodes}
+        self.final = set()
+        self.attempt_numbers = {}
+        self.followed = set()
+        self.completed = False  # every node reached a final state
+        self.session_attempts = {}  # attempts made by this process, for --max-retries
+        self._downstream = {node.id: [] for node in self.nodes}
+        for node in self.nodes:
+            for up in node.upstream():
+                self._downstream[up].append(node.id)
+        self._lock = threading.Lock()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def redact(self, text):
+        if not text or not self.secrets:
+            return text
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _next_attempt(self, node_id):
+        number = self.attempt_numbers.get(node_id)
+        if number is None:
+            number = self.store.next_attempt_number(self.run_id, node_id)
+        self.attempt_numbers[node_id] = number + 1
+        return number
+
+    def _finish(self, node, status, result=None, reason=None):
+        data = self.results[node.id]
+        data["status"] = status
+        if result is not None:
+            data.update(result)
+        if reason:
+            data["reason"] = reason
+        self.final.add(node.id)
+
+    # -- resume ----------------------------------------------------------------------------
+    def restore(self, attempts):
+        """Take over the final attempts of an earlier session of this run.
+
+        Succeeded nodes and deliberate decisions (operator skip, followed failure, set-status)
+        stay final; skips decided by conditions are evaluated again; the failure that stopped
+        the run is tried again. Returns the ids of nodes found `interrupted`.
+        """
+        interrupted = []
+        for node_id, row in attempts.items():
+            if node_id not in self.results:
+                continue
+            status = row["status"]
+            decision = row.get("decision") or ""
+            data = self.results[node_id]
+            data.update(
+                status=status,
+                ran=status in (SUCCEEDED, FAILED) or row.get("exit_code") is not None,
+                exit_code=row.get("exit_code"),
+                stdout=row.get("stdout"),
+                stderr=row.get("stderr"),
+                output=row.get("output"),
+            )
+            keep = (
+                status == SUCCEEDED
+                or (status == SKIPPED and decision in ("skip", "set-status"))
+                or (status == FAILED and decision in ("follow-failure", "set-status"))
+            )
+            if keep:
+                self.final.add(node_id)
+                if status == FAILED:
+                    self.followed.add(node_id)
+            else:
+                if status == "interrupted":
+                    interrupted.append(node_id)
+                data["status"] = "pending"
+        return interrupted
+
+    # -- the schedule ----------------------------------------------------------------------
+    def run(self):
+        """Drive the run to its end. Returns (status, exit code, reason)."""
+        waiting = {}
+        ready = []
+        for node in self.nodes:
+            if node.id in self.final:
+                continue
+            count = sum(1 for up in node.upstream() if up not in self.final)
+            waiting[node.id] = count
+            if count == 0:
+                ready.append(self.index[node.id])
+        heapq.heapify(ready)
+        running = {}
+        pool = None
+        try:
+            while ready or running:
+                while ready and len(running) < self.options.parallel:
+                    node = self.nodes[heapq.heappop(ready)]
+                    verdict, reason = conditions.decide(node, self.results, self.values)
+                    if verdict == "skip":
+                        self._skip(node, reason)
+                        self._release(node, waiting, ready)
+                        continue
+                    if self.options.parallel > 1 and not self._needs_prompt(node):
+                        if pool is None:
+                            from concurrent.futures import ThreadPoolExecutor
+
+                            pool = ThreadPoolExecutor(self.options.parallel, thread_name_prefix="node")
+                        attempt = self._begin(node)
+                        running[pool.submit(self._attempts, node, attempt)] = node
+                        continue
+                    if running:  # prompts wait until the nodes in flight are done
+                        heapq.heappush(ready, self.index[node.id])
+                        break
+                    self._drive(node)
+                    self._release(node, waiting, ready)
+                if running:
+                    done = self._wait(running)
+                    for future in done:
+                        node = running.pop(future)
+                        outcome = future.result()
+                        if outcome[0] == FAILED and self._failure_needs_prompt(node) and running:
+                            # settle prompts once nothing else is in flight
+                            self._drain(running, waiting, ready)
+                        self._settle(node, outcome)
+                        self._release(node, waiting, ready)
+        except Stop as stop:
+            self._drain(running, waiting, ready, quiet=True)
+            return stop.status, EXIT_FAILED if stop.status == FAILED else EXIT_ABORTED, stop.reason
+        except (KeyboardInterrupt, Interrupted):
+            executors.terminate_all(self.options.kill_grace)
+            if pool is not None:
+                pool.shutdown(wait=True)
+            raise Interrupted()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self.completed = True
+        failed = [n.id for n in self.nodes if self.results[n.id]["status"] == FAILED]
+        if failed:
+            return FAILED, EXIT_FAILED, "failed: %s (every step reached its end)" % ", ".join(failed)
+        return SUCCEEDED, EXIT_OK, None
+
+    def _wait(self, running):
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        while True:
+            done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+            if done:
+                return done
+
+    def _drain(self, running, waiting, ready, quiet=False):
+        """Finish the nodes in flight (used before a prompt and when the run stops)."""
+        while running:
+            for future in self._wait(running):
+                node = running.pop(future)
+                outcome = future.result()
+                if quiet:
+                    self._settle_quietly(node, outcome)
+                else:
+                    self._settle(node, outcome)
+                self._release(node, waiting, ready)
+
+    def _release(self, node, waiting, ready):
+        if node.id not in self.final:
+            return
+        for down in self._downstream[node.id]:
+            if down in waiting:
+                waiting[down] -= 1
+                if waiting[down] == 0 and down not in self.final:
+                    heapq.heappush(ready, self.index[down])
+
+    def _needs_prompt(self, node):
+        return node.type == "Manual" or bool(node.prompt_before) or bool(node.prompt_after)
+
+    def _failure_needs_prompt(self, node):
+        return self.ui.interactive
+
+    # -- one node --------------------------------------------------------------------------
+    def _skip(self, node, reason, decision=None):
+        self.store.record_skip(self.run_id, node.id, reason, decision=decision, decided_by=self.who if decision else None)
+        self._finish(node, SKIPPED, reason=reason)
+        self.ui.event("node_skipped", node=node, reason=reason)
+
+    def _drive(self, node):
+        """Run one node in the main thread: approvals, attempts, the failure menu."""
+        if node.prompt_before and node.type != "Manual":
+            if not self._approve(node, node.prompt_before, before=True):
+                return
+        if node.type == "Manual":
+            self._manual(node)
+            return
+        attempt = self._begin(node)
+        self._settle(node, self._attempts(node, attempt))
+
+    def _begin(self, node):
+        number = self._next_attempt(node.id)
+        self.session_attempts[node.id] = self.session_attempts.get(node.id, 0) + 1
+        attempt_id = self.store.start_attempt(self.run_id, node.id, number)
+        self.ui.event("node_started", node=node, attempt=number, command=self.redact(node.command))
+        return attempt_id, number
+
+    def _attempts(self, node, attempt):
+        """Execute with automatic retries (`retries`, `retry_delay`). Runs in a worker in parallel mode."""
+        automatic = max(0, int(node.retries or 0))
+        while True:
+            attempt_id, number = attempt
+            outcome = self._execute(node, attempt_id, number)
+            if outcome[0] == SUCCEEDED or automatic <= 0:
+                return outcome
+            automatic -= 1
+            self.ui.event("node_retrying", node=node, attempt=number, delay=node.retry_delay or 0)
+            if node.retry_delay:
+                self.sleep(node.retry_delay)
+            attempt = self._begin(node)
+
+    def _execute(self, node, attempt_id, number):
+        """One attempt of a Command or Function node; records it. Returns (status, fields)."""
+        started = time.monotonic()
+        if node.type == "Command":
+            on_output = lambda stream, text: self.ui.event(  # noqa: E731
+                "node_output", node=node, stream=stream, text=self.redact(text)
+            )
+            try:
+                result = self.runner(
+                    node.command,
+                    shell=node.shell or self.plan.runbook.get("shell"),
+                    env=node.env,
+                    cwd=node.cwd,
+                    timeout=node.timeout if node.timeout is not None else self.options.default_timeout,
+                    interactive=node.interactive,
+                    on_output=on_output,
+                    kill_grace=self.options.kill_grace,
+                )
+            except BaseException:
+                self.store.finish_attempt(attempt_id, "interrupted", error="interrupted by a signal")
+                raise
+            fields = {
+                "exit_code": result.exit_code,
+                "stdout": self.redact(result.stdout),
+                "stderr": self.redact(result.stderr),
+                "stdout_truncated": result.stdout_truncated,
+                "stderr_truncated": result.stderr_truncated,
+                "error": result.error,
+            }
+            status = SUCCEEDED if result.ok else FAILED
+            if result.interrupted:
+                self.store.finish_attempt(attempt_id, "interrupted", **fields)
+                raise Interrupted()
+        else:
+            try:
+                config = dict(self.plan.plugin_config.get(node.plugin) or {})
+                config = templating.render_value(config, self.values, native=True)
+                config.update(node.plugin_config or {})
+                output = self.plugins.call(
+                    node.plugin, node.function, node.function_params or {}, config, where="node %s" % node.id
+                )
+                fields = {"output": output if output is None or isinstance(output, (str, int, float, bool, list, dict)) else str(output)}
+                status = SUCCEEDED
+                if output is not None:
+                    self.ui.event("node_output", node=node, stream="output", text=self.redact(str(output)) + "\n")
+            except (KeyboardInterrupt, Interrupted):
+                self.store.finish_attempt(attempt_id, "interrupted", error="interrupted by a signal")
+                raise
+            except Exception as exc:  # a plugin's failure is a failed attempt, with its message
+                message = self.redact(str(exc) or type(exc).__name__)
+                fields = {"error": message}
+                status = FAILED
+        self.store.finish_attempt(attempt_id, status, **fields)
+        data = dict(fields, ran=True)
+        data["attempt"] = number
+        duration = time.monotonic() - started
+        self.ui.event("node_finished", node=node, status=status, attempt=number, duration=duration, fields=fields)
+        return status, data, attempt_id
+
+    def _settle_quietly(self, node, outcome):
+        status, data, _ = outcome
+        self._finish(node, status, data)
+
+    def _settle(self, node, outcome):
+        """After the automatic attempts: approval after success, or the failure menu."""
+        while True:
+            status, data, attempt_id = outcome
+            if status == SUCCEEDED:
+                self._finish(node, SUCCEEDED, data)
+                if node.prompt_after:
+                    if not self._approve(node, node.prompt_after, attempt_id=attempt_id):
+                        return
+                return
+            choice = self._on_failure(node, data, attempt_id)
+            if choice == "retry":
+                outcome = self._attempts(node, self._begin(node))
+                continue
+            return
+
+    def _on_failure(self, node, data, attempt_id, rejected=False):
+        """Decide what a failed node leads to. Returns 'retry' or None (node final)."""
+        handled = node.handled
+        attempts = self.session_attempts.get(node.id, 1)
+        can_retry = attempts < self.options.max_retries
+        if not self.ui.interactive:
+            if handled:
+                self.followed.add(node.id)
+                self.store.set_attempt_decision(attempt_id, "follow-failure", "automatic")
+                self._finish(node, FAILED, data)
+                self.ui.event("message", text="%s failed; following its failure path" % node.id)
+                return None
+            self._finish(node, FAILED, data)
+            raise Stop(
+                FAILED,
+                "%s %s and nothing handles its failure" % (node.id, "was rejected" if rejected else "failed"),
+            )
+        options = []
+        if can_retry:
+            options.append(("r", "retry", "run %s again (attempt %d of %d)" % (node.id, attempts + 1, self.options.max_retries)))
+        if handled:
+            options.append(("f", "follow failure path", "keep %s failed and run the steps that handle its failure" % node.id))
+        if not node.critical:
+            options.append(("s", "skip", "mark %s skipped and continue as if it was not needed" % node.id))
+        options.append(("a", "abort", "stop the run here; it can be resumed later"))
+        try:
+            choice = self.ui.choose(node, "%s %s. What now?" % (node.id, "was rejected" if rejected else "failed"), options, critical=bool(node.critical))
+        except EOFError:
+            self.store.set_attempt_decision(attempt_id, "abort", self.who)
+            self._finish(node, FAILED, data)
+            raise Stop("aborted", "no answer at the prompt (end of input)")
+        decision = {"r": "retry", "f": "follow-failure", "s": "skip", "a": "abort"}[choice]
+        self.store.set_attempt_decision(attempt_id, decision, self.who)
+        self.store.add_event(self.run_id, "decision", "%s: %s" % (node.id, decision), who=self.who, node_id=node.id)
+        if choice == "r":
+            return "retry"
+        if choice == "f":
+            self.followed.add(node.id)
+            self._finish(node, FAILED, data)
+            return None
+        if choice == "s":
+            self.store.record_skip(self.run_id, node.id, "skipped by the operator after it failed", decision="skip", decided_by=self.who)
+            self._next_attempt(node.id)
+            self._finish(node, SKIPPED, data, reason="operator")
+            self.ui.event("node_skipped", node=node, reason="skipped by the operator after it failed")
+            return None
+        self._finish(node, FAILED, data)
+        raise Stop("aborted", "aborted by %s at %s" % (self.who, node.id))
+
+    def _approve(self, node, question, before=False, attempt_id=None):
+        """Ask for an approval. True when approved; otherwise the node is settled (or Stop)."""
+        if self.options.auto_approve and not self.ui.interactive:
+            self.store.add_event(self.run_id, "approval", "%s: auto-approved: %s" % (node.id, question), who="auto-approve", node_id=node.id)
+            if attempt_id is not None:
+                self.store.set_attempt_decision(attempt_id, "auto-approved", "auto-approve")
+            return True
+        if not self.ui.interactive:
+            self.store.add_event(self.run_id, "approval", "%s: needed, no terminal: %s" % (node.id, question), node_id=node.id)
+            if attempt_id is not None:
+                # the work is done but not accepted: keep it pending so a resume asks again
+                self.results[node.id]["status"] = "pending"
+                self.final.discard(node.id)
+                self.store.set_attempt_decision(attempt_id, "approval-missing", None)
+                self.store.finish_attempt(attempt_id, "interrupted", error="approval needed: %s" % question)
+            raise Stop("aborted", "%s needs an approval (%s) and there is no terminal; use --auto-approve or run it on a terminal" % (node.id, question))
+        try:
+            answer = self.ui.confirm(node, question)
+        except EOFError:
+            if attempt_id is not None:
+                self.results[node.id]["status"] = "pending"
+                self.final.discard(node.id)
+                self.store.finish_attempt(attempt_id, "interrupted", error="no answer at the prompt")
+            raise Stop("aborted", "no answer at the prompt (end of input)")
+        self.store.add_event(self.run_id, "approval", "%s: %s: %s" % (node.id, "approved" if answer else "rejected", question), who=self.who, node_id=node.id)
+        if answer:
+            if attempt_id is not None:
+                self.store.set_attempt_decision(attempt_id, "approved", self.who)
+            return True
+        if before:
+            # declined before running: skip (not for critical nodes) or abort
+            options = []
+            if not node.critical:
+                options.append(("s", "skip", "do not run %s and continue" % node.id))
+            options.append(("a", "abort", "stop the run here; it can be resumed later"))
+            try:
+                choice = self.ui.choose(node, "%s was not started. What now?" % node.id, options, critical=bool(node.critical))
+            except EOFError:
+                raise Stop("aborted", "no answer at the prompt (end of input)")
+            if choice == "s":
+                self._skip(node, "skipped by the operator before it ran", decision="skip")
+                return False
+            raise Stop("aborted", "aborted by %s before %s" % (self.who, node.id))
+        # rejected after success: the result is not accepted
+        self.store.finish_attempt(attempt_id, FAILED, decision="rejected", decided_by=self.who, error="rejected by %s" % self.who)
+        data = dict(self.results[node.id])
+        self.final.discard(node.id)
+        self._settle_rejection(node, data, attempt_id)
+        return False
+
+    def _settle_rejection(self, node, data, attempt_id):
+        self.results[node.id]["status"] = FAILED
+        choice = self._on_failure(node, data, attempt_id, rejected=True)
+        if choice == "retry":
+            outcome = self._attempts(node, self._begin(node)) if node.type != "Manual" else None
+            if outcome is not None:
+                self._settle(node, outcome)
+            else:
+                self._manual(node)
+
+    def _manual(self, node):
+        """A Manual node: show the description, ask prompt_after; record who decided."""
+        question = node.prompt_after or DEFAULT_PROMPT
+        while True:
+            attempt_id, number = self._begin(node)
+            self.ui.event("manual", node=node, description=self.redact(node.description or ""))
+            if self.options.auto_approve and not self.ui.interactive:
+                self.store.finish_attempt(attempt_id, SUCCEEDED, decision="auto-approved", decided_by="auto-approve")
+                self.store.add_event(self.run_id, "approval", "%s: auto-approved: %s" % (node.id, question), who="auto-approve", node_id=node.id)
+                self._finish(node, SUCCEEDED, {"ran": True, "attempt": number})
+                self.ui.event("node_finished", node=node, status=SUCCEEDED, attempt=number, duration=0.0, fields={"decision": "auto-approved"})
+                return
+            if not self.ui.interactive:
+                self.store.finish_attempt(attempt_id, "interrupted", error="approval needed; no terminal")
+                self.store.add_event(self.run_id, "approval", "%s: needed, no terminal: %s" % (node.id, question), node_id=node.id)
+                raise Stop("aborted", "%s needs an approval (%s) and there is no terminal; use --auto-approve or run it on a terminal" % (node.id, question))
+            try:
+                answer = self.ui.confirm(node, question)
+            except EOFError:
+                self.store.finish_attempt(attempt_id, "interrupted", error="no answer at the prompt")
+                raise Stop("aborted", "no answer at the prompt (end of input)")
+            decision = "approved" if answer else "rejected"
+            self.store.add_event(self.run_id, "approval", "%s: %s: %s" % (node.id, decision, question), who=self.who, node_id=node.id)
+            if answer:
+                self.store.finish_attempt(attempt_id, SUCCEEDED, decision=decision, decided_by=self.who)
+                self._finish(node, SUCCEEDED, {"ran": True, "attempt": number})
+                self.ui.event("node_finished", node=node, status=SUCCEEDED, attempt=number, duration=0.0, fields={"decision": decision})
+                return
+            self.store.finish_attempt(attempt_id, FAILED, decision=decision, decided_by=self.who, error="rejected by %s" % self.who)
+            self.ui.event("node_finished", node=node, status=FAILED, attempt=number, duration=0.0, fields={"decision": decision})
+            data = {"ran": True, "attempt": number}
+            if self._on_failure(node, data, attempt_id, rejected=True) != "retry":
+                return
