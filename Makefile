@@ -15,9 +15,14 @@ $(STAMP): pyproject.toml tests/probe_plugin/pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+DEMO_DB := demo/state.db
+
 demo: $(STAMP)
-	$(BIN)/playbook validate examples/deploy.playbook.toml --var ENVIRONMENT=staging
-	$(BIN)/playbook plan examples/deploy.playbook.toml --var ENVIRONMENT=staging
+	mkdir -p demo
+	$(BIN)/playbook validate examples/deploy.playbook.toml --var ENVIRONMENT=prod
+	$(BIN)/playbook plan examples/deploy.playbook.toml --var ENVIRONMENT=prod
+	$(BIN)/playbook run examples/deploy.playbook.toml --var ENVIRONMENT=prod --auto-approve --state-path $(DEMO_DB) < /dev/null
+	$(BIN)/playbook show --last --state-path $(DEMO_DB)
 
 bench: $(STAMP)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done

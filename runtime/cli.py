@@ -110,7 +110,8 @@ def build_parser(bundle=None, prog="playbook"):
     )
     show.add_argument("title", nargs="?", help="only runs of this workflow title")
     show.add_argument("--run", type=int, metavar="ID", help="show the attempts of one run")
-    show.add_argument("--output", action="store_true", help="with --run: include the output tails")
+    show.add_argument("--last", action="store_true", help="show the attempts of the latest run")
+    show.add_argument("--output", action="store_true", help="with --run/--last: include the output tails")
     show.add_argument("--limit", type=int, default=20, help="how many runs to list (default 20)")
     show.add_argument("--json", action="store_true", help="print JSON")
     _state_arg(show)
@@ -507,6 +508,11 @@ def cmd_show(args, bundle, load_plan, prog):
     from . import report
 
     store = _open_store(args)
+    if args.last:
+        latest = store.runs(title=args.title, limit=1)
+        if not latest:
+            raise CliError("no runs recorded in %s" % store.path)
+        args.run = latest[0]["id"]
     if args.run is not None:
         run = store.get_run(args.run)
         if run is None:

@@ -152,7 +152,7 @@ class Engine:
                 if status == FAILED:
                     self.followed.add(node_id)
             else:
-                if status == "interrupted":
+                if status == "interrupted" and self.plan.by_id[node_id].type != "Manual":
                     interrupted.append(node_id)
                 data["status"] = "pending"
         return interrupted
@@ -486,6 +486,10 @@ class Engine:
         """A Manual node: show the description, ask prompt_after; record who decided."""
         question = node.prompt_after or DEFAULT_PROMPT
         while True:
+            if not self.ui.interactive and not self.options.auto_approve:
+                self.ui.event("manual", node=node, description=self.redact(node.description or ""))
+                self.store.add_event(self.run_id, "approval", "%s: needed, no terminal: %s" % (node.id, question), node_id=node.id)
+                raise Stop("aborted", "%s needs an approval (%s) and there is no terminal; use --auto-approve or run it on a terminal" % (node.id, question))
             attempt_id, number = self._begin(node)
             self.ui.event("manual", node=node, description=self.redact(node.description or ""))
             if self.options.auto_approve and not self.ui.interactive:
@@ -494,10 +498,6 @@ class Engine:
                 self._finish(node, SUCCEEDED, {"ran": True, "attempt": number})
                 self.ui.event("node_finished", node=node, status=SUCCEEDED, attempt=number, duration=0.0, fields={"decision": "auto-approved"})
                 return
-            if not self.ui.interactive:
-                self.store.finish_attempt(attempt_id, "interrupted", error="approval needed; no terminal")
-                self.store.add_event(self.run_id, "approval", "%s: needed, no terminal: %s" % (node.id, question), node_id=node.id)
-                raise Stop("aborted", "%s needs an approval (%s) and there is no terminal; use --auto-approve or run it on a terminal" % (node.id, question))
             try:
                 answer = self.ui.confirm(node, question)
             except EOFError:
