@@ -189,28 +189,12 @@ def create(title, author, description, output, force):
 _PASS = {"context_settings": {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}, "add_help_option": False}
 
 
-def _load_plan(file, sources):
-    from playbook.runtime.cli import CliError
-
-    from .plan import compile_file
-    from .source import CompileError
-
-    try:
-        compiled = compile_file(file, sources, bake=False)
-    except CompileError as exc:
-        _print_diagnostics(exc.diagnostics)
-        errors = sum(1 for d in exc.diagnostics if d.severity == "error")
-        raise CliError("%s has %d error%s; nothing was run" % (file, errors, "" if errors == 1 else "s"))
-    _print_diagnostics(compiled.warnings)
-    return compiled.plan
-
-
 def _runtime(name, summary):
     @click.pass_context
     def command(ctx):
-        from playbook.runtime.cli import main as runtime_main
+        from .main import run_runtime
 
-        sys.exit(runtime_main([name] + ctx.args, load_plan=_load_plan))
+        sys.exit(run_runtime([name] + ctx.args))
 
     command.__doc__ = summary + "\n\nSee `playbook %s --help` for its options." % name
     return cli.command(name, help=summary, short_help=summary, **_PASS)(command)
