@@ -73,37 +73,51 @@ def cli():
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="FILE...")
 @_variable_options
 @click.option("--check-vars", is_flag=True, help="Fail when a required variable has no value.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def validate(file, var_pairs, vars_file, vars_env, check_vars, as_json):
-    """Check a runbook without running anything; exit 0 when valid, 2 otherwise.
+def validate(files, var_pairs, vars_file, vars_env, check_vars, as_json):
+    """Check runbooks without running anything; exit 0 when all are valid, 2 otherwise.
 
-    Writes no file and no state database.
+    Writes no file and no state database. Several files may be given (as pre-commit does).
 
     \b
     Example:
       playbook validate deploy.playbook.toml --var ENVIRONMENT=prod --check-vars
     """
+    from .plan import compile_file
+    from .source import CompileError
+
     sources = _sources(var_pairs, vars_file, vars_env)
-    compiled = _compile(file, sources, bake=True, as_json=as_json)
+    results = []
+    for file in files:
+        try:
+            compiled = compile_file(file, sources, bake=True)
+        except CompileError as exc:
+            results.append(_validation_failed(file, exc.diagnostics, as_json))
+            continue
+        results.append(_validation_passed(compiled, check_vars, as_json))
+    if as_json:
+        document = results[0] if len(results) == 1 else {"valid": all(r["valid"] for r in results), "files": results}
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
+    if not all(r["valid"] for r in results):
+        sys.exit(EXIT_INVALID)
+
+
+def _validation_failed(file, diagnostics, as_json):
+    if not as_json:
+        _print_diagnostics(diagnostics)
+        errors = sum(1 for d in diagnostics if d.severity == "error")
+        click.echo("%s: %d error%s" % (diagnostics[0].file, errors, "" if errors == 1 else "s"), err=True)
+    return {"file": file, "valid": False, "diagnostics": [d.to_json() for d in diagnostics]}
+
+
+def _validation_passed(compiled, check_vars, as_json):
     summary = compiled.summary()
     missing = summary["required_variables"] if check_vars else []
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "valid": not missing,
-                    "summary": summary,
-                    "missing_variables": missing,
-                    "diagnostics": [d.to_json() for d in compiled.warnings],
-                },
-                indent=2,
-                sort_keys=True,
-            )
-        )
-    else:
+    if not as_json:
+        _print_diagnostics(compiled.warnings)
         types = ", ".join("%d %s" % (n, t) for t, n in sorted(summary["node_types"].items()))
         click.echo("%s: valid — %s" % (summary["file"], summary["title"]))
         click.echo("  %d node%s: %s" % (summary["nodes"], "" if summary["nodes"] == 1 else "s", types or "none"))
@@ -125,8 +139,13 @@ def validate(file, var_pairs, vars_file, vars_env, check_vars, as_json):
             click.echo("error: missing required variables:", err=True)
             for name in missing:
                 click.echo(describe_missing(name, compiled.plan.variables[name]), err=True)
-    if missing:
-        sys.exit(EXIT_INVALID)
+    return {
+        "file": summary["file"],
+        "valid": not missing,
+        "summary": summary,
+        "missing_variables": missing,
+        "diagnostics": [d.to_json() for d in compiled.warnings],
+    }
 
 
 @cli.command()
