@@ -196,8 +196,9 @@ def _check_node(source, node_id, table):
             ok = False
             continue
         fields[key] = value
+    explained = {"plugin", "function"} if "function_name" in table else {"command_name"} if "command" in table else set()
     for key in REQUIRED[node_type]:
-        if key not in table:
+        if key not in table and key not in explained:
             source.error("%s node %s needs %s" % (node_type, node_id, key), node_id)
             ok = False
     if fields.get("skip") is True and fields.get("critical") is True:
