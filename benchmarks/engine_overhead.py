@@ -1,0 +1,180 @@
+"""Engine overhead: what `playbook run` costs per Command node, compared with spawning `sh -c true`.
+
+Runs, as subprocesses (stdin /dev/null, so no terminal: plain output, discarded; `--no-output`;
+`--state-path` in a temporary directory, one database shared by every run, as in real use):
+
+  chain        N nodes running `true`, each depending on the previous one
+  independent  N nodes running `true`, all `depends_on = []`
+
+for N = 200 and 1,000, sequentially and with `--parallel 4`. In the same sitting it measures the
+baselines: a Python loop of subprocess.run(["sh", "-c", "true"]), a shell loop spawning
+`sh -c true`, `python -c pass`, and the fixed cost of `playbook run` on a one-node runbook.
+
+  per node  = (run time − one-node run time) / (N − 1)
+  marginal  = per node − one bare `sh -c true` spawn from Python (the loop above)
+
+so "marginal" is what the engine adds per node on top of starting the command: scheduling,
+events, and the state writes (a "running" row before the command, the result after it, each
+committed so that it survives a SIGKILL of the runner). "cpu/node" is the user+system CPU of the
+runner and its shells divided by N. Also: 50 independent `sleep 0.2` nodes with `--parallel 10`
+(ideal: 5 waves of 0.2 s = 1.0 s plus the fixed cost). Prints numbers only; it never judges them.
+
+Targets (issue 3): marginal cost ≤ 1 ms per node including the state writes; the 50 × sleep 0.2
+run in about 1 s; a one-node run's fixed cost < 150 ms.
+
+    .venv/bin/python benchmarks/engine_overhead.py            # median of 3 runs per case
+    .venv/bin/python benchmarks/engine_overhead.py --quick    # 200 nodes only, one run each
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PLAYBOOK = str(Path(sys.executable).parent / "playbook")
+ENV = None  # set by main(): see bench_env
+
+
+def bench_env(tmp):
+    """Environment for the measured commands: a warm bytecode cache kept in the temp directory.
+
+    Some environments set PYTHONDONTWRITEBYTECODE, so modules whose .pyc is missing or stale
+    (files being edited) would be recompiled on every start. A cache under `tmp` (written on
+    the first, untimed run) gives the steady state of a normal install and writes nothing else.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
+    return env
+
+
+def write_runbook(path, n, shape, command="true"):
+    with open(path, "w") as f:
+        f.write('[runbook]\ntitle = "%s of %d"\n' % (shape, n))
+        for i in range(n):
+            if shape == "independent" or i == 0:
+                deps = ""
+            else:
+                deps = '"n%d"' % (i - 1)
+            f.write('\n[n%d]\ntype = "Command"\ncommand_name = "%s"\ndepends_on = [%s]\n' % (i, command, deps))
+    return path
+
+
+def timed(argv, stderr_path):
+    """(wall seconds, CPU seconds of the process and the children it reaped); raises on failure."""
+    with open(stderr_path, "w+b") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            err.seek(0)
+            raise RuntimeError("%s exited %d:\n%s" % (" ".join(argv), code, err.read().decode(errors="replace")[-2000:]))
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def median_of(repeat, argv, stderr_path):
+    runs = [timed(argv, stderr_path) for _ in range(repeat)]
+    return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+
+
+def python_spawn_loop(n):
+    """Seconds per subprocess.run(["sh", "-c", "true"]) in a Python loop."""
+    start = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(["sh", "-c", "true"], stdin=subprocess.DEVNULL, check=True)
+    return (time.perf_counter() - start) / n
+
+
+def shell_spawn_loop(n, stderr_path):
+    """Seconds per `sh -c true` spawned by a shell loop (the loop's own start-up subtracted)."""
+    loop = 'i=0; while [ "$i" -lt %d ]; do sh -c true; i=$((i+1)); done'
+    empty, _ = timed(["sh", "-c", loop % 0], stderr_path)
+    full, _ = timed(["sh", "-c", loop % n], stderr_path)
+    return (full - empty) / n
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200 nodes only, one run per case")
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], help="comma-separated node counts")
+    parser.add_argument("--repeat", type=int, help="runs per case (median reported)")
+    args = parser.parse_args()
+    sizes = args.sizes or ([200] if args.quick else [200, 1000])
+    repeat = args.repeat or (1 if args.quick else 3)
+    fixed_repeat = 5 if args.quick else 10
+
+    print("playbook: %s" % PLAYBOOK)
+    print("python:   %s (%s), %d CPUs, load average %s" % (
+        sys.executable, sys.version.split()[0], os.cpu_count() or 0, "%.2f %.2f %.2f" % os.getloadavg()))
+    print("bytecode: warm cache in the temp directory (PYTHONPYCACHEPREFIX); %s" % (
+        "1 run per case" if repeat == 1 else "median of %d runs per case" % repeat))
+    print()
+    with tempfile.TemporaryDirectory(prefix="playbook-bench-") as tmp:
+        global ENV
+        tmp = Path(tmp)
+        ENV = bench_env(tmp)
+        err = tmp / "stderr.txt"
+        state = str(tmp / "state" / "run.db")
+
+        def run_argv(path, parallel=1):
+            argv = [PLAYBOOK, "run", str(path), "--state-path", state, "--no-output"]
+            return argv + (["--parallel", str(parallel)] if parallel != 1 else [])
+
+        # Baselines, measured in this sitting.
+        spawn_n = max(sizes)
+        python_spawn_loop(20)  # warm-up
+        py_spawn = python_spawn_loop(spawn_n)
+        sh_spawn = shell_spawn_loop(spawn_n, err)
+        python_pass, _ = median_of(fixed_repeat, [sys.executable, "-c", "pass"], err)
+        one = write_runbook(tmp / "one.playbook.toml", 1, "chain")
+        # Untimed warm-up: creates the state database and fills the bytecode cache (both modes).
+        warm = write_runbook(tmp / "warm.playbook.toml", 3, "independent")
+        timed(run_argv(warm), err)
+        timed(run_argv(warm, 4), err)
+        timed(run_argv(one), err)
+        one_node, one_cpu = median_of(fixed_repeat, run_argv(one), err)
+
+        print("baselines                                     ms")
+        print("--------------------------------------- --------")
+        print("%-39s %8.3f" % ("subprocess.run(sh -c true), per spawn", py_spawn * 1e3))
+        print("%-39s %8.3f" % ("shell loop of sh -c true, per spawn", sh_spawn * 1e3))
+        print("%-39s %8.1f" % ("python -c pass", python_pass * 1e3))
+        print("%-39s %8.1f" % ("playbook run, one-node runbook (fixed)", one_node * 1e3))
+        print()
+
+        header = ("case", "nodes", "parallel", "total s", "ms/node", "per node ms", "marginal ms", "cpu/node ms")
+        fmt = "%-12s %6s %8s %8s %8s %11s %11s %11s"
+        print(fmt % header)
+        print(fmt % tuple("-" * len(h) for h in header))
+        for n in sizes:
+            for shape in ("chain", "independent"):
+                path = write_runbook(tmp / ("%s-%d.playbook.toml" % (shape, n)), n, shape)
+                for parallel in (1, 4):
+                    total, cpu = median_of(repeat, run_argv(path, parallel), err)
+                    per_node = (total - one_node) / (n - 1)
+                    marginal = per_node - py_spawn
+                    print(fmt % (shape, n, parallel, "%.3f" % total, "%.2f" % (total / n * 1e3), "%.2f" % (per_node * 1e3),
+                                 "%.2f" % (marginal * 1e3), "%.2f" % (cpu / n * 1e3)))
+                    sys.stdout.flush()
+
+        sleepy = write_runbook(tmp / "sleep.playbook.toml", 50, "independent", command="sleep 0.2")
+        sleep_total, _ = median_of(repeat, run_argv(sleepy, 10), err)
+        print()
+        print("50 independent `sleep 0.2` nodes, --parallel 10: %.3f s (ideal 1.0 s + fixed cost %.3f s)" % (sleep_total, one_node))
+        print()
+        print("per node = (total − one-node run) / (N − 1); marginal = per node − one subprocess.run spawn.")
+        print("Load average at end: %.2f %.2f %.2f." % os.getloadavg())
+        print("Targets (issue 3): marginal ≤ 1 ms/node incl. state writes; 50 × sleep 0.2 at --parallel 10")
+        print("in about 1 s; one-node run < 150 ms.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
