@@ -226,6 +226,115 @@ _runtime("info", "Database location and statistics; --plugins lists plugins.")
 _runtime("set-status", "Correct the recorded status of a step (audited).")
 
 
+@cli.command("view-dag")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@_variable_options
+@click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf", "dot"]), help="Picture format (default: from --output's suffix, else png).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), help="File to write, - for standard output (default: the runbook's name + the format's suffix, here).")
+@click.option("--keep-dot", is_flag=True, help="Also write the DOT source beside the picture (OUTPUT with .dot).")
+@click.option("--no-open", is_flag=True, help="Never open a viewer; just write the file.")
+@click.option("--run", "run_id", type=int, metavar="ID", help="Colour every node by its state in run ID (draws the plan that run used).")
+@click.option("--state-path", metavar="DB", help="State database for --run (default: $PLAYBOOK_DB_PATH or ~/.config/playbook/run.db).")
+def view_dag(file, var_pairs, vars_file, vars_env, fmt, output, keep_dot, no_open, run_id, state_path):
+    """Draw the runbook's DAG: node types, critical nodes, conditional edges, `when`s.
+
+    Variables given here are baked in, like `plan`; templates that need other variables show
+    their defaults or stay as written. With --run, every node is coloured by what happened to it
+    in that run (succeeded, failed, skipped and why, not reached) with its attempt count; FILE
+    may then be left out. The picture is opened in a viewer when there is a display and a
+    viewer (xdg-open / open), otherwise only its path is printed.
+
+    Exit codes: 0 written · 2 invalid runbook, variables or run id · 4 environment problem:
+    the Graphviz `dot` program is missing (install graphviz, or use --format dot), the state
+    database or the output file cannot be used.
+
+    \b
+    Examples:
+      playbook view-dag deploy.playbook.toml --var ENVIRONMENT=prod --no-open
+      playbook view-dag deploy.playbook.toml --format svg -o docs/deploy.svg --keep-dot
+      playbook view-dag --run 12 --state-path run.db -o run12.png
+    """
+    from playbook.runtime import graph as dag
+
+    from . import graph as graph_mod
+
+    if file is None and run_id is None:
+        click.echo("error: give a runbook FILE, or --run ID to draw a recorded run", err=True)
+        sys.exit(EXIT_INVALID)
+    sources = _sources(var_pairs, vars_file, vars_env)
+    name = file
+    if run_id is None:
+        compiled = _compile(file, sources, bake=True)
+        dot_text = dag.to_dot(graph_mod.picture_plan(compiled.plan))
+    else:
+        from types import SimpleNamespace
+
+        from playbook.runtime.cli import CliError, _open_store
+        from playbook.runtime.plan import PlanError
+        from playbook.runtime.state import StateError
+
+        if var_pairs or vars_file or vars_env:
+            click.echo("note: with --run the run's own variables are used; --var/--vars-file/--vars-env are ignored", err=True)
+        explicit = state_path or os.environ.get("PLAYBOOK_DB_PATH")
+        if explicit and not os.path.isfile(os.path.expanduser(explicit)):
+            click.echo("error: no state database at %s" % explicit, err=True)
+            sys.exit(4)
+        try:
+            store = _open_store(SimpleNamespace(state_path=state_path))
+        except CliError as exc:
+            click.echo("error: %s" % exc, err=True)
+            sys.exit(exc.code)
+        try:
+            run = store.get_run(run_id)
+            if run is None:
+                click.echo("error: no run %d in %s" % (run_id, store.path), err=True)
+                sys.exit(EXIT_INVALID)
+            states = dag.run_states(store.attempts(run_id))
+        except StateError as exc:
+            click.echo("error: %s" % exc, err=True)
+            sys.exit(4)
+        finally:
+            store.close()
+        try:
+            drawn = dag.plan_for_run(run)
+        except (PlanError, TypeError) as exc:
+            click.echo("error: run %d has no usable plan in %s: %s" % (run_id, store.path, exc), err=True)
+            sys.exit(4)
+        if file is not None:
+            current = _compile(file, sources, bake=False)
+            if current.plan.digest() != run.get("plan_hash"):
+                click.echo("note: %s differs from the plan run %d used; drawing the run's plan" % (file, run_id), err=True)
+        else:
+            name = run.get("source") or "run"
+        dot_text = dag.to_dot(drawn, states, title=dag.run_caption(drawn, run))
+    fmt = graph_mod.format_for(output, fmt)
+    output = output or graph_mod.default_output(name, fmt, run_id)
+    if output == "-":
+        try:
+            data = graph_mod.render(dot_text, fmt)
+        except graph_mod.GraphError as exc:
+            click.echo("error: %s" % exc, err=True)
+            sys.exit(exc.code)
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        graph_mod.write(output, graph_mod.render(dot_text, fmt))
+        if keep_dot and fmt != "dot":
+            graph_mod.write(os.path.splitext(output)[0] + ".dot", dot_text.encode("utf-8"))
+    except graph_mod.GraphError as exc:
+        click.echo("error: %s" % exc, err=True)
+        sys.exit(exc.code)
+    click.echo("wrote %s" % output)
+    if keep_dot and fmt != "dot":
+        click.echo("wrote %s" % (os.path.splitext(output)[0] + ".dot"))
+    if no_open or fmt == "dot":
+        return
+    opened, reason = graph_mod.open_file(output)
+    if not opened:
+        click.echo("not opened: %s; the picture is at %s" % (reason, os.path.abspath(output)), err=True)
+
+
 def main(argv=None):
     try:
         cli.main(args=argv, prog_name="playbook", standalone_mode=True)
