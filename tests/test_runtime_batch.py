@@ -441,6 +441,16 @@ def test_automatic_retries_until_success(tmp_path):
     assert [a["status"] for a in rows] == ["failed", "failed", "succeeded"]
     assert [a["attempt"] for a in rows] == [1, 2, 3]
     assert (tmp_path / "count").read_text().strip() == "3"
+    starts = [_seconds(a["started_at"]) for a in rows]
+    ends = [_seconds(a["ended_at"]) for a in rows]
+    for i in (1, 2):
+        assert starts[i] - ends[i - 1] >= 0.25, "retry_delay = 0.3 was not waited (%s)" % rows
+
+
+def _seconds(iso):
+    from datetime import datetime
+
+    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
 
 
 def test_automatic_retries_exhausted_fail_the_run(tmp_path):
@@ -621,6 +631,34 @@ def test_critical_node_failing_without_terminal_stops_run_failed(tmp_path):
     assert not (tmp_path / "side.log").exists()
 
 
+def test_critical_node_with_failure_path_follows_it_without_terminal(tmp_path):
+    rb = write_runbook(tmp_path, """
+        [boom]
+        type = "Command"
+        command_name = "exit 2"
+        critical = true
+
+        [rollback]
+        type = "Command"
+        command_name = "echo rollback >> side.log"
+        depends_on = ["boom:failure"]
+
+        [after]
+        type = "Command"
+        command_name = "echo after >> side.log"
+        depends_on = ["boom"]
+    """)
+    dbp = tmp_path / "state.db"
+    r = pb(tmp_path, "run", rb, "--state-path", dbp)
+    assert r.returncode == 1, r.text
+    rows = final(dbp)
+    assert rows["boom"]["decision"] == "follow-failure"
+    assert rows["rollback"]["status"] == "succeeded"
+    assert rows["after"]["status"] == "skipped"
+    assert run_row(dbp)["status"] == "failed"
+    assert (tmp_path / "side.log").read_text().splitlines() == ["rollback"]
+
+
 # -- exit codes -----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "body, args, code",
@@ -769,6 +807,26 @@ def test_secret_in_function_output_not_in_database(tmp_path):
     assert SECRET.encode() not in db_bytes(dbp)
 
 
+@pytest.mark.xfail(strict=True, reason="BUG: secrets are masked per output chunk, so a secret that reaches the "
+                   "runner in two reads of the pipe is printed in clear (plain and --json output)")
+def test_secret_split_across_output_chunks_is_masked(tmp_path):
+    rb = write_runbook(tmp_path, """
+        [variables]
+        API_TOKEN = { required = true, secret = true }
+
+        [slow_print]
+        type = "Command"
+        command_name = "printf %s {{ API_TOKEN }} | head -c 8; sleep 0.3; printf %s {{ API_TOKEN }} | tail -c +9; echo"
+    """)
+    dbp = tmp_path / "state.db"
+    r = pb(tmp_path, "run", rb, "--var", "API_TOKEN=" + SECRET, "--state-path", dbp)
+    assert r.returncode == 0, r.text
+    assert SECRET.encode() not in db_bytes(dbp)
+    assert SECRET not in r.text
+    r2 = pb(tmp_path, "run", rb, "--json", "--var", "API_TOKEN=" + SECRET, "--state-path", dbp)
+    assert SECRET not in "".join(o.get("text", "") for o in json_lines(r2.out))
+
+
 def test_odd_output_is_plain_text_and_stored(tmp_path):
     rb = write_runbook(tmp_path, r"""
         [odd]
@@ -851,7 +909,16 @@ def test_parallel_runs_independent_nodes_concurrently(tmp_path):
     for i in range(8):
         assert "[n%d] hello from n%d" % (i, i) in r.out.splitlines()
     assert set(status_of(dbp).values()) == {"succeeded"}
-    assert len(attempts(dbp)) == 8
+    rows = attempts(dbp)
+    assert len(rows) == 8
+    # never more than 4 at once, and 4 at once at some point
+    moments = sorted([(a["started_at"], 1) for a in rows] + [(a["ended_at"], -1) for a in rows],
+                     key=lambda m: (m[0], m[1]))
+    level = peak = 0
+    for _, step in moments:
+        level += step
+        peak = max(peak, level)
+    assert peak == 4
 
 
 def test_events_record_the_run(tmp_path):

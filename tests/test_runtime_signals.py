@@ -88,8 +88,6 @@ def test_signal_kills_command_group_and_marks_attempt_interrupted(tmp_path, sign
 
 
 @SIGNALS
-@pytest.mark.xfail(strict=True, reason="BUG: on SIGINT/SIGTERM the engine calls executors.terminate_all, which "
-                   "does not exist: AttributeError traceback, exit 1, run left 'running', no resume hint")
 def test_signal_exits_130_with_run_aborted_and_resume_hint(tmp_path, signum):
     code, text, dbp, shell_gone, bg_gone = _interrupt(tmp_path, signum)
     assert code == 130, text
@@ -164,3 +162,34 @@ def test_second_process_cannot_drive_the_same_run(tmp_path):
                 proc.kill()
             kill_quietly(sh, group=True)
             kill_quietly(bg)
+
+
+def test_sigint_in_parallel_mode_stops_every_command(tmp_path):
+    body = "".join(
+        '[p%d]\ntype = "Command"\ncommand_name = "echo $$ > p%d.pid; sleep 30"\ndepends_on = []\n\n' % (i, i)
+        for i in range(3)
+    )
+    rb = write_runbook(tmp_path, body)
+    dbp = tmp_path / "state.db"
+    proc = pb_start(tmp_path, "run", rb, "--parallel", "3", "--state-path", dbp)
+    pids = []
+    try:
+        pids = [read_pid(tmp_path / ("p%d.pid" % i)) for i in range(3)]
+        time.sleep(0.2)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        text = (out + err).decode("utf-8", "replace")
+        assert time.monotonic() - started < 10
+        assert proc.returncode == 130, text
+        assert "Traceback" not in text
+        for pid in pids:
+            assert wait_gone(pid, 5), "a parallel command survived SIGINT"
+        assert run_row(dbp)["status"] == "aborted"
+        assert {a["status"] for a in attempts(dbp)} == {"interrupted"}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for pid in pids:
+            kill_quietly(pid, group=True)
