@@ -460,3 +460,31 @@ def test_pty_parallel_failure_menu_waits_for_nodes_in_flight(tmp_path):
     assert code == 0, out
     assert final(dbp)["n0"]["status"] == "skipped"
     assert final(dbp)["after"]["status"] == "succeeded"
+
+
+def test_pty_ctrl_c_interrupts_command_and_says_how_to_resume(tmp_path):
+    rb = write_runbook(tmp_path, """
+        [slow]
+        type = "Command"
+        command_name = "echo $$ > sh.pid; echo started; sleep 30"
+
+        [after]
+        type = "Command"
+        command_name = "echo after"
+    """)
+    dbp = tmp_path / "state.db"
+    c = spawn(tmp_path, "run", rb, "--state-path", dbp)
+    c.expect_exact("started")
+    sh = read_pid(tmp_path / "sh.pid")
+    try:
+        c.sendintr()
+        code, out = finish(c)
+        assert code == 130, out
+        assert "Traceback" not in out
+        assert "resume" in out
+        assert wait_gone(sh, 5)
+        assert run_row(dbp)["status"] == "aborted"
+        assert final(dbp)["slow"]["status"] == "interrupted"
+        assert "after" not in counts(dbp)
+    finally:
+        kill_quietly(sh, group=True)
