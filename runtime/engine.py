@@ -87,6 +87,7 @@ class Engine:
         self.final = set()
         self.attempt_numbers = {}
         self.followed = set()
+        self.awaiting_approval = {}  # node id -> attempt id whose approval is still missing
         self.completed = False  # every node reached a final state
         self.session_attempts = {}  # attempts made by this process, for --max-retries
         self._downstream = {node.id: [] for node in self.nodes}
@@ -102,6 +103,43 @@ class Engine:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
+
+    def redact_value(self, value):
+        """Secrets masked inside a plugin's return value (text, or JSON-like data)."""
+        if not self.secrets or value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, str):
+            return self.redact(value)
+        import json
+
+        return json.loads(self.redact(json.dumps(value)))
+
+    def stream_redactor(self, emit):
+        """An on_output callback that masks secrets even when they arrive split across reads."""
+        if not self.secrets:
+            return emit, lambda: None
+        pending = {}
+        longest = max(len(s) for s in self.secrets)
+
+        def feed(stream, text):
+            data = self.redact(pending.pop(stream, "") + text)
+            hold = 0
+            for size in range(min(longest - 1, len(data)), 0, -1):
+                tail = data[-size:]
+                if any(secret.startswith(tail) for secret in self.secrets):
+                    hold = size
+                    break
+            if hold:
+                pending[stream] = data[-hold:]
+                data = data[:-hold]
+            if data:
+                emit(stream, data)
+
+        def flush():
+            for stream in list(pending):
+                emit(stream, self.redact(pending.pop(stream)))
+
+        return feed, flush
 
     def _next_attempt(self, node_id):
         number = self.attempt_numbers.get(node_id)
@@ -142,6 +180,11 @@ class Engine:
                 stderr=row.get("stderr"),
                 output=row.get("output"),
             )
+            if status == "interrupted" and decision == "approval-missing":
+                # the step finished; only its approval is missing: ask for it, do not run it again
+                self.awaiting_approval[node_id] = row["id"]
+                data["status"] = "pending"
+                continue
             keep = (
                 status == SUCCEEDED
                 or (status == SKIPPED and decision in ("skip", "set-status"))
@@ -264,6 +307,14 @@ class Engine:
 
     def _drive(self, node):
         """Run one node in the main thread: approvals, attempts, the failure menu."""
+        if node.id in self.awaiting_approval:
+            attempt_id = self.awaiting_approval.pop(node.id)
+            self.results[node.id].update(status=SUCCEEDED, ran=True)
+            self.final.add(node.id)
+            self.ui.event("message", text="%s finished earlier; its approval is still needed" % node.id)
+            if self._approve(node, node.prompt_after or DEFAULT_PROMPT, attempt_id=attempt_id):
+                self.store.finish_attempt(attempt_id, SUCCEEDED, error=None)
+            return
         if node.prompt_before and node.type != "Manual":
             if not self._approve(node, node.prompt_before, before=True):
                 return
@@ -298,8 +349,8 @@ class Engine:
         """One attempt of a Command or Function node; records it. Returns (status, fields)."""
         started = time.monotonic()
         if node.type == "Command":
-            on_output = lambda stream, text: self.ui.event(  # noqa: E731
-                "node_output", node=node, stream=stream, text=self.redact(text)
+            on_output, flush_output = self.stream_redactor(
+                lambda stream, text: self.ui.event("node_output", node=node, stream=stream, text=text)
             )
             try:
                 result = self.runner(
@@ -313,8 +364,10 @@ class Engine:
                     kill_grace=self.options.kill_grace,
                 )
             except BaseException:
+                flush_output()
                 self.store.finish_attempt(attempt_id, "interrupted", error="interrupted by a signal")
                 raise
+            flush_output()
             fields = {
                 "exit_code": result.exit_code,
                 "stdout": self.redact(result.stdout),
@@ -335,10 +388,13 @@ class Engine:
                 output = self.plugins.call(
                     node.plugin, node.function, node.function_params or {}, config, where="node %s" % node.id
                 )
-                fields = {"output": output if output is None or isinstance(output, (str, int, float, bool, list, dict)) else str(output)}
+                if not (output is None or isinstance(output, (str, int, float, bool, list, dict))):
+                    output = str(output)
+                output = self.redact_value(output)
+                fields = {"output": output}
                 status = SUCCEEDED
                 if output is not None:
-                    self.ui.event("node_output", node=node, stream="output", text=self.redact(str(output)) + "\n")
+                    self.ui.event("node_output", node=node, stream="output", text=str(output) + "\n")
             except (KeyboardInterrupt, Interrupted):
                 self.store.finish_attempt(attempt_id, "interrupted", error="interrupted by a signal")
                 raise

@@ -85,17 +85,29 @@ class PlainUI:
         self.timestamps = timestamps
         self._partial = {}
 
-    # output primitives (RichUI overrides these)
+    # output primitives (TerminalUI overrides these)
+    def write(self, text):
+        """Write to the output; a reader that went away (`| head`) never stops the run."""
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            import os
+
+            was_stdout = self.out is _sys.stdout
+            self.out = open(os.devnull, "w")
+            if was_stdout:
+                _sys.stdout = self.out
+
     def line(self, text, style=None):
         stamp = _time.strftime("%H:%M:%S ") if self.timestamps else ""
-        self.out.write("%s%s\n" % (stamp, text))
-        self.out.flush()
+        self.write("%s%s\n" % (stamp, text))
 
     def output_line(self, node, stream, text):
         prefix = "[%s] " % node.id if self.parallel else "  │ "
         if stream == "stderr":
             prefix += "! " if not self.parallel else "stderr: "
-        self.out.write("%s%s\n" % (prefix, text))
+        self.write("%s%s\n" % (prefix, text))
 
     def error(self, text):
         self.err.write("error: %s\n" % text)
@@ -131,7 +143,6 @@ class PlainUI:
             self.output_line(node, stream, item)
         if rest:
             self._partial[key] = rest
-        self.out.flush()
 
     def _flush_partial(self, node):
         for key in [k for k in self._partial if k[0] == node.id]:
@@ -161,8 +172,7 @@ class PlainUI:
         self.line("▶ %s (Manual)%s" % (node.id, " " + node.name if node.name else ""), "cyan")
         for text in (description or "").strip("\n").split("\n"):
             if text.strip():
-                self.out.write("    %s\n" % text)
-        self.out.flush()
+                self.write("    %s\n" % text)
 
     def on_message(self, text, **_):
         self.line(text, "yellow")
@@ -286,8 +296,7 @@ class JsonUI(PlainUI):
     def emit(self, event, **data):
         data["event"] = event
         data["time"] = _time.time()
-        self.out.write(_json.dumps(data, sort_keys=True, default=str) + "\n")
-        self.out.flush()
+        self.write(_json.dumps(data, sort_keys=True, default=str) + "\n")
 
     def event(self, kind, **data):
         node = data.pop("node", None)

@@ -304,7 +304,7 @@ def resolve(specs, sources, fixed=None, prompt=None, names=None):
         spec = specs[name]
         if name in fixed:
             found = sources.lookup(name)
-            if found is not None and found[0] != fixed[name] and not spec.get("secret"):
+            if found is not None and not spec.get("secret") and not _same(spec, found[0], fixed[name]):
                 problems.append(
                     "%s was fixed to %s when the runbook was compiled; %s cannot change it"
                     % (name, show(spec, fixed[name]), found[1])
@@ -333,6 +333,13 @@ def resolve(specs, sources, fixed=None, prompt=None, names=None):
     if problems:
         raise VariableError("\n".join(problems))
     return values
+
+
+def _same(spec, raw, value):
+    try:
+        return coerce(spec, raw) == value
+    except VariableError:
+        return False
 
 
 def ask(name, spec, prompt):

@@ -242,9 +242,6 @@ def test_prompt_after_on_command_needs_auto_approve_without_terminal(tmp_path):
     assert final(dbp)["apply"]["decision"] == "auto-approved"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a Command whose prompt_after approval was missing (no terminal) is "
-                   "recorded 'interrupted'; `resume --auto-approve`, as the stop message advises, is refused with "
-                   "'was interrupted while it ran ... --rerun-interrupted' (exit 3)")
 def test_missing_command_approval_resumes_with_auto_approve(tmp_path):
     rb = write_runbook(tmp_path, """
         [apply]
@@ -403,8 +400,6 @@ def test_resume_accepts_a_missing_value(tmp_path):
     assert b"s3cr3t-tok" not in db_bytes(dbp)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: resume --var with the same value already used (a typed int) "
-                   "is refused as a change: the raw text '5' is compared with the stored int 5")
 def test_resume_accepts_the_same_value_again(tmp_path):
     rb = write_runbook(tmp_path, """
         [variables]
@@ -787,8 +782,6 @@ def test_secret_never_in_output_or_database(tmp_path):
     assert SECRET.encode() not in db_bytes(dbp)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a Function node's return value is stored in attempts.output "
-                   "without masking secrets (the printed line is masked, the database row is not)")
 def test_secret_in_function_output_not_in_database(tmp_path):
     rb = write_runbook(tmp_path, """
         [variables]
@@ -807,8 +800,6 @@ def test_secret_in_function_output_not_in_database(tmp_path):
     assert SECRET.encode() not in db_bytes(dbp)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: secrets are masked per output chunk, so a secret that reaches the "
-                   "runner in two reads of the pipe is printed in clear (plain and --json output)")
 def test_secret_split_across_output_chunks_is_masked(tmp_path):
     rb = write_runbook(tmp_path, """
         [variables]
