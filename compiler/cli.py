@@ -178,23 +178,32 @@ def plan(file, var_pairs, vars_file, vars_env, as_json):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write (default: from the title).")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def create(title, author, description, output, force):
-    """Write a new, commented runbook that validates as written.
+    """Write a new runbook that validates as written.
 
-    Asks on a terminal for what was not given.
+    On a terminal: a wizard asks for what was not given, then for the steps one by one
+    (Manual, Command or Function; dependencies; critical), checking each. Without a terminal,
+    or with no step added: a commented example runbook.
 
     \b
     Example:
       playbook create --title "Rotate TLS certificates" --author ops -o rotate.playbook.toml
     """
-    from .create import default_name, write_runbook
+    from .create import default_name, interactive_create, write_runbook
 
-    interactive = sys.stdin.isatty()
-    if title is None:
-        title = click.prompt("Title", default="My runbook") if interactive else "My runbook"
-    if author is None:
-        author = click.prompt("Author", default=os.environ.get("USER", "ops")) if interactive else os.environ.get("USER", "ops")
-    if description is None:
-        description = click.prompt("Description", default="What this runbook does") if interactive else "What this runbook does"
+    if output is not None and os.path.exists(output) and not force:
+        click.echo("error: %s exists; use --force to overwrite it" % output, err=True)
+        sys.exit(EXIT_INVALID)
+    if sys.stdin.isatty():
+        try:
+            output = interactive_create(title, author, description, output, force)
+        except click.Abort:
+            click.echo("\naborted: nothing was written", err=True)
+            sys.exit(1)
+        click.echo("wrote %s — check it with: playbook validate %s" % (output, output))
+        return
+    title = "My runbook" if title is None else title
+    author = os.environ.get("USER", "ops") if author is None else author
+    description = "What this runbook does" if description is None else description
     if output is None:
         output = default_name(title)
     if os.path.exists(output) and not force:
