@@ -107,7 +107,6 @@ def test_invalid_corpus_file(playbook_cli, compat_dir, name):
         )
     for hint in HINTS.get(name, ()):
         assert "  hint: " + hint in result.stderr
-    assert re.search(r"^%s: \d+ errors?$" % re.escape(name), result.stderr, re.M)
 
 
 def test_stale_schema_hints_name_the_1x_field(playbook_cli, compat_dir):

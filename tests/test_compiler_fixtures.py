@@ -110,7 +110,6 @@ def test_bad_fixture_on_the_command_line(exp, playbook_cli):
         prefix = "%s:%d:%s: error: " % (re.escape(name), line, r"\d+" if col is None else col)
         pattern = re.compile("^" + prefix + ".*" + re.escape(fragment), re.M)
         assert pattern.search(result.stderr), result.stderr
-    assert re.search(r"^%s: \d+ errors?$" % re.escape(name), result.stderr, re.M), result.stderr
 
 
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.name)

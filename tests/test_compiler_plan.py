@@ -189,6 +189,51 @@ def test_condition_folding_with_typed_values():
     assert canary.skip_reason == "condition: CANARY and RATIO > 0.1 is false (CANARY=true, RATIO=0.05)"
 
 
+BAKED_PARAM = """[runbook]
+title = "t"
+
+[variables]
+S = { description = "seconds, as text" }
+T = { description = "timeout, as text" }
+
+[nap]
+type = "Function"
+plugin = "python"
+function = "sleep"
+function_params = { seconds = "{{ S }}" }
+
+[wait]
+type = "Command"
+command_name = "true"
+timeout = "{{ T }}"
+"""
+
+
+def test_baked_timeout_that_is_not_a_number_is_a_compile_error():
+    (err,) = diagnostics(BAKED_PARAM, ["S=2", "T=soon"])
+    assert err.line == 17
+    assert "'soon' is not a number" in err.message
+
+
+def test_baked_timeout_and_params_are_rendered():
+    plan = compile_text(BAKED_PARAM, ["S=2", "T=5"]).plan
+    assert plan.by_id["wait"].timeout == 5
+    assert plan.by_id["wait"].templates == ()
+    assert plan.by_id["nap"].templates == ()
+    assert float(plan.by_id["nap"].function_params["seconds"]) == 2.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG compiler/plan.py: function_params are checked against the plugin signature only before "
+    "baking (templates deferred), so `--var S=abc` bakes seconds='abc' for a float parameter and "
+    "`validate` says valid; the run fails later",
+)
+def test_baked_function_param_of_the_wrong_type_is_a_compile_error():
+    errors = [d for d in diagnostics(BAKED_PARAM, ["S=abc", "T=5"]) if d.severity == "error"]
+    assert any("parameter 'seconds'" in e.message and "'abc' is not a number" in e.message for e in errors)
+
+
 def test_condition_with_node_functions_is_not_folded():
     text = (
         '[runbook]\ntitle = "t"\n\n[variables]\nENV = "dev"\n\n[a]\ntype = "Manual"\n\n[b]\ntype = "Manual"\n'
