@@ -88,7 +88,7 @@ def quote(text):
 def html(text):
     """Text for an HTML-like label (no markup, no line breaks). Graphviz substitutes \\N, \\G
     and \\E in label text too, and reads \\\\ as one backslash: backslashes are doubled."""
-    return clean(text).replace("\n", " ").replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return clean(text).replace("\n", " ").replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace("[", "&#91;").replace("]", "&#93;")
 
 
 def _shorten(line, width):
