@@ -217,6 +217,48 @@ def create(title, author, description, output, force):
 _PASS = {"context_settings": {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}, "add_help_option": False}
 
 
+@cli.command("compile")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Bundle to write (default: the runbook's stem + .pyz, here).")
+@_variable_options
+@click.option("--python", "pythons", multiple=True, metavar="3.X", help="Build bytecode for this Python version (repeatable).")
+@click.option("--interpreter", "interpreters", multiple=True, type=click.Path(dir_okay=False), help="Build bytecode with this interpreter (repeatable).")
+@click.option("--no-bytecode", is_flag=True, help="Sources only (smaller, slower start).")
+@click.option("--sign-key", type=click.Path(dir_okay=False), help="Sign with this SSH private key: writes OUTPUT.sig.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result (manifest, size, sha256) as JSON.")
+def compile_command(file, output, var_pairs, vars_file, vars_env, pythons, interpreters, no_bytecode, sign_key, as_json):
+    """Build one executable file that runs the runbook on a server with only a system Python.
+
+    Validates first (same diagnostics as `validate`); the given variables are baked in (never
+    secrets), the others are taken on the host. Bytecode is built for the interpreter running
+    this and every CPython 3.9-3.13 on PATH or under pyenv, unless --python/--interpreter say.
+
+    \b
+    Example:
+      playbook compile deploy.playbook.toml --var ENVIRONMENT=prod --sign-key ~/.ssh/release
+      scp deploy.pyz deploy.pyz.sig server:   # there: ./deploy.pyz run
+    """
+    from .bundle import BundleError, build, default_output, describe
+
+    sources = _sources(var_pairs, vars_file, vars_env)
+    compiled = _compile(file, sources, bake=True, as_json=as_json)
+    output = output or default_output(file)
+    try:
+        report = build(
+            compiled, output, sign_key=sign_key, pythons=pythons, interpreters=interpreters, bytecode=not no_bytecode
+        )
+    except BundleError as exc:
+        click.echo("error: %s" % exc, err=True)
+        sys.exit(exc.code)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False))
+        return
+    for warning in report["warnings"]:
+        click.echo("warning: %s" % warning, err=True)
+    for line in describe(report):
+        click.echo(line)
+
+
 def _runtime(name, summary):
     @click.pass_context
     def command(ctx):

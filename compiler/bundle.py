@@ -1,0 +1,826 @@
+"""Write a bundle: one executable file that runs a compiled runbook on a server with nothing but
+a system CPython (DESIGN.md section 5).
+
+Layout of the file::
+
+    templates/launcher.sh, filled in     POSIX sh: find a python >= the floor, exec it with -I -S;
+                                         below it, the Python boot code (between two markers)
+    zip archive, imported in place:
+      __main__.py                        `python3 FILE`: runs the same boot code
+      manifest.json, plan.json           read by name, through the zip importer
+      playbook/, jinja2/, rich/, ...     sources (the fallback for interpreters without bytecode)
+      <name>-<version>.dist-info/        METADATA and entry_points.txt of each distribution
+      py39/, py310/, ... py313/          legacy-layout bytecode (`name.pyc`), one tree per target
+                                         interpreter, unchecked-hash, compiled by that interpreter
+
+Integrity: line 2 of the launcher holds the SHA-256 of the whole file computed with those 64
+digits as zeros; the boot code checks it before anything is imported from the archive.
+
+Bytecode trees leave out SOURCE_ONLY (modules used only for syntax highlighting, tracebacks,
+Markdown and Windows, about half of the code by size); the boot code finds those in the
+sources. Reproducible: entries sorted, timestamps from SOURCE_DATE_EPOCH (else 1980-01-01),
+fixed permissions, no path of the build machine inside (bytecode is compiled with relative file
+names), bytecode compiled with PYTHONHASHSEED=0.
+"""
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+BUNDLE_FORMAT = 1
+BOOT_MARK = b"\n#=playbook-boot=\n"
+DIGEST_MARK = b"\n#=playbook-sha256="  # line 2 of the launcher, then 64 hex digits
+SIGN_NAMESPACE = "playbook-bundle"
+DEFAULT_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
+MIN_FLOOR = (3, 9)
+SUPPORTED = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
+PREFIX_LIMIT = 65536  # the boot code is read from the first 64 KiB of the file
+
+# The runtime's third-party distributions; their requirements are followed from the metadata.
+RUNTIME_DISTRIBUTIONS = ("jinja2", "rich", "tomli")
+# Folders of the `playbook` package that go into bundles (never `compiler`). Templates: none
+# yet; the runtime reads no template file.
+PLAYBOOK_FOLDERS = ("", "runtime", "domain")
+RUNTIME_TEMPLATES = ()
+# Bytecode is not built for these (prefixes of archive names); they stay available as source.
+SOURCE_ONLY = (
+    "pygments/",
+    "markdown_it/",
+    "mdurl/",
+    "rich/__main__.py",
+    "rich/_win32_console.py",
+    "rich/_windows.py",
+    "rich/_windows_renderer.py",
+    "rich/diagnose.py",
+    "rich/markdown.py",
+    "rich/syntax.py",
+    "rich/traceback.py",
+)
+# Files never copied: compiled code (pure-Python fallbacks are used) and type-checker files.
+SKIP_SUFFIXES = (".so", ".pyd", ".dll", ".dylib", ".pyc", ".pyo", ".c", ".h", ".pyx", ".pxd", ".pyi", ".exe")
+SKIP_NAMES = ("py.typed",)
+
+
+class BundleError(Exception):
+    """A bundle cannot be built; `code` is the exit code (2 invalid input, 4 bundle problem)."""
+
+    def __init__(self, message, code=4):
+        super().__init__(message)
+        self.code = code
+
+
+def default_output(runbook_path):
+    """deploy.playbook.toml -> deploy.pyz (in the current directory)."""
+    name = os.path.basename(runbook_path)
+    for suffix in (".toml", ".playbook"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+    return name + ".pyz"
+
+
+def normalize(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# --------------------------------------------------------------------------------------------
+# Distributions
+# --------------------------------------------------------------------------------------------
+
+
+class Dist:
+    """One distribution copied into the bundle: {archive name: file on disk} plus metadata."""
+
+    def __init__(self, name, version, requires_python, role, files, metadata, entry_points, notes):
+        self.name = name
+        self.version = version
+        self.requires_python = requires_python
+        self.role = role
+        self.required_by = []
+        self.files = files
+        self.metadata = metadata
+        self.entry_points = entry_points
+        self.notes = notes
+
+    def info_dir(self):
+        return "%s-%s.dist-info" % (normalize(self.name).replace("-", "_"), self.version)
+
+
+_REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([^;]*?)\s*(?:;\s*(.*?))?\s*$")
+
+
+def parse_requirement(text):
+    """(name, marker) of a requirement string; None when it cannot be read."""
+    match = _REQ.match(text)
+    if not match:
+        return None
+    return match.group(1), (match.group(4) or "").strip()
+
+
+def marker_applies(marker):
+    """Whether a requirement with this environment marker can be needed in a bundle: extras are
+    never included; other markers are evaluated for Linux CPython 3.9-3.13 (true if true for
+    any), with `packaging` when it is installed, else assumed true."""
+    if not marker:
+        return True
+    if re.search(r"\bextra\b", marker):
+        return False
+    try:
+        from packaging.markers import Marker
+    except ImportError:
+        return True
+    try:
+        parsed = Marker(marker)
+    except Exception:
+        return True
+    for major, minor in SUPPORTED:
+        env = {
+            "python_version": "%d.%d" % (major, minor),
+            "python_full_version": "%d.%d.0" % (major, minor),
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "os_name": "posix",
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+            "extra": "",
+        }
+        try:
+            if parsed.evaluate(env):
+                return True
+        except Exception:
+            return True
+    return False
+
+
+def lower_bound(requires_python):
+    """(major, minor) lower bound of a Requires-Python specifier, or None."""
+    best = None
+    for clause in (requires_python or "").split(","):
+        match = re.match(r"\s*(>=|~=|===|==|>)\s*(\d+)(?:\.(\d+))?", clause)
+        if match:
+            bound = (int(match.group(2)), int(match.group(3) or 0))
+            best = bound if best is None else max(best, bound)
+    return best
+
+
+def _metadata_text(dist):
+    return dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+
+
+def _module_files(top, notes):
+    """{archive name: disk path} of an importable top-level module or package (editable and
+    egg-info installs, whose file lists do not name the code)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+        notes.append("module %s not found" % top)
+        return {}
+    files = {}
+    if spec.submodule_search_locations:
+        root = os.path.dirname(spec.origin)
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+            for name in names:
+                disk = os.path.join(folder, name)
+                rel = os.path.relpath(disk, os.path.dirname(root)).replace(os.sep, "/")
+                files[rel] = disk
+    else:
+        files[os.path.basename(spec.origin)] = spec.origin
+    return files
+
+
+def _filter(files, notes, strict):
+    """Drop compiled and type-checker files; with `strict` (plugins), note extension modules that
+    have no Python twin (the runtime's own dependencies have pure-Python fallbacks)."""
+    kept = {}
+    for rel, disk in files.items():
+        base = rel.rsplit("/", 1)[-1]
+        if base in SKIP_NAMES or rel.endswith(SKIP_SUFFIXES):
+            if strict and rel.endswith((".so", ".pyd")):
+                module = base.split(".", 1)[0]
+                twin = rel[: len(rel) - len(base)] + module
+                if twin + ".py" not in files and twin + "/__init__.py" not in files and "__mypyc" not in module:
+                    notes.append("%s is compiled code without a pure-Python version; it is not included" % rel)
+            continue
+        kept[rel] = disk
+    return kept
+
+
+def collect_distribution(name, role):
+    """A Dist from the build environment's installed distribution `name`."""
+    import importlib.metadata as md
+
+    try:
+        dist = md.distribution(name)
+    except md.PackageNotFoundError:
+        raise BundleError("distribution %r is not installed in the build environment (%s)" % (name, sys.executable))
+    notes = []
+    files = {}
+    for path in dist.files or ():
+        rel = str(path).replace("\\", "/")
+        parts = rel.split("/")
+        if rel.startswith(("../", "/")) or "__pycache__" in parts:
+            continue
+        if parts[0].endswith((".dist-info", ".egg-info", ".data")) or rel.endswith(".pth"):
+            continue
+        if len(parts) == 1 and not rel.endswith(".py") and not rel.endswith((".so", ".pyd")):
+            continue  # stray top-level files (licences, installer records)
+        files[rel] = str(dist.locate_file(path))
+    if not any(rel.endswith(".py") and os.path.isfile(disk) for rel, disk in files.items()):
+        # Editable or egg-info install: find the code by its top-level import names.
+        tops = (dist.read_text("top_level.txt") or "").split()
+        if not tops:
+            tops = sorted({ep.value.split(":")[0].split(".")[0].strip() for ep in dist.entry_points})
+        files = {}
+        for top in tops:
+            files.update(_module_files(top, notes))
+    files = {rel: disk for rel, disk in files.items() if os.path.isfile(disk)}
+    files = _filter(files, notes, strict=role == "plugin")
+    if not files:
+        raise BundleError("distribution %s %s: no Python files found to copy" % (name, dist.version))
+    return Dist(
+        name=dist.metadata["Name"] or name,
+        version=dist.version,
+        requires_python=dist.metadata.get("Requires-Python") or "",
+        role=role,
+        files=files,
+        metadata=_metadata_text(dist),
+        entry_points=dist.read_text("entry_points.txt") or "",
+        notes=notes,
+    )
+
+
+def resolve_distributions(plugin_dists, warn):
+    """The runtime's distributions, the plugin distributions and every requirement of them,
+    in a stable order. Playbook itself is never taken from the metadata (see playbook_files)."""
+    import importlib.metadata as md
+
+    queue = [(n, "runtime", None) for n in RUNTIME_DISTRIBUTIONS] + [(n, "plugin", None) for n in plugin_dists]
+    found = {}
+    order = []
+    while queue:
+        name, role, parent = queue.pop(0)
+        key = normalize(name)
+        if key == "playbook":
+            continue
+        if key in found:
+            if parent and parent not in found[key].required_by:
+                found[key].required_by.append(parent)
+            continue
+        dist = collect_distribution(name, role)
+        if parent:
+            dist.required_by.append(parent)
+        found[key] = dist
+        order.append(key)
+        for requirement in md.distribution(name).requires or ():
+            parsed = parse_requirement(requirement)
+            if parsed is None:
+                warn("%s: cannot read the requirement %r; not followed" % (dist.name, requirement))
+                continue
+            req_name, marker = parsed
+            if not marker_applies(marker):
+                continue
+            try:
+                md.distribution(req_name)
+            except md.PackageNotFoundError:
+                if marker:
+                    warn("%s requires %s (%s), which is not installed here; not included" % (dist.name, req_name, marker))
+                    continue
+                raise BundleError("%s requires %s, which is not installed in the build environment" % (dist.name, req_name))
+            queue.append((req_name, "dependency", dist.name))
+    return [found[key] for key in order]
+
+
+def playbook_files():
+    """{archive name: disk path} of the runtime part of the playbook package."""
+    import playbook
+
+    root = os.path.dirname(os.path.abspath(playbook.__file__))
+    files = {}
+    for folder in PLAYBOOK_FOLDERS:
+        base = os.path.join(root, folder) if folder else root
+        for name in sorted(os.listdir(base)):
+            if name.endswith(".py") and os.path.isfile(os.path.join(base, name)):
+                rel = "playbook/%s%s" % (folder + "/" if folder else "", name)
+                files[rel] = os.path.join(base, name)
+    for name in RUNTIME_TEMPLATES:
+        files["playbook/templates/" + name] = os.path.join(root, "templates", name)
+    if RUNTIME_TEMPLATES:
+        files["playbook/templates/__init__.py"] = os.path.join(root, "templates", "__init__.py")
+    return files
+
+
+def playbook_requires_python():
+    import importlib.metadata as md
+
+    try:
+        return md.distribution("playbook").metadata.get("Requires-Python") or ">=3.9"
+    except md.PackageNotFoundError:
+        return ">=3.9"
+
+
+# --------------------------------------------------------------------------------------------
+# Interpreters and bytecode
+# --------------------------------------------------------------------------------------------
+
+_PROBE = (
+    "import sys, json, importlib.util; print(json.dumps({'impl': sys.implementation.name, "
+    "'version': list(sys.version_info[:3]), 'magic': importlib.util.MAGIC_NUMBER.hex()}))"
+)
+
+
+class Target:
+    """An interpreter that bytecode is built with."""
+
+    def __init__(self, executable, version, magic):
+        self.executable = executable
+        self.version = tuple(version)  # (major, minor, micro)
+        self.magic = magic  # hex
+
+    @property
+    def minor(self):
+        return self.version[:2]
+
+    @property
+    def tree(self):
+        return "py%d%d" % self.minor
+
+    @property
+    def label(self):
+        return "%d.%d" % self.minor
+
+    def __repr__(self):
+        return "Target(%s, %s)" % (self.executable, ".".join(map(str, self.version)))
+
+
+def probe(executable):
+    """A Target for a CPython interpreter, or None when it is not one or does not run."""
+    try:
+        proc = subprocess.run(
+            [executable, "-I", "-S", "-c", _PROBE],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        info = json.loads(proc.stdout.decode() or "null")
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0 or not info or info.get("impl") != "cpython":
+        return None
+    return Target(executable, info["version"], info["magic"])
+
+
+def candidate_interpreters():
+    """The building interpreter, python3.9-3.13 and python3 on PATH, then pyenv's versions."""
+    import glob
+
+    names = [sys.executable]
+    for major, minor in reversed(SUPPORTED):
+        names.append(shutil.which("python%d.%d" % (major, minor)))
+    names.append(shutil.which("python3"))
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    names.extend(sorted(glob.glob(os.path.join(pyenv, "versions", "*", "bin", "python3"))))
+    seen = set()
+    result = []
+    for name in names:
+        if name and name not in seen:
+            seen.add(name)
+            result.append(name)
+    return result
+
+
+def discover(candidates=None):
+    """{(major, minor): Target} of the usable CPython interpreters among the candidates, the
+    first found winning for each version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    candidates = candidate_interpreters() if candidates is None else candidates
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        probed = list(pool.map(probe, candidates))
+    found = {}
+    for target in probed:
+        if target is not None and target.minor not in found:
+            found[target.minor] = target
+    return found
+
+
+def parse_version(text):
+    match = re.match(r"^\s*(?:python)?(\d+)\.(\d+)\s*$", text or "")
+    if not match:
+        raise BundleError("--python %r: give a version like 3.11" % text, code=2)
+    return int(match.group(1)), int(match.group(2))
+
+
+def choose_targets(floor, pythons=(), interpreters=(), bytecode=True, warn=print):
+    """The Targets to build bytecode for, one per Python version, all >= floor.
+
+    Default: the building interpreter plus every CPython 3.9-3.13 found on PATH or under pyenv.
+    `pythons` (versions) and `interpreters` (paths) choose explicitly.
+    """
+    if not bytecode:
+        return []
+    chosen = {}
+    if pythons or interpreters:
+        for path in interpreters:
+            target = probe(path)
+            if target is None:
+                raise BundleError("--interpreter %s: not a working CPython interpreter" % path, code=2)
+            chosen.setdefault(target.minor, target)
+        if pythons:
+            available = discover()
+            for text in pythons:
+                wanted = parse_version(text)
+                if wanted in chosen:
+                    continue
+                if wanted not in available:
+                    have = ", ".join("%d.%d" % v for v in sorted(available)) or "none"
+                    raise BundleError(
+                        "--python %s: no CPython %d.%d found on PATH or under pyenv (found: %s); "
+                        "give its path with --interpreter" % (text, wanted[0], wanted[1], have),
+                        code=2,
+                    )
+                chosen[wanted] = available[wanted]
+    else:
+        chosen = {v: t for v, t in discover().items() if v in SUPPORTED}
+    targets = []
+    for version in sorted(chosen):
+        if version < floor:
+            warn("Python %d.%d is below the bundle's floor %d.%d; no bytecode for it" % (version + floor))
+            continue
+        targets.append(chosen[version])
+    return targets
+
+
+_COMPILE = r"""
+import json, os, py_compile, sys
+jobs = json.load(sys.stdin)
+out = jobs.pop(0)
+errors = {}
+for disk, rel in jobs:
+    try:
+        py_compile.compile(disk, cfile=os.path.join(out, rel + "c"), dfile=rel, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    except py_compile.PyCompileError as exc:
+        errors[rel] = str(exc.msg).strip().splitlines()[-1]
+json.dump(errors, sys.stdout)
+"""
+
+
+def compile_tree(target, sources):
+    """{archive name of the .py: .pyc bytes} compiled by the target interpreter, and
+    {archive name: error} for files it cannot compile."""
+    workdir = tempfile.mkdtemp(prefix="playbook-bytecode-")
+    try:
+        jobs = [workdir] + [[disk, rel] for rel, disk in sorted(sources.items())]
+        env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
+        proc = subprocess.run(
+            # no_debug_ranges: no column tables (3.11+), about a third of the bytecode's size;
+            # tracebacks keep their line numbers. Older versions ignore the option.
+            [target.executable, "-s", "-S", "-X", "no_debug_ranges", "-c", _COMPILE],
+            input=json.dumps(jobs).encode(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=600,
+        )
+        if proc.returncode != 0:
+            raise BundleError(
+                "compiling bytecode with %s failed: %s"
+                % (target.executable, proc.stderr.decode(errors="replace").strip().splitlines()[-1:])
+            )
+        errors = json.loads(proc.stdout.decode())
+        compiled = {}
+        for rel in sources:
+            if rel in errors:
+                continue
+            with open(os.path.join(workdir, rel + "c"), "rb") as handle:
+                compiled[rel] = handle.read()
+        return compiled, errors
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def source_only(rel):
+    return rel.startswith(SOURCE_ONLY)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing the file
+# --------------------------------------------------------------------------------------------
+
+MAIN_PY = b'''# Playbook bundle started as `python3 FILE`: run the boot code stored at the top of this file,
+# after the sh launcher. It checks the SHA-256 of the whole file before anything is imported.
+import sys
+_playbook_ok = False
+try:
+    with open(sys.argv[0], "rb") as _bundle:
+        _head = _bundle.read(65536)
+    exec(compile(_head.split(b"\\n#=playbook-boot=\\n")[1], "boot", "exec"))
+except Exception:
+    if _playbook_ok:
+        raise
+    sys.stderr.write("playbook: %s is damaged (its start-up code fails); copy the original bundle again\\n" % sys.argv[0])
+    sys.exit(4)
+'''
+
+
+def _launcher_template():
+    import playbook
+
+    path = os.path.join(os.path.dirname(os.path.abspath(playbook.__file__)), "templates", "launcher.sh")
+    with open(path, "rb") as handle:
+        return handle.read().decode("utf-8")
+
+
+def launcher(name, title, version, floor, trees):
+    """The sh launcher with the boot code, filled in for this bundle."""
+    candidates = ["python%d.%d" % v for v in reversed(SUPPORTED) if v >= floor] + ["python3", "python"]
+    one_line = re.sub(r"\s+", " ", title or "").strip() or "(untitled)"
+    safe_name = re.sub(r"[^A-Za-z0-9._+-]", "_", name)
+    text = _launcher_template()
+    for key, value in (
+        ("@TITLE@", one_line),
+        ("@VERSION@", version),
+        ("@NAME@", safe_name),
+        ("@FLOOR@", "%d.%d" % floor),
+        ("@FLOOR_TUPLE@", "%d, %d" % floor),
+        ("@CANDIDATES@", " ".join(candidates)),
+        ("@TREES@", "{%s}" % ", ".join("%r: %r" % (tree, bytes.fromhex(magic)) for tree, magic in sorted(trees.items()))),
+    ):
+        text = text.replace(key, value)
+    data = text.encode("utf-8")
+    if data.count(BOOT_MARK) != 2 or len(data) >= PREFIX_LIMIT:
+        raise BundleError("internal error: the launcher template is malformed")
+    return data
+
+
+def display_title(plan, title):
+    """The title for people: `{{ NAME }}` filled in from baked values and defaults, `<NAME>` for
+    variables given only on the host."""
+    known = {k: v["default"] for k, v in plan.variables.items() if "default" in v and not v.get("secret")}
+    known.update(plan.values)
+
+    def fill(match):
+        name = match.group(1)
+        return str(known[name]) if name in known else "<%s>" % name
+
+    return re.sub(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", fill, title or "")
+
+
+def zip_time(epoch):
+    epoch = max(int(epoch), DEFAULT_EPOCH)
+    return time.gmtime(epoch)[:6]
+
+
+def write_archive(prefix, entries, epoch):
+    """prefix + zip of entries (sorted, fixed time and modes), with the SHA-256 of the whole
+    file (computed with the digest field as zeros) written into the launcher's line 2.
+    Returns (bytes, digest)."""
+    buf = io.BytesIO()
+    buf.write(prefix)
+    date_time = zip_time(epoch)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = 0o100644 << 16
+            archive.writestr(info, entries[name], compresslevel=9)
+    data = bytearray(buf.getvalue())
+    start = prefix.find(DIGEST_MARK) + len(DIGEST_MARK)
+    if start < len(DIGEST_MARK) or start > 4000 or data[start : start + 64] != b"0" * 64:
+        raise BundleError("internal error: the launcher has no digest field")
+    digest = hashlib.sha256(data).hexdigest()
+    data[start : start + 64] = digest.encode("ascii")
+    return bytes(data), digest
+
+
+def _read(disk):
+    with open(disk, "rb") as handle:
+        return handle.read()
+
+
+def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(), interpreters=(), bytecode=True, warn=None):
+    """Write the bundle for a Compiled runbook to `output`. Returns a report (dict).
+
+    `targets` (a list of Target) overrides the discovery from `pythons`/`interpreters`.
+    """
+    from playbook import __version__
+    from playbook.runtime.plugins import BUILTINS, Registry
+
+    notes = []
+    warn = warn or notes.append
+    plan = compiled.plan
+    summary = compiled.summary()
+
+    # Plugins used by Function nodes, and where they come from.
+    registry = Registry()
+    plugins = {}
+    plugin_dists = []
+    for name in sorted({n.plugin for n in plan.nodes if n.type == "Function" and n.plugin}):
+        if name in BUILTINS:
+            continue
+        spec = registry.entry_point_spec(name)
+        dist = registry.distribution(name)
+        if not dist:
+            raise BundleError("plugin %r (%s) does not come from an installed distribution; it cannot be bundled" % (name, spec))
+        plugins[name] = {"entry_point": spec, "distribution": dist}
+        plugin_dists.append(dist)
+
+    dists = resolve_distributions(plugin_dists, warn)
+    for dist in dists:
+        for note in dist.notes:
+            warn("%s: %s" % (dist.name, note))
+    for info in plugins.values():
+        info["version"] = next((d.version for d in dists if normalize(d.name) == normalize(info["distribution"])), "")
+
+    # Floor: the highest Requires-Python lower bound, at least 3.9.
+    own_requires = playbook_requires_python()
+    floor = MIN_FLOOR
+    bounds = [("playbook", own_requires, lower_bound(own_requires))]
+    bounds += [(d.name, d.requires_python, lower_bound(d.requires_python)) for d in dists]
+    for _, _, bound in bounds:
+        if bound and bound > floor:
+            floor = bound
+    floor_from = sorted("%s %s" % (name, spec.strip()) for name, spec, bound in bounds if bound == floor)
+
+    # Sources: playbook's runtime, then each distribution (no file may come from two places).
+    sources = dict(playbook_files())
+    origin = {rel: "playbook" for rel in sources}
+    for dist in dists:
+        for rel, disk in dist.files.items():
+            if rel in origin:
+                raise BundleError("%s and %s both provide %s" % (origin[rel], dist.name, rel))
+            origin[rel] = dist.name
+            sources[rel] = disk
+
+    if targets is None:
+        targets = choose_targets(floor, pythons, interpreters, bytecode, warn)
+    targets = [t for t in targets if t.minor >= floor]
+
+    hot = {rel: disk for rel, disk in sources.items() if rel.endswith(".py") and not source_only(rel)}
+    data_files = [rel for rel in sources if not rel.endswith(".py") and "/" in rel and not source_only(rel)]
+    trees = {}
+    bytecode_info = []
+    if targets:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(targets), os.cpu_count() or 2))) as pool:
+            results = list(pool.map(lambda t: compile_tree(t, hot), targets))
+        for target, (pycs, errors) in zip(targets, results):
+            for rel, error in sorted(errors.items()):
+                if origin.get(rel) == "playbook":
+                    raise BundleError("%s does not compile with Python %s: %s" % (rel, target.label, error))
+                warn("%s: no bytecode for Python %s (%s); it stays source" % (rel, target.label, error))
+            trees[target.tree] = target.magic
+            bytecode_info.append(
+                {
+                    "python": target.label,
+                    "tree": target.tree,
+                    "magic": target.magic,
+                    "compiled_with": ".".join(str(p) for p in target.version),
+                    "modules": len(pycs),
+                }
+            )
+            results_for_tree = {"%s/%sc" % (target.tree, rel): data for rel, data in pycs.items()}
+            for rel in data_files:
+                results_for_tree["%s/%s" % (target.tree, rel)] = None
+            target._entries = results_for_tree
+
+    epoch_env = os.environ.get("SOURCE_DATE_EPOCH")
+    epoch = epoch if epoch is not None else (int(epoch_env) if epoch_env and epoch_env.strip().isdigit() else None)
+    built_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch is not None else None
+
+    distributions = [
+        {
+            "name": d.name,
+            "version": d.version,
+            "requires_python": d.requires_python,
+            "role": d.role,
+            "required_by": sorted(d.required_by),
+            "files": len(d.files),
+        }
+        for d in dists
+    ]
+    manifest = {
+        "bundle_format": BUNDLE_FORMAT,
+        "playbook_version": __version__,
+        "runbook": {
+            "title": display_title(plan, summary["title"]),
+            "version": plan.runbook.get("version", ""),
+            "author": plan.runbook.get("author", ""),
+            "source": plan.source.get("name", ""),
+            "source_sha256": plan.source.get("sha256", ""),
+        },
+        "plan": {
+            "sha256": plan.digest(),
+            "nodes": len(plan.nodes),
+            "baked_variables": sorted(plan.values),
+            "host_variables": sorted(k for k in plan.variables if k not in plan.values),
+        },
+        "plugins": plugins,
+        "distributions": distributions,
+        "python_floor": "%d.%d" % floor,
+        "floor_from": floor_from,
+        "bytecode": bytecode_info,
+        "source_only": list(SOURCE_ONLY),
+        "built_at": built_at,
+        "sign_namespace": SIGN_NAMESPACE,
+    }
+
+    entries = {"__main__.py": MAIN_PY, "plan.json": plan.dumps()}
+    entries["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
+    for rel, disk in sources.items():
+        entries[rel] = _read(disk)
+    own_info = "playbook-%s.dist-info/METADATA" % __version__
+    entries[own_info] = ("Metadata-Version: 2.1\nName: playbook\nVersion: %s\nRequires-Python: %s\n" % (__version__, own_requires)).encode()
+    for dist in dists:
+        entries[dist.info_dir() + "/METADATA"] = dist.metadata.encode("utf-8")
+        if dist.entry_points:
+            entries[dist.info_dir() + "/entry_points.txt"] = dist.entry_points.encode("utf-8")
+    for target in targets:
+        for name, data in target._entries.items():
+            entries[name] = data if data is not None else entries[name.split("/", 1)[1]]
+
+    prefix = launcher(os.path.basename(output), manifest["runbook"]["title"], __version__, floor, trees)
+    data, embedded = write_archive(prefix, entries, epoch if epoch is not None else DEFAULT_EPOCH)
+
+    directory = os.path.dirname(os.path.abspath(output))
+    fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(output), dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp, 0o755)
+        os.replace(temp, output)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+    signature = sign(output, sign_key) if sign_key else None
+    return {
+        "output": output,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "embedded_sha256": embedded,
+        "signature": signature,
+        "manifest": manifest,
+        "files": len(entries),
+        "warnings": notes,
+    }
+
+
+def sign(path, key):
+    """Write PATH.sig with `ssh-keygen -Y sign`. Returns the signature's path."""
+    sig = path + ".sig"
+    if os.path.exists(sig):
+        os.unlink(sig)
+    try:
+        proc = subprocess.run(
+            ["ssh-keygen", "-Y", "sign", "-f", key, "-n", SIGN_NAMESPACE, path],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise BundleError("cannot sign: ssh-keygen is not available (%s); install OpenSSH 8.0 or newer" % exc)
+    if proc.returncode != 0 or not os.path.exists(sig):
+        text = proc.stderr.decode(errors="replace").strip() or "exit status %d" % proc.returncode
+        raise BundleError("signing with %s failed: %s" % (key, text))
+    return sig
+
+
+def describe(report):
+    """Lines for the `compile` command's output."""
+    manifest = report["manifest"]
+    size = report["size"] / 1e6
+    trees = ", ".join(b["python"] for b in manifest["bytecode"]) or "none (sources only)"
+    lines = [
+        "wrote %s (%.1f MB) — %s" % (report["output"], size, manifest["runbook"]["title"]),
+        "  runs on: CPython %s or newer (%s)" % (manifest["python_floor"], "; ".join(manifest["floor_from"])),
+        "  bytecode for: %s" % trees,
+        "  contents: playbook %s, %s"
+        % (manifest["playbook_version"], ", ".join("%s %s" % (d["name"], d["version"]) for d in manifest["distributions"])),
+    ]
+    if manifest["plugins"]:
+        lines.append(
+            "  plugins: %s"
+            % ", ".join("%s (%s %s)" % (n, p["distribution"], p["version"]) for n, p in sorted(manifest["plugins"].items()))
+        )
+    if manifest["plan"]["host_variables"]:
+        lines.append("  variables taken on the host: %s" % ", ".join(manifest["plan"]["host_variables"]))
+    lines.append("  sha256: %s" % report["sha256"])
+    if report["signature"]:
+        lines.append("  signature: %s (check on the server: ./%s verify --allowed-signers FILE)" % (report["signature"], os.path.basename(report["output"])))
+    return lines

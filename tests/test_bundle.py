@@ -1,0 +1,551 @@
+"""Bundles: real files built by `playbook compile`, run by every CPython 3.9-3.13 on the machine.
+
+Each run happens in a bare environment (HOME a fresh directory, PATH=/usr/bin:/bin, nothing
+else, the interpreter chosen with PLAYBOOK_PYTHON), so Playbook and its dependencies can only
+come from the bundle. Bundles are built once per module (five bytecode trees take a few seconds).
+"""
+
+import glob
+import json
+import marshal
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT, run_playbook
+
+from playbook import __version__
+from playbook.compiler import bundle as bundle_mod
+
+EXAMPLE = REPO_ROOT / "examples" / "deploy.playbook.toml"
+PYENV = Path(os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")) / "versions"
+EPOCH = "1700000000"  # 2023-11-14T22:13:20Z
+
+
+def _pyenv(minor):
+    found = sorted(glob.glob(str(PYENV / ("3.%d.*" % minor) / "bin" / "python3")))
+    return found[-1] if found else None
+
+
+def _interpreters():
+    """One interpreter per CPython 3.9-3.13 present (pyenv), else at least this one."""
+    found = [p for p in (_pyenv(m) for m in range(9, 14)) if p]
+    return found or [sys.executable]
+
+
+INTERPRETERS = _interpreters()
+OLD_PYTHON = _pyenv(8) or _pyenv(7)
+
+
+def _label(path):
+    out = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True)
+    return "py" + out.stdout.strip()
+
+
+def bare_env(home, python=None, **extra):
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    if python:
+        env["PLAYBOOK_PYTHON"] = python
+    env.update(extra)
+    return env
+
+
+def run(cmd, env, cwd=None, timeout=120):
+    return subprocess.run([str(c) for c in cmd], env=env, cwd=str(cwd) if cwd else None, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+
+
+def compile_bundle(runbook, output, *args, env=None):
+    proc = run_playbook(["compile", runbook, "-o", output] + list(args), env=dict({"SOURCE_DATE_EPOCH": EPOCH}, **(env or {})), timeout=300)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return Path(output)
+
+
+OPS_RUNBOOK = """
+[runbook]
+title = "Bundle probe"
+description = "A plugin installed only in the build environment, and a step that fails until FLAG exists."
+version = "1.0.0"
+author = "tests"
+created_at = 2026-01-01T00:00:00Z
+
+[variables]
+FLAG = { required = true, description = "file that must exist for `check` to pass" }
+
+[greet]
+type = "Function"
+plugin = "echo"
+function = "show"
+function_params = { i = "42", s = "hello from the bundle" }
+plugin_config = { region = "eu" }
+depends_on = []
+
+[check]
+type = "Command"
+command_name = "test -e {{ FLAG }} && echo flag found"
+
+[finish]
+type = "Command"
+command_name = "echo finished"
+"""
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("bundles")
+
+
+@pytest.fixture(scope="module")
+def deploy(work):
+    """The deployment example, bytecode for every interpreter found (the default)."""
+    (work / "a").mkdir()
+    return compile_bundle(EXAMPLE, work / "a" / "deploy.pyz")
+
+
+@pytest.fixture(scope="module")
+def ops(work):
+    """The probe-plugin runbook; bytecode only for the building interpreter, so the others run
+    from the sources."""
+    (work / "ops").mkdir()
+    runbook = work / "ops" / "ops.playbook.toml"
+    runbook.write_text(OPS_RUNBOOK)
+    return compile_bundle(runbook, work / "ops" / "ops.pyz", "--python", "%d.%d" % sys.version_info[:2])
+
+
+@pytest.fixture
+def home(tmp_path):
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+def _snapshot(root):
+    result = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            result[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns)
+    return result
+
+
+# -- building ------------------------------------------------------------------------------------
+def test_compile_writes_an_executable_named_after_the_runbook(tmp_path):
+    proc = run_playbook(["compile", EXAMPLE, "--var", "ENVIRONMENT=staging", "--no-bytecode"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "deploy.pyz"
+    assert out.is_file() and os.access(out, os.X_OK)
+    assert "wrote deploy.pyz" in proc.stdout and "Deploy myapp to staging" in proc.stdout
+    assert "bytecode for: none" in proc.stdout
+
+
+def test_compile_reports_runbook_errors_like_validate(tmp_path):
+    bad = tmp_path / "bad.playbook.toml"
+    bad.write_text('[runbook]\ntitle = "x"\n\n[a]\ntype = "Command"\ncommand_nme = "true"\n')
+    proc = run_playbook(["compile", bad, "-o", tmp_path / "bad.pyz"])
+    validate = run_playbook(["validate", bad])
+    assert proc.returncode == 2
+    assert proc.stderr == validate.stderr
+    assert "bad.playbook.toml:6:1: error" in proc.stderr
+    assert not (tmp_path / "bad.pyz").exists()
+
+
+def test_compile_json_and_unknown_python(tmp_path):
+    proc = run_playbook(["compile", EXAMPLE, "-o", tmp_path / "d.pyz", "--no-bytecode", "--json"])
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["manifest"]["python_floor"] == "3.9"
+    assert report["manifest"]["bytecode"] == []
+    assert report["size"] == os.path.getsize(tmp_path / "d.pyz")
+    proc = run_playbook(["compile", EXAMPLE, "-o", tmp_path / "e.pyz", "--python", "3.99"])
+    assert proc.returncode == 2 and "no CPython 3.99 found" in proc.stderr
+    assert not (tmp_path / "e.pyz").exists()
+
+
+def test_secrets_are_never_baked(tmp_path):
+    runbook = tmp_path / "s.playbook.toml"
+    runbook.write_text(
+        '[runbook]\ntitle = "s"\n\n[variables]\nTOKEN = { secret = true }\n\n'
+        '[a]\ntype = "Command"\ncommand_name = "echo {{ TOKEN }}"\ndepends_on = []\n'
+    )
+    out = compile_bundle(runbook, tmp_path / "s.pyz", "--no-bytecode", "--var", "TOKEN=hunter2-secret")
+    assert b"hunter2-secret" not in out.read_bytes()
+    with zipfile.ZipFile(out) as archive:
+        assert b"hunter2-secret" not in archive.read("plan.json")
+
+
+def test_contents_manifest_and_floor(deploy):
+    with zipfile.ZipFile(deploy) as archive:
+        names = set(archive.namelist())
+        manifest = json.loads(archive.read("manifest.json"))
+    assert "playbook/runtime/engine.py" in names and "playbook/domain/plugins.py" in names
+    assert not [n for n in names if "/compiler/" in n or n.startswith("playbook/compiler")]
+    assert not [n for n in names if n.endswith((".so", ".pyd"))]
+    assert {"jinja2/__init__.py", "markupsafe/_native.py", "rich/console.py", "tomli/_parser.py", "pygments/__init__.py"} <= names
+    dists = {d["name"].lower(): d for d in manifest["distributions"]}
+    assert {"jinja2", "markupsafe", "rich", "markdown-it-py", "mdurl", "pygments", "tomli"} <= set(dists)
+    assert "click" not in dists and "graphviz" not in dists
+    assert manifest["python_floor"] == "3.9"
+    assert manifest["playbook_version"] == __version__
+    assert manifest["runbook"]["source"] == "deploy.playbook.toml"
+    assert manifest["built_at"] == "2023-11-14T22:13:20Z"
+    trees = {b["tree"] for b in manifest["bytecode"]}
+    assert {_label(p).replace(".", "") for p in INTERPRETERS} <= trees
+    for tree in trees:
+        assert "%s/playbook/runtime/engine.pyc" % tree in names
+        assert "%s/pygments/__init__.pyc" % tree not in names  # source only
+
+
+def test_size_with_five_bytecode_trees(deploy):
+    with zipfile.ZipFile(deploy) as archive:
+        trees = json.loads(archive.read("manifest.json"))["bytecode"]
+    if len(trees) < 5:
+        pytest.skip("only %d interpreters on this machine" % len(trees))
+    assert os.path.getsize(deploy) < 6_000_000
+
+
+def test_two_builds_are_byte_identical(deploy, work):
+    (work / "b").mkdir()
+    again = compile_bundle(EXAMPLE, work / "b" / "deploy.pyz")
+    assert again.read_bytes() == deploy.read_bytes()
+
+
+def test_no_build_machine_paths_inside(deploy, work):
+    data = deploy.read_bytes()
+    needles = {str(REPO_ROOT), sys.prefix, str(work), os.path.realpath(sys.prefix), str(PYENV)}
+    with zipfile.ZipFile(deploy) as archive:
+        for info in archive.infolist():
+            assert (info.date_time, info.external_attr >> 16) == ((2023, 11, 14, 22, 13, 20), 0o100644), info.filename
+            content = archive.read(info)
+            for needle in needles:
+                assert needle.encode() not in content, (needle, info.filename)
+        tree = "py%d%d" % sys.version_info[:2]
+        pyc = archive.read("%s/playbook/runtime/engine.pyc" % tree)
+    assert pyc[4:8] == (1).to_bytes(4, "little")  # hash-based, unchecked
+    assert marshal.loads(pyc[16:]).co_filename == "playbook/runtime/engine.py"
+    for needle in needles:
+        assert needle.encode() not in data[:65536]
+
+
+# -- running on every interpreter ----------------------------------------------------------------
+@pytest.mark.parametrize("python", INTERPRETERS, ids=_label)
+def test_version_inspect_and_run(deploy, home, tmp_path, python):
+    env = bare_env(home, python)
+    proc = run([deploy, "--version"], env)
+    assert (proc.returncode, proc.stdout) == (0, "playbook %s (bundle of Deploy myapp to <ENVIRONMENT>)\n" % __version__), proc.stderr
+    proc = run([deploy, "inspect", "--json"], env)
+    info = json.loads(proc.stdout)
+    version = _label(python)[2:]
+    assert info["bundle"]["running_python"].startswith(version + ".")
+    assert info["bundle"]["running_bytecode"] == "py" + version.replace(".", "")
+    db = tmp_path / "state" / "run.db"
+    proc = run([deploy, "run", "--auto-approve", "--var", "ENVIRONMENT=staging", "--state-path", db], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "deploy_application succeeded" in proc.stdout and "run 1 succeeded" in proc.stdout
+    assert "deploying myapp 1.4.2 to staging" in proc.stdout
+    proc = run([deploy, "plan", "--var", "ENVIRONMENT=staging"], env)
+    assert proc.returncode == 0 and "Plan: Deploy myapp to staging" in proc.stdout
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=_label)
+def test_failure_path_runs(deploy, home, tmp_path, python):
+    env = bare_env(home, python)
+    db = tmp_path / "run.db"
+    proc = run([deploy, "run", "--auto-approve", "--var", "ENVIRONMENT=dev", "--var", "BREAK_HEALTH_CHECK=true", "--state-path", db], env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "health_check failed" in proc.stdout
+    assert "rollback succeeded" in proc.stdout and "notify_failure succeeded" in proc.stdout
+    assert "notify_success skipped" in proc.stdout
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=_label)
+def test_plugin_from_the_build_environment_and_resume(ops, home, tmp_path, python):
+    env = bare_env(home, python)
+    flag = tmp_path / "flag"
+    db = tmp_path / "run.db"
+    proc = run([ops, "run", "--var", "FLAG=%s" % flag, "--state-path", db], env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert '"i": 42' in proc.stdout and '"region": "eu"' in proc.stdout  # typed param, plugin config
+    assert "check failed" in proc.stdout
+    flag.write_text("")
+    proc = run([ops, "resume", "--state-path", db], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "finish succeeded" in proc.stdout
+    shown = json.loads(run([ops, "show", "--run", "1", "--json", "--state-path", db], env).stdout)
+    attempts = [(a["node_id"], a["status"]) for a in shown["attempts"]]
+    assert attempts.count(("greet", "succeeded")) == 1  # never re-run
+    assert ("check", "failed") in attempts and ("check", "succeeded") in attempts
+    assert shown["run"]["status"] == "succeeded"
+
+
+def test_plugins_listed_in_bundle(ops, home):
+    proc = run([ops, "info", "--plugins"], bare_env(home, INTERPRETERS[0]))
+    assert proc.returncode == 0, proc.stderr
+    assert "echo" in proc.stdout and "python" in proc.stdout
+    proc = run([ops, "inspect"], bare_env(home, INTERPRETERS[0]))
+    assert "plugin:       echo = playbook_probe:EchoPlugin (playbook-probe 0.1.0)" in proc.stdout
+
+
+# -- how it is started ---------------------------------------------------------------------------
+def test_runs_as_script_via_sh_and_via_python(deploy, home):
+    env = bare_env(home)  # no PLAYBOOK_PYTHON: the launcher searches PATH
+    expected = "playbook %s (bundle of Deploy myapp to <ENVIRONMENT>)\n" % __version__
+    python = shutil.which("python3", path="/usr/bin:/bin") or INTERPRETERS[-1]
+    for cmd in ([deploy], ["sh", deploy], [python, deploy]):
+        proc = run(cmd + ["--version"], env, cwd=deploy.parent)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, expected, ""), cmd
+    proc = run(["./deploy.pyz", "--version"], env, cwd=deploy.parent)
+    assert proc.stdout == expected
+
+
+def test_help_lists_every_command(deploy, home):
+    proc = run([deploy, "--help"], bare_env(home, INTERPRETERS[0]))
+    assert proc.returncode == 0
+    for name in ("run", "resume", "show", "info", "plan", "set-status", "verify", "inspect", "extract", "--version"):
+        assert name in proc.stdout, name
+    for name in ("verify", "inspect", "extract", "run"):
+        proc = run([deploy, name, "--help"], bare_env(home, INTERPRETERS[0]))
+        assert proc.returncode == 0 and "usage: ./deploy.pyz %s" % name in proc.stdout
+
+
+def test_interpreter_below_the_floor_gets_a_clear_message(deploy, home):
+    if not OLD_PYTHON:
+        pytest.skip("no CPython 3.8 or 3.7 under pyenv")
+    proc = run([deploy, "--version"], bare_env(home, OLD_PYTHON))
+    assert proc.returncode == 127
+    assert proc.stderr.startswith("playbook: PLAYBOOK_PYTHON=%s is Python 3." % OLD_PYTHON)
+    assert "this bundle needs Python 3.9 or newer" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run([OLD_PYTHON, deploy, "--version"], bare_env(home))  # the archive's own check
+    assert proc.returncode == 127
+    assert "this bundle needs Python 3.9 or newer; %s is Python 3." % OLD_PYTHON in proc.stderr
+
+
+def test_launcher_skips_broken_candidates_and_names_what_it_found(deploy, tmp_path, home):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3.13").write_text("#!/bin/sh\necho 'pyenv: python3.13: command not found' >&2\nexit 127\n")
+    (fake / "python3.13").chmod(0o755)
+    env = {"HOME": str(home), "PATH": str(fake)}
+    if OLD_PYTHON:
+        (fake / "python3").symlink_to(OLD_PYTHON)
+    proc = run(["/bin/sh", deploy, "--version"], env)
+    assert proc.returncode == 127
+    assert "this bundle needs Python 3.9 or newer; found: python3.13 (does not run)" in proc.stderr
+    if OLD_PYTHON:
+        assert "python3 (3." in proc.stderr
+        (fake / "python3").unlink()
+    (fake / "python3").symlink_to(INTERPRETERS[0])
+    proc = run(["/bin/sh", deploy, "--version"], env)
+    assert proc.returncode == 0, proc.stderr  # the broken python3.13 was skipped
+
+
+# -- integrity and authenticity ------------------------------------------------------------------
+def test_a_flipped_byte_is_refused(deploy, tmp_path, home):
+    data = deploy.read_bytes()
+    boot = data.index(b"\n#=playbook-boot=\n") + 200
+    with zipfile.ZipFile(deploy) as archive:
+        directory = archive.start_dir  # where the zip's central directory starts
+    offsets = [20, 70, boot, boot + 500, len(data) // 3, len(data) // 2, directory + 100, len(data) - 40, len(data) - 1]
+    python = INTERPRETERS[0]
+    for offset in offsets:
+        broken = bytearray(data)
+        broken[offset] ^= 0x04
+        bad = tmp_path / "bad.pyz"
+        bad.write_bytes(bytes(broken))
+        bad.chmod(0o755)
+        # `python3 FILE` makes Python read the zip directory before any of our code runs, so
+        # damage there is reported by Python itself; the launcher checks before that.
+        ways = [[bad, "--version"]] + ([[python, bad, "--version"]] if offset < directory else [])
+        for cmd in ways:
+            proc = run(cmd, bare_env(home, python))
+            assert proc.returncode == 4, (offset, cmd, proc.stderr)
+            assert "is damaged" in proc.stderr and "copy the original bundle again" in proc.stderr
+            assert "Traceback" not in proc.stderr
+
+
+def _keys(tmp_path, name):
+    key = tmp_path / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+    return key, (tmp_path / (name + ".pub")).read_text().strip()
+
+
+def _redigest(data):
+    """What an attacker can do: change the file and recompute the embedded SHA-256."""
+    import hashlib
+
+    data = bytearray(data)
+    start = data.index(bundle_mod.DIGEST_MARK) + len(bundle_mod.DIGEST_MARK)
+    data[start : start + 64] = b"0" * 64
+    data[start : start + 64] = hashlib.sha256(data).hexdigest().encode()
+    return bytes(data)
+
+
+def test_signature_verifies_and_a_tampered_file_does_not(tmp_path, home):
+    if not shutil.which("ssh-keygen"):
+        pytest.skip("ssh-keygen not installed")
+    key, pub = _keys(tmp_path, "release")
+    _, other_pub = _keys(tmp_path, "mallory")
+    signers = tmp_path / "allowed_signers"
+    signers.write_text('release@example.com namespaces="playbook-bundle" %s\n' % pub)
+    out = compile_bundle(EXAMPLE, tmp_path / "signed.pyz", "--no-bytecode", "--sign-key", key)
+    assert (tmp_path / "signed.pyz.sig").is_file()
+    env = bare_env(home, INTERPRETERS[0])
+
+    proc = run([out, "verify"], env)
+    assert proc.returncode == 0 and "integrity: ok" in proc.stdout and "not checked" in proc.stdout
+    proc = run([out, "verify", "--allowed-signers", signers], env)
+    assert proc.returncode == 0, proc.stderr
+    assert "VERIFIED" in proc.stdout and "signed by release@example.com" in proc.stdout
+    proc = run([out, "verify", "--allowed-signers", signers, "--identity", "release@example.com"], env)
+    assert proc.returncode == 0, proc.stderr
+    proc = run([out, "verify", "--allowed-signers", signers, "--identity", "someone@example.com"], env)
+    assert proc.returncode == 4 and "NOT VERIFIED" in proc.stderr
+
+    # Changed after signing, with the embedded digest recomputed: starts, but is not verified.
+    data = out.read_bytes()
+    tampered = tmp_path / "tampered.pyz"
+    tampered.write_bytes(_redigest(data.replace(b"Playbook bundle: ", b"Playbook bundlE: ", 1)))
+    tampered.chmod(0o755)
+    shutil.copy(str(out) + ".sig", str(tampered) + ".sig")
+    assert run([tampered, "--version"], env).returncode == 0
+    proc = run([tampered, "verify", "--allowed-signers", signers], env)
+    assert proc.returncode == 4 and "NOT VERIFIED" in proc.stderr
+    # Changed without recomputing: refused before anything runs.
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 1
+    tampered.write_bytes(bytes(flipped))
+    proc = run([tampered, "verify", "--allowed-signers", signers], env)
+    assert proc.returncode == 4 and "is damaged" in proc.stderr
+    # Signed by a key that is not allowed.
+    signers.write_text('release@example.com namespaces="playbook-bundle" %s\n' % other_pub)
+    proc = run([out, "verify", "--allowed-signers", signers], env)
+    assert proc.returncode == 4 and "NOT VERIFIED" in proc.stderr
+    # No signature next to it.
+    os.unlink(str(out) + ".sig")
+    proc = run([out, "verify", "--allowed-signers", signers], env)
+    assert proc.returncode == 4 and "no signature" in proc.stderr
+
+
+# -- what it may and may not touch ---------------------------------------------------------------
+def test_the_compiler_is_not_in_the_bundle(deploy, home):
+    python = INTERPRETERS[0]
+    tree = _label(python).replace(".", "")
+    code = (
+        "import sys; sys.path[:0] = [%r, %r]; import playbook.runtime.cli\n"
+        "try:\n    import playbook.compiler\nexcept ImportError as exc:\n    print('absent', exc)\n" % ("%s/%s" % (deploy, tree), str(deploy))
+    )
+    proc = run([python, "-I", "-S", "-c", code], bare_env(home))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("absent No module named 'playbook.compiler'")
+
+
+def test_nothing_is_written_but_the_state_database(deploy, tmp_path, home):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    state = tmp_path / "state"
+    before_home, before_cwd, before_dir = _snapshot(home), _snapshot(cwd), _snapshot(deploy.parent)
+    env = bare_env(home, INTERPRETERS[0])
+    proc = run([deploy, "run", "--auto-approve", "--var", "ENVIRONMENT=staging", "--state-path", state / "run.db"], env, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    for cmd in (["--version"], ["inspect"], ["plan", "--var", "ENVIRONMENT=dev"], ["show", "--state-path", state / "run.db"]):
+        assert run([deploy] + cmd, env, cwd=cwd).returncode == 0
+    assert _snapshot(home) == before_home
+    assert _snapshot(cwd) == before_cwd
+    assert _snapshot(deploy.parent) == before_dir
+    assert os.listdir(state) and all(name.startswith("run.db") for name in os.listdir(state))
+
+
+def _read_only(home, cmd):
+    """cmd with `home` read-only: chmod for ordinary users; root needs a read-only bind mount."""
+    if os.geteuid() != 0:
+        home.chmod(0o555)
+        return cmd
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("running as root without mount namespaces: cannot make HOME read-only")
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh", str(home)] + [str(c) for c in cmd]
+
+
+def test_read_only_home_with_state_path(deploy, tmp_path, home):
+    env = bare_env(home, INTERPRETERS[0])
+    db = tmp_path / "run.db"
+    proc = run(_read_only(home, [deploy, "run", "--auto-approve", "--var", "ENVIRONMENT=staging", "--state-path", db]), env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert db.exists() and os.listdir(home) == []
+    proc = run(_read_only(home, [deploy, "run", "--auto-approve", "--var", "ENVIRONMENT=staging"]), env)
+    assert proc.returncode == 4 and "--state-path" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bytecode_is_used_for_every_module_a_run_imports(deploy, tmp_path, home):
+    """On an interpreter with a bytecode tree, a run (plain and on a terminal) imports nothing
+    from the source fallback."""
+    python = INTERPRETERS[0]
+    tree = _label(python).replace(".", "")
+    cmd = [python, "-v", "-I", "-S", deploy, "run", "--auto-approve", "--var", "ENVIRONMENT=staging", "--state-path", tmp_path / "run.db"]
+    proc = run(cmd, bare_env(home))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = [line for line in proc.stderr.splitlines() if "zipimporter object" in line or "loaded from Zip" in line]
+    assert loaded and all("%s/%s/" % (deploy, tree) in line for line in loaded), [l for l in loaded if tree not in l]
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(str(cmd[0]), [str(c) for c in cmd[1:]], env=dict(bare_env(home), TERM="xterm"), timeout=60, encoding="utf-8")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before[-2000:]
+    loaded = [line for line in child.before.splitlines() if "zipimporter object" in line or "loaded from Zip" in line]
+    assert loaded and all("%s/%s/" % (deploy, tree) in line for line in loaded), [l for l in loaded if tree not in l]
+
+
+def test_extract_unpacks_for_inspection(deploy, tmp_path, home):
+    target = tmp_path / "unpacked"
+    proc = run([deploy, "extract", target], bare_env(home, INTERPRETERS[0]))
+    assert proc.returncode == 0, proc.stderr
+    assert (target / "manifest.json").is_file() and (target / "plan.json").is_file()
+    assert (target / "playbook" / "runtime" / "engine.py").is_file()
+    assert (target / "launcher.sh").read_bytes().startswith(b"#!/bin/sh\n")
+    with zipfile.ZipFile(deploy) as archive:
+        assert (target / "plan.json").read_bytes() == archive.read("plan.json")
+    proc = run([deploy, "extract", target], bare_env(home, INTERPRETERS[0]))
+    assert proc.returncode == 2 and "not an empty directory" in proc.stderr
+
+
+def test_inspect_in_words(deploy, home):
+    proc = run([deploy, "inspect"], bare_env(home, INTERPRETERS[0]))
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert 'Playbook bundle of "Deploy myapp to <ENVIRONMENT>" 2.0.0 by Platform Team' in text
+    assert "CPython 3.9 or newer" in text
+    assert "taken on this host:  APP_NAME, BREAK_HEALTH_CHECK, DEPLOY_TIMEOUT, ENVIRONMENT" in text
+    assert "Jinja2 3." in text and "needed by Jinja2" in text
+    assert "built:        2023-11-14T22:13:20Z" in text
+
+
+# -- helpers -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "spec, bound",
+    [(">=3.9", (3, 9)), (">=3.9.0", (3, 9)), (">=3.7,<4", (3, 7)), ("~=3.10", (3, 10)), ("", None), ("!=3.8.*", None), (">3.8", (3, 8))],
+)
+def test_lower_bound(spec, bound):
+    assert bundle_mod.lower_bound(spec) == bound
+
+
+def test_requirements_and_markers():
+    assert bundle_mod.parse_requirement('pygments (>=2.13.0,<3.0.0)') == ("pygments", "")
+    assert bundle_mod.parse_requirement('Babel>=2.7 ; extra == "i18n"') == ("Babel", 'extra == "i18n"')
+    assert bundle_mod.parse_requirement("mdurl~=0.1") == ("mdurl", "")
+    assert not bundle_mod.marker_applies('extra == "i18n"')
+    assert bundle_mod.marker_applies("")
+    assert bundle_mod.marker_applies('python_version < "3.11"')
+    pytest.importorskip("packaging")
+    assert not bundle_mod.marker_applies('sys_platform == "win32"')
+    assert not bundle_mod.marker_applies('python_version < "3.8"')
+
+
+def test_default_output():
+    assert bundle_mod.default_output("examples/deploy.playbook.toml") == "deploy.pyz"
+    assert bundle_mod.default_output("x.toml") == "x.pyz"
+    assert bundle_mod.default_output("runbook") == "runbook.pyz"
