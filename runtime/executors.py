@@ -41,6 +41,9 @@ raises for a command that fails, cannot start or times out. What it guarantees:
   command dies of SIGINT, ``KeyboardInterrupt`` is raised (with ``command_result`` attached) as
   for a non-interactive command. A timeout terminates the command's process only (its group is
   the caller's own).
+- **Stopping everything.** ``terminate_all(grace)`` ends every command ``run_command`` is running
+  in any thread (for a caller whose worker threads run commands while the main thread takes the
+  Ctrl-C); each of those ``run_command`` calls then returns a result with ``interrupted=True``.
 - A command that cannot start (missing interpreter or working directory, ...) gives
   ``exit_code=None`` and ``error="cannot start: ..."``.
 """
@@ -55,7 +58,7 @@ import subprocess
 import threading
 import time
 
-__all__ = ["CommandResult", "run_command", "terminate_group", "DRAIN_SECONDS"]
+__all__ = ["CommandResult", "run_command", "terminate_group", "terminate_all", "DRAIN_SECONDS"]
 
 DRAIN_SECONDS = 0.2  # how long output is still read after the main process has exited
 _CHUNK = 65536  # bytes per read / write
@@ -69,6 +72,8 @@ _USE_PIDFD = hasattr(os, "pidfd_open")
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _PIDFD = object()  # selector key data: the pidfd
+_RUNNING = set()  # the _Run of every command being supervised, for terminate_all
+_RUNNING_LOCK = threading.RLock()  # re-entrant: terminate_all may run in a signal handler
 _SCRIPT = object()  # selector key data: the pipe feeding a #! script
 
 
@@ -143,7 +148,7 @@ class _StartError(Exception):
 class _Stream:
     """One captured stream: the callback, the incremental decoder, the byte tail."""
 
-    __slots__ = ("name", "fd", "limit", "callback", "decoder", "chunks", "size", "dropped")
+    __slots__ = ("name", "fd", "limit", "callback", "decoder", "chunks", "size", "dropped", "done")
 
     def __init__(self, name, fd, limit, callback):
         self.name = name
@@ -154,6 +159,7 @@ class _Stream:
         self.chunks = collections.deque()
         self.size = 0
         self.dropped = False
+        self.done = False
 
     def feed(self, data):
         limit = self.limit
@@ -178,6 +184,9 @@ class _Stream:
 
     def finish(self):
         """End of stream: flush an incomplete character to the callback (as U+FFFD)."""
+        if self.done:
+            return
+        self.done = True
         if self.callback is not None:
             text = self.decoder.decode(b"", True)
             if text:
@@ -275,6 +284,44 @@ def terminate_group(pgid, grace=2.0, proc=None):
     return False
 
 
+def terminate_all(grace=2.0):
+    """End every command that ``run_command`` is supervising, in any thread.
+
+    Each command's group (or, for an interactive command, its process) gets SIGTERM; whatever
+    is still alive after ``grace`` seconds gets SIGKILL. The ``run_command`` calls concerned
+    return results with ``interrupted=True``. Returns the number of commands signalled.
+    """
+    with _RUNNING_LOCK:
+        runs = list(_RUNNING)
+    now = time.monotonic()
+    for run in runs:
+        run.stop_requested = True
+        if run.term_at is None:
+            run.term_at = now
+        run.send_signal(signal.SIGTERM)
+    deadline = now + max(float(grace), 0.0)
+    for run in runs:
+        if run.pgid is not None:
+            gone = _wait_group(run.pgid, deadline)
+        else:
+            gone = _wait_process(run.proc, deadline)
+        if not gone:
+            run.send_signal(signal.SIGKILL)
+    return len(runs)
+
+
+def _wait_process(proc, deadline):
+    """Wait (without reaping) until ``proc`` has exited or ``deadline`` passes."""
+    delay = 0.001
+    while not _exited(proc):
+        now = time.monotonic()
+        if now >= deadline:
+            return False
+        time.sleep(min(delay, deadline - now))
+        delay = min(delay * 2, _POLL_MAX)
+    return True
+
+
 # --------------------------------------------------------------------------- starting
 
 
@@ -347,12 +394,20 @@ def _signal_name(number):
         return "signal %d" % number
 
 
-def _exited(pid):
-    """Has child ``pid`` exited? Does not reap it (the zombie keeps its pid and group)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
+if hasattr(os, "waitid"):
+
+    def _exited(proc):
+        """Has the child exited? Does not reap it (the zombie keeps its pid and group)."""
+        try:
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            return os.waitid(os.P_PID, proc.pid, flags) is not None
+        except ChildProcessError:
+            return True
+
+else:  # macOS (a workstation running `playbook run`): reap right away
+
+    def _exited(proc):
+        return proc.poll() is not None
 
 
 # --------------------------------------------------------------------------- running
@@ -371,6 +426,8 @@ def run_command(
 ):
     """Run ``command`` and return a :class:`CommandResult` (see the module docstring)."""
     started = time.monotonic()
+    timeout = float(timeout) if timeout is not None else 0.0
+    kill_grace = max(float(kill_grace), 0.0)
     try:
         argv, script = _argv_for(command, shell)
     except _StartError as e:
@@ -393,6 +450,19 @@ def run_command(
                 duration=time.monotonic() - started,
             )
 
+    if interactive:
+        saved_handlers = _ignore_terminal_signals()
+        try:
+            return _start(argv, script, full_env, cwd, timeout, True, on_output, tail_bytes,
+                          kill_grace, started)
+        finally:
+            _restore_signals(saved_handlers)
+    return _start(argv, script, full_env, cwd, timeout, False, on_output, tail_bytes,
+                  kill_grace, started)
+
+
+def _start(argv, script, full_env, cwd, timeout, interactive, on_output, tail_bytes,
+           kill_grace, started):
     script_r = script_w = out_r = out_w = err_r = err_w = None
     pass_fds = ()
     if script is not None:
@@ -427,9 +497,14 @@ def run_command(
         _close((out_w, err_w, script_r))
 
     run = _Run(proc, None if interactive else proc.pid, on_output, tail_bytes, kill_grace)
-    if timeout is not None and float(timeout) > 0:
-        run.timeout = float(timeout)
-    return run.supervise(started, out_r, err_r, script_w, script)
+    run.timeout = timeout if timeout > 0 else None
+    with _RUNNING_LOCK:
+        _RUNNING.add(run)
+    try:
+        return run.supervise(started, out_r, err_r, script_w, script)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(run)
 
 
 class _Run:
@@ -440,18 +515,18 @@ class _Run:
         self.pgid = pgid  # None when interactive: the process shares our group
         self.on_output = on_output
         self.tail_bytes = tail_bytes
-        self.kill_grace = max(float(kill_grace), 0.0)
+        self.kill_grace = kill_grace
         self.timeout = None
         self.streams = []
         self.timed_out = False
         self.term_at = None  # when SIGTERM was sent (timeout)
         self.killed = False  # SIGKILL sent
         self.held_open = False  # pipes still open after the main process exited
+        self.stop_requested = False  # terminate_all was called
         self.fds = []
 
-    # -- signals to the command: the group, or just the process when interactive
-
-    def _signal(self, sig):
+    def send_signal(self, sig):
+        """Signal the command: its group, or just its process when interactive."""
         # The main process is never reaped before the loop ends, so its pid (and group id)
         # cannot have been reused.
         try:
@@ -463,13 +538,9 @@ class _Run:
             pass
 
     def supervise(self, started, out_r, err_r, script_w, script):
-        proc = self.proc
-        saved_handlers = None
         sel = selectors.DefaultSelector()
         pidfd = None
         try:
-            if self.pgid is None and threading.current_thread() is threading.main_thread():
-                saved_handlers = _ignore_terminal_signals()
             for name, fd in (("stdout", out_r), ("stderr", err_r)):
                 if fd is not None:
                     self.fds.append(fd)
@@ -481,11 +552,17 @@ class _Run:
                 self.fds.append(script_w)
                 os.set_blocking(script_w, False)
                 sel.register(script_w, selectors.EVENT_WRITE, _SCRIPT)
-            pidfd = _open_pidfd(proc.pid)
+            pidfd = _open_pidfd(self.proc.pid)
             if pidfd is not None:
                 self.fds.append(pidfd)
                 sel.register(pidfd, selectors.EVENT_READ, _PIDFD)
             self._loop(sel, started, pidfd, memoryview(script) if script else None)
+            for stream in self.streams:
+                stream.finish()
+            sel.close()
+            _close(self.fds)  # leftovers still writing get EPIPE while they are terminated
+            self.fds = []
+            result = self._finish(started)
         except BaseException as exc:
             result = self._abort(exc, started)
             try:
@@ -497,9 +574,6 @@ class _Run:
             sel.close()
             _close(self.fds)
             self.fds = []
-            if saved_handlers is not None:
-                _restore_signals(saved_handlers)
-        result = self._finish(started)
         if self.pgid is None and result.exit_code == -signal.SIGINT:
             result.interrupted = True
             result.error = "interrupted (SIGINT)"
@@ -565,7 +639,7 @@ class _Run:
                         data.finish()
                         reading -= 1
             if not exited and pidfd is None:
-                exited = _exited(proc.pid)
+                exited = _exited(proc)
             if exited:
                 if reading == 0:
                     return
@@ -581,9 +655,6 @@ class _Run:
                                 self._drop(sel, key.fd)
                 elif now >= drain_until:
                     self.held_open = True
-                    for stream in self.streams:
-                        if stream.fd in self.fds:
-                            stream.finish()
                     return
                 continue
             if deadline is None:
@@ -592,11 +663,11 @@ class _Run:
             if kill_at is None and not self.killed:
                 if now >= deadline:
                     self.timed_out = True
-                    self._signal(signal.SIGTERM)
+                    self.send_signal(signal.SIGTERM)
                     self.term_at = now
                     kill_at = now + self.kill_grace
             elif kill_at is not None and now >= kill_at:
-                self._signal(signal.SIGKILL)
+                self.send_signal(signal.SIGKILL)
                 self.killed = True
                 kill_at = None
                 deadline = now + _REAP_LIMIT  # re-used as "give up waiting" below
@@ -617,9 +688,6 @@ class _Run:
         proc = self.proc
         pgid = self.pgid
         kill_grace = self.kill_grace
-        for stream in self.streams:
-            if stream.fd in self.fds:
-                self._drop_fd(stream.fd)
         group_deadline = None
         if pgid is not None:
             # Whatever the command left running in its group ends with it. The leader is
@@ -637,7 +705,12 @@ class _Run:
             _killpg(pgid, signal.SIGKILL)
             group_killed = True
         error = note = None
-        if self.timed_out:
+        interrupted = self.stop_requested
+        if interrupted:
+            what = "process group" if pgid is not None else "process"
+            how = "killed" if group_killed or exit_code == -signal.SIGKILL else "terminated"
+            error = "interrupted (%s %s)" % (what, how)
+        elif self.timed_out:
             what = "process group" if pgid is not None else "process"
             how = "killed" if group_killed else "terminated"
             error = "timed out after %s s (%s %s)" % (_seconds(self.timeout), what, how)
@@ -654,12 +727,14 @@ class _Run:
                 "background processes still held the output open after the command "
                 "exited; they were terminated"
             )
-        return self._result(exit_code, started, timed_out=self.timed_out, error=error, note=note)
-
-    def _drop_fd(self, fd):
-        if fd in self.fds:
-            self.fds.remove(fd)
-            _close((fd,))
+        return self._result(
+            exit_code,
+            started,
+            timed_out=self.timed_out,
+            interrupted=interrupted,
+            error=error,
+            note=note,
+        )
 
     def _abort(self, exc, started):
         """An exception while the command ran: end the command, then describe what we have."""
@@ -730,11 +805,23 @@ def _open_pidfd(pid):
         return None
 
 
+def _swallow_signal(signum, frame):
+    pass
+
+
 def _ignore_terminal_signals():
+    """Let SIGINT/SIGQUIT pass the runner by (system(3) style); returns what to restore.
+
+    A no-op Python handler rather than SIG_IGN: the handler is in place before the child is
+    started (no window where Ctrl-C would hit the runner) and, unlike SIG_IGN, it is not
+    inherited through exec — the command gets the default behaviour.
+    """
     saved = []
+    if threading.current_thread() is not threading.main_thread():
+        return saved
     try:
         for sig in (signal.SIGINT, signal.SIGQUIT):
-            saved.append((sig, signal.signal(sig, signal.SIG_IGN)))
+            saved.append((sig, signal.signal(sig, _swallow_signal)))
     except (ValueError, OSError):
         pass
     return saved

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from playbook.runtime import executors
-from playbook.runtime.executors import CommandResult, run_command, terminate_group
+from playbook.runtime.executors import CommandResult, run_command, terminate_all, terminate_group
 
 HAVE_BASH = shutil.which("bash") is not None
 HAVE_PYTHON3 = shutil.which("python3") is not None
@@ -116,7 +116,9 @@ def test_on_output_gets_every_chunk_in_order_per_stream():
 
 
 def test_tail_is_kept_and_truncation_flagged():
-    result = run_command("printf '0123456789%.0s' 1 2 3 4 5 6 7 8 9 10; echo short >&2", tail_bytes=15)
+    result = run_command(
+        "printf '0123456789%.0s' 1 2 3 4 5 6 7 8 9 10; echo short >&2", tail_bytes=15
+    )
     assert result.stdout == "567890123456789"
     assert result.stdout_truncated
     assert result.stderr == "short\n"
@@ -145,7 +147,9 @@ def test_zero_tail_bytes_keeps_nothing():
 
 def test_tail_never_starts_inside_a_character():
     # 100 two-byte characters; an odd cut would land on a continuation byte.
-    result = run_command("i=0; while [ $i -lt 100 ]; do printf '\\303\\251'; i=$((i+1)); done", tail_bytes=11)
+    result = run_command(
+        "i=0; while [ $i -lt 100 ]; do printf '\\303\\251'; i=$((i+1)); done", tail_bytes=11
+    )
     assert result.stdout_truncated
     assert result.stdout == "\u00e9" * 5
 
@@ -280,7 +284,9 @@ def test_shebang_with_an_argument():
 
 @needs_python3
 def test_shebang_python():
-    script = "#!/usr/bin/env python3\nimport sys\nprint('python', sys.version_info[0])\nsys.exit(5)\n"
+    script = (
+        "#!/usr/bin/env python3\nimport sys\nprint('python', sys.version_info[0])\nsys.exit(5)\n"
+    )
     result = run_command(script)
     assert result.stdout == "python 3\n"
     assert result.exit_code == 5
@@ -507,3 +513,52 @@ def test_interactive_ignores_sigint_while_the_command_runs():
     # decides what Ctrl-C means.
     result = run_command("kill -INT $PPID; sleep 0.5; echo done", interactive=True, timeout=30)
     assert result.ok
+
+
+# --------------------------------------------------------------------------- terminate_all
+
+
+def _run_in_thread(command, **kwargs):
+    """Start run_command in a worker thread; returns (thread, results list, pids list)."""
+    results, pids = [], []
+    kwargs.setdefault("timeout", 60)
+    thread = threading.Thread(
+        target=lambda: results.append(
+            run_command(command, on_output=lambda s, t: pids.extend(_pids(t)), **kwargs)
+        )
+    )
+    thread.start()
+    return thread, results, pids
+
+
+def test_terminate_all_ends_commands_running_in_other_threads(reaper):
+    runs = [_run_in_thread("echo $$; sleep 300 & echo $!; sleep 300") for _ in range(2)]
+    deadline = time.monotonic() + 30
+    while any(len(pids) < 2 for _, _, pids in runs) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for _, _, pids in runs:
+        reaper.extend(pids)
+    assert terminate_all(grace=5) == 2
+    for thread, results, pids in runs:
+        thread.join(30)
+        assert not thread.is_alive()
+        (result,) = results
+        assert result.interrupted and not result.ok and not result.timed_out
+        assert result.error == "interrupted (process group terminated)"
+        assert _survivors(pids) == []
+    assert terminate_all() == 0
+
+
+def test_terminate_all_escalates_to_sigkill(reaper):
+    thread, results, pids = _run_in_thread("trap '' TERM; echo $$; sleep 300 & echo $!; sleep 300")
+    deadline = time.monotonic() + 30
+    while len(pids) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    reaper.extend(pids)
+    terminate_all(grace=0.3)
+    thread.join(30)
+    (result,) = results
+    assert result.interrupted
+    assert result.exit_code == -signal.SIGKILL
+    assert result.error == "interrupted (process group killed)"
+    assert _survivors(pids) == []
