@@ -23,7 +23,8 @@ TOML_KEY = {"command": "command_name"}
 
 
 class Compiled:
-    def __init__(self, plan, source, runbook):
+    def __init__(self, plan, source, runbook, sources=None):
+        self.sources = sources
         self.plan = plan
         self.source = source
         self.runbook = runbook
@@ -34,10 +35,13 @@ class Compiled:
         counts = {}
         for node in plan.nodes:
             counts[node.type] = counts.get(node.type, 0) + 1
+        supplied = self.sources.names() if self.sources is not None else set()
         required = sorted(
             name
             for name, spec in plan.variables.items()
-            if name not in plan.values and (spec.get("required") or "default" not in spec)
+            if name not in plan.values
+            and name not in supplied  # a secret given here is not baked, but it is given
+            and (spec.get("required") or "default" not in spec)
         )
         title = plan.title
         if "title" in plan.runbook.get("templates", ()):
@@ -70,7 +74,6 @@ def compile_source(src, sources=None, bake=False, registry=None):
     specs = dict(runbook.variables)
     used = _check_names(src, runbook, nodes, specs, sources)
     values = _bake(src, specs, sources) if bake else {}
-    _check_plugins(src, nodes, registry)
     if src.errors:
         raise CompileError(src.diagnostics)
     meta = dict(runbook.meta)
@@ -88,6 +91,7 @@ def compile_source(src, sources=None, bake=False, registry=None):
     final_nodes = []
     for node in nodes:
         final_nodes.append(_bake_node(src, node, used, values, specs))
+    _check_plugins(src, final_nodes, registry)  # after baking: baked parameters are checked too
     if src.errors:
         raise CompileError(src.diagnostics)
     plan = Plan(
@@ -98,7 +102,7 @@ def compile_source(src, sources=None, bake=False, registry=None):
         source={"name": src.path.rsplit("/", 1)[-1], "sha256": src.sha256},
         plugin_config=plugin_config,
     )
-    return Compiled(plan, src, runbook)
+    return Compiled(plan, src, runbook, sources)
 
 
 def _spec_for_plan(spec):

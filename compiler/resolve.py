@@ -24,11 +24,12 @@ def resolve(source, runbook):
     """
     nodes = runbook.nodes
     index = {node.id: i for i, node in enumerate(nodes)}
+    known = set(index) | runbook.rejected  # rejected nodes were reported already
     for i, node in enumerate(nodes):
-        node.deps = _deps(source, node, i, nodes, index, runbook.raw_deps.get(node.id))
+        node.deps = _deps(source, node, i, nodes, index, runbook.raw_deps.get(node.id), known)
         if node.when is not None:
             node.when = templating.strip_braces(node.when)
-            node.when_nodes = tuple(_when_nodes(source, node, index))
+            node.when_nodes = tuple(_when_nodes(source, node, index, known))
     handled = set()
     for node in nodes:
         for dep in node.deps:
@@ -64,7 +65,7 @@ def _calls_cached(expression):
     return _CALLS[expression]
 
 
-def _deps(source, node, position, nodes, index, raw):
+def _deps(source, node, position, nodes, index, raw, known):
     if raw is None:
         return [Dep(nodes[position - 1].id)] if position > 0 else []
     deps = []
@@ -101,6 +102,8 @@ def _deps(source, node, position, nodes, index, raw):
                 source.error("node %s depends on itself" % node.id, node.id, "depends_on")
                 continue
             if target not in index:
+                if target in known:
+                    continue
                 close = difflib.get_close_matches(target, list(index), n=1, cutoff=0.6)
                 source.error(
                     "node %s depends on unknown node %r" % (node.id, target),
@@ -119,7 +122,7 @@ def _deps(source, node, position, nodes, index, raw):
     return deps
 
 
-def _when_nodes(source, node, index):
+def _when_nodes(source, node, index, known):
     try:
         ast = templating.parse("{{ %s }}" % node.when)
     except templating.TemplateError:
@@ -137,6 +140,8 @@ def _when_nodes(source, node, index):
             source.error("the when of node %s asks about the node itself (%s)" % (node.id, function), node.id, "when")
             continue
         if arg not in index:
+            if arg in known:
+                continue
             close = difflib.get_close_matches(arg, list(index), n=1, cutoff=0.6)
             source.error(
                 "the when of node %s names unknown node %r in %s()" % (node.id, arg, function),

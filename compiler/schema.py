@@ -5,6 +5,7 @@ on the source, located at its table or key.
 """
 
 import difflib
+import math
 import re
 
 from playbook.runtime import templating
@@ -70,7 +71,8 @@ RENAMED = {
 class Runbook:
     """The checked content of a runbook file, before dependencies are resolved."""
 
-    def __init__(self, meta, plugin_config, variables, nodes, raw_deps):
+    def __init__(self, meta, plugin_config, variables, nodes, raw_deps, rejected=()):
+        self.rejected = set(rejected)  # ids of nodes left out because of their own errors
         self.meta = meta
         self.plugin_config = plugin_config
         self.variables = variables  # name -> spec dict
@@ -137,11 +139,12 @@ def check(source):
         spec, errors = var_specs.parse_spec(name, raw)
         for err in errors:
             path = ("variables", name) + ((err.key,) if err.key else ())
-            source.error(str(err), *path)
+            source.error(str(err), *path, hint=err.hint)
         variables[name] = spec
 
     nodes = []
     raw_deps = {}
+    rejected = []
     for node_id, table in data.items():
         if node_id in ("runbook", "variables"):
             continue
@@ -157,7 +160,9 @@ def check(source):
             nodes.append(node)
             deps = table.get("depends_on")
             raw_deps[node_id] = [deps] if isinstance(deps, str) else deps
-    return Runbook(meta, plugin_config, variables, nodes, raw_deps)
+        else:
+            rejected.append(node_id)
+    return Runbook(meta, plugin_config, variables, nodes, raw_deps, rejected)
 
 
 def _check_node(source, node_id, table):
@@ -213,7 +218,10 @@ def _check_node(source, node_id, table):
             source.error("%s must not be negative" % key, node_id, key)
             ok = False
     for key in ("retry_delay", "timeout"):
-        if isinstance(fields.get(key), NUMBER) and fields[key] < 0 or (key == "timeout" and fields.get(key) == 0):
+        value = fields.get(key)
+        if isinstance(value, NUMBER) and (
+            not math.isfinite(value) or value < 0 or (key == "timeout" and value == 0)
+        ):
             source.error("%s must be a positive number of seconds" % key, node_id, key)
             ok = False
     if "env" in fields:

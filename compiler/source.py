@@ -124,6 +124,11 @@ def parse(text, path="<string>", display=None):
         text = text[1:]
     try:
         data = tomli.loads(text)
+    except RecursionError:
+        line = _deepest_line(text)
+        raise CompileError(
+            [Diagnostic("error", "invalid TOML: arrays or tables nested too deeply", display, line, 1)]
+        ) from None
     except tomli.TOMLDecodeError as exc:
         message = getattr(exc, "msg", None) or re.sub(r"\s*\(at .*\)$", "", str(exc))
         line = getattr(exc, "lineno", None)
@@ -134,6 +139,20 @@ def parse(text, path="<string>", display=None):
                 line, col = int(match.group(1)), int(match.group(2))
         raise CompileError([Diagnostic("error", "invalid TOML: %s" % message, display, line, col)]) from None
     return Source(path, text, plain(data), display)
+
+
+def _deepest_line(text, limit=100):
+    """The line where brackets first nest deeper than `limit` (a rough count, for messages)."""
+    depth = 0
+    for number, line in enumerate(text.split("\n"), 1):
+        for char in line:
+            if char in "[{":
+                depth += 1
+                if depth > limit:
+                    return number
+            elif char in "]}":
+                depth -= 1
+    return 1
 
 
 def plain(value):

@@ -55,6 +55,63 @@ def _raw(value):
     return Raw(_text(value))
 
 
+def _in_single_quotes(value):
+    return Raw(_text(value).replace("'", "'\\''"))
+
+
+def _in_double_quotes(value):
+    text = _text(value)
+    for char in ("\\", '"', "$", "`"):
+        text = text.replace(char, "\\" + char)
+    return Raw(text)
+
+
+_PIECES = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\})", re.S)
+_EXPR = re.compile(r"^\{\{(-?)(.*?)(-?)\}\}$", re.S)
+_RAW_AT_END = re.compile(r"\|\s*raw\s*$")
+
+
+def shell_source(source):
+    """Make every `{{ … }}` of a command safe where it stands.
+
+    Outside quotes a value is shell-quoted (by `finalize`); inside '…' or "…" that the author
+    wrote, the value is escaped for that kind of quote instead, so no value can end the quote
+    and run a second command. `| raw` values are inserted as they are.
+    """
+    out = []
+    state = None  # None, "'" or '"'
+    escaped = False
+    for piece in _PIECES.split(source):
+        if piece.startswith("{{"):
+            match = _EXPR.match(piece)
+            if match and state and not _RAW_AT_END.search(match.group(2)):
+                kind = "_in_single_quotes" if state == "'" else "_in_double_quotes"
+                piece = "{{%s (%s) | %s %s}}" % (match.group(1), match.group(2).strip(), kind, match.group(3))
+            out.append(piece)
+            escaped = False
+            continue
+        if piece.startswith("{%") or piece.startswith("{#"):
+            out.append(piece)
+            continue
+        for char in piece:
+            if escaped:
+                escaped = False
+            elif state is None:
+                if char == "\\":
+                    escaped = True
+                elif char in "'\"":
+                    state = char
+            elif state == "'":
+                if char == "'":
+                    state = None
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                state = None
+        out.append(piece)
+    return "".join(out)
+
+
 @functools.lru_cache(maxsize=None)
 def environment(shell=False):
     """The sandboxed environment (cached): `shell=True` quotes every output value."""
@@ -68,6 +125,8 @@ def environment(shell=False):
         autoescape=False,
     )
     env.filters["raw"] = _raw
+    env.filters["_in_single_quotes"] = _in_single_quotes
+    env.filters["_in_double_quotes"] = _in_double_quotes
     env.filters["shell_quote"] = lambda v: shlex.quote(_text(v))
     env.filters["tojson"] = lambda v: json.dumps(v)
     return env
@@ -94,7 +153,7 @@ def syntax_error_line(exc):
 @functools.lru_cache(maxsize=4096)
 def _compile(source, shell):
     try:
-        return environment(shell).from_string(source)
+        return environment(shell).from_string(shell_source(source) if shell else source)
     except Exception as exc:  # TemplateSyntaxError and friends
         raise TemplateError(_describe(exc)) from None
 
@@ -118,7 +177,7 @@ def analyze(source):
     called = frozenset(
         call.node.name for call in ast.find_all(nodes.Call) if isinstance(call.node, nodes.Name)
     )
-    return frozenset(names_used(ast)), called
+    return frozenset(names_used(ast)), called - JINJA_GLOBALS
 
 
 def names_used(ast):

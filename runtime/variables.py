@@ -23,9 +23,10 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class VariableError(Exception):
     """A variable value or spec that cannot be used. `key` names the spec key at fault."""
 
-    def __init__(self, message, key=None):
+    def __init__(self, message, key=None, hint=None):
         super().__init__(message)
         self.key = key
+        self.hint = hint
 
 
 def type_of(value):
@@ -54,7 +55,11 @@ def parse_spec(name, raw):
     spec = {"required": False, "secret": False, "declared": True}
     for key in raw:
         if key not in SPEC_KEYS:
-            errors.append(VariableError("unknown key %r in variable %s" % (key, name), key))
+            import difflib
+
+            close = difflib.get_close_matches(key, SPEC_KEYS, n=1, cutoff=0.6)
+            hint = "did you mean %r?" % close[0] if close else "allowed: %s" % ", ".join(SPEC_KEYS)
+            errors.append(VariableError("unknown key %r in variable %s" % (key, name), key, hint))
     if not NAME_RE.match(name):
         errors.append(VariableError("variable name %r is not a valid identifier" % name))
     for key in ("required", "secret"):
@@ -126,7 +131,7 @@ def coerce(spec, value, source="value"):
             return True
         if text in _FALSE:
             return False
-        raise VariableError("%r is not a boolean (use true/false, yes/no, on/off or 1/0)" % (value,))
+        raise VariableError("%s is not a boolean (use true/false, yes/no, on/off or 1/0)" % _quoted(spec, value))
     if kind == "int":
         if isinstance(value, bool):
             raise VariableError("expected an integer, got a boolean")
@@ -135,11 +140,11 @@ def coerce(spec, value, source="value"):
         if isinstance(value, float):
             if value.is_integer():
                 return int(value)
-            raise VariableError("%r is not an integer" % (value,))
+            raise VariableError("%s is not an integer" % _quoted(spec, value))
         try:
             return int(str(value).strip().replace("_", ""), 10)
         except ValueError:
-            raise VariableError("%r is not an integer" % (value,)) from None
+            raise VariableError("%s is not an integer" % _quoted(spec, value)) from None
     if kind == "float":
         if isinstance(value, bool):
             raise VariableError("expected a number, got a boolean")
@@ -148,9 +153,9 @@ def coerce(spec, value, source="value"):
         try:
             result = float(str(value).strip())
         except ValueError:
-            raise VariableError("%r is not a number" % (value,)) from None
+            raise VariableError("%s is not a number" % _quoted(spec, value)) from None
         if math.isnan(result) or math.isinf(result):
-            raise VariableError("%r is not a finite number" % (value,))
+            raise VariableError("%s is not a finite number" % _quoted(spec, value))
         return result
     if kind in ("list", "dict"):
         expected = list if kind == "list" else dict
@@ -160,11 +165,16 @@ def coerce(spec, value, source="value"):
             try:
                 parsed = json.loads(value)
             except ValueError:
-                raise VariableError("%r is not a JSON %s" % (value, "array" if kind == "list" else "object")) from None
+                raise VariableError("%s is not a JSON %s" % (_quoted(spec, value), "array" if kind == "list" else "object")) from None
             if isinstance(parsed, expected):
                 return parsed
         raise VariableError("expected a %s, got %s" % (kind, type_of(value)))
     raise VariableError("unknown type %r" % kind)
+
+
+def _quoted(spec, value):
+    """A value inside an error message: secrets are never shown."""
+    return MASK if spec.get("secret") else repr(value)
 
 
 def check(name, spec, value):

@@ -165,11 +165,6 @@ def test_check_vars_passes_when_everything_is_given(script_runner, workdir):
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG compiler/plan.py Compiled.summary: a secret is never baked, so `validate --check-vars "
-    "--var API_TOKEN=…` reports the supplied secret as a missing required variable (exit 2)",
-)
 def test_check_vars_counts_a_supplied_secret_as_given(playbook_cli, workdir):
     result = playbook_cli(["validate", "--check-vars", "secrets.playbook.toml", "--var", "API_TOKEN=abc"], cwd=workdir)
     assert result.returncode == 0, result.stderr

@@ -115,11 +115,6 @@ def test_stale_schema_hints_name_the_1x_field(playbook_cli, compat_dir):
     assert "(function_name is the Playbook 1.x name)" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG compiler/schema.py+resolve.py: doc-complex reports 'node b depends on unknown node start' "
-    "although [start] is declared (it was dropped for its 1.x `prompt` field)",
-)
 def test_stale_schema_gives_no_false_unknown_node_errors(playbook_cli, compat_dir):
     result = validate(playbook_cli, compat_dir, "doc-complex.playbook.toml")
     assert "unknown node" not in result.stderr, result.stderr

@@ -106,11 +106,6 @@ def test_unknown_function_in_a_command_template():
     assert diag.message == "unknown function shout() in a.command_name"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG compiler/plan.py _check_names: calls of Jinja globals that templating.JINJA_GLOBALS "
-    "allows (range(), dict(), namespace(), …) are rejected as 'unknown function range()'",
-)
 def test_jinja_globals_are_not_variables():
     text = '[runbook]\ntitle = "t"\n\n[a]\ntype = "Command"\ncommand_name = "{% for i in range(3) %}echo {{ i }};{% endfor %}"\n'
     assert compile_text(text).plan.nodes[0].command == "echo 0;echo 1;echo 2;"
@@ -223,12 +218,6 @@ def test_baked_timeout_and_params_are_rendered():
     assert float(plan.by_id["nap"].function_params["seconds"]) == 2.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG compiler/plan.py: function_params are checked against the plugin signature only before "
-    "baking (templates deferred), so `--var S=abc` bakes seconds='abc' for a float parameter and "
-    "`validate` says valid; the run fails later",
-)
 def test_baked_function_param_of_the_wrong_type_is_a_compile_error():
     errors = [d for d in diagnostics(BAKED_PARAM, ["S=abc", "T=5"]) if d.severity == "error"]
     assert any("parameter 'seconds'" in e.message and "'abc' is not a number" in e.message for e in errors)
@@ -280,11 +269,6 @@ def test_secret_outside_choices_is_masked_at_compile_time():
     assert "alpha-token" not in err.format()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG runtime/variables.py coerce() via compiler/plan.py _bake: a secret of the wrong type "
-    "is printed in clear in the compile error (\"variable PIN (from --var): 's3cr3t-…' is not an integer\")",
-)
 def test_secret_of_the_wrong_type_is_masked_at_compile_time():
     text = '[runbook]\ntitle = "t"\n\n[variables]\nPIN = { secret = true, type = "int" }\n'
     (err,) = diagnostics(text, ["PIN=" + SECRET])

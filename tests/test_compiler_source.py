@@ -220,12 +220,6 @@ def test_inline_table_node_key_has_its_column():
     assert "unknown field 'prompt'" in diag.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="BUG compiler/source.py: tomli raises RecursionError (not TOMLDecodeError) for arrays or "
-    "inline tables nested deeper than 400 levels; parse() lets it escape, so the CLI prints a traceback",
-)
 def test_deeply_nested_array_is_a_diagnostic(tmp_path):
     text = '[runbook]\ntitle = "t"\nx = ' + "[" * 1000 + "]" * 1000 + "\n"
     with pytest.raises(CompileError) as info:
@@ -235,11 +229,6 @@ def test_deeply_nested_array_is_a_diagnostic(tmp_path):
     assert diag.line == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG compiler/source.py: a runbook with arrays nested > 400 deep makes `playbook validate` "
-    "print a RecursionError traceback (exit 1) instead of a diagnostic (exit 2)",
-)
 def test_deeply_nested_array_on_the_command_line_has_no_traceback(tmp_path, playbook_cli):
     path = tmp_path / "deep.playbook.toml"
     path.write_text('[runbook]\ntitle = "t"\nx = ' + "[" * 1000 + "]" * 1000 + "\n")

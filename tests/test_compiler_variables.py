@@ -256,11 +256,6 @@ def test_secret_outside_choices_is_masked_in_the_error():
     assert "alpha-token" not in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG runtime/variables.py coerce(): type errors quote the raw value (%r), so a secret "
-    "given with a wrong type is printed in clear ('hunter2-leaked' is not an integer)",
-)
 def test_secret_of_the_wrong_type_is_masked_in_the_error():
     specs = {"PIN": spec({"secret": True, "type": "int"})}
     with pytest.raises(VariableError) as info:
