@@ -74,6 +74,15 @@ def compile_source(src, sources=None, bake=False, registry=None):
     specs = dict(runbook.variables)
     used = _check_names(src, runbook, nodes, specs, sources)
     values = _bake(src, specs, sources) if bake else {}
+    for name, spec in sorted(specs.items()):
+        if spec.get("secret") and "default" in spec:
+            src.warning(
+                "secret variable %s has a default in the runbook; plans and bundles never carry it, "
+                "so it must be given where the runbook runs" % name,
+                "variables",
+                name,
+                hint="remove the default and pass the value with --var, --vars-file or --vars-env",
+            )
     if src.errors:
         raise CompileError(src.diagnostics)
     meta = dict(runbook.meta)
@@ -106,7 +115,12 @@ def compile_source(src, sources=None, bake=False, registry=None):
 
 
 def _spec_for_plan(spec):
-    return {k: v for k, v in spec.items() if k != "declared" or v is False}
+    """A spec as the plan keeps it: a secret's default is never copied into plans or bundles."""
+    return {
+        k: v
+        for k, v in spec.items()
+        if (k != "declared" or v is False) and not (k == "default" and spec.get("secret"))
+    }
 
 
 def _render(src, fn, *path):
