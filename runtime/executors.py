@@ -13,7 +13,9 @@ raises for a command that fails, cannot start or times out. What it guarantees:
   and ``shell`` is ignored. The script is never written to disk (``/tmp`` may be ``noexec``, the
   home directory read-only): it is fed through an inherited pipe and the interpreter is given
   ``/dev/fd/N`` as the script path, so ``$0`` / ``sys.argv[0]`` is ``/dev/fd/N``.
-- **stdin** is inherited; ``env`` is merged over ``os.environ`` (a ``None`` value removes the
+- **stdin** is ``/dev/null``: a step never waits for input nobody will type, and never reads
+  what the operator types at a prompt (``interactive=True`` hands it the terminal instead);
+  ``env`` is merged over ``os.environ`` (a ``None`` value removes the
   variable); ``cwd`` must exist.
 - **Process group.** Unless ``interactive``, the command runs in a session and process group of
   its own. When the command's main process has exited, whatever it left running in its group
@@ -481,6 +483,7 @@ def _start(argv, script, full_env, cwd, timeout, interactive, on_output, tail_by
     try:
         proc = subprocess.Popen(
             argv,
+            stdin=None if interactive else subprocess.DEVNULL,
             stdout=out_w,
             stderr=err_w,
             env=full_env,

@@ -227,18 +227,19 @@ def test_cwd_that_is_a_file(tmp_path):
     assert result.error == "cannot start: working directory %s is not a directory" % path
 
 
-def test_stdin_is_inherited():
+def test_stdin_is_devnull_so_a_step_never_waits_for_input():
     code = (
         "from playbook.runtime.executors import run_command as r\n"
         "print(repr(r('cat').stdout)); print(repr(r('#!/bin/sh\\nread x; echo got=$x').stdout))\n"
+        "import sys; print(repr(sys.stdin.read()))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], input="hello\nworld\n", capture_output=True, text=True,
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    # `cat` read everything; the second command finds stdin at EOF.
-    assert out.stdout.splitlines() == ["'hello\\nworld\\n'", "'got=\\n'"]
+    # Neither command sees the runner's stdin (it stays for the operator's answers).
+    assert out.stdout.splitlines() == ["''", "'got=\\n'", "'hello\\nworld\\n'"]
 
 
 # --------------------------------------------------------------------------- shells and scripts
