@@ -260,11 +260,12 @@ def compile_command(file, output, var_pairs, vars_file, vars_env, pythons, inter
 
 
 def _runtime(name, summary):
+    @click.argument("args", nargs=-1, type=click.Path())  # lets shell completion offer files
     @click.pass_context
-    def command(ctx):
+    def command(ctx, args):
         from .main import run_runtime
 
-        sys.exit(run_runtime([name] + ctx.args))
+        sys.exit(run_runtime([name] + list(args) + ctx.args))
 
     command.__doc__ = summary + "\n\nSee `playbook %s --help` for its options." % name
     return cli.command(name, help=summary, short_help=summary, **_PASS)(command)
