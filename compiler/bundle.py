@@ -620,6 +620,8 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
     from playbook import __version__
     from playbook.runtime.plugins import BUILTINS, Registry
 
+    if sign_key and not os.path.isfile(sign_key):
+        raise BundleError("--sign-key %s: no such key file" % sign_key, code=2)
     notes = []
     warn = warn or notes.append
     plan = compiled.plan
@@ -757,17 +759,7 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
     prefix = launcher(os.path.basename(output), manifest["runbook"]["title"], __version__, floor, trees)
     data, embedded = write_archive(prefix, entries, epoch if epoch is not None else DEFAULT_EPOCH)
 
-    directory = os.path.dirname(os.path.abspath(output))
-    fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(output), dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temp, 0o755)
-        os.replace(temp, output)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    _write_executable(output, data)
 
     signature = sign(output, sign_key) if sign_key else None
     return {
@@ -780,6 +772,24 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
         "files": len(entries),
         "warnings": notes,
     }
+
+
+def _write_executable(output, data):
+    """Write atomically (a temporary file renamed over OUTPUT), mode 755."""
+    directory = os.path.dirname(os.path.abspath(output))
+    if os.path.isdir(output):
+        raise BundleError("%s is a directory; give the bundle's file name with -o" % output, code=2)
+    temp = None
+    try:
+        fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(output), dir=directory)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp, 0o755)
+        os.replace(temp, output)
+    except OSError as exc:
+        if temp and os.path.exists(temp):
+            os.unlink(temp)
+        raise BundleError("cannot write %s: %s" % (output, exc.strerror or exc))
 
 
 def sign(path, key):

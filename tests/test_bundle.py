@@ -549,3 +549,80 @@ def test_default_output():
     assert bundle_mod.default_output("examples/deploy.playbook.toml") == "deploy.pyz"
     assert bundle_mod.default_output("x.toml") == "x.pyz"
     assert bundle_mod.default_output("runbook") == "runbook.pyz"
+
+
+# -- a plugin with a dependency and a higher Requires-Python ---------------------------------------
+FAKE_FILES = {
+    "fakeplug/__init__.py": (
+        "from fakedep import greeting\n"
+        "from playbook.domain.plugins import FunctionSignature, ParameterDef, Plugin, PluginMetadata\n\n\n"
+        "class Hello(Plugin):\n"
+        "    def get_metadata(self):\n"
+        "        params = {'who': ParameterDef(type='str', required=True)}\n"
+        "        return PluginMetadata(name='fakeplug', functions={'hello': FunctionSignature(name='hello', parameters=params)})\n\n"
+        "    def execute(self, function_name, params):\n"
+        "        import rich.syntax  # source only: found by the boot code's fallback\n"
+        "        import pygments.lexers.python\n"
+        "        return '%s [%s]' % (greeting(params['who']), rich.syntax.__file__.rsplit('/', 2)[-1])\n"
+    ),
+    "fakeplug/data.json": "{}\n",
+    "fakeplug-1.0.dist-info/METADATA": (
+        "Metadata-Version: 2.1\nName: fakeplug\nVersion: 1.0\nRequires-Python: >=3.10\n"
+        "Requires-Dist: fakedep>=0.1\nRequires-Dist: notinstalled; extra == 'x'\n"
+        "Requires-Dist: winonly; sys_platform == 'win32'\n"
+    ),
+    "fakeplug-1.0.dist-info/entry_points.txt": "[playbook.plugins]\nfakeplug = fakeplug:Hello\n",
+    "fakeplug-1.0.dist-info/RECORD": "fakeplug/__init__.py,,\nfakeplug/data.json,,\nfakeplug-1.0.dist-info/METADATA,,\n",
+    "fakedep/__init__.py": "def greeting(who):\n    return 'hello, %s (from fakedep)' % who\n",
+    "fakedep-0.2.dist-info/METADATA": "Metadata-Version: 2.1\nName: fakedep\nVersion: 0.2\nRequires-Python: >=3.8\n",
+    "fakedep-0.2.dist-info/RECORD": "fakedep/__init__.py,,\nfakedep-0.2.dist-info/METADATA,,\n",
+}
+
+FAKE_RUNBOOK = """
+[runbook]
+title = "Fake plugin"
+
+[hi]
+type = "Function"
+plugin = "fakeplug"
+function = "hello"
+function_params = { who = "operator" }
+depends_on = []
+"""
+
+
+def test_plugin_requirements_are_followed_and_raise_the_floor(tmp_path, monkeypatch, home):
+    site = tmp_path / "site"
+    for rel, text in FAKE_FILES.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text(text)
+    monkeypatch.syspath_prepend(str(site))
+    runbook = tmp_path / "fake.playbook.toml"
+    runbook.write_text(FAKE_RUNBOOK)
+    from playbook.compiler.plan import compile_file
+
+    compiled = compile_file(str(runbook), bake=True)
+    targets = [t for t in (bundle_mod.probe(p) for p in INTERPRETERS) if t is not None]
+    notes = []
+    report = bundle_mod.build(compiled, str(tmp_path / "fake.pyz"), targets=targets, warn=notes.append)
+    manifest = report["manifest"]
+    assert manifest["python_floor"] == "3.10" and manifest["floor_from"] == ["fakeplug >=3.10"]
+    assert manifest["plugins"] == {"fakeplug": {"entry_point": "fakeplug:Hello", "distribution": "fakeplug", "version": "1.0"}}
+    roles = {d["name"]: (d["role"], d["required_by"]) for d in manifest["distributions"]}
+    assert roles["fakeplug"] == ("plugin", []) and roles["fakedep"] == ("dependency", ["fakeplug"])
+    assert "notinstalled" not in roles and "winonly" not in roles
+    assert "3.9" not in [b["python"] for b in manifest["bytecode"]]
+    with zipfile.ZipFile(tmp_path / "fake.pyz") as archive:
+        names = set(archive.namelist())
+    assert {"fakeplug/__init__.py", "fakeplug/data.json", "fakedep/__init__.py", "fakeplug-1.0.dist-info/entry_points.txt"} <= names
+    for tree in (b["tree"] for b in manifest["bytecode"]):
+        assert "%s/fakeplug/data.json" % tree in names  # data files next to the bytecode
+
+    by_version = {_label(p): p for p in INTERPRETERS}
+    for label, python in sorted(by_version.items()):
+        proc = run([tmp_path / "fake.pyz", "run", "--state-path", tmp_path / ("%s.db" % label)], bare_env(home, python))
+        if label == "py3.9":
+            assert proc.returncode == 127 and "is Python 3.9; this bundle needs Python 3.10 or newer" in proc.stderr
+        else:
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert "hello, operator (from fakedep) [syntax.py]" in proc.stdout

@@ -1,0 +1,123 @@
+"""Bundle size and start-up time, per interpreter, next to the installed tool.
+
+Builds the deployment example twice — with bytecode for every CPython 3.9-3.13 found (the
+default) and with `--no-bytecode` — then times, as the median of N runs each in a bare
+environment (HOME a fresh directory, PATH=/usr/bin:/bin, PLAYBOOK_PYTHON set):
+
+  python -c pass                     the interpreter alone
+  ./deploy.pyz --version             launcher + integrity check + manifest
+  ./deploy.pyz plan --var ...        + the runtime, Jinja and the plan
+  python -I -S deploy.pyz --version  the same without the sh launcher's interpreter probe
+
+and, in the same run, the installed `playbook --version` and `playbook plan FILE --var ...`.
+Targets (issue 4): with bytecode within 50 ms of the installed tool; without under 1 s; size
+under 6 MB with five bytecode trees.
+
+    .venv/bin/python benchmarks/bundle_startup.py [--runs 15]
+"""
+
+import argparse
+import glob
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+EXAMPLE = os.path.join(ROOT, "examples", "deploy.playbook.toml")
+PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "playbook")
+PYENV = os.path.join(os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv"), "versions")
+
+
+def interpreters():
+    found = []
+    for minor in range(9, 14):
+        versions = sorted(glob.glob(os.path.join(PYENV, "3.%d.*" % minor, "bin", "python3")))
+        if versions:
+            found.append(("3.%d" % minor, versions[-1]))
+    if not found:
+        found.append(("%d.%d" % sys.version_info[:2], sys.executable))
+    return found
+
+
+def median_ms(cmd, env, runs, cwd):
+    times = []
+    for _ in range(runs + 1):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit("failed: %s\n%s" % (" ".join(cmd), proc.stderr.decode(errors="replace")))
+        times.append(elapsed)
+    times = times[1:]  # the first run warms the page cache
+    return statistics.median(times) * 1000, min(times) * 1000
+
+
+def cell(value):
+    return "%.0f/%.0f" % value
+
+
+def build(out, *extra):
+    cmd = [PLAYBOOK, "compile", EXAMPLE, "-o", out] + list(extra)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return os.path.getsize(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=15, help="runs per measurement (median)")
+    args = parser.parse_args()
+    if not os.path.exists(PLAYBOOK):
+        raise SystemExit("run with the virtual environment's python (.venv/bin/python): %s not found" % PLAYBOOK)
+    work = tempfile.mkdtemp(prefix="playbook-bench-")
+    home = os.path.join(work, "home")
+    os.mkdir(home)
+    fast = os.path.join(work, "deploy.pyz")
+    slow = os.path.join(work, "deploy-nobytecode.pyz")
+    start = time.perf_counter()
+    size_fast = build(fast)
+    built = time.perf_counter() - start
+    size_slow = build(slow, "--no-bytecode")
+    plan_args = ["plan", "--var", "ENVIRONMENT=staging"]
+
+    print("Bundle of examples/deploy.playbook.toml (median of %d runs, ms; machine: %d CPUs)" % (args.runs, os.cpu_count() or 0))
+    print("  with bytecode for every interpreter found: %.2f MB (built in %.1f s)" % (size_fast / 1e6, built))
+    print("  sources only (--no-bytecode):              %.2f MB" % (size_slow / 1e6))
+    print()
+    env = dict(os.environ, NO_COLOR="1")
+    tool_version = median_ms([PLAYBOOK, "--version"], env, args.runs, work)
+    tool_plan = median_ms([PLAYBOOK] + plan_args[:1] + [EXAMPLE] + plan_args[1:], env, args.runs, work)
+    print("installed tool (%s, Python %d.%d): playbook --version %s · playbook plan %s"
+          % (os.path.relpath(PLAYBOOK, ROOT), sys.version_info[0], sys.version_info[1], cell(tool_version), cell(tool_plan)))
+    print()
+    columns = ("python", "-c pass", "--version", "plan", "direct -I -S", "--version (src)", "plan (src)")
+    header = "%-6s %9s %11s %11s %13s %16s %11s" % columns
+    print(header)
+    print("-" * len(header))
+    worst = []
+    worst_src = []
+    for label, python in interpreters():
+        bare = {"HOME": home, "PATH": "/usr/bin:/bin", "PLAYBOOK_PYTHON": python}
+        row = [
+            median_ms([python, "-c", "pass"], bare, args.runs, work),
+            median_ms([fast, "--version"], bare, args.runs, work),
+            median_ms([fast] + plan_args, bare, args.runs, work),
+            median_ms([python, "-I", "-S", fast, "--version"], bare, args.runs, work),
+            median_ms([slow, "--version"], bare, args.runs, work),
+            median_ms([slow] + plan_args, bare, args.runs, work),
+        ]
+        worst.append((row[1][0] - tool_version[0], "%s --version" % label))
+        worst.append((row[2][0] - tool_plan[0], "%s plan" % label))
+        worst_src.append((max(row[4][0], row[5][0]), label))
+        print("%-6s %9s %11s %11s %13s %16s %11s" % tuple([label] + [cell(v) for v in row]))
+    print("(milliseconds, median/min; columns marked (src) use the --no-bytecode bundle)")
+    print()
+    print("with bytecode: at most %+.0f ms (%s) against the installed tool (target: within 50 ms)" % max(worst))
+    print("sources only: slowest start %.0f ms (%s) (target: under 1000 ms)" % max(worst_src))
+    print("size: %.2f MB (target: under 6 MB with five bytecode trees)" % (size_fast / 1e6))
+
+if __name__ == "__main__":
+    main()
