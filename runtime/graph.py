@@ -157,7 +157,7 @@ def _never_runs(node):
 
 def _section(lines, font=None, color=None, size=None, bold=False, italic=False):
     """One table row holding `lines`, left-aligned, in the given font."""
-    body = "<BR/>".join(html(line) for line in lines) or " "
+    body = "<BR/>".join(html(line) or "&#160;" for line in lines) or "&#160;"
     if bold:
         body = "<B>%s</B>" % body
     if italic:
@@ -342,7 +342,10 @@ def to_dot(plan, states=None, title=None):
     heading, _, rest = caption.partition("\n")
     label = "<B>%s</B>" % html(_shorten(heading, 120)) if heading else " "
     if rest:
-        label += "".join('<BR/><FONT POINT-SIZE="11" COLOR="#555555">%s</FONT>' % html(_shorten(line, 140)) for line in rest.split("\n")[:3])
+        label += "".join(
+            '<BR/><FONT POINT-SIZE="11" COLOR="#555555">%s</FONT>' % (html(_shorten(line, 140)) or "&#160;")
+            for line in rest.split("\n")[:3]
+        )
     lines = [
         "digraph playbook {",
         "  graph %s;"
