@@ -55,3 +55,12 @@ def compat_dir():
 def playbook_cli():
     """`playbook_cli(args, cwd=None, env=None, input=None)` runs the real `playbook` command."""
     return run_playbook
+
+
+# Property tests explore at random while developing; in CI (CI=true) they are derandomized, so a
+# run on the same code always checks the same examples.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci-derandomized", derandomize=True, deadline=None, database=None)
+if os.environ.get("CI"):
+    _hypothesis_settings.load_profile("ci-derandomized")
