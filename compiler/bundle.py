@@ -20,7 +20,8 @@ Bytecode trees leave out SOURCE_ONLY (modules used only for syntax highlighting,
 Markdown and Windows, about half of the code by size); the boot code finds those in the
 sources. Reproducible: entries sorted, timestamps from SOURCE_DATE_EPOCH (else 1980-01-01),
 fixed permissions, no path of the build machine inside (bytecode is compiled with relative file
-names), bytecode compiled with PYTHONHASHSEED=0.
+names), bytecode compiled with PYTHONHASHSEED=0. STRIP_DOCSTRINGS packages get bytecode without
+docstrings (asserts kept, unlike -OO).
 """
 
 import hashlib
@@ -46,10 +47,10 @@ PREFIX_LIMIT = 65536  # the boot code is read from the first 64 KiB of the file
 
 # The runtime's third-party distributions; their requirements are followed from the metadata.
 RUNTIME_DISTRIBUTIONS = ("jinja2", "rich", "tomli")
-# Folders of the `playbook` package that go into bundles (never `compiler`). Templates: none
-# yet; the runtime reads no template file.
+# Folders of the `playbook` package that go into bundles (never `compiler`), and the files of
+# templates/ the runtime reads (`report` loads its HTML template through pkgutil.get_data).
 PLAYBOOK_FOLDERS = ("", "runtime", "domain")
-RUNTIME_TEMPLATES = ()
+RUNTIME_TEMPLATES = ("report.html.j2",)
 # Bytecode is not built for these (prefixes of archive names); they stay available as source.
 SOURCE_ONLY = (
     "pygments/",
@@ -64,6 +65,9 @@ SOURCE_ONLY = (
     "rich/syntax.py",
     "rich/traceback.py",
 )
+# Their bytecode is built without docstrings (they never read __doc__): a sixth of the size.
+# Sources keep them; Playbook's own code and plugins keep theirs.
+STRIP_DOCSTRINGS = ("jinja2/", "markupsafe/", "rich/", "tomli/")
 # Files never copied: compiled code (pure-Python fallbacks are used) and type-checker files.
 SKIP_SUFFIXES = (".so", ".pyd", ".dll", ".dylib", ".pyc", ".pyo", ".c", ".h", ".pyx", ".pxd", ".pyi", ".exe")
 SKIP_NAMES = ("py.typed",)
@@ -464,18 +468,48 @@ def choose_targets(floor, pythons=(), interpreters=(), bytecode=True, warn=print
 
 
 _COMPILE = r"""
-import json, os, py_compile, sys
+import ast, importlib.util, json, os, sys
+from importlib._bootstrap_external import _code_to_hash_pyc
+
+def strip_docstrings(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                if len(body) == 1:
+                    body[0] = ast.copy_location(ast.Pass(), body[0])
+                else:
+                    del body[0]
+    return tree
+
 jobs = json.load(sys.stdin)
 out = jobs.pop(0)
 errors = {}
-for disk, rel in jobs:
+for disk, rel, nodoc in jobs:
+    with open(disk, "rb") as handle:
+        source = handle.read()
     try:
-        py_compile.compile(disk, cfile=os.path.join(out, rel + "c"), dfile=rel, doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-    except py_compile.PyCompileError as exc:
-        errors[rel] = str(exc.msg).strip().splitlines()[-1]
+        if nodoc:
+            tree = compile(source, rel, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+            code = compile(strip_docstrings(tree), rel, "exec", dont_inherit=True)
+        else:
+            code = compile(source, rel, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        errors[rel] = "%s: %s" % (type(exc).__name__, exc)
+        continue
+    # What py_compile writes with invalidation_mode=UNCHECKED_HASH, from this code object.
+    data = _code_to_hash_pyc(code, importlib.util.source_hash(source), False)
+    path = os.path.join(out, rel + "c")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
 json.dump(errors, sys.stdout)
 """
+
+
+def strip_docstrings(rel):
+    return rel.startswith(STRIP_DOCSTRINGS)
 
 
 def compile_tree(target, sources):
@@ -483,7 +517,7 @@ def compile_tree(target, sources):
     {archive name: error} for files it cannot compile."""
     workdir = tempfile.mkdtemp(prefix="playbook-bytecode-")
     try:
-        jobs = [workdir] + [[disk, rel] for rel, disk in sorted(sources.items())]
+        jobs = [workdir] + [[disk, rel, strip_docstrings(rel)] for rel, disk in sorted(sources.items())]
         env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
         proc = subprocess.run(
             # no_debug_ranges: no column tables (3.11+), about a third of the bytecode's size;
@@ -738,6 +772,7 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
         "floor_from": floor_from,
         "bytecode": bytecode_info,
         "source_only": list(SOURCE_ONLY),
+        "bytecode_without_docstrings": list(STRIP_DOCSTRINGS),
         "built_at": built_at,
         "sign_namespace": SIGN_NAMESPACE,
     }

@@ -225,8 +225,13 @@ def test_no_build_machine_paths_inside(deploy, work):
                 assert needle.encode() not in content, (needle, info.filename)
         tree = "py%d%d" % sys.version_info[:2]
         pyc = archive.read("%s/playbook/runtime/engine.pyc" % tree)
+        rich_source, rich_pyc = archive.read("rich/console.py"), archive.read("%s/rich/console.pyc" % tree)
+        own_pyc = archive.read("%s/playbook/runtime/bundle.pyc" % tree)
     assert pyc[4:8] == (1).to_bytes(4, "little")  # hash-based, unchecked
     assert marshal.loads(pyc[16:]).co_filename == "playbook/runtime/engine.py"
+    # Third-party bytecode without docstrings; Playbook's own keeps them.
+    assert b"A high level console interface" in rich_source and b"A high level console interface" not in rich_pyc
+    assert marshal.loads(own_pyc[16:]).co_consts[0].startswith("The bundle's side of a bundle")
     for needle in needles:
         assert needle.encode() not in data[:65536]
 
