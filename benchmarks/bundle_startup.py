@@ -1,15 +1,17 @@
 """Bundle size and start-up time, per interpreter, next to the installed tool.
 
 Builds the deployment example twice — with bytecode for every CPython 3.9-3.13 found (the
-default) and with `--no-bytecode` — then times, as the median of N runs each in a bare
-environment (HOME a fresh directory, PATH=/usr/bin:/bin, PLAYBOOK_PYTHON set):
+default) and with `--no-bytecode` — then times, as the median of N runs (wall-clock and CPU
+time), each in a bare environment (HOME a fresh directory, PATH=/usr/bin:/bin, PLAYBOOK_PYTHON
+set, which the launcher checks like any candidate it finds on PATH):
 
   python -c pass                     the interpreter alone
   ./deploy.pyz --version             launcher + integrity check + manifest
   ./deploy.pyz plan --var ...        + the runtime, Jinja and the plan
   python -I -S deploy.pyz --version  the same without the sh launcher's interpreter probe
 
-and, in the same run, the installed `playbook --version` and `playbook plan FILE --var ...`.
+and, in the same run, the installed `playbook --version` and `playbook plan FILE --var ...`
+(the virtual environment's interpreter; `plan` there also compiles the TOML file).
 Targets (issue 4): with bytecode within 50 ms of the installed tool; without under 1 s; size
 under 6 MB with five bytecode trees.
 
@@ -44,16 +46,22 @@ def interpreters():
 
 
 def median_ms(cmd, env, runs, cwd):
-    times = []
+    """(median wall-clock ms, median CPU ms) of `runs` runs after one warm-up run. CPU time
+    (user + system of the process and the children it waited for, e.g. the launcher's probe)
+    is much less disturbed by other load on the machine than wall-clock time."""
+    import resource
+
+    walls, cpus = [], []
     for _ in range(runs + 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        elapsed = time.perf_counter() - start
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if proc.returncode != 0:
             raise SystemExit("failed: %s\n%s" % (" ".join(cmd), proc.stderr.decode(errors="replace")))
-        times.append(elapsed)
-    times = times[1:]  # the first run warms the page cache
-    return statistics.median(times) * 1000, min(times) * 1000
+    return statistics.median(walls[1:]) * 1000, statistics.median(cpus[1:]) * 1000
 
 
 def cell(value):
@@ -109,13 +117,14 @@ def main():
             median_ms([slow, "--version"], bare, args.runs, work),
             median_ms([slow] + plan_args, bare, args.runs, work),
         ]
-        worst.append((row[1][0] - tool_version[0], "%s --version" % label))
-        worst.append((row[2][0] - tool_plan[0], "%s plan" % label))
+        worst.append((row[1][0] - tool_version[0], row[1][1] - tool_version[1], "%s --version" % label))
+        worst.append((row[2][0] - tool_plan[0], row[2][1] - tool_plan[1], "%s plan" % label))
         worst_src.append((max(row[4][0], row[5][0]), label))
         print("%-6s %9s %11s %11s %13s %16s %11s" % tuple([label] + [cell(v) for v in row]))
-    print("(milliseconds, median/min; columns marked (src) use the --no-bytecode bundle)")
+    print("(milliseconds: median wall-clock / median CPU time; (src) columns use the --no-bytecode bundle)")
     print()
-    print("with bytecode: at most %+.0f ms (%s) against the installed tool (target: within 50 ms)" % max(worst))
+    print("with bytecode, against the installed tool (target: within 50 ms): at most %+.0f ms wall-clock (%s), "
+          "%+.0f ms CPU time (%s)" % (max(worst)[0], max(worst)[2], max(worst, key=lambda w: w[1])[1], max(worst, key=lambda w: w[1])[2]))
     print("sources only: slowest start %.0f ms (%s) (target: under 1000 ms)" % max(worst_src))
     print("size: %.2f MB (target: under 6 MB with five bytecode trees)" % (size_fast / 1e6))
 
