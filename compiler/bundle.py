@@ -710,6 +710,7 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
     data_files = [rel for rel in sources if not rel.endswith(".py") and "/" in rel and not source_only(rel)]
     trees = {}
     bytecode_info = []
+    tree_entries = {}  # archive name -> .pyc bytes, or None for a copy of the data file
     if targets:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -730,10 +731,10 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
                     "modules": len(pycs),
                 }
             )
-            results_for_tree = {"%s/%sc" % (target.tree, rel): data for rel, data in pycs.items()}
-            for rel in data_files:
-                results_for_tree["%s/%s" % (target.tree, rel)] = None
-            target._entries = results_for_tree
+            for rel, data in pycs.items():
+                tree_entries["%s/%sc" % (target.tree, rel)] = data
+            for rel in data_files:  # package data next to the bytecode, for loaders' get_data()
+                tree_entries["%s/%s" % (target.tree, rel)] = None
 
     epoch_env = os.environ.get("SOURCE_DATE_EPOCH")
     epoch = epoch if epoch is not None else (int(epoch_env) if epoch_env and epoch_env.strip().isdigit() else None)
@@ -787,9 +788,8 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
         entries[dist.info_dir() + "/METADATA"] = dist.metadata.encode("utf-8")
         if dist.entry_points:
             entries[dist.info_dir() + "/entry_points.txt"] = dist.entry_points.encode("utf-8")
-    for target in targets:
-        for name, data in target._entries.items():
-            entries[name] = data if data is not None else entries[name.split("/", 1)[1]]
+    for name, data in tree_entries.items():
+        entries[name] = data if data is not None else entries[name.split("/", 1)[1]]
 
     prefix = launcher(os.path.basename(output), manifest["runbook"]["title"], __version__, floor, trees)
     data, embedded = write_archive(prefix, entries, epoch if epoch is not None else DEFAULT_EPOCH)
