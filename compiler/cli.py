@@ -387,6 +387,88 @@ def view_dag(file, var_pairs, vars_file, vars_env, fmt, output, keep_dot, no_ope
         click.echo("not opened: %s; the picture is at %s" % (reason, os.path.abspath(output)), err=True)
 
 
+@cli.command("config")
+@click.option("--show", "show", is_flag=True, help="Print the effective values and where each came from (the default).")
+@click.option("--init", "init_env", metavar="ENV", help="Add an [environments.ENV] section to ~/.config/playbook/config.toml (or $PLAYBOOK_CONFIG).")
+@click.option("--validate", is_flag=True, help="Check every configuration file found (exit 2 on problems).")
+@click.option("--template", "template", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True), help="Write a commented template of every key ('-' prints it).")
+@click.option("--force", is_flag=True, help="With --init/--template: replace existing content.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def config_command(show, init_env, validate, template, force, as_json):
+    """Show, check and create configuration.
+
+    Files, the first listed winning key by key: $PLAYBOOK_CONFIG if set, else ./playbook.toml,
+    ~/.config/playbook/config.toml, /etc/playbook/config.toml. PLAYBOOK_ENV=NAME selects their
+    [environments.NAME] sections; PLAYBOOK_DB_PATH, PLAYBOOK_MAX_RETRIES, ... override both.
+    Exit 0 ok, 2 bad configuration or refused change.
+
+    \b
+    Examples:
+      playbook config --show
+      playbook config --init production
+      playbook config --validate
+      playbook config --template config-template.toml
+    """
+    from playbook.runtime import config as config_mod
+
+    done = False
+    if template:
+        text = config_mod.template_text()
+        if template == "-":
+            click.echo(text, nl=False)
+        else:
+            if os.path.exists(template) and not force:
+                click.echo("error: %s exists; --force overwrites it" % template, err=True)
+                sys.exit(EXIT_INVALID)
+            try:
+                with open(template, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+            except OSError as exc:
+                click.echo("error: cannot write %s: %s" % (template, exc.strerror or exc), err=True)
+                sys.exit(EXIT_INVALID)
+            click.echo("wrote %s" % template, err=as_json)
+        done = True
+    if init_env:
+        try:
+            path, action = config_mod.init_environment(init_env, force=force)
+        except config_mod.ConfigError as exc:
+            click.echo("error: %s" % exc, err=True)
+            sys.exit(EXIT_INVALID)
+        except OSError as exc:
+            click.echo("error: cannot write the configuration: %s" % exc, err=True)
+            sys.exit(EXIT_INVALID)
+        click.echo(action, err=as_json)
+        click.echo("use it with: PLAYBOOK_ENV=%s playbook run ..." % init_env, err=as_json)
+        done = True
+    if validate:
+        cfg, files, problems = config_mod.gather()
+        if as_json:
+            click.echo(json.dumps({"valid": not problems, "files": files, "searched": cfg.searched,
+                                   "problems": [p.to_json() for p in problems]}, indent=2))
+        else:
+            for problem in problems:
+                click.echo(problem.format("error"), err=True)
+            if not files:
+                click.echo("no configuration file found (searched %s); the defaults apply" % ", ".join(cfg.searched))
+            for path in files:
+                click.echo("%s %s" % ("checked" if problems else "ok", path))
+        if problems:
+            if not as_json:
+                click.echo("%d problem%s" % (len(problems), "" if len(problems) == 1 else "s"), err=True)
+            sys.exit(EXIT_INVALID)
+        done = True
+    if show or not done:
+        cfg, _, problems = config_mod.gather()
+        if problems:
+            for problem in problems:
+                click.echo("error: %s" % problem.format(), err=True)
+            sys.exit(EXIT_INVALID)
+        if as_json:
+            click.echo(json.dumps(cfg.to_json(), indent=2))
+        else:
+            click.echo(config_mod.show_text(cfg))
+
+
 def main(argv=None):
     try:
         cli.main(args=argv, prog_name="playbook", standalone_mode=True)

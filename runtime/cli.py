@@ -191,23 +191,27 @@ def main(argv=None, bundle=None, load_plan=None, prog=None):
 
 # -- shared steps --------------------------------------------------------------------------------
 def _config():
+    """The effective configuration (files, PLAYBOOK_ENV section, environment variables);
+    a bad one stops the command with every problem listed as FILE:LINE (exit 2)."""
     from . import config
 
     try:
         return config.load()
     except config.ConfigError as exc:
-        raise CliError("configuration: %s" % exc)
+        problems = [p.format() for p in exc.problems]
+        raise CliError("invalid configuration; nothing was done:\n  %s\n(`playbook config --validate` checks the files)" % "\n  ".join(problems))
 
 
 def _open_store(args, cfg=None):
-    from . import state
+    """--state-path, else [database] path (PLAYBOOK_DB_PATH overrides it); [database] timeout is
+    SQLite's busy timeout; backup_enabled/backup_count copy the database before a migration."""
+    from . import config, state
 
-    path = args.state_path or os.environ.get("PLAYBOOK_DB_PATH")
-    if not path:
-        cfg = cfg or _config()
-        path = os.path.expanduser(cfg.get("database", "path"))
+    cfg = cfg or _config()
+    path = getattr(args, "state_path", None) or os.path.expanduser(cfg.get("database", "path"))
+    backup = config.backup_hook(cfg.get("database", "backup_count")) if cfg.get("database", "backup_enabled") else None
     try:
-        return state.Store(path)
+        return state.Store(path, before_migrate=backup, timeout=cfg.get("database", "timeout"))
     except state.StateError as exc:
         raise CliError(str(exc), EXIT_STATE)
 
@@ -291,22 +295,29 @@ def _who():
     return "%s@%s" % (user, socket.gethostname())
 
 
-def _make_ui(args, parallel):
+def _make_ui(args, parallel, cfg=None):
+    """The run's UI from the [ui] keys (and interactive_timeout), wrapped to write the
+    [logging] file when one is configured."""
+    from . import config
     from . import ui as ui_mod
 
-    cfg_timestamps = True
-    return ui_mod.make_ui(
+    cfg = cfg or _config()
+    theme = cfg.get("ui", "color_theme")
+    ui = ui_mod.make_ui(
         json_mode=args.json,
         parallel=parallel > 1,
-        color=not os.environ.get("NO_COLOR"),
-        timestamps=cfg_timestamps,
-    ) if not args.no_output else _quiet(ui_mod, args, parallel)
-
-
-def _quiet(ui_mod, args, parallel):
-    ui = ui_mod.make_ui(json_mode=args.json, parallel=parallel > 1)
-    ui.show_output = False
-    return ui
+        color=not os.environ.get("NO_COLOR") and theme != "none",
+        timestamps=cfg.get("ui", "show_timestamps"),
+        theme=theme,
+        progress=cfg.get("ui", "progress_style") == "bar",
+        show_output=not args.no_output and not cfg.get("ui", "compact_output"),
+        prompt_timeout=cfg.get("execution", "interactive_timeout"),
+    )
+    try:
+        log = config.open_run_log(cfg)
+    except config.ConfigError as exc:
+        raise CliError(str(exc))
+    return config.LoggingUI(ui, log, who=_who()) if log is not None else ui
 
 
 class _SignalGuard:

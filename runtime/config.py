@@ -1,11 +1,36 @@
 """Configuration: files in the seed's discovery order, environment sections and overrides.
 
-Discovery: `PLAYBOOK_CONFIG` if set; else `./playbook.toml`, `~/.config/playbook/config.toml`,
-`/etc/playbook/config.toml`, the first listed winning key by key. `PLAYBOOK_ENV=NAME` overlays
-the `[environments.NAME]` tables of every file. Environment variables override everything.
+Where values come from, highest first (docs/configuration.md):
+
+1. command-line flags (``--state-path``, ``--max-retries``, ``--parallel``, ``--no-output``);
+2. environment variables (``ENV_OVERRIDES``: ``PLAYBOOK_DB_PATH``, ``PLAYBOOK_MAX_RETRIES``, …);
+3. the ``[environments.NAME]`` section selected by ``PLAYBOOK_ENV=NAME`` (of any file);
+4. the files: ``PLAYBOOK_CONFIG`` if set, else ``./playbook.toml``,
+   ``~/.config/playbook/config.toml``, ``/etc/playbook/config.toml`` — the first listed wins,
+   key by key;
+5. ``DEFAULTS``.
+
+Unknown keys and wrong types are reported as ``FILE:LINE: message`` with a did-you-mean hint;
+a run refuses to start with a bad configuration. This module also holds what the keys do
+outside the engine: the database backup before a schema migration (``backup_hook``) and the
+rotating log file of run events (``open_run_log`` + ``LoggingUI``).
+
+Standard library only (plus tomli on Python < 3.11): this module goes into bundles.
 """
 
+import difflib
+import glob
+import json
+import logging
+import logging.handlers
 import os
+import re
+import sqlite3
+import time
+
+SYSTEM_FILE = "/etc/playbook/config.toml"
+USER_FILE = "~/.config/playbook/config.toml"
+LOCAL_FILE = "playbook.toml"
 
 DEFAULTS = {
     "database": {"path": "~/.config/playbook/run.db", "timeout": 30, "backup_enabled": True, "backup_count": 5},
@@ -14,102 +39,766 @@ DEFAULTS = {
     "ui": {"progress_style": "bar", "color_theme": "auto", "show_timestamps": True, "compact_output": False},
 }
 
+# `parallel_execution = true` means this many nodes at once (false means 1).
+PARALLEL_WHEN_TRUE = 4
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# section.key -> (kind, constraint). kinds: str, int, number, bool, parallel (bool or int).
+RULES = {
+    "database.path": ("str", "nonempty"),
+    "database.timeout": ("number", 0),
+    "database.backup_enabled": ("bool", None),
+    "database.backup_count": ("int", 1),
+    "execution.default_timeout": ("number", 0),
+    "execution.max_retries": ("int", 1),
+    "execution.interactive_timeout": ("number", 0),
+    "execution.parallel_execution": ("parallel", 1),
+    "logging.level": ("str", LOG_LEVELS),
+    "logging.file_path": ("str", None),
+    "logging.max_size_mb": ("number", 0),
+    "logging.backup_count": ("int", 0),
+    "ui.progress_style": ("str", ("bar", "plain")),
+    "ui.color_theme": ("str", ("auto", "light", "dark", "none")),
+    "ui.show_timestamps": ("bool", None),
+    "ui.compact_output": ("bool", None),
+}
+
 ENV_OVERRIDES = {
-    "PLAYBOOK_DB_PATH": ("database", "path", str),
-    "PLAYBOOK_MAX_RETRIES": ("execution", "max_retries", int),
-    "PLAYBOOK_DEFAULT_TIMEOUT": ("execution", "default_timeout", float),
-    "PLAYBOOK_PARALLEL": ("execution", "parallel_execution", int),
-    "PLAYBOOK_LOG_LEVEL": ("logging", "level", str),
-    "PLAYBOOK_LOG_FILE": ("logging", "file_path", str),
+    "PLAYBOOK_DB_PATH": ("database", "path"),
+    "PLAYBOOK_MAX_RETRIES": ("execution", "max_retries"),
+    "PLAYBOOK_DEFAULT_TIMEOUT": ("execution", "default_timeout"),
+    "PLAYBOOK_PARALLEL": ("execution", "parallel_execution"),
+    "PLAYBOOK_LOG_LEVEL": ("logging", "level"),
+    "PLAYBOOK_LOG_FILE": ("logging", "file_path"),
+}
+
+KIND_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "number": "a number",
+    "bool": "true or false",
+    "parallel": "an integer (or true/false)",
 }
 
 
+class Problem:
+    """One configuration mistake: where (file and line, or an environment variable) and what."""
+
+    def __init__(self, where, line, message, hint=None):
+        self.where = where
+        self.line = line
+        self.message = message
+        self.hint = hint
+
+    def format(self, label=None):
+        place = "%s:%d" % (self.where, self.line) if self.line else self.where
+        text = "%s: %s%s" % (place, label + ": " if label else "", self.message)
+        if self.hint:
+            text += " (%s)" % self.hint
+        return text
+
+    def to_json(self):
+        return {"file": self.where, "line": self.line, "message": self.message, "hint": self.hint}
+
+    def __str__(self):
+        return self.format()
+
+
 class ConfigError(Exception):
-    pass
+    """A bad configuration: `problems` lists every mistake found."""
+
+    def __init__(self, problems):
+        if isinstance(problems, str):
+            problems = [_Text(problems)]
+        self.problems = list(problems)
+        super().__init__("\n".join(p.format() for p in self.problems))
 
 
+class _Text(Problem):
+    def __init__(self, text):
+        super().__init__(text, None, "")
+
+    def format(self, label=None):
+        return self.where
+
+
+# -- discovery ----------------------------------------------------------------------------------
 def candidates(environ=None, cwd=None):
+    """The files searched, highest priority first (PLAYBOOK_CONFIG alone when set)."""
     environ = os.environ if environ is None else environ
     if environ.get("PLAYBOOK_CONFIG"):
-        return [environ["PLAYBOOK_CONFIG"]]
+        return [os.path.abspath(os.path.expanduser(environ["PLAYBOOK_CONFIG"]))]
+    home = environ.get("HOME") or os.path.expanduser("~")
     return [
-        os.path.join(cwd or os.getcwd(), "playbook.toml"),
-        os.path.expanduser("~/.config/playbook/config.toml"),
-        "/etc/playbook/config.toml",
+        os.path.join(cwd or os.getcwd(), LOCAL_FILE),
+        os.path.join(home, USER_FILE[2:]),
+        SYSTEM_FILE,
     ]
 
 
-def _load_toml(path):
+def _parse(text):
     try:
         import tomllib as toml
     except ImportError:  # Python < 3.11
         import tomli as toml
-    with open(path, "rb") as handle:
-        return toml.load(handle)
+    return toml.loads(text)
 
 
+_KEY_PART = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
+_DOTTED = r"%s(?:\s*\.\s*%s)*" % (_KEY_PART, _KEY_PART)
+_HEADER_RE = re.compile(r"^\[\[?\s*(%s)\s*\]\]?\s*(?:#.*)?$" % _DOTTED)
+_ASSIGN_RE = re.compile(r"^(%s)\s*=" % _DOTTED)
+
+
+def _split_key(text):
+    parts = []
+    for bare, basic, literal in re.findall(r'([A-Za-z0-9_-]+)|"((?:[^"\\]|\\.)*)"|\'([^\']*)\'', text):
+        parts.append(bare or basic or literal)
+    return tuple(parts)
+
+
+def key_lines(text):
+    """{(table, ..., key): first line number} found by scanning the TOML text.
+
+    Headers set the current table; `key =` and dotted `a.b =` lines add their full path.
+    Good enough for pointing at a mistake (values spanning lines are not parsed)."""
+    lines = {}
+    current = ()
+    in_multiline = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if in_multiline:
+            if line.count(in_multiline) % 2 == 1:
+                in_multiline = None
+            continue
+        if not line or line.startswith("#"):
+            continue
+        header = _HEADER_RE.match(line)
+        if header:
+            current = _split_key(header.group(1))
+            for size in range(1, len(current) + 1):
+                lines.setdefault(current[:size], number)
+            continue
+        assign = _ASSIGN_RE.match(line)
+        if assign:
+            path = current + _split_key(assign.group(1))
+            for size in range(len(current) + 1, len(path) + 1):
+                lines.setdefault(path[:size], number)
+            rest = line[assign.end():]
+            for quote in ('"""', "'''"):
+                if rest.count(quote) % 2 == 1:
+                    in_multiline = quote
+    return lines
+
+
+class _File:
+    """One configuration file: its parsed data and where each key is."""
+
+    def __init__(self, path, data, lines):
+        self.path = path
+        self.data = data
+        self.lines = lines
+
+    def line(self, *path):
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+
+def read_file(path):
+    """(_File or None, [Problem]) for one existing file."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        return None, [Problem(path, None, "cannot read: %s" % (exc.strerror or exc))]
+    except UnicodeDecodeError as exc:
+        return None, [Problem(path, None, "not UTF-8 text (%s)" % exc.reason)]
+    try:
+        data = _parse(text)
+    except ValueError as exc:
+        message = str(exc)
+        found = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        line = int(found.group(1)) if found else None
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
+        return None, [Problem(path, line, "invalid TOML: %s" % message)]
+    return _File(path, data, key_lines(text)), []
+
+
+# -- checking -----------------------------------------------------------------------------------
+def _suggest(word, choices):
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return "did you mean %s?" % close[0] if close else None
+
+
+def _type_name(value):
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _toml(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+def check_value(section, key, value):
+    """(normalized value, None) or (None, (message, hint))."""
+    kind, rule = RULES["%s.%s" % (section, key)]
+    name = "%s.%s" % (section, key)
+    ok = (
+        (kind == "str" and isinstance(value, str))
+        or (kind == "bool" and isinstance(value, bool))
+        or (kind == "int" and isinstance(value, int) and not isinstance(value, bool))
+        or (kind == "number" and isinstance(value, (int, float)) and not isinstance(value, bool) and value == value)
+        or (kind == "parallel" and isinstance(value, (int, bool)))
+    )
+    if not ok:
+        hint = None
+        if isinstance(value, str):
+            stripped = value.strip().lower()
+            if kind in ("bool", "parallel") and stripped in ("true", "false"):
+                hint = "write %s = %s, without quotes" % (key, stripped)
+            elif kind in ("int", "number", "parallel") and re.match(r"^-?\d+(\.\d+)?$", stripped):
+                hint = "write %s = %s, without quotes" % (key, stripped)
+        elif kind == "int" and isinstance(value, float) and value.is_integer():
+            hint = "write %s = %d" % (key, int(value))
+        return None, ("%s must be %s, not %s (%s)" % (name, KIND_WORDS[kind], _type_name(value), _toml(value)), hint)
+    if kind == "parallel" and isinstance(value, bool):
+        return (PARALLEL_WHEN_TRUE if value else 1), None
+    if isinstance(rule, tuple):
+        normal = value.upper() if section == "logging" else value.lower()
+        if normal not in rule:
+            return None, (
+                "%s must be one of %s, not %s" % (name, ", ".join(_toml(c) for c in rule), _toml(value)),
+                _suggest(normal, rule),
+            )
+        return normal, None
+    if rule == "nonempty" and not value.strip():
+        return None, ("%s must not be empty" % name, None)
+    if isinstance(rule, int) and not isinstance(value, (str, bool)) and value < rule:
+        return None, ("%s must be at least %s, not %s" % (name, rule, _toml(value)), None)
+    return value, None
+
+
+def _check_sections(file, tables, prefix, problems, where_note=""):
+    """Check `{section: {key: value}}` of a file (or of one environment); returns the values
+    found as {(section, key): (value, line)}."""
+    found = {}
+    for section, keys in tables.items():
+        path = prefix + (section,)
+        if section not in DEFAULTS:
+            hint = _suggest(section, list(DEFAULTS) + ([] if prefix else ["environments"]))
+            if not hint and isinstance(keys, dict):
+                owners = sorted({s for k in keys for s in DEFAULTS if k in DEFAULTS[s]})
+                if owners:
+                    hint = "its keys belong in [%s]" % "], [".join(owners)
+            if section in ("runbook", "variables") and not prefix:
+                hint = "this looks like a runbook; configuration files hold [%s] and [environments.NAME]" % "], [".join(DEFAULTS)
+            problems.append(Problem(file.path, file.line(*path), "unknown section [%s]%s" % (".".join(path), where_note),
+                                    hint or "known: %s" % ", ".join(DEFAULTS)))
+            continue
+        if not isinstance(keys, dict):
+            problems.append(Problem(file.path, file.line(*path), "%s must be a table ([%s] with keys under it)" % (".".join(path), ".".join(path))))
+            continue
+        for key, value in keys.items():
+            if key not in DEFAULTS[section]:
+                hint = _suggest(key, DEFAULTS[section])
+                if not hint:
+                    owners = [s for s in DEFAULTS if key in DEFAULTS[s]]
+                    hint = "%s belongs in [%s]" % (key, owners[0]) if owners else "known keys: %s" % ", ".join(DEFAULTS[section])
+                problems.append(Problem(file.path, file.line(*path + (key,)), "unknown key %r in [%s]" % (key, ".".join(path)), hint))
+                continue
+            normal, error = check_value(section, key, value)
+            line = file.line(*path + (key,))
+            if error:
+                context = "[%s] " % ".".join(prefix) if prefix else ""
+                problems.append(Problem(file.path, line, context + error[0], error[1]))
+                continue
+            found[(section, key)] = (normal, line)
+    return found
+
+
+def check_file(file):
+    """(base values, {environment: values}, problems) of one parsed file; every environment
+    section is checked, selected or not."""
+    problems = []
+    data = dict(file.data)
+    environments = data.pop("environments", None)
+    base = _check_sections(file, data, (), problems)
+    envs = {}
+    if environments is not None:
+        if not isinstance(environments, dict):
+            problems.append(Problem(file.path, file.line("environments"), "environments must be a table of [environments.NAME] sections"))
+        else:
+            for name, tables in environments.items():
+                if not isinstance(tables, dict):
+                    problems.append(Problem(file.path, file.line("environments", name),
+                                            "environments.%s must be a table ([environments.%s] with sections under it)" % (name, name)))
+                    continue
+                envs[name] = _check_sections(file, tables, ("environments", name), problems)
+    return base, envs, problems
+
+
+def _env_value(name, text):
+    section, key = ENV_OVERRIDES[name]
+    kind = RULES["%s.%s" % (section, key)][0]
+    value = text
+    stripped = text.strip()
+    try:
+        if kind == "int":
+            value = int(stripped)
+        elif kind == "number":
+            value = float(stripped)
+            if value.is_integer():
+                value = int(value)
+        elif kind == "parallel":
+            lowered = stripped.lower()
+            value = True if lowered in ("true", "yes", "on") else False if lowered in ("false", "no", "off") else int(stripped)
+    except ValueError:
+        return None, Problem("environment variable %s" % name, None, "%r is not %s" % (text, KIND_WORDS[kind]))
+    normal, error = check_value(section, key, value)
+    if error:
+        return None, Problem("environment variable %s" % name, None, error[0].replace("%s.%s" % (section, key), "%s (%s.%s)" % (name, section, key), 1), error[1])
+    return normal, None
+
+
+# -- the effective configuration ----------------------------------------------------------------
 class Config:
-    def __init__(self, values, origins):
+    """Effective values with their origins ("section.key" -> where the value came from)."""
+
+    def __init__(self, values, origins, files=(), searched=(), env_name=None):
         self.values = values
-        self.origins = origins  # "section.key" -> where the value came from
+        self.origins = origins
+        self.files = list(files)  # the files read, highest priority first
+        self.searched = list(searched)
+        self.env_name = env_name
 
     def get(self, section, key):
         return self.values[section][key]
 
+    def origin(self, section, key):
+        return self.origins["%s.%s" % (section, key)]
 
-def load(environ=None, cwd=None):
-    """The effective configuration; raises ConfigError naming the file for bad files."""
+    def to_json(self):
+        return {
+            "files": [{"path": p, "found": p in self.files} for p in self.searched],
+            "environment": self.env_name,
+            "values": {
+                section: {key: {"value": value, "from": self.origin(section, key)} for key, value in keys.items()}
+                for section, keys in self.values.items()
+            },
+        }
+
+
+def gather(environ=None, cwd=None, paths=None):
+    """(Config or None, files read, problems) — everything `load` and `--validate` need.
+
+    `paths` replaces the discovery list (tests use it for the system layer)."""
     environ = os.environ if environ is None else environ
+    explicit = paths is None and bool(environ.get("PLAYBOOK_CONFIG"))
+    searched = list(paths) if paths is not None else candidates(environ, cwd)
+    problems = []
+    layers = []
+    for path in searched:
+        if not os.path.exists(path):
+            if explicit:
+                problems.append(Problem("PLAYBOOK_CONFIG=%s" % path, None, "no such file"))
+            continue
+        if not os.path.isfile(path):
+            problems.append(Problem(path, None, "not a file"))
+            continue
+        file, trouble = read_file(path)
+        problems.extend(trouble)
+        if file is None:
+            continue
+        base, envs, trouble = check_file(file)
+        problems.extend(trouble)
+        layers.append((file, base, envs))
     values = {s: dict(keys) for s, keys in DEFAULTS.items()}
     origins = {"%s.%s" % (s, k): "default" for s, keys in DEFAULTS.items() for k in keys}
-    env_name = environ.get("PLAYBOOK_ENV")
-    explicit = bool(environ.get("PLAYBOOK_CONFIG"))
-    layers = []
-    for path in candidates(environ, cwd):
-        if not os.path.isfile(path):
-            if explicit:
-                raise ConfigError("PLAYBOOK_CONFIG=%s: no such file" % path)
-            continue
-        if os.path.basename(path) == "playbook.toml" and not explicit:
-            # ./playbook.toml may be a runbook folder's own file: only use it when it has config sections
-            pass
-        try:
-            data = _load_toml(path)
-        except (OSError, ValueError) as exc:
-            raise ConfigError("%s: %s" % (path, exc)) from None
-        layers.append((path, data))
-    # lowest priority first: the system file, then user, then local
-    for path, data in reversed(layers):
-        _apply(values, origins, data, path)
-        if env_name:
-            section = (data.get("environments") or {}).get(env_name)
-            if isinstance(section, dict):
-                _apply(values, origins, section, "%s [environments.%s]" % (path, env_name))
-    for name, (section, key, kind) in ENV_OVERRIDES.items():
-        if environ.get(name):
-            try:
-                values[section][key] = kind(environ[name])
-            except ValueError:
-                raise ConfigError("%s=%r is not a valid %s" % (name, environ[name], kind.__name__)) from None
-            origins["%s.%s" % (section, key)] = "environment %s" % name
-    return Config(values, origins)
 
-
-def _apply(values, origins, data, where):
-    for section, keys in data.items():
-        if section == "environments":
-            continue
-        if section not in DEFAULTS:
-            raise ConfigError("%s: unknown section [%s] (known: %s)" % (where, section, ", ".join(DEFAULTS)))
-        if not isinstance(keys, dict):
-            raise ConfigError("%s: [%s] must be a table" % (where, section))
-        for key, value in keys.items():
-            if key not in DEFAULTS[section]:
-                raise ConfigError("%s: unknown key %s.%s" % (where, section, key))
-            default = DEFAULTS[section][key]
-            if isinstance(default, bool) != isinstance(value, bool) or (
-                isinstance(default, (int, float)) and not isinstance(value, (int, float))
-            ) or (isinstance(default, str) and not isinstance(value, str)):
-                raise ConfigError("%s: %s.%s must be %s" % (where, section, key, type(default).__name__))
+    def apply(found, path, note=""):
+        for (section, key), (value, line) in found.items():
             values[section][key] = value
-            origins["%s.%s" % (section, key)] = where
+            origins["%s.%s" % (section, key)] = "%s%s%s" % (path, ":%d" % line if line else "", note)
+
+    # lowest priority first: system, user, local; then the environment sections the same way
+    for file, base, _ in reversed(layers):
+        apply(base, file.path)
+    env_name = environ.get("PLAYBOOK_ENV") or None
+    if env_name:
+        defined = False
+        for file, _, envs in reversed(layers):
+            if env_name in envs:
+                defined = True
+                apply(envs[env_name], file.path, " [environments.%s]" % env_name)
+        if not defined:
+            known = sorted({name for _, _, envs in layers for name in envs})
+            hint = _suggest(env_name, known) or (
+                "known: %s" % ", ".join(known) if known else "create one with: playbook config --init %s" % env_name
+            )
+            read = [file.path for file, _, _ in layers]
+            problems.append(Problem(
+                "environment variable PLAYBOOK_ENV", None,
+                "%r selects [environments.%s], which %s" % (
+                    env_name, env_name,
+                    "none of %s defines" % ", ".join(read) if read else "no configuration file defines (none found)"),
+                hint,
+            ))
+    for name, (section, key) in ENV_OVERRIDES.items():
+        text = environ.get(name)
+        if not text:
+            continue
+        value, problem = _env_value(name, text)
+        if problem:
+            problems.append(problem)
+            continue
+        values[section][key] = value
+        origins["%s.%s" % (section, key)] = "environment variable %s" % name
+    files = [file.path for file, _, _ in layers]
+    return Config(values, origins, files, searched, env_name), files, problems
+
+
+def load(environ=None, cwd=None, paths=None):
+    """The effective configuration; raises ConfigError listing every problem."""
+    cfg, _, problems = gather(environ, cwd, paths)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+# -- playbook config --show / --init / --template ----------------------------------------------
+def show_text(cfg):
+    lines = ["Configuration files (the first listed wins, key by key):"]
+    for path in cfg.searched:
+        lines.append("  %s%s" % (path, "" if path in cfg.files else "  (not found)"))
+    if cfg.env_name:
+        lines.append("Environment: %s (PLAYBOOK_ENV selects [environments.%s])" % (cfg.env_name, cfg.env_name))
+    width = max(len(k) for keys in DEFAULTS.values() for k in keys)
+    for section, keys in cfg.values.items():
+        lines.append("")
+        lines.append("[%s]" % section)
+        for key, value in keys.items():
+            shown = "%s = %s" % (key.ljust(width), _toml(value))
+            lines.append("%s  # %s" % (shown.ljust(width + 34), cfg.origin(section, key)))
+    return "\n".join(lines)
+
+
+def init_target(environ=None):
+    environ = os.environ if environ is None else environ
+    if environ.get("PLAYBOOK_CONFIG"):
+        return os.path.abspath(os.path.expanduser(environ["PLAYBOOK_CONFIG"]))
+    home = environ.get("HOME") or os.path.expanduser("~")
+    return os.path.join(home, USER_FILE[2:])
+
+
+def environment_text(name):
+    lines = [
+        "[environments.%s]" % name,
+        "# Used when PLAYBOOK_ENV=%s: keys set here override the plain sections of every file." % name,
+        "# Uncomment and change what differs (`playbook config --template FILE` explains each key).",
+    ]
+    for section, keys in DEFAULTS.items():
+        for key, value in keys.items():
+            lines.append("# %s.%s = %s" % (section, key, _toml(value)))
+    return "\n".join(lines) + "\n"
+
+
+def init_environment(name, environ=None, force=False):
+    """Write or extend the user's configuration file with [environments.NAME].
+
+    Returns (path, what was done). Raises ConfigError when it would overwrite existing
+    content (unless `force`) or the file is not valid TOML."""
+    if not re.match(r"^[A-Za-z0-9_-]+$", name or ""):
+        raise ConfigError("environment name %r: use letters, digits, '-' and '_'" % name)
+    path = init_target(environ)
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        text = (
+            "# Playbook configuration (docs/configuration.md; `playbook config --show` shows the effective values).\n"
+            "# Plain sections ([database], [execution], [logging], [ui]) apply everywhere; an\n"
+            "# [environments.NAME] section applies when PLAYBOOK_ENV=NAME.\n\n" + environment_text(name)
+        )
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return path, "created %s with [environments.%s]" % (path, name)
+    file, problems = read_file(path)
+    if file is None:
+        raise ConfigError(problems + [_Text("%s was not changed" % path)])
+    existing = file.data.get("environments")
+    if isinstance(existing, dict) and name in existing:
+        if not force:
+            raise ConfigError([Problem(path, file.line("environments", name),
+                                       "[environments.%s] exists already; nothing was changed" % name,
+                                       "--force replaces that section")])
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        text, removed = _remove_environment(text, name)
+        if not removed:
+            raise ConfigError([Problem(path, file.line("environments", name),
+                                       "[environments.%s] is not written as [environments.%s...] headers; edit it by hand" % (name, name))])
+        action = "replaced [environments.%s] in %s" % (name, path)
+    else:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        action = "added [environments.%s] to %s" % (name, path)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    text += ("\n" if text.strip() else "") + environment_text(name)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path, action
+
+
+def _remove_environment(text, name):
+    out = []
+    skipping = False
+    removed = False
+    for raw in text.splitlines(keepends=True):
+        header = _HEADER_RE.match(raw.strip())
+        if header:
+            parts = _split_key(header.group(1))
+            skipping = parts[:2] == ("environments", name)
+            removed = removed or skipping
+        if not skipping:
+            out.append(raw)
+    return "".join(out).rstrip("\n") + "\n", removed
+
+
+def template_text():
+    """The fully commented template (templates/config.toml)."""
+    try:
+        from importlib.resources import files
+
+        return files("playbook.templates").joinpath("config.toml").read_text(encoding="utf-8")
+    except (ImportError, FileNotFoundError, ModuleNotFoundError):
+        here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "templates", "config.toml")
+        with open(here, encoding="utf-8") as handle:
+            return handle.read()
+
+
+# -- [database] backup_enabled / backup_count ---------------------------------------------------
+def backup_database(path, keep):
+    """Copy the database to `<db>.bak-<UTC timestamp>` (sqlite3 backup API: consistent even
+    with a WAL) and delete all but the newest `keep` copies. Returns the copy's path."""
+    from .state import StateError
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = "%s.bak-%s" % (path, stamp)
+    same_second = glob.glob(glob.escape(target) + "*")
+    if same_second:  # several upgrades within a second: -2, -3, … (always after the others)
+        target = "%s-%d" % (target, max(_backup_order(p)[1] for p in same_second) + 1)
+    try:
+        os.close(os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        source = sqlite3.connect(path)
+        try:
+            copy = sqlite3.connect(target)
+            try:
+                source.backup(copy)
+            finally:
+                copy.close()
+        finally:
+            source.close()
+    except (OSError, sqlite3.Error) as exc:
+        try:
+            os.unlink(target)
+        except OSError:
+            pass
+        raise StateError(
+            "cannot back up the state database %s before upgrading its schema (%s); free space or "
+            "make its folder writable, or set [database] backup_enabled = false" % (path, exc)
+        ) from None
+    backups = sorted(glob.glob(glob.escape(path) + ".bak-*"), key=_backup_order)
+    for old in backups[: max(0, len(backups) - max(1, int(keep)))]:
+        try:
+            os.unlink(old)
+        except OSError:
+            pass
+    return target
+
+
+def _backup_order(path):
+    stamp = path.rsplit(".bak-", 1)[-1]
+    base, _, number = stamp.partition("Z")
+    number = number.lstrip("-")
+    return (base, int(number) if number.isdigit() else 1)
+
+
+def backup_hook(keep):
+    """A Store `before_migrate` callback that backs the database up first."""
+
+    def before_migrate(path, from_version):
+        backup_database(path, keep)
+
+    return before_migrate
+
+
+# -- [logging]: a rotating log file of run events -----------------------------------------------
+class _RotatingLog(logging.handlers.RotatingFileHandler):
+    """Rotation at max_size_mb; with backup_count = 0 the file is emptied instead of growing.
+    A log that cannot be written never stops a run (one warning on stderr)."""
+
+    warned = False
+
+    def doRollover(self):
+        if self.backupCount > 0:
+            return super().doRollover()
+        if self.stream:
+            self.stream.close()
+            self.stream = None
+        with open(self.baseFilename, "w", encoding=self.encoding):
+            pass
+        self.stream = self._open()
+
+    def handleError(self, record):
+        if not self.warned:
+            self.warned = True
+            import sys
+
+            try:
+                sys.stderr.write("warning: cannot write the log file %s; the run goes on\n" % self.baseFilename)
+            except Exception:
+                pass
+
+
+def open_run_log(cfg):
+    """A logger writing run events to [logging] file_path, or None when file_path is empty."""
+    path = cfg.get("logging", "file_path")
+    if not path:
+        return None
+    path = os.path.abspath(os.path.expanduser(path))
+    max_bytes = int(float(cfg.get("logging", "max_size_mb")) * 1024 * 1024)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handler = _RotatingLog(path, maxBytes=max_bytes, backupCount=int(cfg.get("logging", "backup_count")), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(cfg.origin("logging", "file_path"), None,
+                                   "logging.file_path %s cannot be opened: %s" % (path, exc.strerror or exc))])
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.Logger("playbook.run")  # not registered: no global logging state touched
+    logger.setLevel(getattr(logging, cfg.get("logging", "level")))
+    logger.addHandler(handler)
+    logger.propagate = False
+    return logger
+
+
+class LoggingUI:
+    """Forwards everything to the real UI and writes run events to the log.
+
+    INFO: run started/finished, node started/finished/skipped, approvals, decisions, messages.
+    WARNING: failures only (failed nodes, retries, runs that failed or were aborted, prompts
+    left unanswered). DEBUG adds the commands and the questions asked. Output never goes in."""
+
+    def __init__(self, ui, logger, who=None):
+        self.__dict__.update(_ui=ui, _log=logger, _who=who or "operator", _run=None)
+
+    def __getattr__(self, name):
+        return getattr(self._ui, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._ui, name, value)
+
+    def _write(self, level, text):
+        try:
+            prefix = "run %s: " % self._run if self._run is not None else ""
+            self._log.log(level, prefix + text)
+        except Exception:  # the log never stops a run
+            pass
+
+    def event(self, kind, **data):
+        try:
+            self._record(kind, data)
+        except Exception:
+            pass
+        return self._ui.event(kind, **data)
+
+    def _record(self, kind, data):
+        node = data.get("node")
+        nid = getattr(node, "id", node)
+        if kind == "run_started":
+            self.__dict__["_run"] = data.get("run_id")
+            self._write(logging.INFO, "%s %r (%d nodes) by %s" % (
+                "resumed" if data.get("resumed") else "started", data.get("title"), data.get("nodes") or 0, self._who))
+        elif kind == "run_finished":
+            status = data.get("status")
+            text = "finished %s (exit code %s)" % (status, data.get("exit_code"))
+            if data.get("counts"):
+                text += ": " + ", ".join("%d %s" % (n, s) for s, n in sorted(data["counts"].items()) if n)
+            if data.get("duration") is not None:
+                text += " in %.1fs" % data["duration"]
+            if data.get("reason") and status != "succeeded":
+                text += " — %s" % data["reason"]
+            self._write(logging.INFO if status == "succeeded" else logging.WARNING, text)
+        elif kind == "node_started":
+            self._write(logging.INFO, "%s started (%s, attempt %s)" % (nid, getattr(node, "type", "?"), data.get("attempt")))
+            if data.get("command") and getattr(node, "type", None) == "Command":
+                self._write(logging.DEBUG, "%s command: %s" % (nid, data["command"]))
+        elif kind == "node_finished":
+            fields = data.get("fields") or {}
+            status = data.get("status")
+            text = "%s %s (attempt %s" % (nid, status, data.get("attempt"))
+            if data.get("duration") is not None and getattr(node, "type", None) != "Manual":
+                text += ", %.2fs" % data["duration"]
+            text += ")"
+            if fields.get("exit_code") not in (None, 0):
+                text += " exit code %s" % fields["exit_code"]
+            if fields.get("error"):
+                text += ": %s" % fields["error"]
+            if fields.get("decision"):
+                text += " [%s]" % fields["decision"]
+            self._write(logging.INFO if status != "failed" else logging.WARNING, text)
+        elif kind == "node_skipped":
+            self._write(logging.INFO, "%s skipped: %s" % (nid, data.get("reason")))
+        elif kind == "node_retrying":
+            self._write(logging.WARNING, "%s failed (attempt %s); retrying automatically" % (nid, data.get("attempt")))
+        elif kind == "manual":
+            self._write(logging.INFO, "%s waits for an approval (Manual)" % nid)
+        elif kind == "message":
+            self._write(logging.INFO, str(data.get("text")))
+
+    def _no_answer(self, node, exc):
+        seconds = getattr(exc, "timeout", None)
+        why = "no answer within %s s (interactive_timeout)" % _seconds(seconds) if seconds else "no answer (end of input)"
+        self._write(logging.WARNING, "%s: %s" % (getattr(node, "id", "prompt"), why))
+
+    def confirm(self, node, question):
+        self._write(logging.DEBUG, "%s asks: %s" % (node.id, question))
+        try:
+            answer = self._ui.confirm(node, question)
+        except EOFError as exc:
+            self._no_answer(node, exc)
+            raise
+        self._write(logging.INFO, "%s approval %r: %s by %s" % (node.id, question, "approved" if answer else "rejected", self._who))
+        return answer
+
+    def choose(self, node, question, options, critical=False):
+        self._write(logging.DEBUG, "%s asks: %s [%s]" % (node.id, question, "/".join(k for k, _, _ in options)))
+        try:
+            choice = self._ui.choose(node, question, options, critical=critical)
+        except EOFError as exc:
+            self._no_answer(node, exc)
+            raise
+        label = next((label for key, label, _ in options if key == choice), choice)
+        self._write(logging.INFO, "%s decision: %s by %s" % (node.id, label, self._who))
+        return choice
+
+
+def _seconds(value):
+    return ("%g" % value) if isinstance(value, float) else str(value)

@@ -237,13 +237,15 @@ def _guarded(method):
 
 
 class Store:
-    """The SQLite state store. ``Store(path, before_migrate=None)``.
+    """The SQLite state store. ``Store(path, before_migrate=None, timeout=None)``.
 
     ``before_migrate(path, from_version)`` is called before an existing database with an
     older schema is migrated (a chance to back it up); never for a new database.
+    ``timeout`` is how many seconds a statement waits for another process's lock (SQLite's
+    busy timeout; [database] timeout in the configuration); 5 when not given.
     """
 
-    def __init__(self, path, before_migrate=None):
+    def __init__(self, path, before_migrate=None, timeout=None):
         self.path = os.path.abspath(os.path.expanduser(os.fspath(path)))
         self._mutex = threading.RLock()
         self._db = None
@@ -263,9 +265,10 @@ class Store:
         except OSError as e:
             raise _location_error(self.path, e.strerror or str(e)) from None
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            busy_ms = 5000 if timeout is None else max(0, int(float(timeout) * 1000))
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000.0)
             self._db.row_factory = _dict_row
-            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("PRAGMA busy_timeout = %d" % busy_ms)
             self._db.execute("PRAGMA foreign_keys = ON")
             version = self._db.execute("PRAGMA user_version").fetchone()["user_version"]
             self._db.execute("PRAGMA journal_mode = WAL")

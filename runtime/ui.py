@@ -71,6 +71,21 @@ import time as _time
 
 SYMBOLS = {"succeeded": "✓", "failed": "✗", "skipped": "-", "interrupted": "!"}
 
+# [ui] color_theme: the styles the UI uses, for dark and light terminal backgrounds
+# ("auto" keeps the terminal's own palette; "none" turns styling off).
+THEMES = {
+    "dark": {"green": "bright_green", "red": "bright_red", "cyan": "bright_cyan", "yellow": "bright_yellow", "dim": "grey62"},
+    "light": {"green": "dark_green", "red": "red3", "cyan": "dark_cyan", "yellow": "dark_orange3", "dim": "grey42"},
+}
+
+
+class PromptTimeout(EOFError):
+    """No answer within [execution] interactive_timeout: handled like end of input (abort, resumable)."""
+
+    def __init__(self, timeout):
+        super().__init__("no answer within %s s" % ("%g" % timeout))
+        self.timeout = timeout
+
 
 class PlainUI:
     """Line-oriented output for logs and pipes: timestamped, one line per event, never prompts."""
@@ -205,24 +220,72 @@ class TerminalUI(PlainUI):
 
     interactive = True
 
-    def __init__(self, parallel=False, show_output=True, timestamps=False, color=True):
+    def __init__(self, parallel=False, show_output=True, timestamps=False, color=True, theme="auto", progress=False, prompt_timeout=0):
         super().__init__(parallel=parallel, show_output=show_output, timestamps=timestamps)
         from rich.console import Console
 
-        self.console = Console(highlight=False, no_color=not color or None, soft_wrap=True)
+        self.console = Console(
+            highlight=False, no_color=not color or None, soft_wrap=True, color_system=None if theme == "none" else "auto"
+        )
+        self.styles = THEMES.get(theme, {})
+        self.progress = progress
+        self.prompt_timeout = prompt_timeout or 0
+        self._timed_out = None
+        self._total = 0
+        self._settled = set()
+
+    def _style(self, style):
+        return " ".join(self.styles.get(part, part) for part in (style or "").split())
 
     def line(self, text, style=None):
         from rich.text import Text
 
         stamp = _time.strftime("%H:%M:%S ") if self.timestamps else ""
-        self.console.print(Text(stamp + text, style=style or ""))
+        self.console.print(Text(stamp + text, style=self._style(style)))
 
     def output_line(self, node, stream, text):
         from rich.text import Text
 
         prefix = "[%s] " % node.id if self.parallel else "  │ "
         # command output is text, never markup: Text() does not interpret [/] or similar
-        self.console.print(Text(prefix, style="dim") + Text(text, style="red" if stream == "stderr" else ""))
+        self.console.print(Text(prefix, style=self._style("dim")) + Text(text, style=self._style("red") if stream == "stderr" else ""))
+
+    # [ui] progress_style = "bar": a progress line after each step settles
+    def on_run_started(self, run_id, title, nodes, resumed=False, **data):
+        super().on_run_started(run_id, title, nodes, resumed=resumed, **data)
+        self._total = nodes
+        self._settled = set()
+        self._resumed = resumed
+
+    def on_node_finished(self, node, status, attempt, duration, fields=None, **data):
+        super().on_node_finished(node, status, attempt, duration, fields=fields, **data)
+        self._advance(node)
+
+    def on_node_skipped(self, node, reason, **data):
+        super().on_node_skipped(node, reason, **data)
+        self._advance(node)
+
+    def _advance(self, node):
+        if not self.progress or not self._total:
+            return
+        self._settled.add(node.id)
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        done = len(self._settled)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_row(
+            Text("  "),
+            ProgressBar(total=self._total, completed=done, width=30, complete_style=self._style("green") or "bar.complete"),
+            Text("%d/%d steps%s" % (done, self._total, " this session" if getattr(self, "_resumed", False) else ""), style=self._style("dim")),
+        )
+        self.console.print(grid)
+
+    def on_run_finished(self, run_id, status, exit_code, reason=None, hint=None, counts=None, duration=None, **data):
+        if self._timed_out is not None and reason and "no answer at the prompt" in reason:
+            reason = "no answer within %s s (interactive_timeout); the run stopped and can be resumed" % ("%g" % self._timed_out)
+        super().on_run_finished(run_id, status, exit_code, reason=reason, hint=hint, counts=counts, duration=duration, **data)
 
     def on_manual(self, node, description, **_):
         from rich.panel import Panel
@@ -233,7 +296,23 @@ class TerminalUI(PlainUI):
 
     def _input(self, prompt):
         self.console.print(prompt, end="", markup=False, highlight=False)
-        answer = input()
+        if not self.prompt_timeout:
+            answer = input()
+            return answer.strip()
+        # [execution] interactive_timeout: wait at most that long for a line on the terminal
+        import select
+
+        ready, _, _ = select.select([_sys.stdin], [], [], self.prompt_timeout)
+        if not ready:
+            self._timed_out = self.prompt_timeout
+            self.console.print()
+            self.console.print(
+                "no answer within %s s (interactive_timeout); stopping" % ("%g" % self.prompt_timeout), style=self._style("yellow")
+            )
+            raise PromptTimeout(self.prompt_timeout)
+        answer = _sys.stdin.readline()
+        if not answer:
+            raise EOFError()
         return answer.strip()
 
     def confirm(self, node, question):
@@ -243,14 +322,14 @@ class TerminalUI(PlainUI):
                 return True
             if answer in ("n", "no"):
                 return False
-            self.console.print("please answer y or n", style="yellow")
+            self.console.print("please answer y or n", style=self._style("yellow"))
 
     def choose(self, node, question, options, critical=False):
         from rich.text import Text
 
-        self.console.print(Text(question, style="bold red"))
+        self.console.print(Text(question, style=self._style("bold red")))
         if critical:
-            self.console.print(Text("  %s is critical: it cannot be skipped" % node.id, style="yellow"))
+            self.console.print(Text("  %s is critical: it cannot be skipped" % node.id, style=self._style("yellow")))
         for key, label, consequence in options:
             self.console.print(Text("  %s) %-20s %s" % (key, label, consequence)))
         keys = [key for key, _, _ in options]
@@ -260,9 +339,9 @@ class TerminalUI(PlainUI):
                 if answer in (key, label):
                     return key
             if answer == "s" and critical:
-                self.console.print("%s is critical and cannot be skipped" % node.id, style="yellow")
+                self.console.print("%s is critical and cannot be skipped" % node.id, style=self._style("yellow"))
             else:
-                self.console.print("please answer one of %s" % ", ".join(keys), style="yellow")
+                self.console.print("please answer one of %s" % ", ".join(keys), style=self._style("yellow"))
 
     def ask_variable(self, name, spec):
         text = "Value for %s" % name
@@ -282,7 +361,7 @@ class TerminalUI(PlainUI):
     def error(self, text):
         from rich.text import Text
 
-        self.console.print(Text("error: %s" % text, style="bold red"))
+        self.console.print(Text("error: %s" % text, style=self._style("bold red")))
 
 
 
@@ -312,11 +391,17 @@ class JsonUI(PlainUI):
         super().error(text)
 
 
-def make_ui(json_mode=False, parallel=False, interactive=None, color=True, timestamps=True):
+def make_ui(json_mode=False, parallel=False, interactive=None, color=True, timestamps=True, theme="auto",
+            progress=False, show_output=True, prompt_timeout=0):
+    """The UI for a run; the keyword arguments after `interactive` are the [ui] configuration
+    (and [execution] interactive_timeout for `prompt_timeout`). --json ignores them."""
     if json_mode:
-        return JsonUI()
+        ui = JsonUI()
+        ui.show_output = show_output
+        return ui
     if interactive is None:
         interactive = _sys.stdin.isatty() and _sys.stdout.isatty()
     if interactive:
-        return TerminalUI(parallel=parallel, color=color)
-    return PlainUI(parallel=parallel, timestamps=timestamps)
+        return TerminalUI(parallel=parallel, color=color, timestamps=timestamps, theme=theme, progress=progress,
+                          show_output=show_output, prompt_timeout=prompt_timeout)
+    return PlainUI(parallel=parallel, timestamps=timestamps, show_output=show_output)
