@@ -276,6 +276,7 @@ _runtime("resume", "Continue a failed or aborted run; succeeded steps never run 
 _runtime("show", "List runs, or show one run's steps, decisions and output.")
 _runtime("info", "Database location and statistics; --plugins lists plugins.")
 _runtime("set-status", "Correct the recorded status of a step (audited).")
+_runtime("report", "Write a run's report: self-contained HTML, JUnit XML for CI, JSON.")
 
 
 @cli.command("view-dag")

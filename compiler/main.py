@@ -1,12 +1,12 @@
 """The `playbook` console script: runtime commands go straight to the runtime's CLI.
 
-`run`, `resume`, `show`, `info` and `set-status` are defined once, in playbook.runtime.cli
+`run`, `resume`, `show`, `info`, `set-status` and `report` are defined once, in playbook.runtime.cli
 (argparse, shared with bundles); importing click for them would only cost start-up time.
 """
 
 import sys
 
-RUNTIME_COMMANDS = ("run", "resume", "show", "info", "set-status")
+RUNTIME_COMMANDS = ("run", "resume", "show", "info", "set-status", "report")
 
 
 def load_plan(file, sources):

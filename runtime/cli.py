@@ -1,4 +1,4 @@
-"""The runtime's command line: run, resume, show, info, plan, set-status.
+"""The runtime's command line: run, resume, show, info, plan, set-status, report.
 
 One definition of the options, used twice: by the bundle (argparse, standard library) and by the
 `playbook` tool, whose click commands hand their arguments to `main()` with a `load_plan`
@@ -104,8 +104,8 @@ def build_parser(bundle=None, prog="playbook"):
 
     show = sub.add_parser(
         "show",
-        help="list runs, or show one run's steps",
-        epilog="examples:\n  %s show\n  %s show --run 7 --output" % (prog, prog),
+        help="list runs with statistics per workflow, or show one run's steps",
+        epilog="examples:\n  %s show\n  %s show deploy --since 7d\n  %s show --run 7 --output" % (prog, prog, prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     show.add_argument("title", nargs="?", help="only runs of this workflow title")
@@ -113,6 +113,7 @@ def build_parser(bundle=None, prog="playbook"):
     show.add_argument("--last", action="store_true", help="show the attempts of the latest run")
     show.add_argument("--output", action="store_true", help="with --run/--last: include the output tails")
     show.add_argument("--limit", type=int, default=20, help="how many runs to list (default 20)")
+    show.add_argument("--since", metavar="DATE", help="only runs started at or after DATE (UTC, e.g. 2026-11-01) or within an age (7d, 12h)")
     show.add_argument("--json", action="store_true", help="print JSON")
     _state_arg(show)
 
@@ -123,7 +124,7 @@ def build_parser(bundle=None, prog="playbook"):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     info.add_argument("--plugins", action="store_true", help="list the plugins, their functions and parameters")
-    info.add_argument("--since", metavar="DATE", help="only runs started at or after DATE (ISO, e.g. 2026-11-01)")
+    info.add_argument("--since", metavar="DATE", help="only runs started at or after DATE (UTC, e.g. 2026-11-01) or within an age (7d, 12h)")
     info.add_argument("--json", action="store_true", help="print JSON")
     _state_arg(info)
 
@@ -138,6 +139,26 @@ def build_parser(bundle=None, prog="playbook"):
     setst.add_argument("status", choices=["succeeded", "failed", "skipped"])
     setst.add_argument("--reason", default="set by an operator", help="why (recorded)")
     _state_arg(setst)
+
+    report_cmd = sub.add_parser(
+        "report",
+        help="write a run's report: HTML for people, JUnit XML for CI, JSON",
+        description="Write the report of a run (default: the latest):\n"
+        "  --html   one self-contained page: summary, DAG coloured by state, timeline of attempts,\n"
+        "           audit trail of approvals and decisions, output tails\n"
+        "  --junit  JUnit XML, one test case per step (failed, skipped with the reason)\n"
+        "  --json   the same content as JSON\n"
+        "Secrets stay masked. Without any of them: HTML to playbook-run-ID.html here.",
+        epilog="examples:\n  %s report --html report.html\n  %s report 7 --junit junit.xml --json run.json\n  %s report --json"
+        % (prog, prog, prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report_cmd.add_argument("run_id", nargs="?", type=int, metavar="RUN_ID", help="the run (default: the latest one)")
+    report_cmd.add_argument("--last", action="store_true", help="the latest run (the default)")
+    report_cmd.add_argument("--html", metavar="FILE", help="write the HTML page to FILE (- for standard output)")
+    report_cmd.add_argument("--junit", metavar="FILE", help="write JUnit XML to FILE (- for standard output)")
+    report_cmd.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON to FILE (standard output without FILE)")
+    _state_arg(report_cmd)
 
     if bundle:
         plan = sub.add_parser(
@@ -178,6 +199,7 @@ def main(argv=None, bundle=None, load_plan=None, prog=None):
             "show": cmd_show,
             "info": cmd_info,
             "set-status": cmd_set_status,
+            "report": cmd_report,
             "plan": cmd_plan,
         }[args.command]
         return handler(args, bundle, load_plan, prog)
@@ -515,6 +537,16 @@ def cmd_plan(args, bundle, load_plan, prog):
     return EXIT_OK
 
 
+def _since(args):
+    """--since as a database timestamp (None when not given)."""
+    from . import report
+
+    try:
+        return report.parse_since(args.since) if getattr(args, "since", None) else None
+    except ValueError as exc:
+        raise CliError(str(exc))
+
+
 def cmd_show(args, bundle, load_plan, prog):
     from . import report
 
@@ -537,11 +569,20 @@ def cmd_show(args, bundle, load_plan, prog):
         else:
             sys.stdout.write(report.run_text(run, attempts, events, output=args.output) + "\n")
         return EXIT_OK
-    runs = store.runs(title=args.title, limit=args.limit)
+    since = _since(args)
+    runs = store.runs(title=args.title, since=since, limit=args.limit)
+    stats = store.stats(title=args.title, since=since)
     if args.json:
-        sys.stdout.write(json.dumps({"database": store.path, "runs": runs}, indent=2, default=str) + "\n")
+        doc = {"database": store.path, "since": since, "runs": runs, "workflows": stats}
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
     else:
-        sys.stdout.write(report.runs_text(runs, store.path) + "\n")
+        text = report.runs_text(runs, store.path)
+        if since:
+            text += "\n(runs started since %s)" % report.parse_time(since).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if stats:
+            text += "\n\nper workflow (all its runs%s, not only those listed):" % (" since then" if since else "")
+            text += report.workflows_text(stats)
+        sys.stdout.write(text + "\n")
     return EXIT_OK
 
 
@@ -558,11 +599,12 @@ def cmd_info(args, bundle, load_plan, prog):
             sys.stdout.write(report.plugins_text(plugins) + "\n")
         return EXIT_OK
     store = _open_store(args)
-    stats = store.stats(since=args.since)
+    since = _since(args)
+    stats = store.stats(since=since)
     if args.json:
-        sys.stdout.write(json.dumps({"database": store.path, "workflows": stats}, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps({"database": store.path, "since": since, "workflows": stats}, indent=2, default=str) + "\n")
     else:
-        sys.stdout.write(report.stats_text(stats, store.path) + "\n")
+        sys.stdout.write(report.stats_text(stats, store.path, since=since) + "\n")
     return EXIT_OK
 
 
@@ -576,4 +618,59 @@ def cmd_set_status(args, bundle, load_plan, prog):
         raise CliError("run %d has no node %r (nodes: %s)" % (args.run_id, args.node, ", ".join(n.id for n in plan.nodes)))
     store.set_node_status(args.run_id, args.node, args.status, _who(), args.reason)
     sys.stdout.write("run %d: %s is now %s (recorded with who and why)\n" % (args.run_id, args.node, args.status))
+    return EXIT_OK
+
+
+def cmd_report(args, bundle, load_plan, prog):
+    """Write a run's report as HTML, JUnit XML and/or JSON (files, or one to standard output)."""
+    from . import report
+
+    if args.json and args.json.isdigit() and args.run_id is None and not os.path.exists(args.json):
+        args.run_id, args.json = int(args.json), "-"  # `report --json 7`: 7 is the run, not a file
+    if args.run_id is not None and args.last:
+        raise CliError("give a RUN_ID or --last, not both")
+    outputs = [(kind, target) for kind, target in (("html", args.html), ("junit", args.junit), ("json", args.json)) if target]
+    to_stdout = [kind for kind, target in outputs if target == "-"]
+    if len(to_stdout) > 1:
+        raise CliError("only one of --html, --junit and --json can go to standard output (-)")
+    store = _open_store(args)
+    if args.run_id is not None:
+        run = store.get_run(args.run_id)
+        if run is None:
+            raise CliError("no run %d in %s" % (args.run_id, store.path))
+    else:
+        latest = store.runs(limit=1)
+        if not latest:
+            raise CliError("no runs recorded in %s" % store.path)
+        run = store.get_run(latest[0]["id"])
+    if not outputs:
+        outputs = [("html", "playbook-run-%d.html" % run["id"])]
+    rep = report.RunReport(store, run)
+    say = sys.stderr if to_stdout else sys.stdout
+    names = {"html": "HTML report", "junit": "JUnit XML", "json": "JSON report"}
+    for kind, target in outputs:
+        if kind == "html":
+            svg, note = rep.dag_svg()
+            if note:
+                sys.stderr.write("note: %s\n" % note)
+            text = rep.html(svg=svg, note=note)
+        elif kind == "junit":
+            text = rep.junit().decode("utf-8")
+        else:
+            text = rep.json()
+        if target == "-":
+            sys.stdout.flush()
+            out = getattr(sys.stdout, "buffer", None)
+            if out is not None:  # UTF-8 whatever the locale says
+                out.write(text.encode("utf-8"))
+                out.flush()
+            else:
+                sys.stdout.write(text)
+            continue
+        try:
+            with open(target, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise CliError("cannot write %s: %s" % (target, exc.strerror or exc), EXIT_STATE)
+        say.write("wrote %s of run %d (%s): %s\n" % (names[kind], run["id"], run["status"], target))
     return EXIT_OK

@@ -1,4 +1,11 @@
-"""Runs and statistics as text for people (`show`, `info`)."""
+"""Runs and statistics as text for people (`show`, `info`), and run reports (`report`): HTML,
+JUnit XML and JSON.
+
+Standard library plus jinja2 only: this module goes into bundles.
+"""
+
+import json
+import re
 
 
 def _duration(seconds):
@@ -75,37 +82,92 @@ def run_text(run, attempts, events, output=False):
     return "\n".join(lines)
 
 
-def stats_text(stats, database):
+def stats_text(stats, database, since=None):
+    """`info`: the database, then per workflow what happened in its runs (see workflows_text)."""
     lines = ["database: %s" % database]
+    if since:
+        lines.append("runs started since %s" % _when(since))
     if not stats:
-        lines.append("no runs recorded yet")
+        lines.append("no runs recorded%s" % (" since then" if since else " yet"))
         return "\n".join(lines)
+    return "\n".join(lines) + "\n" + workflows_text(stats)
+
+
+def _count_list(items, unit):
+    return ", ".join("%s %s" % (name, _plural(n, unit)) for name, n in items)
+
+
+def _plural(n, unit):
+    return "%s %s%s" % (n, unit, "" if n == 1 else "s")
+
+
+def workflows_text(stats):
+    """Per workflow: runs by outcome and success rate, median and p95 duration, the steps that
+    fail, get retried or take longest, and who approved."""
+    lines = []
     for title, s in sorted(stats.items()):
         by = s.get("by_status") or {}
         total = s.get("runs", 0)
         ok = by.get("succeeded", 0)
+        order = [k for k in ("succeeded", "failed", "aborted", "running") if k in by] + sorted(k for k in by if k not in ("succeeded", "failed", "aborted", "running"))
         lines.append("")
-        lines.append("%s" % title)
-        lines.append(
-            "  runs %d: %s; success rate %s; median %s, p95 %s"
-            % (
-                total,
-                ", ".join("%d %s" % (n, k) for k, n in sorted(by.items())),
-                "%.0f%%" % (100.0 * ok / total) if total else "-",
-                _duration(s.get("median_duration")),
-                _duration(s.get("p95_duration")),
-            )
-        )
-        for key, label in (("most_failing", "fails most"), ("most_retried", "retried most"), ("slowest", "slowest")):
-            items = s.get(key) or []
-            if items:
-                shown = ", ".join("%s (%s)" % (n, _duration(v) if key == "slowest" else v) for n, v in items)
-                lines.append("  %s: %s" % (label, shown))
+        lines.append(title)
+        rows = [
+            (
+                "runs",
+                "%d: %s (%s succeeded)"
+                % (total, ", ".join("%d %s" % (by[k], k) for k in order), "%.0f%%" % (100.0 * ok / total) if total else "-"),
+            ),
+            ("duration", "median %s, p95 %s (finished runs)" % (fine_duration(s.get("median_duration")), fine_duration(s.get("p95_duration")))),
+        ]
+        if s.get("most_failing"):
+            rows.append(("fails most", _count_list(s["most_failing"], "failure")))
+        if s.get("most_retried"):
+            rows.append(("retried most", _count_list(s["most_retried"], "retry").replace("retrys", "retries")))
+        if s.get("slowest"):
+            rows.append(("slowest", ", ".join("%s %s avg" % (n, fine_duration(v)) for n, v in s["slowest"])))
         approvals = s.get("approvals_by") or {}
         if approvals:
             items = approvals.items() if isinstance(approvals, dict) else approvals
-            lines.append("  approvals: %s" % ", ".join("%s (%s)" % (k, v) for k, v in items))
+            shown = []
+            for who, n in items:
+                who = "needed without a terminal" if who == "?" else who
+                shown.append("%s %s" % (who, n))
+            rows.append(("approvals", ", ".join(shown)))
+        for key, value in rows:
+            lines.append("  %s %s" % ((key + ":").ljust(14), value))
     return "\n".join(lines)
+
+
+def parse_since(text, now=None):
+    """``--since`` as a state-database timestamp (UTC, comparable with ``started_at``).
+
+    Accepts a date or date-time (ISO 8601, UTC unless it carries an offset: ``2026-11-01``,
+    ``2026-11-01T08:00``, ``2026-11-01 08:00:00+02:00``) or an age: ``30m``, ``12h``, ``7d``,
+    ``2w``. Raises ValueError with a message for people."""
+    import datetime
+
+    value = str(text or "").strip()
+    utc = datetime.timezone.utc
+    match = re.match(r"^(\d+)\s*(m|min|mins|minutes?|h|hours?|d|days?|w|weeks?)$", value, re.IGNORECASE)
+    if match:
+        amount = int(match.group(1))
+        unit = match.group(2).lower()[0]
+        delta = {"m": datetime.timedelta(minutes=amount), "h": datetime.timedelta(hours=amount), "d": datetime.timedelta(days=amount), "w": datetime.timedelta(weeks=amount)}[unit]
+        moment = (now or datetime.datetime.now(utc)) - delta
+    else:
+        iso = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
+        try:
+            moment = datetime.datetime.fromisoformat(iso)
+        except ValueError:
+            raise ValueError(
+                "--since %r is not a date: use an ISO date or time in UTC (2026-11-01, 2026-11-01T08:00) "
+                "or an age (30m, 12h, 7d, 2w)" % (text,)
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=utc)
+    moment = moment.astimezone(utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
 
 
 def plugins_text(plugins):
@@ -135,3 +197,562 @@ def plugins_text(plugins):
                     % (param["name"], param.get("type"), " (%s)" % ", ".join(extra) if extra else "", " — " + param["description"] if param.get("description") else "")
                 )
     return "\n".join(lines)
+
+
+# --- run reports (`report`): HTML for people, JUnit XML for CI, JSON for everything else ------
+#
+# `RunReport(store, run)` gathers what one run recorded (the plan it ran, the attempts, the audit
+# trail, the workflow's statistics); `to_dict()`, `junit()` and `html()` present it. Standard
+# library plus jinja2 only: this goes into bundles, and the HTML template is read through the
+# package loader (works inside the bundle's zip).
+
+REPORT_VERSION = 1
+TAIL_LINES = 60  # output tail shown per stream
+TAIL_CHARS = 8000
+HTML_TEMPLATE = "report.html.j2"
+NOT_REACHED = "not_reached"  # the status of a node that has no attempt row
+
+
+_ANSI = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC ... BEL / ST (titles, hyperlinks)
+    r"|\x1b[P^_X][^\x1b]*(?:\x1b\\)?"  # DCS / PM / APC / SOS strings
+    r"|\x1b\[[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves)
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+    r"|\x1b[ -/]*[0-~]"  # other escapes (charset selection, keypad modes)
+)
+_CONTROL = re.compile("[^\t\n\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def plain_text(text):
+    """Terminal output as plain text: ANSI escapes removed, carriage-return overwrites settled
+    (a progress bar keeps its last state), other control characters shown as U+FFFD, so the
+    text is safe in HTML and XML alike."""
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        text = str(text)
+    text = _ANSI.sub("", text).replace("\r\n", "\n")
+    if "\r" in text:
+        lines = []
+        for line in text.split("\n"):
+            parts = [p for p in line.split("\r") if p]
+            lines.append(parts[-1] if parts else "")
+        text = "\n".join(lines)
+    return _CONTROL.sub("\ufffd", text.expandtabs(8) if "\t" in text else text)
+
+
+def tail(text, lines=TAIL_LINES, chars=TAIL_CHARS):
+    """``(last lines of text, whether anything was cut)``."""
+    text = (text or "").rstrip("\n")
+    cut = False
+    parts = text.split("\n")
+    if len(parts) > lines:
+        text = "\n".join(parts[-lines:])
+        cut = True
+    if len(text) > chars:
+        text = text[-chars:]
+        cut = True
+    return text, cut
+
+
+def parse_time(value):
+    """A datetime (UTC) from a state-database timestamp, or None."""
+    import datetime
+
+    if not value:
+        return None
+    text = str(value).rstrip("Z")
+    for fmt in ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.timezone.utc)
+        except ValueError:
+            pass
+    return None
+
+
+def _seconds(start, end):
+    a, b = parse_time(start), parse_time(end)
+    if a is None or b is None:
+        return None
+    return round(max(0.0, (b - a).total_seconds()), 3)
+
+
+def _when(value):
+    """'2026-11-29 04:58:01 UTC' from a database timestamp."""
+    text = str(value or "")
+    if len(text) >= 19 and text[10:11] == "T":
+        return text[:10] + " " + text[11:19] + (" UTC" if text.endswith("Z") else "")
+    return text or "-"
+
+
+def fine_duration(seconds):
+    """Durations for the report: '35ms', '1.25s', '12.3s', then like the text tables."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return "%dms" % round(seconds * 1000)
+    if seconds < 10:
+        return "%.2fs" % seconds
+    return _duration(seconds)
+
+
+def slug(text):
+    """'Deploy myapp to prod' -> 'deploy-myapp-to-prod' (JUnit class names)."""
+    value = re.sub(r"[^a-z0-9]+", "-", str(text or "").lower()).strip("-")
+    return value or "runbook"
+
+
+class _Masker:
+    """Replaces secret values with the mask. The state database already holds them masked;
+    this catches a secret value that a plan or a run row still carries."""
+
+    def __init__(self, secrets):
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def text(self, value):
+        if value is None or not self.secrets:
+            return value
+        if not isinstance(value, str):
+            return value
+        for secret in self.secrets:
+            value = value.replace(secret, _MASK)
+        return value
+
+    def data(self, value):
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self.data(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.data(v) for v in value]
+        return value
+
+
+_MASK = "***"
+
+
+def _secret_values(plan, run):
+    """Values of variables the plan marks secret that are still known in clear (should be none)."""
+    found = []
+    if plan is None:
+        return found
+    sources = [plan.values or {}, run.get("variables") or {}]
+    for name, spec in (plan.variables or {}).items():
+        if not isinstance(spec, dict) or not spec.get("secret"):
+            continue
+        for values in sources:
+            value = values.get(name)
+            if value is None or value == _MASK:
+                continue
+            if isinstance(value, (list, dict)):
+                found.append(json.dumps(value))
+            found.append(str(value))
+    return found
+
+
+def _state_words(status):
+    return "not reached" if status in (None, NOT_REACHED) else status
+
+
+class RunReport:
+    """Everything one run recorded, ready to be written as HTML, JUnit XML or JSON."""
+
+    def __init__(self, store, run, now=None):
+        from . import graph
+        from .plan import PlanError
+
+        self.database = store.path
+        self.generated_at = now or _now_iso()
+        self.plan = None
+        self.plan_problem = None
+        try:
+            if run.get("plan"):
+                self.plan = graph.plan_for_run(run)
+            else:
+                self.plan_problem = "the run has no recorded plan"
+        except (PlanError, ValueError, KeyError, TypeError) as exc:
+            self.plan_problem = "the recorded plan cannot be read: %s" % exc
+        self.mask = _Masker(_secret_values(self.plan, run))
+        run = dict(run)
+        run.pop("plan", None)
+        self.run = self.mask.data(run)
+        self.attempts = [self.mask.data(dict(a)) for a in store.attempts(run["id"])]
+        self.events = [self.mask.data(dict(e)) for e in store.events(run["id"])]
+        stats = store.stats(title=run["title"]) if run.get("title") is not None else {}
+        self.stats = self.mask.data(_jsonable(stats.get(run["title"]))) if stats else None
+        self.states = graph.run_states(self.attempts)
+        self.nodes = self._nodes()
+        self.summary = self._summary()
+
+    # -- gathering ---------------------------------------------------------------------------
+    def _nodes(self):
+        by_node = {}
+        for a in self.attempts:
+            by_node.setdefault(a["node_id"], []).append(a)
+        order = [n.id for n in self.plan.nodes] if self.plan is not None else []
+        order += [node_id for node_id in by_node if node_id not in order]
+        waiting = {}
+        for e in self.events:
+            if e.get("kind") == "approval" and e.get("node_id") and "needed, no terminal" in (e.get("detail") or ""):
+                waiting[e["node_id"]] = "waiting for an approval (there was no terminal to ask on)"
+        nodes = []
+        for node_id in order:
+            spec = self.plan.by_id.get(node_id) if self.plan is not None else None
+            rows = by_node.get(node_id, [])
+            state = self.states.get(node_id) or {}
+            status = state.get("status") or NOT_REACHED
+            final = rows[-1] if rows else None
+            reason = state.get("reason")
+            if status == NOT_REACHED:
+                reason = waiting.get(node_id)
+                if spec is not None and (spec.skip or spec.when_value is False):
+                    reason = spec.skip_reason or "disabled"
+            last_run = next((r for r in reversed(rows) if r.get("status") != "skipped" and r.get("decision") != "set-status"), None)
+            entry = {
+                "id": node_id,
+                "name": self.mask.text(spec.name) if spec is not None else None,
+                "type": spec.type if spec is not None else None,
+                "description": self.mask.text((spec.description or "").strip()) if spec is not None else "",
+                "command": self.mask.text(spec.command) if spec is not None and spec.type == "Command" else None,
+                "function": "%s.%s" % (spec.plugin, spec.function) if spec is not None and spec.type == "Function" else None,
+                "critical": _critical_flag(spec),
+                "depends_on": [d.spec() for d in spec.deps] if spec is not None else [],
+                "when": spec.when if spec is not None else None,
+                "status": status,
+                "reason": self.mask.text(reason),
+                "skip_reason": self.mask.text(final.get("skip_reason")) if final and status == "skipped" else None,
+                "attempts": state.get("attempts", 0),
+                "retried": max(0, state.get("attempts", 0) - 1),
+                "duration": round(sum(r.get("duration") or 0 for r in rows), 3),
+                "started_at": rows[0].get("started_at") if rows else None,
+                "ended_at": final.get("ended_at") if final else None,
+                "exit_code": (last_run or {}).get("exit_code"),
+                "error": self.mask.text((last_run or {}).get("error")),
+                "decision": final.get("decision") if final else None,
+                "decided_by": final.get("decided_by") if final else None,
+            }
+            for stream in ("stdout", "stderr"):
+                text, cut = tail(plain_text(self.mask.text((last_run or {}).get(stream))))
+                entry[stream] = text
+                entry[stream + "_truncated"] = bool(cut or (last_run or {}).get(stream + "_truncated"))
+            output = (last_run or {}).get("output")
+            entry["output"] = output
+            nodes.append(entry)
+        return nodes
+
+    def _summary(self):
+        counts = {}
+        for node in self.nodes:
+            counts[node["status"]] = counts.get(node["status"], 0) + 1
+        starts = [self.run.get("started_at")] + [a.get("started_at") for a in self.attempts]
+        ends = [self.run.get("ended_at")] + [a.get("ended_at") for a in self.attempts]
+        starts = [(parse_time(t), t) for t in starts if parse_time(t) is not None]
+        ends = [(parse_time(t), t) for t in ends if parse_time(t) is not None]
+        duration = None
+        if self.run.get("ended_at"):
+            duration = _seconds(self.run.get("started_at"), self.run.get("ended_at"))
+        return {
+            "nodes": len(self.nodes),
+            "counts": counts,
+            "duration": duration,
+            "attempts": sum(1 for a in self.attempts if a.get("status") != "skipped" and a.get("decision") != "set-status"),
+            "first_start": min(starts)[1] if starts else None,
+            "last_end": max(ends)[1] if ends else None,
+        }
+
+    # -- JSON ----------------------------------------------------------------------------------
+    def to_dict(self):
+        runbook = {}
+        if self.plan is not None:
+            rb = self.plan.runbook
+            runbook = {
+                "title": self.mask.text(rb.get("title")),
+                "description": self.mask.text((rb.get("description") or "").strip()),
+                "version": rb.get("version"),
+                "author": rb.get("author"),
+                "source": (self.plan.source or {}).get("name"),
+                "sha256": (self.plan.source or {}).get("sha256"),
+            }
+        nodes = []
+        for node in self.nodes:
+            item = dict(node)
+            item["output"] = _jsonable(item["output"])
+            nodes.append(item)
+        return {
+            "report_version": REPORT_VERSION,
+            "generated_at": self.generated_at,
+            "database": self.database,
+            "run": _jsonable(self.run),
+            "runbook": runbook,
+            "summary": self.summary,
+            "nodes": nodes,
+            "attempts": [_jsonable(a) for a in self.attempts],
+            "events": [_jsonable(e) for e in self.events],
+            "stats": self.stats,
+        }
+
+    def json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n"
+
+    # -- JUnit XML -----------------------------------------------------------------------------
+    def junit(self):
+        """JUnit XML bytes: <testsuites><testsuite> with one <testcase> per node."""
+        import xml.etree.ElementTree as ET
+
+        from .graph import clean
+
+        run = self.run
+        title = run.get("title") or "runbook"
+        counts = self.summary["counts"]
+        failures = counts.get("failed", 0)
+        errors = counts.get("interrupted", 0)
+        skipped = sum(n for status, n in counts.items() if status not in ("succeeded", "failed", "interrupted"))
+        total = len(self.nodes)
+        duration = self.summary["duration"]
+        if duration is None:
+            duration = round(sum(n["duration"] for n in self.nodes), 3)
+        timestamp = (run.get("started_at") or "")[:19]
+        attrs = {
+            "name": clean(title),
+            "tests": str(total),
+            "failures": str(failures),
+            "errors": str(errors),
+            "skipped": str(skipped),
+            "time": "%.3f" % duration,
+        }
+        suites = ET.Element("testsuites", dict(attrs, name="playbook"))
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            dict(attrs, id=str(run.get("id")), timestamp=timestamp, hostname=clean(run.get("host") or "")),
+        )
+        props = ET.SubElement(suite, "properties")
+        for name, value in (
+            ("run_id", run.get("id")),
+            ("status", run.get("status")),
+            ("exit_code", run.get("exit_code")),
+            ("user", run.get("user")),
+            ("host", run.get("host")),
+            ("trigger", run.get("trigger")),
+            ("started_at", run.get("started_at")),
+            ("ended_at", run.get("ended_at")),
+            ("source", run.get("source")),
+            ("plan_hash", run.get("plan_hash")),
+        ):
+            if value is not None:
+                ET.SubElement(props, "property", name=name, value=clean(value))
+        for key, value in sorted((run.get("variables") or {}).items()):
+            ET.SubElement(props, "property", name="var." + clean(key), value=clean(_scalar(value)))
+        classname = "playbook." + slug(title)
+        for node in self.nodes:
+            case = ET.SubElement(suite, "testcase", classname=classname, name=clean(node["id"]), time="%.3f" % (node["duration"] or 0))
+            status = node["status"]
+            if status == "failed":
+                message = _failure_message(node)
+                failure = ET.SubElement(case, "failure", message=clean(message), type="exit code %s" % node["exit_code"] if node["exit_code"] is not None else "failed")
+                body = [message]
+                if node["stderr"]:
+                    body.append("--- stderr%s ---\n%s" % (" (tail)" if node["stderr_truncated"] else "", node["stderr"]))
+                failure.text = clean("\n".join(body))
+            elif status == "interrupted":
+                error = ET.SubElement(case, "error", message=clean(node["reason"] or "interrupted"), type="interrupted")
+                error.text = clean(node["reason"] or "the runner stopped while this step ran")
+            elif status == "skipped":
+                ET.SubElement(case, "skipped", message=clean(node["reason"] or "skipped"))
+            elif status == NOT_REACHED:
+                ET.SubElement(case, "skipped", message=clean("not reached" + (": %s" % node["reason"] if node["reason"] else "")))
+            elif status == "running":
+                ET.SubElement(case, "skipped", message="still running when the report was made")
+            out = []
+            if node["attempts"] > 1:
+                out.append("%d attempts" % node["attempts"])
+            if node["decision"] and node["decided_by"]:
+                out.append("decision: %s by %s" % (node["decision"], node["decided_by"]))
+            if node["stdout"]:
+                out.append(("--- stdout (tail) ---\n" if node["stdout_truncated"] else "") + node["stdout"])
+            if node["output"] not in (None, ""):
+                out.append("--- output ---\n%s" % _scalar(node["output"]))
+            if out:
+                ET.SubElement(case, "system-out").text = clean("\n".join(out))
+            if node["stderr"] and status != "failed":
+                ET.SubElement(case, "system-err").text = clean(node["stderr"])
+        if hasattr(ET, "indent"):  # Python 3.9+
+            ET.indent(suites)
+        return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="utf-8") + b"\n"
+
+    # -- HTML ----------------------------------------------------------------------------------
+    def dag_svg(self, dot="dot", timeout=60):
+        """``(svg markup, None)`` drawn by Graphviz, or ``(None, why not)``."""
+        import subprocess
+
+        from . import graph
+
+        if self.plan is None:
+            return None, self.plan_problem
+        source = graph.to_dot(self.plan, self.states, title=graph.run_caption(self.plan, self.run))
+        try:
+            proc = subprocess.run(
+                [dot, "-Tsvg"], input=source.encode("utf-8"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout
+            )
+        except FileNotFoundError:
+            return None, "the Graphviz `dot` program is not installed here, so the DAG is shown as a table (install graphviz for the picture)"
+        except (OSError, subprocess.SubprocessError) as exc:
+            return None, "Graphviz `dot` could not draw the DAG (%s); it is shown as a table" % exc
+        if proc.returncode != 0:
+            detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            return None, "Graphviz `dot` failed (%s); the DAG is shown as a table" % (detail[-1] if detail else "exit %d" % proc.returncode)
+        svg = proc.stdout.decode("utf-8", "replace")
+        start = svg.find("<svg")
+        if start < 0:
+            return None, "Graphviz `dot` gave no SVG; the DAG is shown as a table"
+        svg = svg[start:]
+        # fit the page width; the viewBox keeps the proportions
+        svg = re.sub(r'<svg width="[^"]*" height="[^"]*"', '<svg class="dag-svg" role="img" aria-label="DAG of the run coloured by state"', svg, count=1)
+        return svg, None
+
+    def timeline(self):
+        """Bars for the timeline: offsets and widths in percent of the run's span."""
+        start = parse_time(self.summary["first_start"]) if self.summary["first_start"] else None
+        end = parse_time(self.summary["last_end"]) if self.summary["last_end"] else None
+        if start is None:
+            return {"bars": [], "span": 0, "ticks": []}
+        if end is None or end < start:
+            end = start
+        span = max((end - start).total_seconds(), 0.001)
+        bars = []
+        for a in self.attempts:
+            a_start = parse_time(a.get("started_at")) or start
+            a_end = parse_time(a.get("ended_at"))
+            seconds = a.get("duration")
+            if seconds is None and a_end is not None:
+                seconds = (a_end - a_start).total_seconds()
+            left = max(0.0, min(100.0, (a_start - start).total_seconds() / span * 100))
+            width = (seconds or 0) / span * 100
+            if a.get("status") == "running":
+                width = 100 - left
+            bars.append(
+                {
+                    "node": a["node_id"],
+                    "attempt": a.get("attempt"),
+                    "status": a.get("status"),
+                    "left": "%.3f" % left,
+                    "width": "%.3f" % max(0.0, min(width, 100 - left)),
+                    "marker": width < 0.6,
+                    "duration": seconds,
+                    "started_at": a.get("started_at"),
+                    "offset": (a_start - start).total_seconds(),
+                    "decision": a.get("decision"),
+                    "decided_by": a.get("decided_by"),
+                }
+            )
+        ticks = [{"left": "%.1f" % (i * 25.0), "label": "+" + fine_duration(span * i / 4.0)} for i in range(5)]
+        return {"bars": bars, "span": span, "ticks": ticks}
+
+    def html(self, svg=None, note=None, draw=True):
+        """The self-contained HTML page. ``draw``: run Graphviz for the DAG picture."""
+        if draw and svg is None and note is None:
+            svg, note = self.dag_svg()
+        env = _jinja_env()
+        template = env.get_template(HTML_TEMPLATE)
+        runbook = self.plan.runbook if self.plan is not None else {}
+        return template.render(
+            report=self,
+            run=self.run,
+            runbook={
+                "description": self.mask.text((runbook.get("description") or "").strip()),
+                "version": runbook.get("version"),
+                "author": runbook.get("author"),
+                "source": (self.plan.source or {}).get("name") if self.plan is not None else None,
+            },
+            nodes=self.nodes,
+            summary=self.summary,
+            events=self.events,
+            attempts=self.attempts,
+            stats=self.stats,
+            timeline=self.timeline(),
+            svg=_markup(svg) if svg else None,
+            dag_note=note,
+            generated_at=self.generated_at,
+            database=self.database,
+            duration=_duration,
+            fine=fine_duration,
+            when=_when,
+            words=_state_words,
+            scalar=_scalar,
+            plain=plain_text,
+        )
+
+
+def _critical_flag(spec):
+    if spec is None:
+        return False
+    if spec.critical is True:
+        return True
+    if spec.critical in (False, None, "", "false", "False"):
+        return False
+    return str(spec.critical)
+
+
+def _failure_message(node):
+    """'exit code 1: <error> (after 3 attempts)' for a failed node."""
+    parts = []
+    if node["exit_code"] is not None:
+        parts.append("exit code %s" % node["exit_code"])
+    if node["error"]:
+        parts.append(str(node["error"]).strip().split("\n")[-1])
+    elif node["reason"] and not parts:
+        parts.append(node["reason"])
+    message = ": ".join(parts) or "failed"
+    if node["attempts"] > 1:
+        message += " (after %d attempts)" % node["attempts"]
+    return message
+
+
+def _scalar(value):
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _now_iso():
+    from .state import now_iso
+
+    return now_iso()
+
+
+def _markup(text):
+    from markupsafe import Markup
+
+    return Markup(text)
+
+
+def _load_template(name):
+    import pkgutil
+
+    data = pkgutil.get_data("playbook.templates", name)
+    if data is None:
+        return None
+    return data.decode("utf-8")
+
+
+def _jinja_env():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(_load_template),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
