@@ -692,8 +692,11 @@ class Store:
             lambda v: round(v, 3),
         )
         for row in self._db.execute(
-            "SELECT r.title, COALESCE(e.who, '?') AS who, COUNT(*) AS n FROM events e "
-            "JOIN runs r ON r.id = e.run_id %s AND e.kind = 'approval' "
+            # approvals given (by a person, or by --auto-approve); not rejections or approvals
+            # that were needed when no terminal was there to give them
+            "SELECT r.title, e.who AS who, COUNT(*) AS n FROM events e "
+            "JOIN runs r ON r.id = e.run_id %s AND e.kind = 'approval' AND e.who IS NOT NULL "
+            "AND (e.detail LIKE '%%: approved: %%' OR e.detail LIKE '%%: auto-approved: %%') "
             "GROUP BY r.title, who ORDER BY r.title, n DESC, who" % where,
             params,
         ):

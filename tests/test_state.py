@@ -513,9 +513,11 @@ def test_stats(store):
     r5 = make_run(store, "backup", "succeeded", 5, [("dump", ["succeeded"], 5.0)])
     store.record_skip(r1, "notify", "disabled")
     store.set_node_status(r1, "build", "succeeded", "carol@ops", "again")  # not a retry
-    store.add_event(r1, "approval", "approved", who="alice@web1", node_id="push")
-    store.add_event(r1, "approval", "approved", who="bob@web1", node_id="push")
-    store.add_event(r5, "approval", "approved", who="alice@web1", node_id="dump")
+    store.add_event(r1, "approval", "push: approved: Go?", who="alice@web1", node_id="push")
+    store.add_event(r1, "approval", "push: approved: Go?", who="bob@web1", node_id="push")
+    store.add_event(r1, "approval", "push: rejected: Go?", who="carol@web1", node_id="push")
+    store.add_event(r1, "approval", "push: needed, no terminal: Go?", node_id="push")
+    store.add_event(r5, "approval", "dump: approved: Sure?", who="alice@web1", node_id="dump")
     store.add_event(r5, "decision", "retry", who="alice@web1", node_id="dump")
 
     stats = store.stats()
