@@ -21,6 +21,8 @@ under 6 MB with five bytecode trees.
 import argparse
 import glob
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,23 +47,32 @@ def interpreters():
     return found
 
 
-def median_ms(cmd, env, runs, cwd):
-    """(median wall-clock ms, median CPU ms) of `runs` runs after one warm-up run. CPU time
-    (user + system of the process and the children it waited for, e.g. the launcher's probe)
-    is much less disturbed by other load on the machine than wall-clock time."""
-    import resource
+def run_once(cmd, env, cwd):
+    """(wall-clock s, CPU s) of one run. CPU time (user + system of the process and the children
+    it waited for, e.g. the launcher's probe) is less disturbed by other load than wall-clock."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit("failed: %s\n%s" % (" ".join(cmd), proc.stderr.decode(errors="replace")))
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
-    walls, cpus = [], []
-    for _ in range(runs + 1):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        if proc.returncode != 0:
-            raise SystemExit("failed: %s\n%s" % (" ".join(cmd), proc.stderr.decode(errors="replace")))
-    return statistics.median(walls[1:]) * 1000, statistics.median(cpus[1:]) * 1000
+
+def measure(commands, runs, cwd):
+    """{key: (median wall ms, median CPU ms)}. Rounds go over every command in turn, so that a
+    burst of load elsewhere on the machine hits all of them alike; one warm-up round first."""
+    samples = {key: [] for key in commands}
+    for round_number in range(runs + 1):
+        for key, (cmd, env) in commands.items():
+            result = run_once(cmd, env, cwd)
+            if round_number:
+                samples[key].append(result)
+    return {
+        key: (statistics.median(w for w, _ in values) * 1000, statistics.median(c for _, c in values) * 1000)
+        for key, values in samples.items()
+    }
 
 
 def cell(value):
@@ -76,11 +87,18 @@ def build(out, *extra):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=15, help="runs per measurement (median)")
+    parser.add_argument("--runs", type=int, default=15, help="rounds of measurements (medians are reported)")
     args = parser.parse_args()
     if not os.path.exists(PLAYBOOK):
         raise SystemExit("run with the virtual environment's python (.venv/bin/python): %s not found" % PLAYBOOK)
     work = tempfile.mkdtemp(prefix="playbook-bench-")
+    try:
+        report(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(args, work):
     home = os.path.join(work, "home")
     os.mkdir(home)
     fast = os.path.join(work, "deploy.pyz")
@@ -96,37 +114,49 @@ def main():
     print("  sources only (--no-bytecode):              %.2f MB" % (size_slow / 1e6))
     print()
     env = dict(os.environ, NO_COLOR="1")
-    tool_version = median_ms([PLAYBOOK, "--version"], env, args.runs, work)
-    tool_plan = median_ms([PLAYBOOK] + plan_args[:1] + [EXAMPLE] + plan_args[1:], env, args.runs, work)
+    commands = {
+        "tool --version": ([PLAYBOOK, "--version"], env),
+        "tool plan": ([PLAYBOOK, "plan", EXAMPLE] + plan_args[1:], env),
+    }
+    found = interpreters()
+    columns = ("-c pass", "--version", "plan", "direct -I -S", "--version (src)", "plan (src)")
+    for label, python in found:
+        bare = {"HOME": home, "PATH": "/usr/bin:/bin", "PLAYBOOK_PYTHON": python}
+        for column, cmd in zip(
+            columns,
+            (
+                [python, "-c", "pass"],
+                [fast, "--version"],
+                [fast] + plan_args,
+                [python, "-I", "-S", fast, "--version"],
+                [slow, "--version"],
+                [slow] + plan_args,
+            ),
+        ):
+            commands[(label, column)] = (cmd, bare)
+    results = measure(commands, args.runs, work)
+    tool_version, tool_plan = results["tool --version"], results["tool plan"]
     print("installed tool (%s, Python %d.%d): playbook --version %s · playbook plan %s"
           % (os.path.relpath(PLAYBOOK, ROOT), sys.version_info[0], sys.version_info[1], cell(tool_version), cell(tool_plan)))
     print()
-    columns = ("python", "-c pass", "--version", "plan", "direct -I -S", "--version (src)", "plan (src)")
-    header = "%-6s %9s %11s %11s %13s %16s %11s" % columns
+    header = "%-6s %9s %11s %11s %13s %16s %11s" % (("python",) + columns)
     print(header)
     print("-" * len(header))
     worst = []
     worst_src = []
-    for label, python in interpreters():
-        bare = {"HOME": home, "PATH": "/usr/bin:/bin", "PLAYBOOK_PYTHON": python}
-        row = [
-            median_ms([python, "-c", "pass"], bare, args.runs, work),
-            median_ms([fast, "--version"], bare, args.runs, work),
-            median_ms([fast] + plan_args, bare, args.runs, work),
-            median_ms([python, "-I", "-S", fast, "--version"], bare, args.runs, work),
-            median_ms([slow, "--version"], bare, args.runs, work),
-            median_ms([slow] + plan_args, bare, args.runs, work),
-        ]
+    for label, _ in found:
+        row = [results[(label, column)] for column in columns]
         worst.append((row[1][0] - tool_version[0], row[1][1] - tool_version[1], "%s --version" % label))
         worst.append((row[2][0] - tool_plan[0], row[2][1] - tool_plan[1], "%s plan" % label))
         worst_src.append((max(row[4][0], row[5][0]), label))
         print("%-6s %9s %11s %11s %13s %16s %11s" % tuple([label] + [cell(v) for v in row]))
-    print("(milliseconds: median wall-clock / median CPU time; (src) columns use the --no-bytecode bundle)")
+    print("(milliseconds: median wall-clock / median CPU time; the (src) columns use the --no-bytecode bundle)")
     print()
     print("with bytecode, against the installed tool (target: within 50 ms): at most %+.0f ms wall-clock (%s), "
           "%+.0f ms CPU time (%s)" % (max(worst)[0], max(worst)[2], max(worst, key=lambda w: w[1])[1], max(worst, key=lambda w: w[1])[2]))
     print("sources only: slowest start %.0f ms (%s) (target: under 1000 ms)" % max(worst_src))
     print("size: %.2f MB (target: under 6 MB with five bytecode trees)" % (size_fast / 1e6))
+
 
 if __name__ == "__main__":
     main()
