@@ -183,6 +183,7 @@ def test_contents_manifest_and_floor(deploy):
         names = set(archive.namelist())
         manifest = json.loads(archive.read("manifest.json"))
     assert "playbook/runtime/engine.py" in names and "playbook/domain/plugins.py" in names
+    assert "playbook/templates/report.html.j2" in names and "playbook/templates/create.playbook.toml" not in names
     assert not [n for n in names if "/compiler/" in n or n.startswith("playbook/compiler")]
     assert not [n for n in names if n.endswith((".so", ".pyd"))]
     assert {"jinja2/__init__.py", "markupsafe/_native.py", "rich/console.py", "tomli/_parser.py", "pygments/__init__.py"} <= names
@@ -254,6 +255,10 @@ def test_version_inspect_and_run(deploy, home, tmp_path, python):
     assert "deploying myapp 1.4.2 to staging" in proc.stdout
     proc = run([deploy, "plan", "--var", "ENVIRONMENT=staging"], env)
     assert proc.returncode == 0 and "Plan: Deploy myapp to staging" in proc.stdout
+    html = tmp_path / "report.html"  # the report template is read from the bundle
+    proc = run([deploy, "report", "--html", html, "--state-path", db], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "deploy_application" in html.read_text()
 
 
 @pytest.mark.parametrize("python", INTERPRETERS, ids=_label)
