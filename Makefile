@@ -17,12 +17,16 @@ test: $(STAMP)
 
 DEMO_DB := demo/state.db
 
+# The main job: an author checks and compiles the deployment example into one file; an operator
+# runs that file with the machine's own Python (no virtual environment), then looks at the run.
 demo: $(STAMP)
 	mkdir -p demo
 	$(BIN)/playbook validate examples/deploy.playbook.toml --var ENVIRONMENT=prod
 	$(BIN)/playbook plan examples/deploy.playbook.toml --var ENVIRONMENT=prod
-	$(BIN)/playbook run examples/deploy.playbook.toml --var ENVIRONMENT=prod --auto-approve --state-path $(DEMO_DB) < /dev/null
-	$(BIN)/playbook show --last --state-path $(DEMO_DB)
+	$(BIN)/playbook compile examples/deploy.playbook.toml -o demo/deploy.pyz
+	./demo/deploy.pyz run --var ENVIRONMENT=prod --auto-approve --state-path $(DEMO_DB) < /dev/null
+	./demo/deploy.pyz show --last --state-path $(DEMO_DB)
+	./demo/deploy.pyz report --last --html demo/report.html --state-path $(DEMO_DB)
 
 bench: $(STAMP)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
