@@ -108,6 +108,42 @@ def test_compat_conditional_dependencies_takes_rollback_branch(tmp_path):
     assert run_row(dbp)["status"] == "failed"
 
 
+SEED_EXAMPLE = Path(__file__).resolve().parent / "fixtures" / "good" / "seed_complete_example.playbook.toml"
+
+
+def _seed_stubs(tmp_path, curl_fails):
+    """npm, deploy.sh, rollback.sh and curl stubs that log their arguments; curl may fail."""
+    bindir = tmp_path / "stubs"
+    bindir.mkdir()
+    log = tmp_path / "calls.log"
+    for name in ("npm", "deploy.sh", "rollback.sh", "curl"):
+        fail = "exit 22" if (name == "curl" and curl_fails) else "exit 0"
+        (bindir / name).write_text("#!/bin/sh\necho \"%s $*\" >> '%s'\n%s\n" % (name, log, fail))
+        (bindir / name).chmod(0o755)
+    return bindir, log
+
+
+@pytest.mark.parametrize("curl_fails", [False, True])
+def test_seed_complete_example_takes_its_rollback_branch_when_the_health_check_fails(tmp_path, curl_fails):
+    bindir, log = _seed_stubs(tmp_path, curl_fails)
+    dbp = tmp_path / "state.db"
+    r = pb(tmp_path, "run", SEED_EXAMPLE, "--var", "ENVIRONMENT=staging", "--state-path", dbp, path_first=bindir)
+    assert "Traceback" not in r.text
+    st = status_of(dbp)
+    assert st["build_app"] == st["run_tests"] == st["deploy_application"] == "succeeded", st
+    assert st["security_scan"] == "skipped", st  # staging: the scan is for prod only
+    calls = log.read_text().splitlines()
+    if curl_fails:
+        assert st["health_check"] == "failed"
+        assert st["rollback_on_failure"] == "succeeded" and "rollback.sh staging" in calls
+        assert st["notify_failure"] == "succeeded" and st["notify_success"] == "skipped", st
+        assert r.returncode == 1, r.text
+    else:
+        assert st["health_check"] == "succeeded" and st["notify_success"] == "succeeded", st
+        assert st["rollback_on_failure"] == "skipped" and not any(c.startswith("rollback.sh") for c in calls)
+        assert r.returncode == 0, r.text
+
+
 def test_compat_conditional_dependencies_all_succeed(tmp_path):
     source = compat("conditional_dependencies.playbook.toml")
     bindir, log = _stubs(tmp_path, "nothing-fails")
