@@ -30,7 +30,6 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 PLAYBOOK = str(Path(sys.executable).parent / "playbook")
 ENV = None  # set by main(): see bench_env
 
