@@ -55,6 +55,7 @@ RUNBOOK_FIELDS = {
     "plugin_config": (dict, "a table of plugin tables"),
     "shell": (str, "a string"),
 }
+ALLOWED = {kind: dict(COMMON_FIELDS, **fields) for kind, fields in TYPE_FIELDS.items()}
 ALL_NODE_FIELDS = set(COMMON_FIELDS).union(*[set(f) for f in TYPE_FIELDS.values()])
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -179,8 +180,7 @@ def _check_node(source, node_id, table):
         hint = ("did you mean %r? " % close[0] if close else "") + "node types are Manual, Command and Function"
         source.error("unknown node type %r in node %s" % (node_type, node_id), node_id, "type", hint=hint)
         return None
-    allowed = dict(COMMON_FIELDS)
-    allowed.update(TYPE_FIELDS[node_type])
+    allowed = ALLOWED[node_type]
     fields = {}
     ok = True
     for key, value in table.items():

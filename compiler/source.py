@@ -138,7 +138,13 @@ def parse(text, path="<string>", display=None):
             if match:
                 line, col = int(match.group(1)), int(match.group(2))
         raise CompileError([Diagnostic("error", "invalid TOML: %s" % message, display, line, col)]) from None
-    return Source(path, text, plain(data), display)
+    # TOML dates and times are rare in runbooks: only walk the data when the text has one.
+    if _DATE_OR_TIME.search(text):
+        data = plain(data)
+    return Source(path, text, data, display)
+
+
+_DATE_OR_TIME = re.compile(r"[=\[,{]\s*(\d{4}-\d\d-\d\d|\d\d:\d\d)")
 
 
 def _deepest_line(text, limit=100):

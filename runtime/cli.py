@@ -10,7 +10,6 @@ import getpass
 import json
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -314,7 +313,7 @@ def _who():
         user = getpass.getuser()
     except Exception:  # no user name in a container
         user = str(os.getuid())
-    return "%s@%s" % (user, socket.gethostname())
+    return "%s@%s" % (user, os.uname().nodename)
 
 
 def _make_ui(args, parallel, cfg=None):
@@ -335,11 +334,15 @@ def _make_ui(args, parallel, cfg=None):
         show_output=not args.no_output and not cfg.get("ui", "compact_output"),
         prompt_timeout=cfg.get("execution", "interactive_timeout"),
     )
+    if not cfg.get("logging", "file_path"):
+        return ui
+    from . import runlog  # logging is imported only when a log file is configured
+
     try:
-        log = config.open_run_log(cfg)
+        log = runlog.open_run_log(cfg)
     except config.ConfigError as exc:
         raise CliError(str(exc))
-    return config.LoggingUI(ui, log, who=_who()) if log is not None else ui
+    return runlog.LoggingUI(ui, log, who=_who()) if log is not None else ui
 
 
 class _SignalGuard:
@@ -379,7 +382,6 @@ def _options(args, cfg):
 
 def _drive(store, run_id, plan, values, ui, options, bundle, resumed=False, prior=None, prog="playbook", file_arg=""):
     """Lock the run, run the engine, record the outcome. Returns the exit code."""
-    from . import plugins as plugins_mod
     from . import state
 
     try:
@@ -387,7 +389,11 @@ def _drive(store, run_id, plan, values, ui, options, bundle, resumed=False, prio
     except state.StateError as exc:
         raise CliError(str(exc), EXIT_STATE)
     who = _who()
-    host = plugins_mod.PluginHost(_registry(bundle))
+    host = None
+    if any(node.type == "Function" for node in plan.nodes):  # plugins load only when used
+        from . import plugins as plugins_mod
+
+        host = plugins_mod.PluginHost(_registry(bundle))
     eng = engine_mod.Engine(plan, values, store, run_id, ui, options, plugins=host, who=who, secrets=_secrets(plan, values))
     started = time.monotonic()
     resume_hint = "resume with: %s resume %s%d" % (prog, file_arg, run_id)
@@ -407,7 +413,7 @@ def _drive(store, run_id, plan, values, ui, options, bundle, resumed=False, prio
         ui.event("run_finished", run_id=run_id, status="aborted", exit_code=EXIT_INTERRUPTED, reason="interrupted by a signal", hint=resume_hint)
         return EXIT_INTERRUPTED
     finally:
-        for problem in host.close() or ():
+        for problem in (host.close() if host is not None else None) or ():
             ui.event("message", text="plugin cleanup: %s" % problem)
     store.set_run_status(run_id, status, exit_code=code)
     counts = {}

@@ -115,14 +115,7 @@ class Node:
 
     def upstream(self):
         """Every node this one waits for: its dependencies and the nodes its `when` names."""
-        seen = []
-        for dep in self.deps:
-            if dep.node not in seen:
-                seen.append(dep.node)
-        for name in self.when_nodes:
-            if name not in seen:
-                seen.append(name)
-        return seen
+        return list(dict.fromkeys([dep.node for dep in self.deps] + list(self.when_nodes)))
 
     def to_json(self):
         data = {"id": self.id, "type": self.type, "deps": [d.to_json() for d in self.deps]}

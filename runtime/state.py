@@ -23,9 +23,7 @@ import getpass
 import json
 import math
 import os
-import socket
 import sqlite3
-import statistics
 import threading
 import time
 
@@ -86,7 +84,7 @@ def current_user():
 
 
 def current_host():
-    return socket.gethostname()
+    return os.uname().nodename
 
 
 def whoami():
@@ -666,6 +664,8 @@ class Store:
         ):
             durations.setdefault(row["title"], []).append(row["d"])
         for name, values in durations.items():
+            import statistics  # only for statistics: keeps `run` start-up light
+
             entry(name)["median_duration"] = statistics.median(values)
             entry(name)["p95_duration"] = values[max(0, math.ceil(0.95 * len(values)) - 1)]
 

@@ -34,6 +34,7 @@ from test_runtime_support import (  # noqa: E402
 
 from playbook.runtime import cli as runtime_cli  # noqa: E402
 from playbook.runtime import config  # noqa: E402
+from playbook.runtime import runlog  # noqa: E402
 from playbook.runtime import state  # noqa: E402
 
 ECHO = '[a]\ntype = "Command"\ncommand_name = "echo hello-output"\n'
@@ -365,7 +366,7 @@ def test_logging_ui_forwards_everything(tmp_path):
             return True
 
     logger = logging.Logger("t")
-    wrapped = config.LoggingUI(Fake(), logger)
+    wrapped = runlog.LoggingUI(Fake(), logger)
     assert wrapped.interactive is True
     wrapped.show_output = False
     assert wrapped._ui.show_output is False

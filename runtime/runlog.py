@@ -1,0 +1,160 @@
+"""[logging]: a rotating log file of run events (imported only when a log file is configured)."""
+
+import logging
+import logging.handlers
+import os
+
+from .config import ConfigError, Problem
+
+
+class _RotatingLog(logging.handlers.RotatingFileHandler):
+    """Rotation at max_size_mb; with backup_count = 0 the file is emptied instead of growing.
+    A log that cannot be written never stops a run (one warning on stderr)."""
+
+    warned = False
+
+    def doRollover(self):
+        if self.backupCount > 0:
+            return super().doRollover()
+        if self.stream:
+            self.stream.close()
+            self.stream = None
+        with open(self.baseFilename, "w", encoding=self.encoding):
+            pass
+        self.stream = self._open()
+
+    def handleError(self, record):
+        if not self.warned:
+            self.warned = True
+            import sys
+
+            try:
+                sys.stderr.write("warning: cannot write the log file %s; the run goes on\n" % self.baseFilename)
+            except Exception:
+                pass
+
+
+def open_run_log(cfg):
+    """A logger writing run events to [logging] file_path, or None when file_path is empty."""
+    path = cfg.get("logging", "file_path")
+    if not path:
+        return None
+    path = os.path.abspath(os.path.expanduser(path))
+    max_bytes = int(float(cfg.get("logging", "max_size_mb")) * 1024 * 1024)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handler = _RotatingLog(path, maxBytes=max_bytes, backupCount=int(cfg.get("logging", "backup_count")), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(cfg.origin("logging", "file_path"), None,
+                                   "logging.file_path %s cannot be opened: %s" % (path, exc.strerror or exc))])
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.Logger("playbook.run")  # not registered: no global logging state touched
+    logger.setLevel(getattr(logging, cfg.get("logging", "level")))
+    logger.addHandler(handler)
+    logger.propagate = False
+    return logger
+
+
+class LoggingUI:
+    """Forwards everything to the real UI and writes run events to the log.
+
+    INFO: run started/finished, node started/finished/skipped, approvals, decisions, messages.
+    WARNING: failures only (failed nodes, retries, runs that failed or were aborted, prompts
+    left unanswered). DEBUG adds the commands and the questions asked. Output never goes in."""
+
+    def __init__(self, ui, logger, who=None):
+        self.__dict__.update(_ui=ui, _log=logger, _who=who or "operator", _run=None)
+
+    def __getattr__(self, name):
+        return getattr(self._ui, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._ui, name, value)
+
+    def _write(self, level, text):
+        try:
+            prefix = "run %s: " % self._run if self._run is not None else ""
+            self._log.log(level, prefix + text)
+        except Exception:  # the log never stops a run
+            pass
+
+    def event(self, kind, **data):
+        try:
+            self._record(kind, data)
+        except Exception:
+            pass
+        return self._ui.event(kind, **data)
+
+    def _record(self, kind, data):
+        node = data.get("node")
+        nid = getattr(node, "id", node)
+        if kind == "run_started":
+            self.__dict__["_run"] = data.get("run_id")
+            self._write(logging.INFO, "%s %r (%d nodes) by %s" % (
+                "resumed" if data.get("resumed") else "started", data.get("title"), data.get("nodes") or 0, self._who))
+        elif kind == "run_finished":
+            status = data.get("status")
+            text = "finished %s (exit code %s)" % (status, data.get("exit_code"))
+            if data.get("counts"):
+                text += ": " + ", ".join("%d %s" % (n, s) for s, n in sorted(data["counts"].items()) if n)
+            if data.get("duration") is not None:
+                text += " in %.1fs" % data["duration"]
+            if data.get("reason") and status != "succeeded":
+                text += " — %s" % data["reason"]
+            self._write(logging.INFO if status == "succeeded" else logging.WARNING, text)
+        elif kind == "node_started":
+            self._write(logging.INFO, "%s started (%s, attempt %s)" % (nid, getattr(node, "type", "?"), data.get("attempt")))
+            if data.get("command") and getattr(node, "type", None) == "Command":
+                self._write(logging.DEBUG, "%s command: %s" % (nid, data["command"]))
+        elif kind == "node_finished":
+            fields = data.get("fields") or {}
+            status = data.get("status")
+            text = "%s %s (attempt %s" % (nid, status, data.get("attempt"))
+            if data.get("duration") is not None and getattr(node, "type", None) != "Manual":
+                text += ", %.2fs" % data["duration"]
+            text += ")"
+            if fields.get("exit_code") not in (None, 0):
+                text += " exit code %s" % fields["exit_code"]
+            if fields.get("error"):
+                text += ": %s" % fields["error"]
+            if fields.get("decision"):
+                text += " [%s]" % fields["decision"]
+            self._write(logging.INFO if status != "failed" else logging.WARNING, text)
+        elif kind == "node_skipped":
+            self._write(logging.INFO, "%s skipped: %s" % (nid, data.get("reason")))
+        elif kind == "node_retrying":
+            self._write(logging.WARNING, "%s failed (attempt %s); retrying automatically" % (nid, data.get("attempt")))
+        elif kind == "manual":
+            self._write(logging.INFO, "%s waits for an approval (Manual)" % nid)
+        elif kind == "message":
+            self._write(logging.INFO, str(data.get("text")))
+
+    def _no_answer(self, node, exc):
+        seconds = getattr(exc, "timeout", None)
+        why = "no answer within %s s (interactive_timeout)" % _seconds(seconds) if seconds else "no answer (end of input)"
+        self._write(logging.WARNING, "%s: %s" % (getattr(node, "id", "prompt"), why))
+
+    def confirm(self, node, question):
+        self._write(logging.DEBUG, "%s asks: %s" % (node.id, question))
+        try:
+            answer = self._ui.confirm(node, question)
+        except EOFError as exc:
+            self._no_answer(node, exc)
+            raise
+        self._write(logging.INFO, "%s approval %r: %s by %s" % (node.id, question, "approved" if answer else "rejected", self._who))
+        return answer
+
+    def choose(self, node, question, options, critical=False):
+        self._write(logging.DEBUG, "%s asks: %s [%s]" % (node.id, question, "/".join(k for k, _, _ in options)))
+        try:
+            choice = self._ui.choose(node, question, options, critical=critical)
+        except EOFError as exc:
+            self._no_answer(node, exc)
+            raise
+        label = next((label for key, label, _ in options if key == choice), choice)
+        self._write(logging.INFO, "%s decision: %s by %s" % (node.id, label, self._who))
+        return choice
+
+
+def _seconds(value):
+    return ("%g" % value) if isinstance(value, float) else str(value)
