@@ -30,21 +30,10 @@ import threading
 import time
 from pathlib import Path
 
-PLAYBOOK = str(Path(sys.executable).parent / "playbook")
+from benchenv import PLAYBOOK, bench_env  # noqa: E402
 ENV = None  # set by main(): see bench_env
 
 
-def bench_env(tmp):
-    """Environment for the measured commands: a warm bytecode cache kept in the temp directory.
-
-    Some environments set PYTHONDONTWRITEBYTECODE, so modules whose .pyc is missing or stale
-    (files being edited) would be recompiled on every start. A cache under `tmp` (written on
-    the first, untimed run) gives the steady state of a normal install and writes nothing else.
-    """
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
-    return env
 
 SHAPES = ("chain", "reverse", "fanout", "templated")
 

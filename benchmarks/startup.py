@@ -30,16 +30,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PLAYBOOK = str(Path(sys.executable).parent / "playbook")
+from benchenv import PLAYBOOK, bench_env  # noqa: E402
 EXAMPLE = REPO / "examples" / "deploy.playbook.toml"
-
-
-def bench_env(tmp):
-    """Environment with a warm bytecode cache kept in the temp directory (see the docstring)."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
-    return env
 
 
 def timed(argv, env, stderr_path):
