@@ -5,7 +5,6 @@ approvals needing --auto-approve, resume, exit codes, secrets, output as plain t
 """
 
 import json
-import os
 import sys
 import time
 from pathlib import Path

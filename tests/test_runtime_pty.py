@@ -2,7 +2,6 @@
 EOF at a prompt, variable prompts, the interrupted-node menu on resume."""
 
 import sys
-import time
 from pathlib import Path
 
 import pytest

@@ -18,7 +18,6 @@ from test_runtime_support import (  # noqa: E402
     final,
     finish,
     pb,
-    run_row,
     runs,
     spawn,
     write_runbook,
