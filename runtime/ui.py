@@ -400,7 +400,8 @@ def make_ui(json_mode=False, parallel=False, interactive=None, color=True, times
         ui.show_output = show_output
         return ui
     if interactive is None:
-        interactive = _sys.stdin.isatty() and _sys.stdout.isatty()
+        # prompts need a person at a terminal; output may still go to a pipe (`| tee run.log`)
+        interactive = _sys.stdin.isatty()
     if interactive:
         return TerminalUI(parallel=parallel, color=color, timestamps=timestamps, theme=theme, progress=progress,
                           show_output=show_output, prompt_timeout=prompt_timeout)
