@@ -52,6 +52,12 @@ def _state_arg(parser):
     )
 
 
+def _since_arg(parser):
+    parser.add_argument(
+        "--since", metavar="DATE", help="only runs started at or after DATE (UTC, e.g. 2026-11-01) or within an age (7d, 12h)"
+    )
+
+
 def _exec_args(parser):
     parser.add_argument("--max-retries", type=int, metavar="N", help="attempts offered per node when it fails (default 3)")
     parser.add_argument("--parallel", type=int, metavar="N", help="run up to N independent nodes at once (default 1)")
@@ -112,7 +118,7 @@ def build_parser(bundle=None, prog="playbook"):
     show.add_argument("--last", action="store_true", help="show the attempts of the latest run")
     show.add_argument("--output", action="store_true", help="with --run/--last: include the output tails")
     show.add_argument("--limit", type=int, default=20, help="how many runs to list (default 20)")
-    show.add_argument("--since", metavar="DATE", help="only runs started at or after DATE (UTC, e.g. 2026-11-01) or within an age (7d, 12h)")
+    _since_arg(show)
     show.add_argument("--json", action="store_true", help="print JSON")
     _state_arg(show)
 
@@ -123,7 +129,7 @@ def build_parser(bundle=None, prog="playbook"):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     info.add_argument("--plugins", action="store_true", help="list the plugins, their functions and parameters")
-    info.add_argument("--since", metavar="DATE", help="only runs started at or after DATE (UTC, e.g. 2026-11-01) or within an age (7d, 12h)")
+    _since_arg(info)
     info.add_argument("--json", action="store_true", help="print JSON")
     _state_arg(info)
 
@@ -491,13 +497,9 @@ def cmd_resume(args, bundle, load_plan, prog):
         if run is None:
             raise CliError("no run %d in %s" % (args.run_id, store.path))
     else:
-        run = next(
-            (r for r in store.runs(limit=200) if r["plan_hash"] == digest and r["status"] in ("failed", "aborted", "running")),
-            None,
-        )
+        run = store.latest_run(plan_hash=digest, statuses=("failed", "aborted", "running"))
         if run is None:
             raise CliError("no failed or aborted run of this runbook in %s; start one with `run`" % store.path)
-        run = store.get_run(run["id"])
     if run["status"] == "succeeded":
         raise CliError("run %d succeeded; there is nothing to resume" % run["id"])
     if run["plan_hash"] != digest and not args.force:

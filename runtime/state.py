@@ -381,14 +381,6 @@ class Store:
         )
 
     @_guarded
-    def update_run_variables(self, run_id, variables):
-        self._update(
-            "UPDATE runs SET variables = ? WHERE id = ?",
-            (_to_json(variables or {}), run_id),
-            "run %s" % run_id,
-        )
-
-    @_guarded
     def get_run(self, run_id):
         return _run_row(self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
 
@@ -413,10 +405,13 @@ class Store:
         return [_run_row(row) for row in self._db.execute(sql, params)]
 
     @_guarded
-    def latest_run(self, source=None, title=None, statuses=("failed", "aborted")):
-        """The newest run matching source/title and one of ``statuses`` (None: any)."""
+    def latest_run(self, source=None, title=None, statuses=("failed", "aborted"), plan_hash=None):
+        """The newest run matching source/title/plan hash and one of ``statuses`` (None: any)."""
         sql = "SELECT * FROM runs WHERE 1 = 1"
         params = []
+        if plan_hash is not None:
+            sql += " AND plan_hash = ?"
+            params.append(plan_hash)
         if source is not None:
             sql += " AND source = ?"
             params.append(source)

@@ -214,10 +214,9 @@ def test_run_lifecycle(store):
 
     store.set_run_trigger(run_id, "resume")
     store.set_run_status(run_id, "running", ended=False)
-    store.update_run_variables(run_id, {"env": "prod", "token": "***"})
     run = store.get_run(run_id)
     assert run["trigger"] == "resume" and run["status"] == "running" and run["ended_at"] is None
-    assert run["variables"] == {"env": "prod", "token": "***"}
+    assert run["variables"] == {"env": "prod"}
 
     assert store.get_run(999) is None
     with pytest.raises(StateError, match="no run 999"):
@@ -251,6 +250,11 @@ def test_runs_listing_and_latest(store):
     assert store.latest_run(title="deploy", statuses=None)["id"] == c
     assert store.latest_run(title="nothing") is None
     assert store.latest_run(source="/srv/deploy.toml")["plan"] == '{"plan_version": 1}'
+    d = store.create_run("deploy", "/srv/deploy.toml", "hash2", '{"plan_version": 1}', {})
+    store.set_run_status(d, "failed", 1)
+    assert store.latest_run(plan_hash="hash2")["id"] == d  # resume finds runs of the same plan
+    assert store.latest_run(plan_hash="hash1")["id"] == b
+    assert store.latest_run(plan_hash="hash3") is None
 
 
 # --- attempts ----------------------------------------------------------------------------
