@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml tests/probe_plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,16 @@ $(STAMP): pyproject.toml tests/probe_plugin/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]' ./tests/probe_plugin
 	touch $(STAMP)
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
+
+# ruff and mypy (rule sets chosen in pyproject.toml). The repository root is the `playbook`
+# package, so mypy reads it through a link named `playbook` inside the venv.
+TYPEROOT := $(VENV)/typecheck
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	mkdir -p $(TYPEROOT) && ln -sfn $(CURDIR) $(TYPEROOT)/playbook
+	cd $(TYPEROOT) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p playbook.runtime -p playbook.compiler
 
 DEMO_DB := demo/state.db
 

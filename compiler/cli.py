@@ -263,9 +263,12 @@ def _runtime(name, summary):
     @click.argument("args", nargs=-1, type=click.Path())  # lets shell completion offer files
     @click.pass_context
     def command(ctx, args):
-        from .main import run_runtime
+        from playbook.runtime.cli import main as runtime_main
+        from playbook.runtime.errors import guard
 
-        sys.exit(run_runtime([name] + list(args) + ctx.args))
+        from .plan import load_plan
+
+        sys.exit(guard(lambda: runtime_main([name] + list(args) + ctx.args, load_plan=load_plan)))
 
     command.__doc__ = summary + "\n\nSee `playbook %s --help` for its options." % name
     return cli.command(name, help=summary, short_help=summary, **_PASS)(command)
@@ -320,10 +323,9 @@ def view_dag(file, var_pairs, vars_file, vars_env, fmt, output, keep_dot, no_ope
         compiled = _compile(file, sources, bake=True)
         dot_text = dag.to_dot(graph_mod.picture_plan(compiled.plan))
     else:
-        from types import SimpleNamespace
-
-        from playbook.runtime.cli import CliError, _open_store
+        from playbook.runtime.errors import PlaybookError
         from playbook.runtime.plan import PlanError
+        from playbook.runtime.session import open_store
         from playbook.runtime.state import StateError
 
         if var_pairs or vars_file or vars_env:
@@ -333,8 +335,8 @@ def view_dag(file, var_pairs, vars_file, vars_env, fmt, output, keep_dot, no_ope
             click.echo("error: no state database at %s" % explicit, err=True)
             sys.exit(4)
         try:
-            store = _open_store(SimpleNamespace(state_path=state_path))
-        except CliError as exc:
+            store = open_store(state_path)
+        except PlaybookError as exc:
             click.echo("error: %s" % exc, err=True)
             sys.exit(exc.code)
         try:
@@ -470,13 +472,5 @@ def config_command(show, init_env, validate, template, force, as_json):
             click.echo(config_mod.show_text(cfg))
 
 
-def main(argv=None):
-    try:
-        cli.main(args=argv, prog_name="playbook", standalone_mode=True)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-
-
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    cli.main(prog_name="playbook")

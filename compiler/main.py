@@ -1,46 +1,36 @@
-"""The `playbook` console script: runtime commands go straight to the runtime's CLI.
+"""The `playbook` console script: the one dispatch of the tool, and its one error handler.
 
-`run`, `resume`, `show`, `info`, `set-status` and `report` are defined once, in playbook.runtime.cli
-(argparse, shared with bundles); importing click for them would only cost start-up time.
+`run`, `resume`, `show`, `info`, `set-status` and `report` are defined once, in
+playbook.runtime.cli (argparse, shared with bundles) and go straight there: importing click for
+them would only cost start-up time. Every other command is a click command (compiler/cli.py).
+Every failure becomes one line and an exit code in `errors.guard()`.
 """
 
+from __future__ import annotations
+
 import sys
+
+from playbook.runtime.errors import guard
 
 RUNTIME_COMMANDS = ("run", "resume", "show", "info", "set-status", "report")
 
 
-def load_plan(file, sources):
-    """Compile a runbook in memory for the runtime (nothing baked: variables resolve when run)."""
-    from playbook.runtime.cli import CliError
-
-    from .plan import compile_file
-    from .source import CompileError
-
-    try:
-        compiled = compile_file(file, sources, bake=False)
-    except CompileError as exc:
-        for diag in exc.diagnostics:
-            sys.stderr.write(diag.format() + "\n")
-        errors = sum(1 for d in exc.diagnostics if d.severity == "error")
-        raise CliError("%s has %d error%s; nothing was run" % (file, errors, "" if errors == 1 else "s"))
-    for diag in compiled.warnings:
-        sys.stderr.write(diag.format() + "\n")
-    return compiled.plan
-
-
-def run_runtime(args):
-    from playbook.runtime.cli import main as runtime_main
-
-    return runtime_main(args, load_plan=load_plan)
-
-
-def main(argv=None):
-    args = sys.argv[1:] if argv is None else list(argv)
+def dispatch(args: list[str]) -> int:
     if args and args[0] in RUNTIME_COMMANDS:
-        sys.exit(run_runtime(args))
-    from .cli import main as cli_main
+        from playbook.runtime.cli import main as runtime_main
 
-    cli_main(args)
+        from .plan import load_plan
+
+        return runtime_main(args, load_plan=load_plan)
+    from .cli import cli
+
+    cli.main(args=args, prog_name="playbook")  # click exits by itself (standalone mode)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    sys.exit(guard(lambda: dispatch(args)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -300,7 +300,8 @@ def _bake_node(src, node, used, values, specs):
     if node.skip and not node.skip_reason:
         changes["skip_reason"] = "disabled (skip = true)"
     changes["templates"] = tuple(pending)
-    node.__dict__.update(changes)
+    for key, value in changes.items():
+        setattr(node, key, value)
     return node
 
 
@@ -339,3 +340,23 @@ def _check_plugins(src, nodes, registry):
                 users[1],
                 "plugin",
             )
+
+
+def load_plan(file, sources):
+    """Compile a runbook in memory for the runtime (nothing baked: variables resolve when run).
+
+    Diagnostics go to standard error; an invalid runbook raises UsageError (exit 2)."""
+    import sys
+
+    from playbook.runtime.errors import UsageError
+
+    try:
+        compiled = compile_file(file, sources, bake=False)
+    except CompileError as exc:
+        for diag in exc.diagnostics:
+            sys.stderr.write(diag.format() + "\n")
+        errors = sum(1 for d in exc.diagnostics if d.severity == "error")
+        raise UsageError("%s has %d error%s; nothing was run" % (file, errors, "" if errors == 1 else "s")) from None
+    for diag in compiled.warnings:
+        sys.stderr.write(diag.format() + "\n")
+    return compiled.plan

@@ -3,8 +3,8 @@
 The boot code (templates/launcher.sh) has checked the file's embedded SHA-256 and set up
 sys.path; it calls `main(path, argv, digest, tree)`. `--version`, `verify`, `inspect` and
 `extract` are answered here without loading the engine; everything else goes to the runtime CLI
-(`playbook.runtime.cli.main(argv, bundle=context)`), which calls `command()` for the three
-bundle commands too. Files inside the bundle are read by name through the zip importer.
+(`playbook.runtime.cli.main(argv, bundle=context)`); the three bundle commands are dispatched
+here, so the runtime CLI never imports this module. Files inside the bundle are read by name through the zip importer.
 
 Standard library only, Python 3.9 syntax: this module goes into bundles.
 """
@@ -14,10 +14,8 @@ import os
 import sys
 
 SIGN_NAMESPACE = "playbook-bundle"
-EXIT_OK = 0
-EXIT_INVALID = 2
-EXIT_BUNDLE = 4
-EXIT_INTERRUPTED = 130
+from .errors import EXIT_INVALID, EXIT_OK
+from .errors import EXIT_STATE as EXIT_BUNDLE
 
 
 class BundleContext:
@@ -62,34 +60,34 @@ def version_line(bundle):
 
 def main(path, argv, digest=None, tree=None):
     """Entry point of a bundle (called by the boot code). Returns the exit code."""
+    from .errors import guard
+
+    return guard(lambda: _dispatch(path, argv, digest, tree))
+
+
+def _dispatch(path, argv, digest, tree):
     try:
         bundle = open_bundle(path, digest, tree)
     except (OSError, ValueError, KeyError) as exc:
         sys.stderr.write("playbook: %s is not a usable bundle: %s\n" % (path, exc))
         return EXIT_BUNDLE
-    try:
-        if argv and argv[0] in ("--version", "-V", "version"):
-            sys.stdout.write(version_line(bundle) + "\n")
-            return EXIT_OK
-        if argv and argv[0] in COMMANDS:
-            return command(argv[0], argv[1:], bundle)
-        from . import cli
-
-        if not argv or argv[0] in ("-h", "--help", "help"):
-            prog = "./%s" % bundle.name
-            sys.stdout.write("%s\n\n" % version_line(bundle))
-            cli.build_parser(bundle, prog=prog).print_help()
-            sys.stdout.write(
-                "\nalso:\n  %s --version    the Playbook version and the runbook\n"
-                "  %s COMMAND --help   the options of a command\n" % (prog, prog)
-            )
-            return EXIT_OK if argv else EXIT_INVALID
-        return cli.main(argv, bundle=bundle)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    if argv and argv[0] in ("--version", "-V", "version"):
+        sys.stdout.write(version_line(bundle) + "\n")
         return EXIT_OK
+    if argv and argv[0] in COMMANDS:
+        return command(argv[0], argv[1:], bundle)
+    from . import cli
+
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        prog = "./%s" % bundle.name
+        sys.stdout.write("%s\n\n" % version_line(bundle))
+        cli.build_parser(bundle, prog=prog).print_help()
+        sys.stdout.write(
+            "\nalso:\n  %s --version    the Playbook version and the runbook\n"
+            "  %s COMMAND --help   the options of a command\n" % (prog, prog)
+        )
+        return EXIT_OK if argv else EXIT_INVALID
+    return cli.main(argv, bundle=bundle)
 
 
 def command(name, argv, bundle):

@@ -8,43 +8,53 @@ The rules (DESIGN.md section 3):
   ("upstream X failed") — unless the node has a `when`, which then takes over the decision.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
 from . import templating
+from .errors import UsageError
 
 NODE_FUNCTIONS = ("has_succeeded", "has_failed", "has_run", "is_skipped", "previous_node")
+PREVIOUS_NODE_FIELDS = ("status", "exit_code", "stdout", "stderr", "output")
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 SKIPPED = "skipped"
 
 _HOLDS = {
-    "success": lambda r: r.get("status") == SUCCEEDED,
-    "failure": lambda r: r.get("status") == FAILED,
-    "done": lambda r: r.get("status") in (SUCCEEDED, FAILED),
+    "success": lambda status: status == SUCCEEDED,
+    "failure": lambda status: status == FAILED,
+    "done": lambda status: status in (SUCCEEDED, FAILED),
 }
 _WORDS = {"success": "%s succeeded", "failure": "%s failed", "done": "%s ran (succeeded or failed)"}
 
 
-class ConditionError(Exception):
-    pass
+class ConditionError(UsageError):
+    """A `when` expression that cannot be evaluated (the node is then skipped: fail closed)."""
 
 
-def functions(results):
-    """The node functions a `when` expression may call; `results` maps id → result dict."""
+def functions(results: Mapping[str, Any]) -> dict[str, Callable[[str], Any]]:
+    """The node functions a `when` expression may call; `results` maps id → the engine's
+    StepResult (status, ran, exit_code, stdout, stderr, output)."""
 
-    def result(node_id):
+    def result(node_id: str) -> Any:
         if node_id not in results:
             raise ConditionError("unknown node %r" % node_id)
         return results[node_id]
 
     return {
-        "has_succeeded": lambda n: result(n).get("status") == SUCCEEDED,
-        "has_failed": lambda n: result(n).get("status") == FAILED,
-        "has_run": lambda n: bool(result(n).get("ran")),
-        "is_skipped": lambda n: result(n).get("status") == SKIPPED,
-        "previous_node": lambda n: dict(
-            (k, result(n).get(k)) for k in ("status", "exit_code", "stdout", "stderr", "output")
-        ),
+        "has_succeeded": lambda n: result(n).status == SUCCEEDED,
+        "has_failed": lambda n: result(n).status == FAILED,
+        "has_run": lambda n: bool(result(n).ran),
+        "is_skipped": lambda n: result(n).status == SKIPPED,
+        "previous_node": lambda n: {k: getattr(result(n), k) for k in PREVIOUS_NODE_FIELDS},
     }
+
+
+def _status(results: Mapping[str, Any], node_id: str) -> str | None:
+    found = results.get(node_id)
+    return found.status if found is not None else None
 
 
 def evaluate_when(expression, values, results):
@@ -75,7 +85,7 @@ def decide(node, results, values):
     if node.when_value is False:
         return "skip", node.skip_reason or "condition is false"
     conditional = [d for d in node.deps if d.on != "plain"]
-    if conditional and not any(_HOLDS[d.on](results.get(d.node, {})) for d in conditional):
+    if conditional and not any(_HOLDS[d.on](_status(results, d.node)) for d in conditional):
         return "skip", "condition not met: needs %s" % " or ".join(_WORDS[d.on] % d.node for d in conditional)
     if node.when is not None and node.when_value is None:
         try:
@@ -85,7 +95,7 @@ def decide(node, results, values):
             return "skip", "condition could not be evaluated (%s): %s" % (exc, node.when)
         return "run", None
     if node.when is None:
-        failed = [d.node for d in node.deps if d.on == "plain" and results.get(d.node, {}).get("status") == FAILED]
+        failed = [d.node for d in node.deps if d.on == "plain" and _status(results, d.node) == FAILED]
         if failed:
             return "skip", "upstream %s failed" % ", ".join(failed)
     return "run", None

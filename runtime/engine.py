@@ -7,17 +7,17 @@ Run outcome: succeeded (no node ended failed) · failed (a node ended failed, or
 failure stopped the run) · aborted (operator abort, missing approval, EOF at a prompt, signal).
 """
 
+from __future__ import annotations
+
 import heapq
 import threading
 import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
 
 from . import conditions, executors, templating
 from .conditions import FAILED, SKIPPED, SUCCEEDED
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_ABORTED = 3
-EXIT_INTERRUPTED = 130
+from .errors import EXIT_ABORTED, EXIT_FAILED, EXIT_OK
 
 DEFAULT_PROMPT = "Continue?"
 
@@ -35,24 +35,47 @@ class Stop(Exception):
         self.reason = reason
 
 
+@dataclass
 class Options:
     """How a run behaves; defaults are the documented ones."""
 
-    def __init__(
-        self,
-        max_retries=3,
-        parallel=1,
-        auto_approve=False,
-        default_timeout=300,
-        rerun_interrupted=False,
-        kill_grace=2.0,
-    ):
-        self.max_retries = max(1, int(max_retries))
-        self.parallel = max(1, int(parallel))
-        self.auto_approve = auto_approve
-        self.default_timeout = default_timeout
-        self.rerun_interrupted = rerun_interrupted
-        self.kill_grace = kill_grace
+    max_retries: int = 3  # attempts offered per node when it fails (automatic retries aside)
+    parallel: int = 1  # nodes run at once
+    auto_approve: bool = False  # approve every question without a terminal (recorded)
+    default_timeout: float = 300  # seconds, for Command nodes without `timeout`
+    rerun_interrupted: bool = False  # without a terminal, run an interrupted step again
+    kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL
+
+    def __post_init__(self) -> None:
+        self.max_retries = max(1, int(self.max_retries))
+        self.parallel = max(1, int(self.parallel))
+
+
+@dataclass
+class StepResult:
+    """What a step has come to so far in this run: what the schedule, `when` expressions and
+    `previous_node()` see."""
+
+    status: str = "pending"  # pending | succeeded | failed | skipped
+    ran: bool = False
+    exit_code: Optional[int] = None
+    stdout: Optional[str] = None
+    stderr: Optional[str] = None
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    output: Any = None  # a Function node's return value
+    error: Optional[str] = None
+    reason: Optional[str] = None  # why it was skipped
+    attempt: Optional[int] = None
+    decision: Optional[str] = None
+
+    def update(self, **fields: Any) -> None:
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def attempt_fields(self) -> dict[str, Any]:
+        """The fields of its latest attempt (not the status or skip reason)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("status", "reason")}
 
 
 class Engine:
@@ -83,7 +106,7 @@ class Engine:
         self.sleep = sleep
         self.nodes = plan.nodes
         self.index = {node.id: i for i, node in enumerate(self.nodes)}
-        self.results = {node.id: {"status": "pending", "ran": False} for node in self.nodes}
+        self.results = {node.id: StepResult() for node in self.nodes}
         self.final = set()
         self.attempt_numbers = {}
         self.followed = set()
@@ -150,11 +173,11 @@ class Engine:
 
     def _finish(self, node, status, result=None, reason=None):
         data = self.results[node.id]
-        data["status"] = status
+        data.status = status
         if result is not None:
-            data.update(result)
+            data.update(**result)
         if reason:
-            data["reason"] = reason
+            data.reason = reason
         self.final.add(node.id)
 
     # -- resume ----------------------------------------------------------------------------
@@ -183,7 +206,7 @@ class Engine:
             if status == "interrupted" and decision == "approval-missing":
                 # the step finished; only its approval is missing: ask for it, do not run it again
                 self.awaiting_approval[node_id] = row["id"]
-                data["status"] = "pending"
+                data.status = "pending"
                 continue
             keep = (
                 status == SUCCEEDED
@@ -197,8 +220,16 @@ class Engine:
             else:
                 if status == "interrupted" and self.plan.by_id[node_id].type != "Manual":
                     interrupted.append(node_id)
-                data["status"] = "pending"
+                data.status = "pending"
         return interrupted
+
+    def accept_status(self, node_id, status, who, reason):
+        """Settle a step by a person's decision (e.g. "it finished, I checked it by hand"):
+        recorded with who and why, final for the rest of the run."""
+        self.store.set_node_status(self.run_id, node_id, status, who, reason)
+        self.results[node_id].status = status
+        self.final.add(node_id)
+        self.awaiting_approval.pop(node_id, None)
 
     # -- the schedule ----------------------------------------------------------------------
     def run(self):
@@ -254,12 +285,17 @@ class Engine:
             executors.terminate_all(self.options.kill_grace)
             if pool is not None:
                 pool.shutdown(wait=True)
-            raise Interrupted()
+            raise Interrupted() from None
+        except BaseException:
+            # the state database failed, or a bug: stop the steps in flight rather than let
+            # them run unrecorded; their attempts stay `running` and resume asks about them
+            executors.terminate_all(self.options.kill_grace)
+            raise
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
         self.completed = True
-        failed = [n.id for n in self.nodes if self.results[n.id]["status"] == FAILED]
+        failed = [n.id for n in self.nodes if self.results[n.id].status == FAILED]
         if failed:
             return FAILED, EXIT_FAILED, "failed: %s (every step reached its end)" % ", ".join(failed)
         return SUCCEEDED, EXIT_OK, None
@@ -382,9 +418,12 @@ class Engine:
                 raise Interrupted()
         else:
             try:
-                config = dict(self.plan.plugin_config.get(node.plugin) or {})
-                config = templating.render_value(config, self.values, native=True)
-                config.update(node.plugin_config or {})
+                from .plugins import merge_config  # plugins load only when a Function node runs
+
+                runbook_config = templating.render_value(
+                    dict(self.plan.plugin_config.get(node.plugin) or {}), self.values, native=True
+                )
+                config = merge_config(runbook_config, node.plugin_config)
                 output = self.plugins.call(
                     node.plugin, node.function, node.function_params or {}, config, where="node %s" % node.id
                 )
@@ -486,10 +525,10 @@ class Engine:
                 self.store.set_attempt_decision(attempt_id, "auto-approved", "auto-approve")
             return True
         if not self.ui.interactive:
-            self.store.add_event(self.run_id, "approval", "%s: needed, no terminal: %s" % (node.id, question), node_id=node.id)
+            self.store.add_event(self.run_id, "approval-needed", "%s: needed, no terminal: %s" % (node.id, question), node_id=node.id)
             if attempt_id is not None:
                 # the work is done but not accepted: keep it pending so a resume asks again
-                self.results[node.id]["status"] = "pending"
+                self.results[node.id].status = "pending"
                 self.final.discard(node.id)
                 self.store.set_attempt_decision(attempt_id, "approval-missing", None)
                 self.store.finish_attempt(attempt_id, "interrupted", error="approval needed: %s" % question)
@@ -498,7 +537,7 @@ class Engine:
             answer = self.ui.confirm(node, question)
         except EOFError:
             if attempt_id is not None:
-                self.results[node.id]["status"] = "pending"
+                self.results[node.id].status = "pending"
                 self.final.discard(node.id)
                 self.store.finish_attempt(attempt_id, "interrupted", error="no answer at the prompt")
             raise Stop("aborted", "no answer at the prompt (end of input)")
@@ -523,13 +562,13 @@ class Engine:
             raise Stop("aborted", "aborted by %s before %s" % (self.who, node.id))
         # rejected after success: the result is not accepted
         self.store.finish_attempt(attempt_id, FAILED, decision="rejected", decided_by=self.who, error="rejected by %s" % self.who)
-        data = dict(self.results[node.id])
+        data = self.results[node.id].attempt_fields()
         self.final.discard(node.id)
         self._settle_rejection(node, data, attempt_id)
         return False
 
     def _settle_rejection(self, node, data, attempt_id):
-        self.results[node.id]["status"] = FAILED
+        self.results[node.id].status = FAILED
         choice = self._on_failure(node, data, attempt_id, rejected=True)
         if choice == "retry":
             outcome = self._attempts(node, self._begin(node)) if node.type != "Manual" else None
@@ -544,7 +583,7 @@ class Engine:
         while True:
             if not self.ui.interactive and not self.options.auto_approve:
                 self.ui.event("manual", node=node, description=self.redact(node.description or ""))
-                self.store.add_event(self.run_id, "approval", "%s: needed, no terminal: %s" % (node.id, question), node_id=node.id)
+                self.store.add_event(self.run_id, "approval-needed", "%s: needed, no terminal: %s" % (node.id, question), node_id=node.id)
                 raise Stop("aborted", "%s needs an approval (%s) and there is no terminal; use --auto-approve or run it on a terminal" % (node.id, question))
             attempt_id, number = self._begin(node)
             self.ui.event("manual", node=node, description=self.redact(node.description or ""))

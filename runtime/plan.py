@@ -8,8 +8,14 @@ depend on run-time variables are kept as templates and listed in the node's ``te
 Standard library only: this module goes into bundles.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .errors import BundleError
 
 PLAN_VERSION = 1
 
@@ -32,94 +38,78 @@ TEMPLATED_FIELDS = (
 )
 
 
-class PlanError(Exception):
-    """A plan document that cannot be used (wrong version, damaged, inconsistent)."""
+class PlanError(BundleError):
+    """A plan document that cannot be used (wrong version, damaged, inconsistent): exit 4."""
 
 
+@dataclass(frozen=True)
 class Dep:
     """One `depends_on` entry: `node` and the kind of condition (`plain`, `success`, ...)."""
 
-    __slots__ = ("node", "on")
+    node: str
+    on: str = "plain"
 
-    def __init__(self, node, on="plain"):
-        self.node = node
-        self.on = on
-
-    def to_json(self):
+    def to_json(self) -> list[str]:
         return [self.node, self.on]
 
-    def spec(self):
+    def spec(self) -> str:
         """The entry as an author writes it (`deploy`, `deploy:failure`)."""
         return self.node if self.on == "plain" else "%s:%s" % (self.node, self.on)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Dep(%r)" % self.spec()
 
-    def __eq__(self, other):
-        return isinstance(other, Dep) and (self.node, self.on) == (other.node, other.on)
 
-    def __hash__(self):
-        return hash((self.node, self.on))
-
-
+@dataclass(eq=False)
 class Node:
     """A step of the runbook as the runtime sees it."""
 
-    DEFAULTS = {
-        "name": None,
-        "description": "",
-        "when": None,  # expression source, without the surrounding {{ }}
-        "when_value": None,  # True/False once folded at compile time
-        "when_nodes": (),  # nodes the `when` expression mentions
-        "skip": False,
-        "skip_reason": None,
-        "critical": False,
-        "timeout": None,
-        "prompt_before": None,
-        "prompt_after": None,
-        "retries": 0,
-        "retry_delay": 0,
-        "command": None,
-        "interactive": False,
-        "shell": None,
-        "env": None,
-        "cwd": None,
-        "plugin": None,
-        "function": None,
-        "function_params": None,
-        "plugin_config": None,
-        "handled": False,  # some node takes the failure path of this one
-        "templates": (),  # fields still holding templates that need run-time variables
-        "line": 0,
-    }
+    id: str
+    type: str
+    deps: list[Dep] = field(default_factory=list)
+    name: Optional[str] = None
+    description: str = ""
+    when: Optional[str] = None  # expression source, without the surrounding {{ }}
+    when_value: Optional[bool] = None  # True/False once folded at compile time
+    when_nodes: Tuple[str, ...] = ()  # nodes the `when` expression mentions
+    skip: bool = False
+    skip_reason: Optional[str] = None
+    critical: Any = False  # bool, or a template until bound
+    timeout: Any = None  # seconds, or a template until bound
+    prompt_before: Optional[str] = None
+    prompt_after: Optional[str] = None
+    retries: int = 0
+    retry_delay: float = 0
+    command: Optional[str] = None
+    interactive: bool = False
+    shell: Optional[str] = None
+    env: Optional[Dict[str, str]] = None
+    cwd: Optional[str] = None
+    plugin: Optional[str] = None
+    function: Optional[str] = None
+    function_params: Optional[Dict[str, Any]] = None
+    plugin_config: Optional[Dict[str, Any]] = None
+    handled: bool = False  # some node takes the failure path of this one
+    templates: Tuple[str, ...] = ()  # fields still holding templates that need run-time variables
+    line: int = 0
 
-    def __init__(self, id, type, deps=(), **fields):
-        self.id = id
-        self.type = type
-        self.deps = list(deps)
-        attrs = self.__dict__
-        attrs.update(self.DEFAULTS)
-        if fields:
-            if not fields.keys() <= self.DEFAULTS.keys():
-                raise TypeError("unknown node fields: %s" % ", ".join(sorted(set(fields) - set(self.DEFAULTS))))
-            attrs.update(fields)
+    def __post_init__(self) -> None:
+        self.deps = list(self.deps)
 
     @property
-    def title(self):
+    def title(self) -> str:
         return self.name or self.id
 
-    def copy(self, **changes):
-        data = {key: getattr(self, key) for key in self.DEFAULTS}
-        data.update(changes)
-        return Node(self.id, self.type, self.deps, **data)
+    def copy(self, **changes: Any) -> Node:
+        return replace(self, **changes)
 
-    def upstream(self):
+    def upstream(self) -> list[str]:
         """Every node this one waits for: its dependencies and the nodes its `when` names."""
         return list(dict.fromkeys([dep.node for dep in self.deps] + list(self.when_nodes)))
 
-    def to_json(self):
-        data = {"id": self.id, "type": self.type, "deps": [d.to_json() for d in self.deps]}
-        for key, default in self.DEFAULTS.items():
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "type": self.type, "deps": [d.to_json() for d in self.deps]}
+        for key, default in _NODE_DEFAULTS.items():
             value = getattr(self, key)
             if isinstance(value, tuple):
                 value = list(value)
@@ -129,34 +119,46 @@ class Node:
         return data
 
     @classmethod
-    def from_json(cls, data):
+    def from_json(cls, data: Mapping[str, Any]) -> Node:
         data = dict(data)
         node_id = data.pop("id")
         node_type = data.pop("type")
         deps = [Dep(n, on) for n, on in data.pop("deps", [])]
+        unknown = set(data) - _NODE_DEFAULTS.keys()
+        if unknown:
+            raise TypeError("unknown node fields: %s" % ", ".join(sorted(unknown)))
         for key in ("when_nodes", "templates"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(node_id, node_type, deps, **data)
 
 
+# The optional fields of a node and their defaults (what to_json leaves out).
+_NODE_DEFAULTS = {f.name: f.default for f in fields(Node) if f.name not in ("id", "type", "deps")}
+
+
+@dataclass(eq=False)
 class Plan:
     """A loaded plan: metadata, variable specs, baked values and nodes in execution order."""
 
-    def __init__(self, runbook, variables, values, nodes, source=None, plugin_config=None):
-        self.runbook = runbook  # title, description, version, author, created_at, shell
-        self.variables = variables  # name -> spec dict (see runtime.variables.VarSpec)
-        self.values = values  # name -> value baked at compile time
-        self.nodes = nodes  # list of Node in execution order
-        self.source = source or {}  # name, sha256
-        self.plugin_config = plugin_config or {}
-        self.by_id = {node.id: node for node in nodes}
+    runbook: Dict[str, Any]  # title, description, version, author, created_at, shell
+    variables: Dict[str, Dict[str, Any]]  # name -> spec dict (see runtime.variables)
+    values: Dict[str, Any]  # name -> value baked at compile time
+    nodes: List[Node]  # in execution order
+    source: Dict[str, Any] = field(default_factory=dict)  # name, sha256
+    plugin_config: Dict[str, Any] = field(default_factory=dict)
+    by_id: Dict[str, Node] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.source = self.source or {}
+        self.plugin_config = self.plugin_config or {}
+        self.by_id = {node.id: node for node in self.nodes}
 
     @property
-    def title(self):
+    def title(self) -> str:
         return self.runbook.get("title", "")
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         return {
             "plan_version": PLAN_VERSION,
             "source": self.source,
@@ -167,15 +169,15 @@ class Plan:
             "nodes": [node.to_json() for node in self.nodes],
         }
 
-    def dumps(self):
+    def dumps(self) -> bytes:
         """The canonical bytes of the plan: sorted keys, fixed separators, UTF-8."""
         return dumps_canonical(self.to_json())
 
-    def digest(self):
+    def digest(self) -> str:
         return hashlib.sha256(self.dumps()).hexdigest()
 
     @classmethod
-    def loads(cls, raw):
+    def loads(cls, raw: str | bytes) -> Plan:
         try:
             data = json.loads(raw)
         except ValueError as exc:
@@ -183,7 +185,7 @@ class Plan:
         return cls.from_json(data)
 
     @classmethod
-    def from_json(cls, data):
+    def from_json(cls, data: Any) -> Plan:
         if not isinstance(data, dict) or "plan_version" not in data:
             raise PlanError("not a Playbook plan (no plan_version)")
         version = data["plan_version"]
@@ -206,5 +208,5 @@ class Plan:
             raise PlanError("the plan is damaged: %s" % exc) from None
 
 
-def dumps_canonical(data):
+def dumps_canonical(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

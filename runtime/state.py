@@ -49,23 +49,7 @@ ATTEMPT_FIELDS = (
 _SECONDS_BETWEEN = "round((julianday({end}) - julianday({start})) * 86400.0, 3)"
 
 
-class StateError(Exception):
-    """A problem with the state database (exit code 4)."""
-
-    exit_code = 4
-
-
-class LockedError(StateError):
-    """Another process is driving the run."""
-
-
-def default_path(environ=None):
-    """``PLAYBOOK_DB_PATH`` if set, else ``~/.config/playbook/run.db``."""
-    environ = os.environ if environ is None else environ
-    path = environ.get("PLAYBOOK_DB_PATH")
-    if path:
-        return os.path.expanduser(path)
-    return os.path.expanduser(os.path.join("~", ".config", "playbook", "run.db"))
+from .errors import LockedError, StateError, database_error  # noqa: E402  (re-exported)
 
 
 def now_iso():
@@ -226,7 +210,7 @@ def _guarded(method):
                         self._db.execute("ROLLBACK")
                     except sqlite3.Error:
                         pass
-                raise StateError("state database %s: %s" % (self.path, e)) from None
+                raise database_error(self.path, e) from None
 
     return wrapper
 
@@ -279,7 +263,7 @@ class Store:
                 raise _not_ours(self.path, message) from None
             if "unable to open" in message or "readonly" in message:
                 raise _location_error(self.path, message) from None
-            raise StateError("state database %s: %s" % (self.path, message)) from None
+            raise database_error(self.path, e) from None
         except BaseException:
             self.close()
             raise
@@ -311,10 +295,6 @@ class Store:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-
-    @property
-    def schema_version(self):
-        return self._db.execute("PRAGMA user_version").fetchone()["user_version"]
 
     def close(self):
         with self._mutex:
@@ -722,8 +702,13 @@ class Store:
                 "run %s is being driven by another process%s; wait for it to finish or stop it"
                 % (run_id, holder)
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, ("%d %s\n" % (os.getpid(), current_host())).encode("utf-8"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, ("%d %s\n" % (os.getpid(), current_host())).encode("utf-8"), 0)
+        except OSError as e:  # a full disk: the lock is held, only the holder's name is missing
+            if e.errno != errno.ENOSPC:
+                os.close(fd)
+                raise _location_error(path, e.strerror or str(e)) from None
         return RunLock(run_id, path, fd)
 
 

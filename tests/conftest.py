@@ -23,7 +23,7 @@ def playbook_command():
     script = Path(sys.executable).parent / "playbook"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from playbook.compiler.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from playbook.compiler.main import main; main()"]
 
 
 def run_playbook(args, cwd=None, env=None, input=None, timeout=120):

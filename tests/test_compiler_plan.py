@@ -11,6 +11,7 @@ from playbook.compiler import source
 from playbook.compiler.plan import compile_file, compile_source
 from playbook.compiler.source import CompileError
 from playbook.runtime import conditions
+from playbook.runtime.engine import StepResult
 from playbook.runtime.plan import PLAN_VERSION, Plan, PlanError
 from playbook.runtime.variables import Sources
 
@@ -162,7 +163,7 @@ def test_condition_folding_marks_node_skipped_with_the_value():
     prod_only = plan.by_id["prod_only"]
     assert prod_only.when_value is False
     assert prod_only.skip_reason == "condition: ENVIRONMENT == 'prod' is false (ENVIRONMENT='dev')"
-    assert conditions.decide(prod_only, {"report": {"status": "succeeded"}}, plan.values) == (
+    assert conditions.decide(prod_only, {"report": StepResult(status="succeeded")}, plan.values) == (
         "skip",
         "condition: ENVIRONMENT == 'prod' is false (ENVIRONMENT='dev')",
     )

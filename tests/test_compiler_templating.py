@@ -9,6 +9,7 @@ from playbook.compiler import source
 from playbook.compiler.plan import compile_source
 from playbook.runtime import conditions, templating
 from playbook.runtime.plan import Dep, Node
+from playbook.runtime.engine import StepResult
 from playbook.runtime.templating import TemplateError
 from playbook.runtime.variables import Sources
 
@@ -190,10 +191,10 @@ def test_analyze_reports_names_and_calls():
 
 # -- when ------------------------------------------------------------------------------------------
 RESULTS = {
-    "ok": {"status": "succeeded", "ran": True, "exit_code": 0, "stdout": "fine\n"},
-    "bad": {"status": "failed", "ran": True, "exit_code": 3, "stderr": "boom"},
-    "skipped": {"status": "skipped", "ran": False},
-    "skipped_after_run": {"status": "skipped", "ran": True, "exit_code": 3},
+    "ok": StepResult(status="succeeded", ran=True, exit_code=0, stdout="fine\n"),
+    "bad": StepResult(status="failed", ran=True, exit_code=3, stderr="boom"),
+    "skipped": StepResult(status="skipped", ran=False),
+    "skipped_after_run": StepResult(status="skipped", ran=True, exit_code=3),
 }
 
 

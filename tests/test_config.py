@@ -32,7 +32,7 @@ from test_runtime_support import (  # noqa: E402
     write_runbook,
 )
 
-from playbook.runtime import cli as runtime_cli  # noqa: E402
+from playbook.runtime import session  # noqa: E402
 from playbook.runtime import config  # noqa: E402
 from playbook.runtime import runlog  # noqa: E402
 from playbook.runtime import state  # noqa: E402
@@ -248,7 +248,7 @@ def test_database_path_flag_beats_env_beats_file(tmp_path):
 def test_database_timeout_is_the_busy_timeout(tmp_path):
     dbp = tmp_path / "s.db"
     cfg = config.load(environ={}, paths=[str(_write(tmp_path / "c.toml", "[database]\ntimeout = 0.5\n"))])
-    store = runtime_cli._open_store(SimpleNamespace(state_path=str(dbp)), cfg)
+    store = session.open_store(str(dbp), cfg)
     assert store._db.execute("PRAGMA busy_timeout").fetchone()["timeout"] == 500
     holder = sqlite3.connect(str(dbp), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
@@ -261,7 +261,7 @@ def test_database_timeout_is_the_busy_timeout(tmp_path):
         holder.execute("ROLLBACK")
         holder.close()
         store.close()
-    default = runtime_cli._open_store(SimpleNamespace(state_path=str(dbp)), config.load(environ={}, paths=[]))
+    default = session.open_store(str(dbp), config.load(environ={}, paths=[]))
     assert default._db.execute("PRAGMA busy_timeout").fetchone()["timeout"] == 30000
     default.close()
 
@@ -277,8 +277,8 @@ def test_backup_before_a_schema_migration_rotated_to_backup_count(tmp_path, monk
     made = []
     for _ in range(4):
         before = {p.name for p in tmp_path.glob("run.db.bak-*")}
-        store = runtime_cli._open_store(SimpleNamespace(state_path=str(dbp)), cfg)
-        assert store.schema_version == old_version + 1
+        store = session.open_store(str(dbp), cfg)
+        assert store._db.execute("PRAGMA user_version").fetchone()["user_version"] == old_version + 1
         store.close()
         after = {p.name for p in tmp_path.glob("run.db.bak-*")}
         assert len(after - before) == 1
@@ -302,7 +302,7 @@ def test_backup_before_a_schema_migration_rotated_to_backup_count(tmp_path, monk
     for path in tmp_path.glob("run.db.bak-*"):
         path.unlink()
     off = config.load(environ={}, paths=[str(_write(tmp_path / "off.toml", "[database]\nbackup_enabled = false\n"))])
-    runtime_cli._open_store(SimpleNamespace(state_path=str(dbp)), off).close()
+    session.open_store(str(dbp), off).close()
     assert not list(tmp_path.glob("run.db.bak-*"))
 
 

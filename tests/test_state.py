@@ -31,6 +31,15 @@ def new_run(store, title="deploy", source="/srv/deploy.toml", **kwargs):
     return store.create_run(title, source, "hash1", '{"plan_version": 1}', {"env": "prod"}, **kwargs)
 
 
+def user_version(store):
+    """The schema version of an open store's database, read with a connection of its own."""
+    con = sqlite3.connect(store.path)
+    try:
+        return con.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        con.close()
+
+
 def python(code):
     """Run `code` in a fresh interpreter that can import playbook; returns the Popen."""
     return subprocess.Popen(
@@ -44,20 +53,13 @@ def python(code):
 # --- paths, opening, migrations ----------------------------------------------------------
 
 
-def test_default_path_honours_environment():
-    assert state.default_path({"PLAYBOOK_DB_PATH": "/tmp/x.db"}) == "/tmp/x.db"
-    expected = os.path.expanduser("~/.config/playbook/run.db")
-    assert state.default_path({}) == expected
-    assert state.default_path({"PLAYBOOK_DB_PATH": ""}) == expected
-
-
 def test_now_iso_format():
     assert ISO.match(state.now_iso())
 
 
 def test_create_sets_version_wal_and_reopens(db_path):
     with Store(db_path) as s:
-        assert s.schema_version == len(state.MIGRATIONS) == 1
+        assert user_version(s) == len(state.MIGRATIONS) == 1
         assert s._db.execute("PRAGMA journal_mode").fetchone()["journal_mode"] == "wal"
         assert s._db.execute("PRAGMA synchronous").fetchone()["synchronous"] == 1  # NORMAL
         assert s._db.execute("PRAGMA foreign_keys").fetchone()["foreign_keys"] == 1
@@ -122,7 +124,7 @@ def test_empty_file_becomes_a_database(tmp_path):
     path = tmp_path / "empty.db"
     path.write_bytes(b"")
     with Store(str(path)) as s:
-        assert s.schema_version == 1
+        assert user_version(s) == 1
 
 
 @pytest.mark.parametrize("under", ["file", "proc"])
@@ -158,7 +160,7 @@ def test_before_migrate_only_for_existing_older_database(db_path, monkeypatch):
 
     monkeypatch.setattr(state, "MIGRATIONS", state.MIGRATIONS + [to_2])
     with Store(db_path, before_migrate=lambda *a: calls.append(a)) as s:
-        assert s.schema_version == 2
+        assert user_version(s) == 2
         assert "labels" in s.get_run(run_id)
     assert calls == [(os.path.abspath(db_path), 1)]
 
@@ -168,7 +170,7 @@ def test_before_migrate_only_for_existing_older_database(db_path, monkeypatch):
 
     fresh = os.path.join(os.path.dirname(db_path), "fresh.db")
     with Store(fresh, before_migrate=lambda *a: calls.append(a)) as s:
-        assert s.schema_version == 2
+        assert user_version(s) == 2
     assert len(calls) == 1
 
 
@@ -184,7 +186,7 @@ def test_failed_migration_rolls_back(db_path, monkeypatch):
         Store(db_path)
     monkeypatch.undo()
     with Store(db_path) as s:
-        assert s.schema_version == 1
+        assert user_version(s) == 1
         assert s._db.execute("SELECT name FROM sqlite_master WHERE name='half_done'").fetchone() is None
 
 
@@ -574,4 +576,4 @@ def test_concurrent_first_open(tmp_path):
         out, err = proc.communicate(timeout=60)
         assert (proc.returncode, out.strip()) == (0, "ok"), err
     with Store(path) as s:
-        assert len(s.runs()) == 6 and s.schema_version == 1
+        assert len(s.runs()) == 6 and user_version(s) == 1

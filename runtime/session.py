@@ -1,0 +1,295 @@
+"""A run's lifecycle: start it, resume it, hold its lock, hand the plan to the engine, deal with
+steps interrupted by a crash, set the final status and say how to resume.
+
+The command line (runtime/cli.py, also inside bundles) only parses arguments and calls
+`Session.start()` or `Session.resume()`; the engine only schedules. Everything that happens to a
+run *around* the schedule happens here:
+
+- variables resolved (`resolve_values`) and templates bound (`bind`) before anything is recorded;
+- `start`: a new run row, then `drive`;
+- `resume`: the checks (`find_resumable`), interrupted steps marked, then `drive`;
+- `drive`: the run lock, the engine, SIGTERM as an interrupt, the final status, the resume hint;
+  a state-database error while driving stops the running steps and leaves the run resumable.
+
+Standard library only (plus the runtime's own modules): this module goes into bundles.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any, Callable, Mapping
+
+from . import engine as engine_mod
+from . import errors
+from . import variables as var_mod
+from .errors import EXIT_ABORTED, EXIT_INTERRUPTED, StateError, UsageError
+from .plan import Plan
+from .state import Store, whoami
+
+
+# -- configuration and the store -----------------------------------------------------------------
+def load_config() -> Any:
+    """The effective configuration (files, PLAYBOOK_ENV section, environment variables);
+    a bad one stops the command with every problem listed as FILE:LINE (exit 2)."""
+    from . import config
+
+    try:
+        return config.load()
+    except config.ConfigError as exc:
+        problems = [p.format() for p in exc.problems]
+        raise UsageError(
+            "invalid configuration; nothing was done:\n  %s\n(`playbook config --validate` checks the files)"
+            % "\n  ".join(problems)
+        ) from None
+
+
+def open_store(state_path: str | None, cfg: Any = None) -> Store:
+    """`state_path`, else [database] path (PLAYBOOK_DB_PATH overrides it); [database] timeout is
+    SQLite's busy timeout; backup_enabled/backup_count copy the database before a migration."""
+    from . import config
+
+    cfg = cfg if cfg is not None else load_config()
+    path = state_path or os.path.expanduser(cfg.get("database", "path"))
+    backup = config.backup_hook(cfg.get("database", "backup_count")) if cfg.get("database", "backup_enabled") else None
+    store = Store(path, before_migrate=backup, timeout=cfg.get("database", "timeout"))
+    errors.set_crash_dir(os.path.dirname(store.path))
+    return store
+
+
+# -- variables and templates ---------------------------------------------------------------------
+def resolve_values(plan: Plan, sources: Any, ui: Any, interactive: bool, fixed: Mapping[str, Any] | None = None) -> dict:
+    """The run's variable values: given values first (checked before anyone is prompted), then
+    prompts (only when `interactive`), then defaults."""
+    specs = dict(plan.variables)
+    known = dict(plan.values, **(fixed or {}))
+    prompt = None
+    if interactive:
+
+        def prompt(name: str, spec: Mapping[str, Any]) -> Any:
+            return ui.ask_variable(name, spec)
+
+        prompt.error = ui.error  # type: ignore[attr-defined]
+    try:
+        return var_mod.resolve(specs, sources, fixed=known, prompt=prompt)
+    except EOFError:
+        raise UsageError("no answer for a variable (end of input)") from None
+    except var_mod.VariableError as exc:
+        text = str(exc)
+        if not ui.interactive and "missing required" in text:
+            text += "\n(there is no terminal to ask on)"
+        raise UsageError(text) from None
+
+
+def bind(plan: Plan, values: Mapping[str, Any]) -> Plan:
+    """Render every template that waited for run-time variables. Returns the bound plan."""
+    from . import templating
+
+    runbook = dict(plan.runbook)
+    problems = []
+    for key in runbook.pop("templates", ()):
+        try:
+            runbook[key] = templating.render(runbook[key], values)
+        except templating.TemplateError as exc:
+            problems.append("runbook %s: %s" % (key, exc))
+    nodes = []
+    for node in plan.nodes:
+        try:
+            nodes.append(templating.render_node(node, values))
+        except templating.TemplateError as exc:
+            problems.append("node %s: %s" % (node.id, exc))
+    if problems:
+        raise UsageError("cannot render the runbook with these variables:\n  " + "\n  ".join(problems))
+    return Plan(runbook, plan.variables, plan.values, nodes, plan.source, plan.plugin_config)
+
+
+def secret_values(plan: Plan, values: Mapping[str, Any]) -> list[str]:
+    return [str(values[k]) for k, spec in plan.variables.items() if spec.get("secret") and k in values]
+
+
+def masked_values(plan: Plan, values: Mapping[str, Any]) -> dict:
+    """The values as recorded in the state database: secrets replaced by the mask."""
+    return var_mod.masked(dict(plan.variables, **{k: {} for k in plan.values}), values)
+
+
+# -- resume checks -------------------------------------------------------------------------------
+def find_resumable(store: Store, run_id: int | None, digest: str, force: bool) -> dict:
+    """The run `resume` continues: the one named, else the latest failed/aborted/running run of
+    this plan. Refuses a succeeded run and, without `force`, a run of a changed plan."""
+    if run_id is not None:
+        run = store.get_run(run_id)
+        if run is None:
+            raise UsageError("no run %d in %s" % (run_id, store.path))
+    else:
+        run = store.latest_run(plan_hash=digest, statuses=("failed", "aborted", "running"))
+        if run is None:
+            raise UsageError("no failed or aborted run of this runbook in %s; start one with `run`" % store.path)
+    if run["status"] == "succeeded":
+        raise UsageError("run %d succeeded; there is nothing to resume" % run["id"])
+    if run["plan_hash"] != digest and not force:
+        raise UsageError(
+            "the runbook changed since run %d started (plan %s… now %s…); resume --force continues the recorded plan"
+            % (run["id"], run["plan_hash"][:12], digest[:12])
+        )
+    return run
+
+
+def recorded_values(run: Mapping[str, Any], plan: Plan) -> dict:
+    """The variable values a run recorded (secrets were never stored: they are asked again)."""
+    return {k: v for k, v in (run.get("variables") or {}).items() if v != var_mod.MASK and k in plan.variables}
+
+
+# -- driving a run -------------------------------------------------------------------------------
+class _SignalGuard:
+    """SIGTERM becomes an interrupt like Ctrl-C while a run is driven."""
+
+    def __enter__(self) -> _SignalGuard:
+        def handler(signum: int, frame: Any) -> None:
+            raise engine_mod.Interrupted()
+
+        try:
+            self.previous = signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
+
+
+class Session:
+    """Drives runs of one plan against one store, through one UI.
+
+    `resume_command` is the copy-pasteable command that continues a run, without its id
+    (e.g. "playbook resume deploy.playbook.toml"); `entry_points` are a bundle's plugins
+    (None: the installed ones)."""
+
+    def __init__(
+        self,
+        store: Store,
+        ui: Any,
+        options: engine_mod.Options,
+        resume_command: str,
+        entry_points: Mapping[str, str] | None = None,
+        who: str | None = None,
+        runner: Callable[..., Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.ui = ui
+        self.options = options
+        self.resume_command = resume_command
+        self.entry_points = entry_points
+        self.who = who or whoami()
+        self.runner = runner
+
+    def hint(self, run_id: int) -> str:
+        return "resume with: %s %d" % (self.resume_command, run_id)
+
+    def start(self, plan: Plan, bound: Plan, values: Mapping[str, Any], source: str) -> int:
+        """Record a new run of `plan` (bound with `values`) and drive it. Returns the exit code."""
+        run_id = self.store.create_run(
+            bound.title, source, plan.digest(), plan.dumps().decode("utf-8"), masked_values(plan, values), trigger="run"
+        )
+        return self.drive(run_id, bound, values)
+
+    def resume(self, run: Mapping[str, Any], bound: Plan, values: Mapping[str, Any]) -> int:
+        """Continue `run` (see `find_resumable`) with its recorded plan bound to `values`."""
+        run_id = run["id"]
+        self.store.lock_run(run_id).release()  # refuse early when another process drives it
+        self.store.mark_interrupted(run_id)
+        prior = self.store.final_attempts(run_id)
+        self.store.set_run_trigger(run_id, "resume")
+        self.store.set_run_status(run_id, "running", ended=False)
+        self.store.add_event(run_id, "resume", "resumed", who=self.who)
+        return self.drive(run_id, bound, values, prior=prior)
+
+    def drive(self, run_id: int, plan: Plan, values: Mapping[str, Any], prior: Mapping[str, Any] | None = None) -> int:
+        """Lock the run, run the engine, record the outcome. Returns the exit code."""
+        lock = self.store.lock_run(run_id)
+        secrets = secret_values(plan, values)
+        errors.register_secrets(secrets)
+        host = None
+        if any(node.type == "Function" for node in plan.nodes):  # plugins load only when used
+            from . import plugins as plugins_mod
+
+            host = plugins_mod.PluginHost(plugins_mod.Registry(entry_points=self.entry_points))
+        eng = engine_mod.Engine(
+            plan, values, self.store, run_id, self.ui, self.options, plugins=host, who=self.who, secrets=secrets,
+            **({"runner": self.runner} if self.runner else {}),
+        )
+        started = time.monotonic()
+        try:
+            with lock, _SignalGuard():
+                interrupted = eng.restore(prior) if prior else []
+                self.ui.event("run_started", run_id=run_id, title=plan.title, nodes=len(plan.nodes), resumed=prior is not None)
+                for node_id in interrupted:
+                    self._interrupted_step(eng, run_id, plan.by_id[node_id])
+                status, code, reason = eng.run()
+        except engine_mod.Stop as stop:  # raised while handling interrupted steps
+            status, code, reason = stop.status, EXIT_ABORTED, stop.reason
+        except engine_mod.Interrupted:
+            return self._interrupted(run_id)
+        except StateError as exc:
+            # the database failed under the run (locked too long, disk full): the steps in
+            # flight were stopped by the engine; the run stays resumable
+            raise StateError("%s; then %s" % (exc, self.hint(run_id))) from None
+        finally:
+            for problem in (host.close() if host is not None else None) or ():
+                self.ui.event("message", text="plugin cleanup: %s" % problem)
+        self.store.set_run_status(run_id, status, exit_code=code)
+        counts: dict[str, int] = {}
+        for result in eng.results.values():
+            counts[result.status] = counts.get(result.status, 0) + 1
+        self.ui.event(
+            "run_finished",
+            run_id=run_id,
+            status=status,
+            exit_code=code,
+            reason=reason,
+            hint=self.hint(run_id) if status != "succeeded" and not eng.completed else None,
+            counts=counts,
+            duration=time.monotonic() - started,
+        )
+        return code
+
+    def _interrupted(self, run_id: int) -> int:
+        reason = "interrupted by a signal"
+        self.store.mark_interrupted(run_id)
+        self.store.set_run_status(run_id, "aborted", exit_code=EXIT_INTERRUPTED)
+        self.store.add_event(run_id, "interrupted", reason, who=self.who)
+        self.ui.event(
+            "run_finished", run_id=run_id, status="aborted", exit_code=EXIT_INTERRUPTED, reason=reason, hint=self.hint(run_id)
+        )
+        return EXIT_INTERRUPTED
+
+    def _interrupted_step(self, eng: engine_mod.Engine, run_id: int, node: Any) -> None:
+        """A step found `running` after a crash: re-run, mark succeeded, or abort."""
+        if not self.ui.interactive:
+            if not self.options.rerun_interrupted:
+                raise engine_mod.Stop(
+                    "aborted",
+                    "%s was interrupted while it ran; check it, then resume with --rerun-interrupted to run it again "
+                    "(or on a terminal to choose)" % node.id,
+                )
+            choice, by = "r", "--rerun-interrupted"
+        else:
+            choices = [
+                ("r", "re-run", "run %s again from the start" % node.id),
+                ("m", "mark succeeded", "record that %s finished (you checked it by hand)" % node.id),
+                ("a", "abort", "stop here"),
+            ]
+            question = "%s was interrupted (the runner stopped while it ran). What now?" % node.id
+            try:
+                choice = self.ui.choose(node, question, choices)
+            except EOFError:
+                raise engine_mod.Stop("aborted", "no answer at the prompt (end of input)") from None
+            by = self.who
+        if choice == "m":
+            eng.accept_status(node.id, "succeeded", self.who, "marked succeeded after an interruption")
+        elif choice == "a":
+            raise engine_mod.Stop("aborted", "aborted by %s at interrupted %s" % (self.who, node.id))
+        else:
+            self.store.add_event(run_id, "decision", "%s: re-run after interruption" % node.id, who=by, node_id=node.id)
