@@ -118,6 +118,12 @@ class Engine:
             for up in node.upstream():
                 self._downstream[up].append(node.id)
         self._lock = threading.Lock()
+        self.halted = None  # why nothing new may start (the terminal hung up), or None
+
+    def halt(self, reason: str) -> None:
+        """Start nothing new: the steps in flight finish (within their timeouts) and are
+        recorded, then the run stops as aborted with `reason`. Safe from a signal handler."""
+        self.halted = reason
 
     # -- helpers ---------------------------------------------------------------------------
     def redact(self, text):
@@ -249,6 +255,8 @@ class Engine:
         try:
             while ready or running:
                 while ready and len(running) < self.options.parallel:
+                    if self.halted:
+                        raise Stop("aborted", self.halted)
                     node = self.nodes[heapq.heappop(ready)]
                     verdict, reason = conditions.decide(node, self.results, self.values)
                     if verdict == "skip":
@@ -373,7 +381,7 @@ class Engine:
         while True:
             attempt_id, number = attempt
             outcome = self._execute(node, attempt_id, number)
-            if outcome[0] == SUCCEEDED or automatic <= 0:
+            if outcome[0] == SUCCEEDED or automatic <= 0 or self.halted:
                 return outcome
             automatic -= 1
             self.ui.event("node_retrying", node=node, attempt=number, delay=node.retry_delay or 0)

@@ -8,8 +8,9 @@ run *around* the schedule happens here:
 - variables resolved (`resolve_values`) and templates bound (`bind`) before anything is recorded;
 - `start`: a new run row, then `drive`;
 - `resume`: the checks (`find_resumable`), interrupted steps marked, then `drive`;
-- `drive`: the run lock, the engine, SIGTERM as an interrupt, the final status, the resume hint;
-  a state-database error while driving stops the running steps and leaves the run resumable.
+- `drive`: the run lock, the engine, signals (SIGTERM interrupts; SIGHUP lets the steps in flight
+  finish and starts nothing new), the final status, the resume hint; a state-database error
+  while driving stops the running steps and leaves the run resumable.
 
 Standard library only (plus the runtime's own modules): this module goes into bundles.
 """
@@ -24,7 +25,7 @@ from typing import Any, Callable, Mapping
 from . import engine as engine_mod
 from . import errors
 from . import variables as var_mod
-from .errors import EXIT_ABORTED, EXIT_INTERRUPTED, StateError, UsageError
+from .errors import EXIT_ABORTED, EXIT_HANGUP, EXIT_INTERRUPTED, StateError, UsageError
 from .plan import Plan
 from .state import Store, whoami
 
@@ -141,22 +142,59 @@ def recorded_values(run: Mapping[str, Any], plan: Plan) -> dict:
 
 
 # -- driving a run -------------------------------------------------------------------------------
-class _SignalGuard:
-    """SIGTERM becomes an interrupt like Ctrl-C while a run is driven."""
+class _Signals:
+    """While a run is driven: SIGTERM is an interrupt like Ctrl-C; SIGHUP (the operator's
+    terminal or SSH session is gone) asks nothing more and starts nothing new, lets the steps in
+    flight finish within their timeouts, and ends the run aborted ("terminal hung up").
 
-    def __enter__(self) -> _SignalGuard:
-        def handler(signum: int, frame: Any) -> None:
-            raise engine_mod.Interrupted()
+    On SIGHUP the descriptors that were the terminal are pointed at /dev/null: a question being
+    asked reads end of input, and nothing written to the dead terminal can fail."""
 
-        try:
-            self.previous = signal.signal(signal.SIGTERM, handler)
-        except ValueError:  # not the main thread
-            self.previous = None
+    def __init__(self, eng: engine_mod.Engine, ui: Any) -> None:
+        self.eng = eng
+        self.ui = ui
+        self.hung_up = False
+        self.previous: dict[int, Any] = {}
+        self.terminal_fds = [fd for fd in (0, 1, 2) if _isatty(fd)]
+
+    def __enter__(self) -> _Signals:
+        for signum, handler in ((signal.SIGTERM, self._terminate), (signal.SIGHUP, self._hang_up)):
+            try:
+                self.previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread
+                pass
         return self
 
-    def __exit__(self, *exc: object) -> bool:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _terminate(self, signum: int, frame: Any) -> None:
+        raise engine_mod.Interrupted()
+
+    def _hang_up(self, signum: int, frame: Any) -> None:
+        self.hung_up = True
+        self.eng.halt(HANGUP_REASON)
+        self.ui.interactive = False
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR)
+        except OSError:
+            return
+        for fd in self.terminal_fds:
+            try:
+                os.dup2(devnull, fd)
+            except OSError:
+                pass
+        os.close(devnull)
+
+
+HANGUP_REASON = "terminal hung up"
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
         return False
 
 
@@ -221,8 +259,9 @@ class Session:
             **({"runner": self.runner} if self.runner else {}),
         )
         started = time.monotonic()
+        signals = _Signals(eng, self.ui)
         try:
-            with lock, _SignalGuard():
+            with lock, signals:
                 interrupted = eng.restore(prior) if prior else []
                 self.ui.event("run_started", run_id=run_id, title=plan.title, nodes=len(plan.nodes), resumed=prior is not None)
                 for node_id in interrupted:
@@ -239,6 +278,9 @@ class Session:
         finally:
             for problem in (host.close() if host is not None else None) or ():
                 self.ui.event("message", text="plugin cleanup: %s" % problem)
+        if signals.hung_up and not eng.completed:
+            status, code, reason = "aborted", EXIT_HANGUP, HANGUP_REASON
+            self.store.add_event(run_id, "hangup", "the terminal hung up; the steps in flight finished", who=self.who)
         self.store.set_run_status(run_id, status, exit_code=code)
         counts: dict[str, int] = {}
         for result in eng.results.values():

@@ -193,3 +193,89 @@ def test_sigint_in_parallel_mode_stops_every_command(tmp_path):
             proc.communicate()
         for pid in pids:
             kill_quietly(pid, group=True)
+
+
+# -- SIGHUP: the operator's terminal goes away mid-step ---------------------------------------------
+HANGUP = """
+[one]
+type = "Command"
+command_name = "echo one >> side.log"
+
+[slow]
+type = "Command"
+command_name = "echo started > slow.started; sleep 2; echo finished >> side.log"
+timeout = 60
+
+[three]
+type = "Command"
+command_name = "echo three >> side.log"
+"""
+
+
+def test_hangup_mid_step_lets_it_finish_starts_nothing_new_and_is_resumable(tmp_path):
+    """A real pty closed while a step runs (an SSH connection drops): the runner asks nothing
+    more, the step finishes and is recorded, nothing new starts, the run ends aborted with
+    "terminal hung up" and exit 129, and `resume` finishes it."""
+    from test_runtime_support import spawn
+
+    rb = write_runbook(tmp_path, HANGUP)
+    dbp = tmp_path / "state.db"
+    child = spawn(tmp_path, "run", rb, "--state-path", dbp)
+    pid = child.pid
+    try:
+        wait_for(lambda: (tmp_path / "slow.started").exists(), what="the slow step to start")
+        # the terminal hangs up: closing the pty's master makes the kernel send SIGHUP to the
+        # runner (pexpect's own close would add SIGINT, so the pty is closed by hand)
+        child.ptyproc.fileobj.close()
+        child.ptyproc.closed = child.closed = True
+        wait_for(lambda: run_row(dbp)["status"] != "running", timeout=30, what="the run to end")
+    finally:
+        kill_quietly(pid)
+    run = run_row(dbp)
+    assert run["status"] == "aborted"
+    assert run["exit_code"] == 129
+    assert (tmp_path / "side.log").read_text().splitlines() == ["one", "finished"]
+    st = final(dbp)
+    assert st["slow"]["status"] == "succeeded" and st["slow"]["exit_code"] == 0
+    assert "three" not in st
+    kinds = [e["kind"] for e in __import__("test_runtime_support").events(dbp)]
+    assert "hangup" in kinds
+    wait_gone(pid)
+    r = pb(tmp_path, "resume", rb, "--state-path", dbp)
+    assert r.returncode == 0, r.text
+    assert (tmp_path / "side.log").read_text().splitlines() == ["one", "finished", "three"]
+    assert counts(dbp) == {"one": 1, "slow": 1, "three": 1}
+
+
+def test_hangup_at_a_question_stops_asking_and_ends_aborted_129(tmp_path):
+    from test_runtime_support import events, spawn
+
+    rb = write_runbook(
+        tmp_path,
+        """
+        [gate]
+        type = "Manual"
+        description = "Check the dashboards"
+        prompt_after = "Go on?"
+
+        [after]
+        type = "Command"
+        command_name = "echo after >> side.log"
+        """,
+    )
+    dbp = tmp_path / "state.db"
+    child = spawn(tmp_path, "run", rb, "--state-path", dbp)
+    pid = child.pid
+    try:
+        child.expect("Go on")
+        child.ptyproc.fileobj.close()
+        child.ptyproc.closed = child.closed = True
+        wait_for(lambda: run_row(dbp)["status"] != "running", timeout=30, what="the run to end")
+        wait_gone(pid)
+    finally:
+        kill_quietly(pid)
+    run = run_row(dbp)
+    assert (run["status"], run["exit_code"]) == ("aborted", 129)
+    assert not (tmp_path / "side.log").exists()
+    assert "hangup" in [e["kind"] for e in events(dbp)]
+    assert final(dbp)["gate"]["status"] != "succeeded"
