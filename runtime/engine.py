@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 from . import conditions, executors, templating
 from .conditions import FAILED, SKIPPED, SUCCEEDED
 from .errors import EXIT_ABORTED, EXIT_FAILED, EXIT_OK
+from .secrets import Masker, MaskedUI
 
 DEFAULT_PROMPT = "Continue?"
 
@@ -97,11 +98,14 @@ class Engine:
         self.values = values
         self.store = store
         self.run_id = run_id
-        self.ui = ui
         self.options = options or Options()
         self.plugins = plugins
         self.who = who
-        self.secrets = [s for s in secrets if isinstance(s, str) and s]
+        # every text that leaves the engine is masked where it leaves: the UI and the store
+        self.mask = Masker(secrets)
+        self.ui = MaskedUI(ui, self.mask) if self.mask and not isinstance(ui, MaskedUI) else ui
+        if self.mask:
+            store.set_mask(self.mask)
         self.runner = runner or executors.run_command
         self.sleep = sleep
         self.nodes = plan.nodes
@@ -126,50 +130,6 @@ class Engine:
         self.halted = reason
 
     # -- helpers ---------------------------------------------------------------------------
-    def redact(self, text):
-        if not text or not self.secrets:
-            return text
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def redact_value(self, value):
-        """Secrets masked inside a plugin's return value (text, or JSON-like data)."""
-        if not self.secrets or value is None or isinstance(value, (bool, int, float)):
-            return value
-        if isinstance(value, str):
-            return self.redact(value)
-        import json
-
-        return json.loads(self.redact(json.dumps(value)))
-
-    def stream_redactor(self, emit):
-        """An on_output callback that masks secrets even when they arrive split across reads."""
-        if not self.secrets:
-            return emit, lambda: None
-        pending = {}
-        longest = max(len(s) for s in self.secrets)
-
-        def feed(stream, text):
-            data = self.redact(pending.pop(stream, "") + text)
-            hold = 0
-            for size in range(min(longest - 1, len(data)), 0, -1):
-                tail = data[-size:]
-                if any(secret.startswith(tail) for secret in self.secrets):
-                    hold = size
-                    break
-            if hold:
-                pending[stream] = data[-hold:]
-                data = data[:-hold]
-            if data:
-                emit(stream, data)
-
-        def flush():
-            for stream in list(pending):
-                emit(stream, self.redact(pending.pop(stream)))
-
-        return feed, flush
-
     def _next_attempt(self, node_id):
         number = self.attempt_numbers.get(node_id)
         if number is None:
@@ -372,7 +332,7 @@ class Engine:
         number = self._next_attempt(node.id)
         self.session_attempts[node.id] = self.session_attempts.get(node.id, 0) + 1
         attempt_id = self.store.start_attempt(self.run_id, node.id, number)
-        self.ui.event("node_started", node=node, attempt=number, command=self.redact(node.command))
+        self.ui.event("node_started", node=node, attempt=number, command=node.command)
         return attempt_id, number
 
     def _attempts(self, node, attempt):
@@ -393,9 +353,9 @@ class Engine:
         """One attempt of a Command or Function node; records it. Returns (status, fields)."""
         started = time.monotonic()
         if node.type == "Command":
-            on_output, flush_output = self.stream_redactor(
-                lambda stream, text: self.ui.event("node_output", node=node, stream=stream, text=text)
-            )
+            def on_output(stream, text):
+                self.ui.event("node_output", node=node, stream=stream, text=text)
+
             try:
                 result = self.runner(
                     node.command,
@@ -408,14 +368,12 @@ class Engine:
                     kill_grace=self.options.kill_grace,
                 )
             except BaseException:
-                flush_output()
                 self.store.finish_attempt(attempt_id, "interrupted", error="interrupted by a signal")
                 raise
-            flush_output()
             fields = {
                 "exit_code": result.exit_code,
-                "stdout": self.redact(result.stdout),
-                "stderr": self.redact(result.stderr),
+                "stdout": self.mask.tail(result.stdout) if result.stdout_truncated else self.mask.text(result.stdout),
+                "stderr": self.mask.tail(result.stderr) if result.stderr_truncated else self.mask.text(result.stderr),
                 "stdout_truncated": result.stdout_truncated,
                 "stderr_truncated": result.stderr_truncated,
                 "error": result.error,
@@ -437,7 +395,7 @@ class Engine:
                 )
                 if not (output is None or isinstance(output, (str, int, float, bool, list, dict))):
                     output = str(output)
-                output = self.redact_value(output)
+                output = self.mask.value(output)
                 fields = {"output": output}
                 status = SUCCEEDED
                 if output is not None:
@@ -446,7 +404,7 @@ class Engine:
                 self.store.finish_attempt(attempt_id, "interrupted", error="interrupted by a signal")
                 raise
             except Exception as exc:  # a plugin's failure is a failed attempt, with its message
-                message = self.redact(str(exc) or type(exc).__name__)
+                message = self.mask.text(str(exc) or type(exc).__name__)
                 fields = {"error": message}
                 status = FAILED
         self.store.finish_attempt(attempt_id, status, **fields)
@@ -590,11 +548,11 @@ class Engine:
         question = node.prompt_after or DEFAULT_PROMPT
         while True:
             if not self.ui.interactive and not self.options.auto_approve:
-                self.ui.event("manual", node=node, description=self.redact(node.description or ""))
+                self.ui.event("manual", node=node, description=node.description or "")
                 self.store.add_event(self.run_id, "approval-needed", "%s: needed, no terminal: %s" % (node.id, question), node_id=node.id)
                 raise Stop("aborted", "%s needs an approval (%s) and there is no terminal; use --auto-approve or run it on a terminal" % (node.id, question))
             attempt_id, number = self._begin(node)
-            self.ui.event("manual", node=node, description=self.redact(node.description or ""))
+            self.ui.event("manual", node=node, description=node.description or "")
             if self.options.auto_approve and not self.ui.interactive:
                 self.store.finish_attempt(attempt_id, SUCCEEDED, decision="auto-approved", decided_by="auto-approve")
                 self.store.add_event(self.run_id, "approval", "%s: auto-approved: %s" % (node.id, question), who="auto-approve", node_id=node.id)

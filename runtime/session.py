@@ -27,6 +27,7 @@ from . import errors
 from . import variables as var_mod
 from .errors import EXIT_ABORTED, EXIT_HANGUP, EXIT_INTERRUPTED, StateError, UsageError
 from .plan import Plan
+from .secrets import Masker, MaskedUI
 from .state import Store, whoami
 
 
@@ -73,7 +74,7 @@ def resolve_values(plan: Plan, sources: Any, ui: Any, interactive: bool, fixed: 
 
         prompt.error = ui.error  # type: ignore[attr-defined]
     try:
-        return var_mod.resolve(specs, sources, fixed=known, prompt=prompt)
+        values = var_mod.resolve(specs, sources, fixed=known, prompt=prompt)
     except EOFError:
         raise UsageError("no answer for a variable (end of input)") from None
     except var_mod.VariableError as exc:
@@ -81,6 +82,8 @@ def resolve_values(plan: Plan, sources: Any, ui: Any, interactive: bool, fixed: 
         if not ui.interactive and "missing required" in text:
             text += "\n(there is no terminal to ask on)"
         raise UsageError(text) from None
+    errors.register_secrets(secret_values(plan, values))  # error texts from here on are masked
+    return values
 
 
 def bind(plan: Plan, values: Mapping[str, Any]) -> Plan:
@@ -226,8 +229,18 @@ class Session:
     def hint(self, run_id: int) -> str:
         return "resume with: %s %d" % (self.resume_command, run_id)
 
+    def _protect(self, plan: Plan, values: Mapping[str, Any]) -> Masker:
+        """From here on the run's secret values are masked in everything written."""
+        masker = Masker(secret_values(plan, values))
+        errors.register_secrets(masker.secrets)
+        self.store.set_mask(masker)
+        if masker and not isinstance(self.ui, MaskedUI):
+            self.ui = MaskedUI(self.ui, masker)
+        return masker
+
     def start(self, plan: Plan, bound: Plan, values: Mapping[str, Any], source: str) -> int:
         """Record a new run of `plan` (bound with `values`) and drive it. Returns the exit code."""
+        self._protect(plan, values)
         run_id = self.store.create_run(
             bound.title, source, plan.digest(), plan.dumps().decode("utf-8"), masked_values(plan, values), trigger="run"
         )
@@ -236,6 +249,7 @@ class Session:
     def resume(self, run: Mapping[str, Any], bound: Plan, values: Mapping[str, Any]) -> int:
         """Continue `run` (see `find_resumable`) with its recorded plan bound to `values`."""
         run_id = run["id"]
+        self._protect(bound, values)
         self.store.lock_run(run_id).release()  # refuse early when another process drives it
         self.store.mark_interrupted(run_id)
         prior = self.store.final_attempts(run_id)
@@ -247,8 +261,7 @@ class Session:
     def drive(self, run_id: int, plan: Plan, values: Mapping[str, Any], prior: Mapping[str, Any] | None = None) -> int:
         """Lock the run, run the engine, record the outcome. Returns the exit code."""
         lock = self.store.lock_run(run_id)
-        secrets = secret_values(plan, values)
-        errors.register_secrets(secrets)
+        secrets = self._protect(plan, values).secrets
         host = None
         if any(node.type == "Function" for node in plan.nodes):  # plugins load only when used
             from . import plugins as plugins_mod

@@ -145,8 +145,16 @@ def _migrate_to_1(db):
     db.execute("CREATE INDEX events_kind ON events (kind, run_id)")
 
 
+def _migrate_to_2(db):
+    """Each attempt of a Command records its process group and the start time of the group's
+    leader (clock ticks since boot, /proc/PID/stat field 22): after a crashed runner, `resume`
+    and `show` can tell whether that command is still alive (and not a reused pid)."""
+    db.execute("ALTER TABLE attempts ADD COLUMN pgid INTEGER")
+    db.execute("ALTER TABLE attempts ADD COLUMN proc_start INTEGER")
+
+
 # MIGRATIONS[i] takes a database from schema version i to i + 1. Append, never edit.
-MIGRATIONS = [_migrate_to_1]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2]
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -194,14 +202,23 @@ def _not_ours(path, reason):
     )
 
 
-def _guarded(method):
-    """Serialise calls from threads and turn SQLite errors into StateError."""
+def _guarded(method=None, unmasked=()):
+    """Serialise calls from threads, mask secrets in every text written (except the arguments
+    named in `unmasked`), and turn SQLite errors into StateError (with the cure)."""
+    if method is None:
+        return functools.partial(_guarded, unmasked=unmasked)
+    names = method.__code__.co_varnames[1 : method.__code__.co_argcount]
+    keep = {names.index(name) for name in unmasked}
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with self._mutex:
             if self._db is None:
                 raise StateError("the state database %s is closed" % self.path)
+            mask = self._mask
+            if mask:
+                args = tuple(a if i in keep else mask.value(a) for i, a in enumerate(args))
+                kwargs = {k: v if k in unmasked else mask.value(v) for k, v in kwargs.items()}
             try:
                 return method(self, *args, **kwargs)
             except sqlite3.Error as e:
@@ -231,6 +248,7 @@ class Store:
         self.path = os.path.abspath(os.path.expanduser(os.fspath(path)))
         self._mutex = threading.RLock()
         self._db = None
+        self._mask = None
         parent = os.path.dirname(self.path)
         try:
             os.makedirs(parent, mode=0o700, exist_ok=True)
@@ -296,6 +314,10 @@ class Store:
             self._db.execute("ROLLBACK")
             raise
 
+    def set_mask(self, masker):
+        """From now on every text written is masked by `masker` (secrets.Masker)."""
+        self._mask = masker
+
     def close(self):
         with self._mutex:
             if self._db is not None:
@@ -314,7 +336,7 @@ class Store:
 
     # --- runs ------------------------------------------------------------------------------
 
-    @_guarded
+    @_guarded(unmasked=("plan_hash", "plan_json"))
     def create_run(
         self, title, source, plan_hash, plan_json, variables, trigger="run", host=None, user=None
     ):
@@ -416,6 +438,15 @@ class Store:
             (run_id, node_id, attempt, now_iso()),
         )
         return cursor.lastrowid
+
+    @_guarded
+    def set_attempt_process(self, attempt_id, pgid, proc_start):
+        """Record the process group of a started command (before it is waited for)."""
+        self._update(
+            "UPDATE attempts SET pgid = ?, proc_start = ? WHERE id = ?",
+            (pgid, proc_start, attempt_id),
+            "attempt %s" % attempt_id,
+        )
 
     @_guarded
     def finish_attempt(self, attempt_id, status, **fields):

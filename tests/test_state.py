@@ -59,14 +59,14 @@ def test_now_iso_format():
 
 def test_create_sets_version_wal_and_reopens(db_path):
     with Store(db_path) as s:
-        assert user_version(s) == len(state.MIGRATIONS) == 1
+        assert user_version(s) == len(state.MIGRATIONS)
         assert s._db.execute("PRAGMA journal_mode").fetchone()["journal_mode"] == "wal"
         assert s._db.execute("PRAGMA synchronous").fetchone()["synchronous"] == 1  # NORMAL
         assert s._db.execute("PRAGMA foreign_keys").fetchone()["foreign_keys"] == 1
         assert s._db.execute("PRAGMA busy_timeout").fetchone()["timeout"] == 5000
         run_id = new_run(s)
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == len(state.MIGRATIONS)
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "attempts", "events"} <= tables
     calls = []
@@ -124,7 +124,7 @@ def test_empty_file_becomes_a_database(tmp_path):
     path = tmp_path / "empty.db"
     path.write_bytes(b"")
     with Store(str(path)) as s:
-        assert user_version(s) == 1
+        assert user_version(s) == len(state.MIGRATIONS)
 
 
 @pytest.mark.parametrize("under", ["file", "proc"])
@@ -148,6 +148,7 @@ def test_directory_as_database_path(tmp_path):
 
 
 def test_before_migrate_only_for_existing_older_database(db_path, monkeypatch):
+    base = len(state.MIGRATIONS)
     calls = []
     Store(db_path, before_migrate=lambda *a: calls.append(a)).close()
     assert calls == []  # a new database is not "migrated from" anything
@@ -160,9 +161,9 @@ def test_before_migrate_only_for_existing_older_database(db_path, monkeypatch):
 
     monkeypatch.setattr(state, "MIGRATIONS", state.MIGRATIONS + [to_2])
     with Store(db_path, before_migrate=lambda *a: calls.append(a)) as s:
-        assert user_version(s) == 2
+        assert user_version(s) == base + 1
         assert "labels" in s.get_run(run_id)
-    assert calls == [(os.path.abspath(db_path), 1)]
+    assert calls == [(os.path.abspath(db_path), base)]
 
     with Store(db_path, before_migrate=lambda *a: calls.append(a)):
         pass
@@ -170,7 +171,7 @@ def test_before_migrate_only_for_existing_older_database(db_path, monkeypatch):
 
     fresh = os.path.join(os.path.dirname(db_path), "fresh.db")
     with Store(fresh, before_migrate=lambda *a: calls.append(a)) as s:
-        assert user_version(s) == 2
+        assert user_version(s) == base + 1
     assert len(calls) == 1
 
 
@@ -186,8 +187,27 @@ def test_failed_migration_rolls_back(db_path, monkeypatch):
         Store(db_path)
     monkeypatch.undo()
     with Store(db_path) as s:
-        assert user_version(s) == 1
+        assert user_version(s) == len(state.MIGRATIONS)
         assert s._db.execute("SELECT name FROM sqlite_master WHERE name='half_done'").fetchone() is None
+
+
+def test_version_1_database_gains_process_columns(db_path, monkeypatch):
+    """A database written before attempts recorded their process group is migrated in place:
+    its rows keep their values and have no process recorded."""
+    monkeypatch.setattr(state, "MIGRATIONS", state.MIGRATIONS[:1])
+    with Store(db_path) as s:
+        run_id = new_run(s)
+        attempt = s.start_attempt(run_id, "a", 1)
+        s.finish_attempt(attempt, "succeeded", exit_code=0, stdout="old\n")
+    monkeypatch.undo()
+    with Store(db_path) as s:
+        assert user_version(s) == 2
+        row = s.attempts(run_id)[0]
+        assert (row["stdout"], row["pgid"], row["proc_start"]) == ("old\n", None, None)
+        second = s.start_attempt(run_id, "b", 1)
+        s.set_attempt_process(second, 4242, 987654)
+        row = s.attempts(run_id, "b")[0]
+        assert (row["pgid"], row["proc_start"], row["status"]) == (4242, 987654, "running")
 
 
 def test_closed_store_raises(db_path):
@@ -576,4 +596,4 @@ def test_concurrent_first_open(tmp_path):
         out, err = proc.communicate(timeout=60)
         assert (proc.returncode, out.strip()) == (0, "ok"), err
     with Store(path) as s:
-        assert len(s.runs()) == 6 and user_version(s) == 1
+        assert len(s.runs()) == 6 and user_version(s) == len(state.MIGRATIONS)
