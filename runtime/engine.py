@@ -13,12 +13,16 @@ import heapq
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 
 from . import conditions, executors, templating
 from .conditions import FAILED, SKIPPED, SUCCEEDED
 from .errors import EXIT_ABORTED, EXIT_FAILED, EXIT_OK
 from .secrets import Masker, MaskedUI
+
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .state import Store
 
 DEFAULT_PROMPT = "Continue?"
 
@@ -82,18 +86,18 @@ class StepResult:
 class Engine:
     def __init__(
         self,
-        plan,
-        values,
-        store,
-        run_id,
-        ui,
-        options=None,
-        plugins=None,
-        who="operator",
-        secrets=(),
-        runner=None,
-        sleep=time.sleep,
-    ):
+        plan: Plan,
+        values: Mapping[str, Any],
+        store: Store,
+        run_id: int,
+        ui: Any,
+        options: Options | None = None,
+        plugins: Any = None,
+        who: str = "operator",
+        secrets: Iterable[str] = (),
+        runner: Callable[..., executors.CommandResult] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.plan = plan
         self.values = values
         self.store = store
@@ -111,18 +115,18 @@ class Engine:
         self.nodes = plan.nodes
         self.index = {node.id: i for i, node in enumerate(self.nodes)}
         self.results = {node.id: StepResult() for node in self.nodes}
-        self.final = set()
-        self.attempt_numbers = {}
-        self.followed = set()
-        self.awaiting_approval = {}  # node id -> attempt id whose approval is still missing
+        self.final: set[str] = set()
+        self.attempt_numbers: dict[str, int] = {}
+        self.followed: set[str] = set()
+        self.awaiting_approval: dict[str, int] = {}  # node id -> attempt id whose approval is still missing
         self.completed = False  # every node reached a final state
-        self.session_attempts = {}  # attempts made by this process, for --max-retries
-        self._downstream = {node.id: [] for node in self.nodes}
+        self.session_attempts: dict[str, int] = {}  # attempts made by this process, for --max-retries
+        self._downstream: dict[str, list[str]] = {node.id: [] for node in self.nodes}
         for node in self.nodes:
             for up in node.upstream():
                 self._downstream[up].append(node.id)
         self._lock = threading.Lock()
-        self.halted = None  # why nothing new may start (the terminal hung up), or None
+        self.halted: str | None = None  # why nothing new may start (the terminal hung up), or None
 
     def halt(self, reason: str) -> None:
         """Start nothing new: the steps in flight finish (within their timeouts) and are
@@ -147,7 +151,7 @@ class Engine:
         self.final.add(node.id)
 
     # -- resume ----------------------------------------------------------------------------
-    def restore(self, attempts):
+    def restore(self, attempts: Mapping[str, Mapping[str, Any]]) -> list[str]:
         """Take over the final attempts of an earlier session of this run.
 
         Succeeded nodes and deliberate decisions (operator skip, followed failure, set-status)
@@ -189,7 +193,7 @@ class Engine:
                 data.status = "pending"
         return interrupted
 
-    def accept_status(self, node_id, status, who, reason):
+    def accept_status(self, node_id: str, status: str, who: str, reason: str) -> None:
         """Settle a step by a person's decision (e.g. "it finished, I checked it by hand"):
         recorded with who and why, final for the rest of the run."""
         self.store.set_node_status(self.run_id, node_id, status, who, reason)
@@ -198,7 +202,7 @@ class Engine:
         self.awaiting_approval.pop(node_id, None)
 
     # -- the schedule ----------------------------------------------------------------------
-    def run(self):
+    def run(self) -> tuple[str, int, str | None]:
         """Drive the run to its end. Returns (status, exit code, reason)."""
         waiting = {}
         ready = []
@@ -210,7 +214,7 @@ class Engine:
             if count == 0:
                 ready.append(self.index[node.id])
         heapq.heapify(ready)
-        running = {}
+        running: dict[Any, Any] = {}  # future -> node
         pool = None
         try:
             while ready or running:
@@ -464,7 +468,7 @@ class Engine:
         except EOFError:
             self.store.set_attempt_decision(attempt_id, "abort", self.who)
             self._finish(node, FAILED, data)
-            raise Stop("aborted", "no answer at the prompt (end of input)")
+            raise Stop("aborted", "no answer at the prompt (end of input)") from None
         decision = {"r": "retry", "f": "follow-failure", "s": "skip", "a": "abort"}[choice]
         self.store.set_attempt_decision(attempt_id, decision, self.who)
         self.store.add_event(self.run_id, "decision", "%s: %s" % (node.id, decision), who=self.who, node_id=node.id)
@@ -506,7 +510,7 @@ class Engine:
                 self.results[node.id].status = "pending"
                 self.final.discard(node.id)
                 self.store.finish_attempt(attempt_id, "interrupted", error="no answer at the prompt")
-            raise Stop("aborted", "no answer at the prompt (end of input)")
+            raise Stop("aborted", "no answer at the prompt (end of input)") from None
         self.store.add_event(self.run_id, "approval", "%s: %s: %s" % (node.id, "approved" if answer else "rejected", question), who=self.who, node_id=node.id)
         if answer:
             if attempt_id is not None:
@@ -521,7 +525,7 @@ class Engine:
             try:
                 choice = self.ui.choose(node, "%s was not started. What now?" % node.id, options, critical=bool(node.critical))
             except EOFError:
-                raise Stop("aborted", "no answer at the prompt (end of input)")
+                raise Stop("aborted", "no answer at the prompt (end of input)") from None
             if choice == "s":
                 self._skip(node, "skipped by the operator before it ran", decision="skip")
                 return False
@@ -563,7 +567,7 @@ class Engine:
                 answer = self.ui.confirm(node, question)
             except EOFError:
                 self.store.finish_attempt(attempt_id, "interrupted", error="no answer at the prompt")
-                raise Stop("aborted", "no answer at the prompt (end of input)")
+                raise Stop("aborted", "no answer at the prompt (end of input)") from None
             decision = "approved" if answer else "rejected"
             self.store.add_event(self.run_id, "approval", "%s: %s: %s" % (node.id, decision, question), who=self.who, node_id=node.id)
             if answer:

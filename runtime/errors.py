@@ -99,7 +99,7 @@ def lock_holders(path: str) -> list[str]:
     """Processes (other than this one) that have the database file open: "pid 12 (sqlite3)".
 
     Linux only (/proc); an empty list where that cannot be known."""
-    found = []
+    found: list[str] = []
     wanted = {os.path.realpath(path), os.path.realpath(path) + "-wal", os.path.realpath(path) + "-shm"}
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]

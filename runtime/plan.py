@@ -134,7 +134,7 @@ class Node:
 
 
 # The optional fields of a node and their defaults (what to_json leaves out).
-_NODE_DEFAULTS = {f.name: f.default for f in fields(Node) if f.name not in ("id", "type", "deps")}
+_NODE_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Node) if f.name not in ("id", "type", "deps")}
 
 
 @dataclass(eq=False)

@@ -16,6 +16,8 @@ come out decoded; ``runs.plan`` is kept and returned as the exact plan JSON text
 Standard library only: this module goes into bundles (CPython 3.9-3.13).
 """
 
+from __future__ import annotations
+
 import errno
 import fcntl
 import functools
@@ -26,6 +28,7 @@ import os
 import sqlite3
 import threading
 import time
+from typing import Any, Iterable, Mapping
 
 RUN_STATUSES = ("running", "succeeded", "failed", "aborted")
 RUN_TRIGGERS = ("run", "resume")
@@ -222,9 +225,9 @@ def _guarded(method=None, unmasked=()):
             try:
                 return method(self, *args, **kwargs)
             except sqlite3.Error as e:
-                if self._db.in_transaction:
+                if self._conn.in_transaction:
                     try:
-                        self._db.execute("ROLLBACK")
+                        self._conn.execute("ROLLBACK")
                     except sqlite3.Error:
                         pass
                 raise database_error(self.path, e) from None
@@ -247,7 +250,7 @@ class Store:
     def __init__(self, path, before_migrate=None, timeout=None):
         self.path = os.path.abspath(os.path.expanduser(os.fspath(path)))
         self._mutex = threading.RLock()
-        self._db = None
+        self._db: sqlite3.Connection | None = None
         self._mask = None
         parent = os.path.dirname(self.path)
         try:
@@ -268,11 +271,11 @@ class Store:
             busy_ms = 5000 if timeout is None else max(0, int(float(timeout) * 1000))
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000.0)
             self._db.row_factory = _dict_row
-            self._db.execute("PRAGMA busy_timeout = %d" % busy_ms)
-            self._db.execute("PRAGMA foreign_keys = ON")
-            version = self._db.execute("PRAGMA user_version").fetchone()["user_version"]
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA busy_timeout = %d" % busy_ms)
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            version = self._conn.execute("PRAGMA user_version").fetchone()["user_version"]
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate(version, before_migrate)
         except sqlite3.DatabaseError as e:
             self.close()
@@ -298,27 +301,33 @@ class Store:
             return
         if version > 0 and before_migrate is not None:
             before_migrate(self.path, version)
-        self._db.execute("BEGIN IMMEDIATE")
+        self._conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated while we waited for the write lock.
-            version = self._db.execute("PRAGMA user_version").fetchone()["user_version"]
-            if version == 0 and self._db.execute(
+            version = self._conn.execute("PRAGMA user_version").fetchone()["user_version"]
+            if version == 0 and self._conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' LIMIT 1"
             ).fetchone():
                 raise _not_ours(self.path, "an SQLite database of another program")
             for number in range(version, target):
                 MIGRATIONS[number](self._db)
-                self._db.execute("PRAGMA user_version = %d" % (number + 1))
-            self._db.execute("COMMIT")
+                self._conn.execute("PRAGMA user_version = %d" % (number + 1))
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
             raise
 
-    def set_mask(self, masker):
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StateError("the state database %s is closed" % self.path)
+        return self._db
+
+    def set_mask(self, masker: Any) -> None:
         """From now on every text written is masked by `masker` (secrets.Masker)."""
         self._mask = masker
 
-    def close(self):
+    def close(self) -> None:
         with self._mutex:
             if self._db is not None:
                 self._db.close()
@@ -331,22 +340,30 @@ class Store:
         self.close()
 
     def _update(self, sql, params, what):
-        if self._db.execute(sql, params).rowcount == 0:
+        if self._conn.execute(sql, params).rowcount == 0:
             raise StateError("state database %s has no %s" % (self.path, what))
 
     # --- runs ------------------------------------------------------------------------------
 
     @_guarded(unmasked=("plan_hash", "plan_json"))
     def create_run(
-        self, title, source, plan_hash, plan_json, variables, trigger="run", host=None, user=None
-    ):
+        self,
+        title: str,
+        source: str | None,
+        plan_hash: str,
+        plan_json: str,
+        variables: Mapping[str, Any],
+        trigger: str = "run",
+        host: str | None = None,
+        user: str | None = None,
+    ) -> int:
         """Record a new run (status 'running'); returns its id. ``variables`` must already
         have secrets masked. ``host``/``user`` default to this machine and user."""
         if trigger not in RUN_TRIGGERS:
             raise ValueError("unknown run trigger %r" % (trigger,))
         if isinstance(plan_json, bytes):
             plan_json = plan_json.decode("utf-8")
-        cursor = self._db.execute(
+        cursor = self._conn.execute(
             'INSERT INTO runs (title, source, plan_hash, plan, variables, status, "trigger", '
             'host, "user", started_at) VALUES (?, ?, ?, ?, ?, \'running\', ?, ?, ?, ?)',
             (
@@ -361,10 +378,10 @@ class Store:
                 now_iso(),
             ),
         )
-        return cursor.lastrowid
+        return int(cursor.lastrowid or 0)
 
     @_guarded
-    def set_run_status(self, run_id, status, exit_code=None, ended=True):
+    def set_run_status(self, run_id: int, status: str, exit_code: int | None = None, ended: bool = True) -> None:
         """Set the run's status; ``ended`` stamps ended_at (otherwise it is cleared)."""
         if status not in RUN_STATUSES:
             raise ValueError("unknown run status %r" % (status,))
@@ -375,7 +392,7 @@ class Store:
         )
 
     @_guarded
-    def set_run_trigger(self, run_id, trigger):
+    def set_run_trigger(self, run_id: int, trigger: str) -> None:
         if trigger not in RUN_TRIGGERS:
             raise ValueError("unknown run trigger %r" % (trigger,))
         self._update(
@@ -383,17 +400,17 @@ class Store:
         )
 
     @_guarded
-    def get_run(self, run_id):
-        return _run_row(self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        return _run_row(self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
 
     @_guarded
-    def runs(self, title=None, since=None, limit=None):
+    def runs(self, title: str | None = None, since: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Runs newest first, without the (large) ``plan`` column; ``get_run`` has it."""
         sql = (
             'SELECT id, title, source, plan_hash, variables, status, "trigger", host, "user", '
             "started_at, ended_at, exit_code FROM runs WHERE 1 = 1"
         )
-        params = []
+        params: list[Any] = []
         if title is not None:
             sql += " AND title = ?"
             params.append(title)
@@ -404,13 +421,19 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [_run_row(row) for row in self._db.execute(sql, params)]
+        return [_run_row(row) for row in self._conn.execute(sql, params)]
 
     @_guarded
-    def latest_run(self, source=None, title=None, statuses=("failed", "aborted"), plan_hash=None):
+    def latest_run(
+        self,
+        source: str | None = None,
+        title: str | None = None,
+        statuses: Iterable[str] | None = ("failed", "aborted"),
+        plan_hash: str | None = None,
+    ) -> dict[str, Any] | None:
         """The newest run matching source/title/plan hash and one of ``statuses`` (None: any)."""
         sql = "SELECT * FROM runs WHERE 1 = 1"
-        params = []
+        params: list[Any] = []
         if plan_hash is not None:
             sql += " AND plan_hash = ?"
             params.append(plan_hash)
@@ -425,22 +448,22 @@ class Store:
             sql += " AND status IN (%s)" % ", ".join("?" * len(statuses))
             params.extend(statuses)
         sql += " ORDER BY id DESC LIMIT 1"
-        return _run_row(self._db.execute(sql, params).fetchone())
+        return _run_row(self._conn.execute(sql, params).fetchone())
 
     # --- attempts --------------------------------------------------------------------------
 
     @_guarded
-    def start_attempt(self, run_id, node_id, attempt):
+    def start_attempt(self, run_id: int, node_id: str, attempt: int) -> int:
         """Write a 'running' attempt row (committed on return); returns its id."""
-        cursor = self._db.execute(
+        cursor = self._conn.execute(
             "INSERT INTO attempts (run_id, node_id, attempt, status, started_at) "
             "VALUES (?, ?, ?, 'running', ?)",
             (run_id, node_id, attempt, now_iso()),
         )
-        return cursor.lastrowid
+        return int(cursor.lastrowid or 0)
 
     @_guarded
-    def set_attempt_process(self, attempt_id, pgid, proc_start):
+    def set_attempt_process(self, attempt_id: int, pgid: int, proc_start: int | None) -> None:
         """Record the process group of a started command (before it is waited for)."""
         self._update(
             "UPDATE attempts SET pgid = ?, proc_start = ? WHERE id = ?",
@@ -449,7 +472,7 @@ class Store:
         )
 
     @_guarded
-    def finish_attempt(self, attempt_id, status, **fields):
+    def finish_attempt(self, attempt_id: int, status: str, **fields: Any) -> None:
         """End an attempt: status, ended_at, duration and any of ``ATTEMPT_FIELDS``.
         ``output`` may be any JSON-able value (others are stored as their str())."""
         if status not in ATTEMPT_STATUSES or status == "running":
@@ -476,20 +499,22 @@ class Store:
         )
 
     @_guarded
-    def record_skip(self, run_id, node_id, reason, decision=None, decided_by=None):
+    def record_skip(
+        self, run_id: int, node_id: str, reason: str, decision: str | None = None, decided_by: str | None = None
+    ) -> int:
         """Record a finished 'skipped' attempt numbered after the node's last one."""
         now = now_iso()
-        cursor = self._db.execute(
+        cursor = self._conn.execute(
             "INSERT INTO attempts (run_id, node_id, attempt, status, skip_reason, decision, "
             "decided_by, started_at, ended_at, duration) "
             "SELECT ?, ?, COALESCE(MAX(attempt), 0) + 1, 'skipped', ?, ?, ?, ?, ?, 0 "
             "FROM attempts WHERE run_id = ? AND node_id = ?",
             (run_id, node_id, reason, decision, decided_by, now, now, run_id, node_id),
         )
-        return cursor.lastrowid
+        return int(cursor.lastrowid or 0)
 
     @_guarded
-    def set_attempt_decision(self, attempt_id, decision, decided_by):
+    def set_attempt_decision(self, attempt_id: int, decision: str, decided_by: str | None) -> None:
         self._update(
             "UPDATE attempts SET decision = ?, decided_by = ? WHERE id = ?",
             (decision, decided_by, attempt_id),
@@ -497,40 +522,40 @@ class Store:
         )
 
     @_guarded
-    def mark_interrupted(self, run_id):
+    def mark_interrupted(self, run_id: int) -> list[str]:
         """Every 'running' attempt of the run becomes 'interrupted'; returns their node ids."""
         now = now_iso()
-        self._db.execute("BEGIN IMMEDIATE")
-        rows = self._db.execute(
+        self._conn.execute("BEGIN IMMEDIATE")
+        rows = self._conn.execute(
             "SELECT node_id FROM attempts WHERE run_id = ? AND status = 'running' ORDER BY id",
             (run_id,),
         ).fetchall()
-        self._db.execute(
+        self._conn.execute(
             "UPDATE attempts SET status = 'interrupted', ended_at = ?, duration = %s "
             "WHERE run_id = ? AND status = 'running'"
             % _SECONDS_BETWEEN.format(end="?", start="started_at"),
             (now, now, run_id),
         )
-        self._db.execute("COMMIT")
+        self._conn.execute("COMMIT")
         return [row["node_id"] for row in rows]
 
     @_guarded
-    def attempts(self, run_id, node_id=None):
+    def attempts(self, run_id: int, node_id: str | None = None) -> list[dict[str, Any]]:
         if node_id is None:
-            cursor = self._db.execute(
+            cursor = self._conn.execute(
                 "SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (run_id,)
             )
         else:
-            cursor = self._db.execute(
+            cursor = self._conn.execute(
                 "SELECT * FROM attempts WHERE run_id = ? AND node_id = ? ORDER BY id",
                 (run_id, node_id),
             )
         return [_attempt_row(row) for row in cursor]
 
     @_guarded
-    def final_attempts(self, run_id):
+    def final_attempts(self, run_id: int) -> dict[str, dict[str, Any]]:
         """``{node_id: latest attempt row}`` for every node of the run that has one."""
-        cursor = self._db.execute(
+        cursor = self._conn.execute(
             "SELECT * FROM attempts WHERE id IN "
             "(SELECT MAX(id) FROM attempts WHERE run_id = ? GROUP BY node_id) ORDER BY id",
             (run_id,),
@@ -538,8 +563,8 @@ class Store:
         return {row["node_id"]: _attempt_row(row) for row in cursor}
 
     @_guarded
-    def next_attempt_number(self, run_id, node_id):
-        row = self._db.execute(
+    def next_attempt_number(self, run_id: int, node_id: str) -> int:
+        row = self._conn.execute(
             "SELECT COALESCE(MAX(attempt), 0) + 1 AS n FROM attempts "
             "WHERE run_id = ? AND node_id = ?",
             (run_id, node_id),
@@ -547,18 +572,18 @@ class Store:
         return row["n"]
 
     @_guarded
-    def set_node_status(self, run_id, node_id, status, who, reason):
+    def set_node_status(self, run_id: int, node_id: str, status: str, who: str, reason: str) -> int:
         """Operator ``set-status``: a new attempt row with that status (decision
         'set-status', the reason in ``note``, and in ``skip_reason`` when skipped) plus an
         audit event. Returns the attempt id."""
         if status not in ("succeeded", "failed", "skipped"):
             raise ValueError("a node can only be set to succeeded, failed or skipped")
         now = now_iso()
-        self._db.execute("BEGIN IMMEDIATE")
-        if self._db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-            self._db.execute("ROLLBACK")
+        self._conn.execute("BEGIN IMMEDIATE")
+        if self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            self._conn.execute("ROLLBACK")
             raise StateError("state database %s has no run %s" % (self.path, run_id))
-        cursor = self._db.execute(
+        cursor = self._conn.execute(
             "INSERT INTO attempts (run_id, node_id, attempt, status, skip_reason, decision, "
             "decided_by, note, started_at, ended_at, duration) "
             "SELECT ?, ?, COALESCE(MAX(attempt), 0) + 1, ?, ?, 'set-status', ?, ?, ?, ?, 0 "
@@ -576,38 +601,40 @@ class Store:
                 node_id,
             ),
         )
-        self._db.execute(
+        self._conn.execute(
             "INSERT INTO events (run_id, node_id, at, who, kind, detail) "
             "VALUES (?, ?, ?, ?, 'set-status', ?)",
             (run_id, node_id, now, who, "%s set to %s: %s" % (node_id, status, reason)),
         )
-        self._db.execute("COMMIT")
-        return cursor.lastrowid
+        self._conn.execute("COMMIT")
+        return int(cursor.lastrowid or 0)
 
     # --- audit trail -----------------------------------------------------------------------
 
     @_guarded
-    def add_event(self, run_id, kind, detail, who=None, node_id=None):
+    def add_event(
+        self, run_id: int, kind: str, detail: str, who: str | None = None, node_id: str | None = None
+    ) -> int:
         """Append to the audit trail; a non-string ``detail`` is stored as JSON."""
         if detail is not None and not isinstance(detail, str):
             detail = _to_json(detail)
-        cursor = self._db.execute(
+        cursor = self._conn.execute(
             "INSERT INTO events (run_id, node_id, at, who, kind, detail) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (run_id, node_id, now_iso(), who, kind, detail),
         )
-        return cursor.lastrowid
+        return int(cursor.lastrowid or 0)
 
     @_guarded
-    def events(self, run_id):
-        return self._db.execute(
+    def events(self, run_id: int) -> list[dict[str, Any]]:
+        return self._conn.execute(
             "SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,)
         ).fetchall()
 
     # --- statistics ------------------------------------------------------------------------
 
     @_guarded
-    def stats(self, title=None, since=None, top=5):
+    def stats(self, title: str | None = None, since: str | None = None, top: int = 5) -> dict[str, Any]:
         """Per workflow title::
 
             {title: {"runs": n, "by_status": {status: n},
@@ -619,7 +646,7 @@ class Store:
         set-status rows excluded); "slowest" averages succeeded/failed executions.
         """
         where = "WHERE 1 = 1"
-        params = []
+        params: list[Any] = []
         if title is not None:
             where += " AND r.title = ?"
             params.append(title)
@@ -647,12 +674,12 @@ class Store:
             return result[name]
 
         def ranked(sql, key, value=lambda v: v):
-            for row in self._db.execute(sql, params):
+            for row in self._conn.execute(sql, params):
                 items = entry(row["title"])[key]
                 if len(items) < top:
                     items.append((row["node_id"], value(row["n"])))
 
-        for row in self._db.execute(
+        for row in self._conn.execute(
             "SELECT r.title, r.status, COUNT(*) AS n FROM runs r %s "
             "GROUP BY r.title, r.status ORDER BY r.title, r.status" % where,
             params,
@@ -661,8 +688,8 @@ class Store:
             stats["runs"] += row["n"]
             stats["by_status"][row["status"]] = row["n"]
 
-        durations = {}
-        for row in self._db.execute(
+        durations: dict[str, list] = {}
+        for row in self._conn.execute(
             "SELECT r.title, %s AS d FROM runs r %s AND r.ended_at IS NOT NULL "
             "AND r.status != 'running' ORDER BY r.title, d"
             % (_SECONDS_BETWEEN.format(end="r.ended_at", start="r.started_at"), where),
@@ -697,7 +724,7 @@ class Store:
             "slowest",
             lambda v: round(v, 3),
         )
-        for row in self._db.execute(
+        for row in self._conn.execute(
             # approvals given (by a person, or by --auto-approve); not rejections or approvals
             # that were needed when no terminal was there to give them
             "SELECT r.title, e.who AS who, COUNT(*) AS n FROM events e "
@@ -711,7 +738,7 @@ class Store:
 
     # --- locking ---------------------------------------------------------------------------
 
-    def lock_run(self, run_id):
+    def lock_run(self, run_id: int) -> RunLock:
         """Take the exclusive right to drive ``run_id``; raises LockedError if another
         process (or another lock in this process) holds it. Use as a context manager or
         call ``release()``."""
@@ -764,7 +791,7 @@ class RunLock:
         self.path = path
         self._fd = fd
 
-    def release(self):
+    def release(self) -> None:
         if self._fd is not None:
             # Truncate first so a stale "pid host" is never reported for a free lock.
             try:

@@ -14,9 +14,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import pb, write_runbook  # noqa: E402
+from test_runtime_support import pb, write_runbook
 
-from playbook.runtime.secrets import MASK, Masker, MaskedUI  # noqa: E402
+from playbook.runtime.secrets import MASK, Masker, MaskedUI
 
 SECRET = "s3cr3t-Tok3n-9f1c"
 

@@ -17,10 +17,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import pb, run_row, status_of, write_runbook  # noqa: E402
+from test_runtime_support import pb, run_row, status_of, write_runbook
 
-from playbook.runtime import engine, errors, session, state  # noqa: E402
-from playbook.runtime.executors import CommandResult  # noqa: E402
+from playbook.runtime import engine, errors, session, state
+from playbook.runtime.executors import CommandResult
 
 
 def _config(tmp_path, timeout):
