@@ -401,7 +401,29 @@ class Store:
 
     @_guarded
     def get_run(self, run_id: int) -> dict[str, Any] | None:
-        return _run_row(self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
+        """The run, with ``status`` "interrupted" when it is recorded running but no process
+        drives it any more (its runner died)."""
+        return self._observed(_run_row(self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()))
+
+    def _observed(self, run):
+        if run is not None and run["status"] == "running" and not self.driven(run["id"]):
+            run["status"] = "interrupted"
+        return run
+
+    def driven(self, run_id: int) -> bool:
+        """Whether a process holds the run's lock right now (is driving it)."""
+        path = os.path.join(self.path + ".locks", "run-%s.lock" % run_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False  # never locked: nobody drives it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # closing drops our shared lock at once
+        return False
 
     @_guarded
     def runs(self, title: str | None = None, since: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
@@ -421,7 +443,7 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [_run_row(row) for row in self._conn.execute(sql, params)]
+        return [self._observed(_run_row(row)) for row in self._conn.execute(sql, params)]
 
     @_guarded
     def latest_run(

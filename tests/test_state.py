@@ -223,8 +223,12 @@ def test_closed_store_raises(db_path):
 
 def test_run_lifecycle(store):
     run_id = new_run(store, host="web1", user="alice")
-    run = store.get_run(run_id)
+    with store.lock_run(run_id):  # driven: shown as running
+        run = store.get_run(run_id)
+        assert store.driven(run_id)
     assert run["status"] == "running" and run["trigger"] == "run"
+    assert store.get_run(run_id)["status"] == "interrupted"  # recorded running, nobody drives it
+    assert not store.driven(run_id)
     assert run["plan"] == '{"plan_version": 1}'
     assert run["variables"] == {"env": "prod"}
     assert (run["host"], run["user"]) == ("web1", "alice")
@@ -445,7 +449,8 @@ def test_running_attempt_survives_sigkill(db_path):
     with Store(db_path) as s:
         assert s._db.execute("PRAGMA integrity_check").fetchone()["integrity_check"] == "ok"
         run = s.runs()[0]
-        assert run["status"] == "running"
+        assert run["status"] == "interrupted"  # recorded running; its runner is gone
+        assert s._db.execute("SELECT status FROM runs").fetchone()["status"] == "running"
         (row,) = s.attempts(run["id"])
         assert (row["node_id"], row["status"]) == ("migrate-db", "running")
         assert s.mark_interrupted(run["id"]) == ["migrate-db"]
