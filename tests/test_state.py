@@ -240,7 +240,8 @@ def test_run_lifecycle(store):
 
     store.set_run_trigger(run_id, "resume")
     store.set_run_status(run_id, "running", ended=False)
-    run = store.get_run(run_id)
+    with store.lock_run(run_id):
+        run = store.get_run(run_id)
     assert run["trigger"] == "resume" and run["status"] == "running" and run["ended_at"] is None
     assert run["variables"] == {"env": "prod"}
 
