@@ -52,9 +52,13 @@ def functions(results: Mapping[str, Any]) -> dict[str, Callable[[str], Any]]:
     }
 
 
-def _status(results: Mapping[str, Any], node_id: str) -> str | None:
+def _field(results: Mapping[str, Any], node_id: str, name: str) -> Any:
     found = results.get(node_id)
-    return found.status if found is not None else None
+    return getattr(found, name, None) if found is not None else None
+
+
+def _status(results: Mapping[str, Any], node_id: str) -> str | None:
+    return _field(results, node_id, "status")
 
 
 def evaluate_when(expression, values, results):
@@ -87,6 +91,9 @@ def decide(node, results, values):
     conditional = [d for d in node.deps if d.on != "plain"]
     if conditional and not any(_HOLDS[d.on](_status(results, d.node)) for d in conditional):
         return "skip", "condition not met: needs %s" % " or ".join(_WORDS[d.on] % d.node for d in conditional)
+    rejected = [d.node for d in node.deps if d.on == "plain" and _field(results, d.node, "decision") == "rejected"]
+    if rejected:  # a rejected approval never lets its plain dependents run, `when` or not
+        return "skip", "upstream %s was rejected" % ", ".join(rejected)
     if node.when is not None and node.when_value is None:
         try:
             if not evaluate_when(node.when, values, results):

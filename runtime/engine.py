@@ -181,12 +181,14 @@ class Engine:
             keep = (
                 status == SUCCEEDED
                 or (status == SKIPPED and decision in ("skip", "set-status"))
-                or (status == FAILED and decision in ("follow-failure", "set-status"))
+                or (status == FAILED and decision in ("follow-failure", "follow-rejection", "set-status"))
             )
             if keep:
                 self.final.add(node_id)
                 if status == FAILED:
                     self.followed.add(node_id)
+                if decision == "follow-rejection":
+                    data.decision = "rejected"  # its plain dependents stay skipped
             else:
                 if status == "interrupted" and self.plan.by_id[node_id].type != "Manual":
                     interrupted.append(node_id)
@@ -243,6 +245,8 @@ class Engine:
                 if running:
                     done = self._wait(running)
                     for future in done:
+                        if future not in running:  # settled already by a _drain before a prompt
+                            continue
                         node = running.pop(future)
                         outcome = future.result()
                         if outcome[0] == FAILED and self._failure_needs_prompt(node) and running:
@@ -439,37 +443,23 @@ class Engine:
             return
 
     def _on_failure(self, node, data, attempt_id, rejected=False):
-        """Decide what a failed node leads to. Returns 'retry' or None (node final)."""
-        handled = node.handled
-        attempts = self.session_attempts.get(node.id, 1)
-        can_retry = attempts < self.options.max_retries
+        """Decide what a failed (or rejected) node leads to. Returns 'retry' or None (final).
+
+        A rejection is never skipped: the operator asks again, follows the failure path (when
+        handled) or aborts, and plain dependents of a rejected node never run."""
+        if rejected:
+            data = dict(data, decision="rejected")
         if not self.ui.interactive:
-            if handled:
-                self.followed.add(node.id)
-                self.store.set_attempt_decision(attempt_id, "follow-failure", "automatic")
-                self._finish(node, FAILED, data)
-                self.ui.event("message", text="%s failed; following its failure path" % node.id)
-                return None
-            self._finish(node, FAILED, data)
-            raise Stop(
-                FAILED,
-                "%s %s and nothing handles its failure" % (node.id, "was rejected" if rejected else "failed"),
-            )
-        options = []
-        if can_retry:
-            options.append(("r", "retry", "run %s again (attempt %d of %d)" % (node.id, attempts + 1, self.options.max_retries)))
-        if handled:
-            options.append(("f", "follow failure path", "keep %s failed and run the steps that handle its failure" % node.id))
-        if not node.critical:
-            options.append(("s", "skip", "mark %s skipped and continue as if it was not needed" % node.id))
-        options.append(("a", "abort", "stop the run here; it can be resumed later"))
+            return self._unattended_failure(node, data, attempt_id, rejected)
+        what = "was rejected" if rejected else "failed"
         try:
-            choice = self.ui.choose(node, "%s %s. What now?" % (node.id, "was rejected" if rejected else "failed"), options, critical=bool(node.critical))
+            choice = self.ui.choose(node, "%s %s. What now?" % (node.id, what), self._menu(node, rejected), critical=bool(node.critical))
         except EOFError:
             self.store.set_attempt_decision(attempt_id, "abort", self.who)
             self._finish(node, FAILED, data)
             raise Stop("aborted", "no answer at the prompt (end of input)") from None
-        decision = {"r": "retry", "f": "follow-failure", "s": "skip", "a": "abort"}[choice]
+        follow = "follow-rejection" if rejected else "follow-failure"
+        decision = {"r": "retry", "f": follow, "s": "skip", "a": "abort"}[choice]
         self.store.set_attempt_decision(attempt_id, decision, self.who)
         self.store.add_event(self.run_id, "decision", "%s: %s" % (node.id, decision), who=self.who, node_id=node.id)
         if choice == "r":
@@ -486,6 +476,35 @@ class Engine:
             return None
         self._finish(node, FAILED, data)
         raise Stop("aborted", "aborted by %s at %s" % (self.who, node.id))
+
+    def _unattended_failure(self, node, data, attempt_id, rejected):
+        """Without a terminal: a handled failure follows its path; an unhandled one stops the run."""
+        self._finish(node, FAILED, data)
+        if node.handled:
+            self.followed.add(node.id)
+            follow = "follow-rejection" if rejected else "follow-failure"
+            self.store.set_attempt_decision(attempt_id, follow, "automatic")
+            self.ui.event("message", text="%s failed; following its failure path" % node.id)
+            return None
+        what = "was rejected" if rejected else "failed"
+        raise Stop(FAILED, "%s %s and nothing handles its failure" % (node.id, what))
+
+    def _menu(self, node, rejected):
+        """The choices after a failure or a rejection (letter, name, what it does)."""
+        attempts = self.session_attempts.get(node.id, 1)
+        limit = self.options.max_retries
+        options = []
+        if rejected and node.type == "Manual":
+            options.append(("r", "ask again", "ask the question of %s again" % node.id))
+        elif attempts < limit:
+            again = "run %s again and ask again" if rejected else "run %s again"
+            options.append(("r", "retry", (again + " (attempt %d of %d)") % (node.id, attempts + 1, limit)))
+        if node.handled:
+            options.append(("f", "follow failure path", "keep %s failed and run the steps that handle its failure" % node.id))
+        if not node.critical and not rejected:
+            options.append(("s", "skip", "mark %s skipped and continue as if it was not needed" % node.id))
+        options.append(("a", "abort", "stop the run here; it can be resumed later"))
+        return options
 
     def _approve(self, node, question, before=False, attempt_id=None):
         """Ask for an approval. True when approved; otherwise the node is settled (or Stop)."""

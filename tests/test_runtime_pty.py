@@ -67,8 +67,9 @@ def test_pty_approve_after_reject_and_retry(tmp_path):
     c.expect_exact("please answer y or n")
     approval(c, "Proceed with the change?")
     c.sendline("n")
+    c.expect_exact("ask again")
     keys = menu(c)
-    assert keys == ["r", "s", "a"]
+    assert keys == ["r", "a"]  # a rejection is never skipped
     c.sendline("r")
     approval(c, "Proceed with the change?")
     c.sendline("y")
@@ -95,7 +96,7 @@ def test_pty_reject_then_abort_is_resumable(tmp_path):
     c = spawn(tmp_path, "run", rb, "--state-path", dbp)
     approval(c, "Proceed with the change?")
     c.sendline("n")
-    assert menu(c) == ["r", "s", "a"]
+    assert menu(c) == ["r", "a"]
     c.sendline("a")
     code, out = finish(c)
     assert code == 3, out
@@ -106,6 +107,49 @@ def test_pty_reject_then_abort_is_resumable(tmp_path):
     code, out = finish(c)
     assert code == 0, out
     assert counts(dbp) == {"prep": 1, "gate": 2, "after": 1}
+
+
+HANDLED_GATE = """
+[gate]
+type = "Manual"
+description = "Approve dropping the old table."
+prompt_after = "Drop it?"
+
+[drop]
+type = "Command"
+command_name = "echo DROPPING TABLE >> side.log"
+depends_on = ["gate"]
+when = "{{ true }}"
+
+[tell]
+type = "Command"
+command_name = "echo told >> side.log"
+depends_on = ["gate:failure"]
+"""
+
+
+def test_pty_rejection_cannot_be_skipped_into_and_blocks_plain_dependents(tmp_path):
+    """'No' to an approval, then the failure path: the gated step never runs (even with a
+    `when` that would allow it), the handler does, and the run does not end succeeded."""
+    rb = write_runbook(tmp_path, HANDLED_GATE)
+    dbp = tmp_path / "state.db"
+    c = spawn(tmp_path, "run", rb, "--state-path", dbp)
+    approval(c, "Drop it?")
+    c.sendline("n")
+    assert menu(c) == ["r", "f", "a"]
+    c.sendline("s")  # not offered: asked again
+    assert menu(c) == ["r", "f", "a"]
+    c.sendline("f")
+    code, out = finish(c)
+    assert code == 1, out
+    assert (tmp_path / "side.log").read_text().splitlines() == ["told"]
+    st = final(dbp)
+    assert st["drop"]["status"] == "skipped" and st["drop"]["skip_reason"] == "upstream gate was rejected"
+    assert st["gate"]["decision"] == "follow-rejection"
+    assert run_row(dbp)["status"] == "failed"
+    # resume keeps the rejection: the gated step still does not run
+    r = pb(tmp_path, "resume", rb, "--state-path", dbp, "1")
+    assert "DROPPING" not in (tmp_path / "side.log").read_text()
 
 
 FLAKY3 = """
