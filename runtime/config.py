@@ -15,16 +15,18 @@ a run refuses to start with a bad configuration. This module also holds what the
 outside the engine: the database backup before a schema migration (``backup_hook``) and the
 rotating log file of run events (``open_run_log`` + ``LoggingUI``).
 
-Standard library only (plus tomli on Python < 3.11): this module goes into bundles.
+Standard library and tomli (runtime/tomlfile.py) only: this module goes into bundles.
 """
 
-import difflib
 import glob
 import json
 import os
 import re
 import sqlite3
 import time
+
+from . import tomlfile
+from .suggest import did_you_mean
 
 SYSTEM_FILE = "/etc/playbook/config.toml"
 USER_FILE = "~/.config/playbook/config.toml"
@@ -134,73 +136,22 @@ def candidates(environ=None, cwd=None):
     ]
 
 
-def _parse(text):
-    try:
-        import tomllib as toml
-    except ImportError:  # Python < 3.11
-        import tomli as toml
-    return toml.loads(text)
-
-
-_KEY_PART = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
-_DOTTED = r"%s(?:\s*\.\s*%s)*" % (_KEY_PART, _KEY_PART)
-_HEADER_RE = re.compile(r"^\[\[?\s*(%s)\s*\]\]?\s*(?:#.*)?$" % _DOTTED)
-_ASSIGN_RE = re.compile(r"^(%s)\s*=" % _DOTTED)
-
-
-def _split_key(text):
-    parts = []
-    for bare, basic, literal in re.findall(r'([A-Za-z0-9_-]+)|"((?:[^"\\]|\\.)*)"|\'([^\']*)\'', text):
-        parts.append(bare or basic or literal)
-    return tuple(parts)
-
-
-def key_lines(text):
-    """{(table, ..., key): first line number} found by scanning the TOML text.
-
-    Headers set the current table; `key =` and dotted `a.b =` lines add their full path.
-    Good enough for pointing at a mistake (values spanning lines are not parsed)."""
-    lines = {}
-    current = ()
-    in_multiline = None
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if in_multiline:
-            if line.count(in_multiline) % 2 == 1:
-                in_multiline = None
-            continue
-        if not line or line.startswith("#"):
-            continue
-        header = _HEADER_RE.match(line)
-        if header:
-            current = _split_key(header.group(1))
-            for size in range(1, len(current) + 1):
-                lines.setdefault(current[:size], number)
-            continue
-        assign = _ASSIGN_RE.match(line)
-        if assign:
-            path = current + _split_key(assign.group(1))
-            for size in range(len(current) + 1, len(path) + 1):
-                lines.setdefault(path[:size], number)
-            rest = line[assign.end():]
-            for quote in ('"""', "'''"):
-                if rest.count(quote) % 2 == 1:
-                    in_multiline = quote
-    return lines
-
-
 class _File:
-    """One configuration file: its parsed data and where each key is."""
+    """One configuration file: its text, its parsed data and where each key is."""
 
-    def __init__(self, path, data, lines):
+    def __init__(self, path, text, data):
         self.path = path
+        self.text = text
         self.data = data
-        self.lines = lines
+        self._where = None
 
     def line(self, *path):
+        """The line of a key path (or of its nearest enclosing table); None when unknown."""
+        if self._where is None:
+            self._where = tomlfile.locate_keys(self.text)
         while path:
-            if path in self.lines:
-                return self.lines[path]
+            if path in self._where:
+                return self._where[path][0]
             path = path[:-1]
         return None
 
@@ -210,28 +161,17 @@ def read_file(path):
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
-        text = raw.decode("utf-8")
     except OSError as exc:
         return None, [Problem(path, None, "cannot read: %s" % (exc.strerror or exc))]
-    except UnicodeDecodeError as exc:
-        return None, [Problem(path, None, "not UTF-8 text (%s)" % exc.reason)]
     try:
-        data = _parse(text)
-    except ValueError as exc:
-        message = str(exc)
-        found = re.search(r"\(at line (\d+), column (\d+)\)", message)
-        line = int(found.group(1)) if found else None
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
-        return None, [Problem(path, line, "invalid TOML: %s" % message)]
-    return _File(path, data, key_lines(text)), []
+        text = tomlfile.decode(raw)
+        data = tomlfile.loads(text)
+    except tomlfile.TomlError as exc:
+        return None, [Problem(path, exc.line, exc.message)]
+    return _File(path, text, data), []
 
 
 # -- checking -----------------------------------------------------------------------------------
-def _suggest(word, choices):
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return "did you mean %s?" % close[0] if close else None
-
-
 def _type_name(value):
     if isinstance(value, bool):
         return "a boolean"
@@ -285,7 +225,7 @@ def check_value(section, key, value):
         if normal not in rule:
             return None, (
                 "%s must be one of %s, not %s" % (name, ", ".join(_toml(c) for c in rule), _toml(value)),
-                _suggest(normal, rule),
+                did_you_mean(normal, rule),
             )
         return normal, None
     if rule == "nonempty" and not value.strip():
@@ -302,7 +242,7 @@ def _check_sections(file, tables, prefix, problems, where_note=""):
     for section, keys in tables.items():
         path = prefix + (section,)
         if section not in DEFAULTS:
-            hint = _suggest(section, list(DEFAULTS) + ([] if prefix else ["environments"]))
+            hint = did_you_mean(section, list(DEFAULTS) + ([] if prefix else ["environments"]))
             if not hint and isinstance(keys, dict):
                 owners = sorted({s for k in keys for s in DEFAULTS if k in DEFAULTS[s]})
                 if owners:
@@ -317,7 +257,7 @@ def _check_sections(file, tables, prefix, problems, where_note=""):
             continue
         for key, value in keys.items():
             if key not in DEFAULTS[section]:
-                hint = _suggest(key, DEFAULTS[section])
+                hint = did_you_mean(key, DEFAULTS[section])
                 if not hint:
                     owners = [s for s in DEFAULTS if key in DEFAULTS[s]]
                     hint = "%s belongs in [%s]" % (key, owners[0]) if owners else "known keys: %s" % ", ".join(DEFAULTS[section])
@@ -449,7 +389,7 @@ def gather(environ=None, cwd=None, paths=None):
                 apply(envs[env_name], file.path, " [environments.%s]" % env_name)
         if not defined:
             known = sorted({name for _, _, envs in layers for name in envs})
-            hint = _suggest(env_name, known) or (
+            hint = did_you_mean(env_name, known) or (
                 "known: %s" % ", ".join(known) if known else "create one with: playbook config --init %s" % env_name
             )
             read = [file.path for file, _, _ in layers]
@@ -570,10 +510,9 @@ def _remove_environment(text, name):
     skipping = False
     removed = False
     for raw in text.splitlines(keepends=True):
-        header = _HEADER_RE.match(raw.strip())
-        if header:
-            parts = _split_key(header.group(1))
-            skipping = parts[:2] == ("environments", name)
+        header = tomlfile.table_header(raw)
+        if header is not None:
+            skipping = header[:2] == ("environments", name)
             removed = removed or skipping
         if not skipping:
             out.append(raw)
