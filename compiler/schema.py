@@ -4,11 +4,10 @@ Unknown keys are errors with a "did you mean" hint; every problem is collected a
 on the source, located at its table or key.
 """
 
-import difflib
 import math
 import re
 
-from playbook.runtime import templating
+from playbook.runtime import suggest, templating
 from playbook.runtime import variables as var_specs
 from playbook.runtime.plan import NODE_TYPES, Node
 
@@ -84,10 +83,7 @@ class Runbook:
 def did_you_mean(word, candidates):
     if word in RENAMED:
         return "did you mean %s? (%s is the Playbook 1.x name)" % (RENAMED[word], word)
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    if close:
-        return "did you mean %r?" % close[0]
-    return None
+    return suggest.did_you_mean(word, candidates)
 
 
 def _check_type(source, value, spec, *path):
@@ -176,8 +172,8 @@ def _check_node(source, node_id, table):
         source.error("node %s has no type" % node_id, node_id, hint='add type = "Manual", "Command" or "Function"')
         return None
     if node_type not in NODE_TYPES:
-        close = difflib.get_close_matches(str(node_type), NODE_TYPES, n=1, cutoff=0.5)
-        hint = ("did you mean %r? " % close[0] if close else "") + "node types are Manual, Command and Function"
+        close = suggest.did_you_mean(str(node_type), NODE_TYPES, cutoff=0.5)
+        hint = (close + " " if close else "") + "node types are Manual, Command and Function"
         source.error("unknown node type %r in node %s" % (node_type, node_id), node_id, "type", hint=hint)
         return None
     allowed = ALLOWED[node_type]

@@ -12,15 +12,10 @@ if TYPE_CHECKING:
     from typing import Iterable, Optional
 
 
-def closest(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> Optional[str]:
-    """The candidate most similar to `word` (difflib ratio at least `cutoff`), or None."""
+def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> Optional[str]:
+    """"did you mean 'name'?" for the candidate most similar to `word` (difflib ratio at least
+    `cutoff`), or None when none is that close."""
     import difflib  # only when something is misspelt
 
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=cutoff)
-    return close[0] if close else None
-
-
-def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> Optional[str]:
-    """"did you mean 'name'?" for the closest candidate, or None when none is close."""
-    close = closest(word, candidates, cutoff)
-    return "did you mean %r?" % close if close is not None else None
+    return "did you mean %r?" % close[0] if close else None
