@@ -8,10 +8,10 @@
   in that order.
 """
 
-import difflib
 import heapq
 
 from playbook.runtime import conditions, templating
+from playbook.runtime.suggest import did_you_mean
 from playbook.runtime.plan import DEP_KINDS, Dep
 
 SUFFIXES = {"success": "success", "failure": "failure", "done": "done"}
@@ -88,13 +88,12 @@ def _deps(source, node, position, nodes, index, raw, known):
             if sep:
                 suffix = suffix.strip()
                 if suffix not in SUFFIXES:
-                    close = difflib.get_close_matches(suffix, SUFFIXES, n=1, cutoff=0.5)
+                    close = did_you_mean(suffix, SUFFIXES, cutoff=0.5)
                     source.error(
                         "invalid condition %r in %r (node %s)" % (suffix, entry, node.id),
                         node.id,
                         "depends_on",
-                        hint=("did you mean %r? " % close[0] if close else "")
-                        + "use X, X:success, X:failure or X:done",
+                        hint=(close + " " if close else "") + "use X, X:success, X:failure or X:done",
                     )
                     continue
                 kind = SUFFIXES[suffix]
@@ -104,12 +103,11 @@ def _deps(source, node, position, nodes, index, raw, known):
             if target not in index:
                 if target in known:
                     continue
-                close = difflib.get_close_matches(target, list(index), n=1, cutoff=0.6)
                 source.error(
                     "node %s depends on unknown node %r" % (node.id, target),
                     node.id,
                     "depends_on",
-                    hint="did you mean %r?" % close[0] if close else None,
+                    hint=did_you_mean(target, index),
                 )
                 continue
             targets = [target]
@@ -142,12 +140,11 @@ def _when_nodes(source, node, index, known):
         if arg not in index:
             if arg in known:
                 continue
-            close = difflib.get_close_matches(arg, list(index), n=1, cutoff=0.6)
             source.error(
                 "the when of node %s names unknown node %r in %s()" % (node.id, arg, function),
                 node.id,
                 "when",
-                hint="did you mean %r?" % close[0] if close else None,
+                hint=did_you_mean(arg, index),
             )
             continue
         if arg not in found:

@@ -4,12 +4,11 @@ Unknown keys are errors with a "did you mean" hint; every problem is collected a
 on the source, located at its table or key.
 """
 
-import difflib
-import math
 import re
 
-from playbook.runtime import templating
+from playbook.runtime import suggest, templating
 from playbook.runtime import variables as var_specs
+from playbook.runtime.durations import DurationError, check_duration
 from playbook.runtime.plan import NODE_TYPES, Node
 
 NUMBER = (int, float)
@@ -84,10 +83,7 @@ class Runbook:
 def did_you_mean(word, candidates):
     if word in RENAMED:
         return "did you mean %s? (%s is the Playbook 1.x name)" % (RENAMED[word], word)
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    if close:
-        return "did you mean %r?" % close[0]
-    return None
+    return suggest.did_you_mean(word, candidates)
 
 
 def _check_type(source, value, spec, *path):
@@ -103,50 +99,12 @@ def _check_type(source, value, spec, *path):
 
 def check(source):
     """Check the parsed data of `source` and return a Runbook (diagnostics go to source)."""
-    data = source.data
-    meta = {}
-    plugin_config = {}
-    runbook = data.get("runbook")
-    if not isinstance(runbook, dict):
-        source.error(
-            "missing [runbook] table" if runbook is None else "runbook must be a table",
-            *(("runbook",) if runbook is not None else ()),
-            hint="start the file with [runbook] and a title = \"…\"",
-            line=None if runbook is not None else 1,
-            col=None if runbook is not None else 1,
-        )
-        runbook = {}
-    for key, value in runbook.items():
-        if key not in RUNBOOK_FIELDS:
-            source.error("unknown key %r in [runbook]" % key, "runbook", key, hint=did_you_mean(key, RUNBOOK_FIELDS))
-            continue
-        if _check_type(source, value, RUNBOOK_FIELDS[key], "runbook", key):
-            meta[key] = str(value) if key == "version" else value
-    if runbook and "title" not in runbook:
-        source.error("[runbook] has no title", "runbook", hint='add title = "…"')
-    config = meta.pop("plugin_config", {})
-    for name, table in config.items():
-        if not isinstance(table, dict):
-            source.error("plugin_config.%s must be a table" % name, "runbook", "plugin_config", name)
-        else:
-            plugin_config[name] = table
-
-    variables = {}
-    raw_vars = data.get("variables", {})
-    if not isinstance(raw_vars, dict):
-        source.error("[variables] must be a table", "variables")
-        raw_vars = {}
-    for name, raw in raw_vars.items():
-        spec, errors = var_specs.parse_spec(name, raw)
-        for err in errors:
-            path = ("variables", name) + ((err.key,) if err.key else ())
-            source.error(str(err), *path, hint=err.hint)
-        variables[name] = spec
-
+    meta, plugin_config = _check_runbook(source, source.data.get("runbook"))
+    variables = _check_variables(source, source.data.get("variables", {}))
     nodes = []
     raw_deps = {}
     rejected = []
-    for node_id, table in data.items():
+    for node_id, table in source.data.items():
         if node_id in ("runbook", "variables"):
             continue
         if not isinstance(table, dict):
@@ -157,29 +115,88 @@ def check(source):
             )
             continue
         node = _check_node(source, node_id, table)
-        if node is not None:
-            nodes.append(node)
-            deps = table.get("depends_on")
-            raw_deps[node_id] = [deps] if isinstance(deps, str) else deps
-        else:
+        if node is None:
             rejected.append(node_id)
+            continue
+        nodes.append(node)
+        deps = table.get("depends_on")
+        raw_deps[node_id] = [deps] if isinstance(deps, str) else deps
     return Runbook(meta, plugin_config, variables, nodes, raw_deps, rejected)
 
 
-def _check_node(source, node_id, table):
-    if not NODE_ID_RE.match(node_id):
+def _check_runbook(source, runbook):
+    """([runbook] fields, {plugin: config table}) of the [runbook] table."""
+    if not isinstance(runbook, dict):
+        missing = runbook is None
         source.error(
-            "node id %r may only contain letters, digits, '_', '-' and '.'" % node_id, node_id
+            "missing [runbook] table" if missing else "runbook must be a table",
+            *(() if missing else ("runbook",)),
+            hint="start the file with [runbook] and a title = \"…\"",
+            line=1 if missing else None,
+            col=1 if missing else None,
         )
-    node_type = table.get("type")
+        runbook = {}
+    meta = {}
+    for key, value in runbook.items():
+        if key not in RUNBOOK_FIELDS:
+            source.error("unknown key %r in [runbook]" % key, "runbook", key, hint=did_you_mean(key, RUNBOOK_FIELDS))
+        elif _check_type(source, value, RUNBOOK_FIELDS[key], "runbook", key):
+            meta[key] = str(value) if key == "version" else value
+    if runbook and "title" not in runbook:
+        source.error("[runbook] has no title", "runbook", hint='add title = "…"')
+    plugin_config = {}
+    for name, table in meta.pop("plugin_config", {}).items():
+        if isinstance(table, dict):
+            plugin_config[name] = table
+        else:
+            source.error("plugin_config.%s must be a table" % name, "runbook", "plugin_config", name)
+    return meta, plugin_config
+
+
+def _check_variables(source, raw_vars):
+    """{name: spec} of the [variables] table."""
+    if not isinstance(raw_vars, dict):
+        source.error("[variables] must be a table", "variables")
+        return {}
+    variables = {}
+    for name, raw in raw_vars.items():
+        spec, errors = var_specs.parse_spec(name, raw)
+        for err in errors:
+            path = ("variables", name) + ((err.key,) if err.key else ())
+            source.error(str(err), *path, hint=err.hint)
+        variables[name] = spec
+    return variables
+
+
+def _check_node(source, node_id, table):
+    """The Node of one node table, or None when it has errors (each reported on `source`)."""
+    if not NODE_ID_RE.match(node_id):
+        source.error("node id %r may only contain letters, digits, '_', '-' and '.'" % node_id, node_id)
+    node_type = _node_type(source, node_id, table.get("type"))
+    if node_type is None:
+        return None
+    fields, ok = _fields(source, node_id, node_type, table)
+    ok = _has_required(source, node_id, node_type, table) and ok
+    # every check runs (all mistakes are reported), in this order: literal templates are
+    # rendered before their values are checked
+    ok = all([check(source, node_id, fields) for check in _FIELD_CHECKS]) and ok
+    return _node(node_id, node_type, fields) if ok else None
+
+
+def _node_type(source, node_id, node_type):
     if node_type is None:
         source.error("node %s has no type" % node_id, node_id, hint='add type = "Manual", "Command" or "Function"')
         return None
     if node_type not in NODE_TYPES:
-        close = difflib.get_close_matches(str(node_type), NODE_TYPES, n=1, cutoff=0.5)
-        hint = ("did you mean %r? " % close[0] if close else "") + "node types are Manual, Command and Function"
+        close = suggest.did_you_mean(str(node_type), NODE_TYPES, cutoff=0.5)
+        hint = (close + " " if close else "") + "node types are Manual, Command and Function"
         source.error("unknown node type %r in node %s" % (node_type, node_id), node_id, "type", hint=hint)
         return None
+    return node_type
+
+
+def _fields(source, node_id, node_type, table):
+    """({field: value} of the fields allowed for the type and of the right type, all ok)."""
     allowed = ALLOWED[node_type]
     fields = {}
     ok = True
@@ -187,67 +204,108 @@ def _check_node(source, node_id, table):
         if key == "type":
             continue
         if key not in allowed:
-            other = [t for t, f in TYPE_FIELDS.items() if key in f]
-            if other:
-                message = "%s is a field of %s nodes, not of %s node %s" % (key, other[0], node_type, node_id)
-                hint = None
-            else:
-                message = "unknown field %r in node %s" % (key, node_id)
-                hint = did_you_mean(key, allowed)
-            source.error(message, node_id, key, hint=hint)
+            _unknown_field(source, node_id, node_type, key)
             ok = False
-            continue
-        if not _check_type(source, value, allowed[key], node_id, key):
+        elif _check_type(source, value, allowed[key], node_id, key):
+            fields[key] = value
+        else:
             ok = False
-            continue
-        fields[key] = value
-    explained = {"plugin", "function"} if "function_name" in table else {"command_name"} if "command" in table else set()
-    for key in REQUIRED[node_type]:
-        if key not in table and key not in explained:
-            source.error("%s node %s needs %s" % (node_type, node_id, key), node_id)
-            ok = False
+    return fields, ok
+
+
+def _unknown_field(source, node_id, node_type, key):
+    other = [kind for kind, fields in TYPE_FIELDS.items() if key in fields]
+    if other:
+        source.error("%s is a field of %s nodes, not of %s node %s" % (key, other[0], node_type, node_id), node_id, key)
+    else:
+        hint = did_you_mean(key, ALLOWED[node_type])
+        source.error("unknown field %r in node %s" % (key, node_id), node_id, key, hint=hint)
+
+
+# A 1.x field reported as unknown already explains why the fields that replace it are missing.
+EXPLAINS_MISSING = {"function_name": ("plugin", "function"), "command": ("command_name",)}
+
+
+def _has_required(source, node_id, node_type, table):
+    explained = {field for old, new in EXPLAINS_MISSING.items() if old in table for field in new}
+    missing = [key for key in REQUIRED[node_type] if key not in table and key not in explained]
+    for key in missing:
+        source.error("%s node %s needs %s" % (node_type, node_id, key), node_id)
+    return not missing
+
+
+def _skip_and_critical(source, node_id, fields):
     if fields.get("skip") is True and fields.get("critical") is True:
         source.error(
             "node %s is both skip = true and critical = true; a critical node cannot be skipped" % node_id,
             node_id,
             "skip",
         )
-        ok = False
-    for key in ("retries",):
-        if key in fields and fields[key] < 0:
-            source.error("%s must not be negative" % key, node_id, key)
+        return False
+    return True
+
+
+def _retries(source, node_id, fields):
+    if fields.get("retries", 0) < 0:
+        source.error("retries must not be negative", node_id, "retries")
+        return False
+    return True
+
+
+def _env_values(source, node_id, fields):
+    ok = True
+    for name, value in fields.get("env", {}).items():
+        if not isinstance(value, (str, int, float, bool)):
+            source.error("env.%s must be a string" % name, node_id, "env", name)
             ok = False
-    for key in ("retry_delay", "timeout"):
-        value = fields.get(key)
-        if isinstance(value, NUMBER) and (
-            not math.isfinite(value) or value < 0 or (key == "timeout" and value == 0)
-        ):
-            source.error("%s must be a positive number of seconds" % key, node_id, key)
-            ok = False
-    if "env" in fields:
-        for name, value in fields["env"].items():
-            if not isinstance(value, (str, int, float, bool)):
-                source.error("env.%s must be a string" % name, node_id, "env", name)
-                ok = False
-    for key, kind in (("critical", "bool"), ("timeout", "float")):
+    return ok
+
+
+# Fields that may be templates, with the type a literal text of theirs is converted to now.
+TYPED_TEXT_FIELDS = ("critical", "timeout")
+
+
+def _literal_texts(source, node_id, fields):
+    """`critical = "yes"`, `timeout = "90"`: converted now (templates wait for their values)."""
+    ok = True
+    for key in TYPED_TEXT_FIELDS:
         value = fields.get(key)
         if isinstance(value, str) and not templating.is_template(value):
             try:
-                fields[key] = templating.render_field(Node(node_id, node_type, **{key: value}), key, {})
+                holder = Node(node_id, "Manual", **{key: value})  # only the field is read
+                fields[key] = templating.render_field(holder, key, {})
             except templating.TemplateError as exc:
                 source.error(str(exc), node_id, key)
                 ok = False
+    return ok
+
+
+def _durations(source, node_id, fields):
+    ok = True
+    for key in ("timeout", "retry_delay"):
+        value = fields.get(key)
+        if isinstance(value, NUMBER) and not isinstance(value, bool):
+            try:
+                check_duration(value, key)
+            except DurationError as exc:
+                source.error(str(exc), node_id, key)
+                ok = False
+    return ok
+
+
+_FIELD_CHECKS = (_skip_and_critical, _retries, _env_values, _literal_texts, _durations)
+
+
+def _node(node_id, node_type, fields):
+    """The Node of checked fields (runbook names → plan names, defaults filled in)."""
     when = fields.get("when")
-    if isinstance(when, bool):
-        fields["when"] = "true" if when else "false"
-    if not ok:
-        return None
+    env = fields.get("env")
     return Node(
         node_id,
         node_type,
         name=fields.get("name"),
         description=fields.get("description", ""),
-        when=fields.get("when"),
+        when=("true" if when else "false") if isinstance(when, bool) else when,
         skip=fields.get("skip", False),
         critical=fields.get("critical", False),
         timeout=fields.get("timeout"),
@@ -258,7 +316,7 @@ def _check_node(source, node_id, table):
         command=fields.get("command_name"),
         interactive=fields.get("interactive", False),
         shell=fields.get("shell"),
-        env={k: _env_text(v) for k, v in fields["env"].items()} if "env" in fields else None,
+        env=None if env is None else {k: _env_text(v) for k, v in env.items()},
         cwd=fields.get("cwd"),
         plugin=fields.get("plugin"),
         function=fields.get("function"),

@@ -15,16 +15,19 @@ a run refuses to start with a bad configuration. This module also holds what the
 outside the engine: the database backup before a schema migration (``backup_hook``) and the
 rotating log file of run events (``open_run_log`` + ``LoggingUI``).
 
-Standard library only (plus tomli on Python < 3.11): this module goes into bundles.
+Standard library and tomli (runtime/tomlfile.py) only: this module goes into bundles.
 """
 
-import difflib
 import glob
 import json
 import os
 import re
 import sqlite3
 import time
+
+from . import tomlfile
+from .durations import DurationError, check_duration
+from .suggest import did_you_mean
 
 SYSTEM_FILE = "/etc/playbook/config.toml"
 USER_FILE = "~/.config/playbook/config.toml"
@@ -41,19 +44,24 @@ DEFAULTS = {
 PARALLEL_WHEN_TRUE = 4
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-# section.key -> (kind, constraint). kinds: str, int, number, bool, parallel (bool or int).
+# Largest [logging] max_size_mb (1 TiB): beyond it the size in bytes overflows.
+MAX_LOG_SIZE_MB = 1024 * 1024
+
+# section.key -> (kind, rule). Kinds and their rules: str (None, "nonempty" or the choices),
+# bool, int (the minimum), number (minimum, maximum), duration (runtime/durations.py: finite,
+# 0 or more, at most 7 days), parallel (an int with its minimum, or true/false).
 RULES = {
     "database.path": ("str", "nonempty"),
-    "database.timeout": ("number", 0),
+    "database.timeout": ("duration", None),
     "database.backup_enabled": ("bool", None),
     "database.backup_count": ("int", 1),
-    "execution.default_timeout": ("number", 0),
+    "execution.default_timeout": ("duration", None),
     "execution.max_retries": ("int", 1),
-    "execution.interactive_timeout": ("number", 0),
+    "execution.interactive_timeout": ("duration", None),
     "execution.parallel_execution": ("parallel", 1),
     "logging.level": ("str", LOG_LEVELS),
     "logging.file_path": ("str", None),
-    "logging.max_size_mb": ("number", 0),
+    "logging.max_size_mb": ("number", (0, MAX_LOG_SIZE_MB)),
     "logging.backup_count": ("int", 0),
     "ui.progress_style": ("str", ("bar", "plain")),
     "ui.color_theme": ("str", ("auto", "light", "dark", "none")),
@@ -74,6 +82,7 @@ KIND_WORDS = {
     "str": "a string",
     "int": "an integer",
     "number": "a number",
+    "duration": "a number",
     "bool": "true or false",
     "parallel": "an integer (or true/false)",
 }
@@ -134,73 +143,22 @@ def candidates(environ=None, cwd=None):
     ]
 
 
-def _parse(text):
-    try:
-        import tomllib as toml
-    except ImportError:  # Python < 3.11
-        import tomli as toml
-    return toml.loads(text)
-
-
-_KEY_PART = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
-_DOTTED = r"%s(?:\s*\.\s*%s)*" % (_KEY_PART, _KEY_PART)
-_HEADER_RE = re.compile(r"^\[\[?\s*(%s)\s*\]\]?\s*(?:#.*)?$" % _DOTTED)
-_ASSIGN_RE = re.compile(r"^(%s)\s*=" % _DOTTED)
-
-
-def _split_key(text):
-    parts = []
-    for bare, basic, literal in re.findall(r'([A-Za-z0-9_-]+)|"((?:[^"\\]|\\.)*)"|\'([^\']*)\'', text):
-        parts.append(bare or basic or literal)
-    return tuple(parts)
-
-
-def key_lines(text):
-    """{(table, ..., key): first line number} found by scanning the TOML text.
-
-    Headers set the current table; `key =` and dotted `a.b =` lines add their full path.
-    Good enough for pointing at a mistake (values spanning lines are not parsed)."""
-    lines = {}
-    current = ()
-    in_multiline = None
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if in_multiline:
-            if line.count(in_multiline) % 2 == 1:
-                in_multiline = None
-            continue
-        if not line or line.startswith("#"):
-            continue
-        header = _HEADER_RE.match(line)
-        if header:
-            current = _split_key(header.group(1))
-            for size in range(1, len(current) + 1):
-                lines.setdefault(current[:size], number)
-            continue
-        assign = _ASSIGN_RE.match(line)
-        if assign:
-            path = current + _split_key(assign.group(1))
-            for size in range(len(current) + 1, len(path) + 1):
-                lines.setdefault(path[:size], number)
-            rest = line[assign.end():]
-            for quote in ('"""', "'''"):
-                if rest.count(quote) % 2 == 1:
-                    in_multiline = quote
-    return lines
-
-
 class _File:
-    """One configuration file: its parsed data and where each key is."""
+    """One configuration file: its text, its parsed data and where each key is."""
 
-    def __init__(self, path, data, lines):
+    def __init__(self, path, text, data):
         self.path = path
+        self.text = text
         self.data = data
-        self.lines = lines
+        self._where = None
 
     def line(self, *path):
+        """The line of a key path (or of its nearest enclosing table); None when unknown."""
+        if self._where is None:
+            self._where = tomlfile.locate_keys(self.text)
         while path:
-            if path in self.lines:
-                return self.lines[path]
+            if path in self._where:
+                return self._where[path][0]
             path = path[:-1]
         return None
 
@@ -210,28 +168,17 @@ def read_file(path):
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
-        text = raw.decode("utf-8")
     except OSError as exc:
         return None, [Problem(path, None, "cannot read: %s" % (exc.strerror or exc))]
-    except UnicodeDecodeError as exc:
-        return None, [Problem(path, None, "not UTF-8 text (%s)" % exc.reason)]
     try:
-        data = _parse(text)
-    except ValueError as exc:
-        message = str(exc)
-        found = re.search(r"\(at line (\d+), column (\d+)\)", message)
-        line = int(found.group(1)) if found else None
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
-        return None, [Problem(path, line, "invalid TOML: %s" % message)]
-    return _File(path, data, key_lines(text)), []
+        text = tomlfile.decode(raw)
+        data = tomlfile.loads(text)
+    except tomlfile.TomlError as exc:
+        return None, [Problem(path, exc.line, exc.message)]
+    return _File(path, text, data), []
 
 
 # -- checking -----------------------------------------------------------------------------------
-def _suggest(word, choices):
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return "did you mean %s?" % close[0] if close else None
-
-
 def _type_name(value):
     if isinstance(value, bool):
         return "a boolean"
@@ -258,79 +205,136 @@ def _toml(value):
 
 def check_value(section, key, value):
     """(normalized value, None) or (None, (message, hint))."""
-    kind, rule = RULES["%s.%s" % (section, key)]
     name = "%s.%s" % (section, key)
-    ok = (
-        (kind == "str" and isinstance(value, str))
-        or (kind == "bool" and isinstance(value, bool))
-        or (kind == "int" and isinstance(value, int) and not isinstance(value, bool))
-        or (kind == "number" and isinstance(value, (int, float)) and not isinstance(value, bool) and value == value)
-        or (kind == "parallel" and isinstance(value, (int, bool)))
-    )
-    if not ok:
-        hint = None
-        if isinstance(value, str):
-            stripped = value.strip().lower()
-            if kind in ("bool", "parallel") and stripped in ("true", "false"):
-                hint = "write %s = %s, without quotes" % (key, stripped)
-            elif kind in ("int", "number", "parallel") and re.match(r"^-?\d+(\.\d+)?$", stripped):
-                hint = "write %s = %s, without quotes" % (key, stripped)
-        elif kind == "int" and isinstance(value, float) and value.is_integer():
-            hint = "write %s = %d" % (key, int(value))
-        return None, ("%s must be %s, not %s (%s)" % (name, KIND_WORDS[kind], _type_name(value), _toml(value)), hint)
-    if kind == "parallel" and isinstance(value, bool):
-        return (PARALLEL_WHEN_TRUE if value else 1), None
-    if isinstance(rule, tuple):
-        normal = value.upper() if section == "logging" else value.lower()
-        if normal not in rule:
-            return None, (
-                "%s must be one of %s, not %s" % (name, ", ".join(_toml(c) for c in rule), _toml(value)),
-                _suggest(normal, rule),
-            )
+    kind, rule = RULES[name]
+    if not _IS_KIND[kind](value):
+        message = "%s must be %s, not %s (%s)" % (name, KIND_WORDS[kind], _type_name(value), _toml(value))
+        return None, (message, _type_hint(key, kind, value))
+    return _CHECK_KIND[kind](name, rule, value)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_IS_KIND = {
+    "str": lambda value: isinstance(value, str),
+    "bool": lambda value: isinstance(value, bool),
+    "int": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "number": lambda value: _is_number(value) and value == value,  # NaN is not a number here
+    "duration": _is_number,  # check_duration says what is wrong with NaN
+    "parallel": lambda value: isinstance(value, (int, bool)),
+}
+
+
+def _type_hint(key, kind, value):
+    """How to write a value whose TOML type is wrong (a number or boolean in quotes, 2.0)."""
+    if isinstance(value, float):
+        return "write %s = %d" % (key, int(value)) if kind == "int" and value.is_integer() else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if kind in ("bool", "parallel") and text in ("true", "false"):
+        return "write %s = %s, without quotes" % (key, text)
+    if kind in ("int", "number", "duration", "parallel") and re.match(r"^-?\d+(\.\d+)?$", text):
+        return "write %s = %s, without quotes" % (key, text)
+    return None
+
+
+def _check_str(name, rule, value):
+    if rule is None:
+        return value, None
+    if rule == "nonempty":
+        return (value, None) if value.strip() else (None, ("%s must not be empty" % name, None))
+    normal = value.upper() if name.startswith("logging.") else value.lower()
+    if normal in rule:
         return normal, None
-    if rule == "nonempty" and not value.strip():
-        return None, ("%s must not be empty" % name, None)
-    if isinstance(rule, int) and not isinstance(value, (str, bool)) and value < rule:
-        return None, ("%s must be at least %s, not %s" % (name, rule, _toml(value)), None)
+    choices = ", ".join(_toml(c) for c in rule)
+    return None, ("%s must be one of %s, not %s" % (name, choices, _toml(value)), did_you_mean(normal, rule))
+
+
+def _check_minimum(name, minimum, value):
+    if value < minimum:
+        return None, ("%s must be at least %s, not %s" % (name, minimum, _toml(value)), None)
     return value, None
 
 
-def _check_sections(file, tables, prefix, problems, where_note=""):
+def _check_number(name, rule, value):
+    minimum, maximum = rule
+    if value > maximum:
+        return None, ("%s must be at most %s, not %s" % (name, maximum, _toml(value)), None)
+    return _check_minimum(name, minimum, value)
+
+
+def _check_duration(name, rule, value):
+    try:
+        return check_duration(value, name), None
+    except DurationError as exc:
+        return None, (str(exc), None)
+
+
+def _check_parallel(name, rule, value):
+    if isinstance(value, bool):
+        return (PARALLEL_WHEN_TRUE if value else 1), None
+    return _check_minimum(name, rule, value)
+
+
+_CHECK_KIND = {
+    "str": _check_str,
+    "bool": lambda name, rule, value: (value, None),
+    "int": _check_minimum,
+    "number": _check_number,
+    "duration": _check_duration,
+    "parallel": _check_parallel,
+}
+
+
+def _check_sections(file, tables, prefix, problems):
     """Check `{section: {key: value}}` of a file (or of one environment); returns the values
     found as {(section, key): (value, line)}."""
     found = {}
     for section, keys in tables.items():
         path = prefix + (section,)
         if section not in DEFAULTS:
-            hint = _suggest(section, list(DEFAULTS) + ([] if prefix else ["environments"]))
-            if not hint and isinstance(keys, dict):
-                owners = sorted({s for k in keys for s in DEFAULTS if k in DEFAULTS[s]})
-                if owners:
-                    hint = "its keys belong in [%s]" % "], [".join(owners)
-            if section in ("runbook", "variables") and not prefix:
-                hint = "this looks like a runbook; configuration files hold [%s] and [environments.NAME]" % "], [".join(DEFAULTS)
-            problems.append(Problem(file.path, file.line(*path), "unknown section [%s]%s" % (".".join(path), where_note),
-                                    hint or "known: %s" % ", ".join(DEFAULTS)))
-            continue
-        if not isinstance(keys, dict):
-            problems.append(Problem(file.path, file.line(*path), "%s must be a table ([%s] with keys under it)" % (".".join(path), ".".join(path))))
-            continue
-        for key, value in keys.items():
-            if key not in DEFAULTS[section]:
-                hint = _suggest(key, DEFAULTS[section])
-                if not hint:
-                    owners = [s for s in DEFAULTS if key in DEFAULTS[s]]
-                    hint = "%s belongs in [%s]" % (key, owners[0]) if owners else "known keys: %s" % ", ".join(DEFAULTS[section])
-                problems.append(Problem(file.path, file.line(*path + (key,)), "unknown key %r in [%s]" % (key, ".".join(path)), hint))
-                continue
-            normal, error = check_value(section, key, value)
-            line = file.line(*path + (key,))
-            if error:
-                context = "[%s] " % ".".join(prefix) if prefix else ""
-                problems.append(Problem(file.path, line, context + error[0], error[1]))
-                continue
-            found[(section, key)] = (normal, line)
+            problems.append(_unknown_section(file, path, keys))
+        elif not isinstance(keys, dict):
+            table = ".".join(path)
+            problems.append(Problem(file.path, file.line(*path), "%s must be a table ([%s] with keys under it)" % (table, table)))
+        else:
+            for key, value in keys.items():
+                line = file.line(*path + (key,))
+                if key not in DEFAULTS[section]:
+                    problems.append(_unknown_key(file.path, line, path, key))
+                    continue
+                normal, error = check_value(section, key, value)
+                if error:
+                    context = "[%s] " % ".".join(prefix) if prefix else ""
+                    problems.append(Problem(file.path, line, context + error[0], error[1]))
+                else:
+                    found[(section, key)] = (normal, line)
     return found
+
+
+def _unknown_section(file, path, keys):
+    section = path[-1]
+    top = len(path) == 1
+    if top and section in ("runbook", "variables"):
+        hint = "this looks like a runbook; configuration files hold [%s] and [environments.NAME]" % "], [".join(DEFAULTS)
+    else:
+        hint = did_you_mean(section, list(DEFAULTS) + (["environments"] if top else []))
+    if not hint and isinstance(keys, dict):
+        owners = sorted({s for k in keys for s in DEFAULTS if k in DEFAULTS[s]})
+        hint = "its keys belong in [%s]" % "], [".join(owners) if owners else None
+    return Problem(file.path, file.line(*path), "unknown section [%s]" % ".".join(path), hint or "known: %s" % ", ".join(DEFAULTS))
+
+
+def _unknown_key(where, line, path, key):
+    section = path[-1]
+    hint = did_you_mean(key, DEFAULTS[section])
+    if not hint:
+        owners = [s for s in DEFAULTS if key in DEFAULTS[s]]
+        hint = "%s belongs in [%s]" % (key, owners[0]) if owners else "known keys: %s" % ", ".join(DEFAULTS[section])
+    return Problem(where, line, "unknown key %r in [%s]" % (key, ".".join(path)), hint)
 
 
 def check_file(file):
@@ -341,40 +345,47 @@ def check_file(file):
     environments = data.pop("environments", None)
     base = _check_sections(file, data, (), problems)
     envs = {}
-    if environments is not None:
-        if not isinstance(environments, dict):
-            problems.append(Problem(file.path, file.line("environments"), "environments must be a table of [environments.NAME] sections"))
+    if environments is not None and not isinstance(environments, dict):
+        problems.append(Problem(file.path, file.line("environments"), "environments must be a table of [environments.NAME] sections"))
+        environments = None
+    for name, tables in (environments or {}).items():
+        if isinstance(tables, dict):
+            envs[name] = _check_sections(file, tables, ("environments", name), problems)
         else:
-            for name, tables in environments.items():
-                if not isinstance(tables, dict):
-                    problems.append(Problem(file.path, file.line("environments", name),
-                                            "environments.%s must be a table ([environments.%s] with sections under it)" % (name, name)))
-                    continue
-                envs[name] = _check_sections(file, tables, ("environments", name), problems)
+            problems.append(Problem(file.path, file.line("environments", name),
+                                    "environments.%s must be a table ([environments.%s] with sections under it)" % (name, name)))
     return base, envs, problems
 
 
 def _env_value(name, text):
+    """(value, None) or (None, Problem) of the environment variable `name` set to `text`."""
     section, key = ENV_OVERRIDES[name]
     kind = RULES["%s.%s" % (section, key)][0]
-    value = text
-    stripped = text.strip()
+    parse = _ENV_PARSERS.get(kind)
     try:
-        if kind == "int":
-            value = int(stripped)
-        elif kind == "number":
-            value = float(stripped)
-            if value.is_integer():
-                value = int(value)
-        elif kind == "parallel":
-            lowered = stripped.lower()
-            value = True if lowered in ("true", "yes", "on") else False if lowered in ("false", "no", "off") else int(stripped)
+        value = parse(text.strip()) if parse else text
     except ValueError:
         return None, Problem("environment variable %s" % name, None, "%r is not %s" % (text, KIND_WORDS[kind]))
     normal, error = check_value(section, key, value)
     if error:
-        return None, Problem("environment variable %s" % name, None, error[0].replace("%s.%s" % (section, key), "%s (%s.%s)" % (name, section, key), 1), error[1])
+        message = error[0].replace("%s.%s" % (section, key), "%s (%s.%s)" % (name, section, key), 1)
+        return None, Problem("environment variable %s" % name, None, message, error[1])
     return normal, None
+
+
+def _env_number(text):
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _env_parallel(text):
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on", "false", "no", "off"):
+        return lowered in ("true", "yes", "on")
+    return int(text)
+
+
+_ENV_PARSERS = {"int": int, "number": _env_number, "duration": _env_number, "parallel": _env_parallel}
 
 
 # -- the effective configuration ----------------------------------------------------------------
@@ -413,6 +424,28 @@ def gather(environ=None, cwd=None, paths=None):
     explicit = paths is None and bool(environ.get("PLAYBOOK_CONFIG"))
     searched = list(paths) if paths is not None else candidates(environ, cwd)
     problems = []
+    layers = _read_layers(searched, explicit, problems)
+    values = {s: dict(keys) for s, keys in DEFAULTS.items()}
+    origins = {"%s.%s" % (s, k): "default" for s, keys in DEFAULTS.items() for k in keys}
+    # lowest priority first: system, user, local; then the environment sections the same way
+    for file, base, _ in reversed(layers):
+        _apply(values, origins, base, file.path)
+    env_name = environ.get("PLAYBOOK_ENV") or None
+    if env_name:
+        _apply_environment(values, origins, layers, env_name, problems)
+    for name, (section, key) in ENV_OVERRIDES.items():
+        if environ.get(name):
+            value, problem = _env_value(name, environ[name])
+            if problem:
+                problems.append(problem)
+            else:
+                _apply(values, origins, {(section, key): (value, None)}, "environment variable %s" % name)
+    files = [file.path for file, _, _ in layers]
+    return Config(values, origins, files, searched, env_name), files, problems
+
+
+def _read_layers(searched, explicit, problems):
+    """[(file, base values, {environment: values})] of the files found, highest priority first."""
     layers = []
     for path in searched:
         if not os.path.exists(path):
@@ -424,54 +457,39 @@ def gather(environ=None, cwd=None, paths=None):
             continue
         file, trouble = read_file(path)
         problems.extend(trouble)
-        if file is None:
-            continue
-        base, envs, trouble = check_file(file)
-        problems.extend(trouble)
-        layers.append((file, base, envs))
-    values = {s: dict(keys) for s, keys in DEFAULTS.items()}
-    origins = {"%s.%s" % (s, k): "default" for s, keys in DEFAULTS.items() for k in keys}
+        if file is not None:
+            base, envs, trouble = check_file(file)
+            problems.extend(trouble)
+            layers.append((file, base, envs))
+    return layers
 
-    def apply(found, path, note=""):
-        for (section, key), (value, line) in found.items():
-            values[section][key] = value
-            origins["%s.%s" % (section, key)] = "%s%s%s" % (path, ":%d" % line if line else "", note)
 
-    # lowest priority first: system, user, local; then the environment sections the same way
-    for file, base, _ in reversed(layers):
-        apply(base, file.path)
-    env_name = environ.get("PLAYBOOK_ENV") or None
-    if env_name:
-        defined = False
-        for file, _, envs in reversed(layers):
-            if env_name in envs:
-                defined = True
-                apply(envs[env_name], file.path, " [environments.%s]" % env_name)
-        if not defined:
-            known = sorted({name for _, _, envs in layers for name in envs})
-            hint = _suggest(env_name, known) or (
-                "known: %s" % ", ".join(known) if known else "create one with: playbook config --init %s" % env_name
-            )
-            read = [file.path for file, _, _ in layers]
-            problems.append(Problem(
-                "environment variable PLAYBOOK_ENV", None,
-                "%r selects [environments.%s], which %s" % (
-                    env_name, env_name,
-                    "none of %s defines" % ", ".join(read) if read else "no configuration file defines (none found)"),
-                hint,
-            ))
-    for name, (section, key) in ENV_OVERRIDES.items():
-        text = environ.get(name)
-        if not text:
-            continue
-        value, problem = _env_value(name, text)
-        if problem:
-            problems.append(problem)
-            continue
+def _apply(values, origins, found, where, note=""):
+    """Set the values `found` ({(section, key): (value, line)}), recording where they came from."""
+    for (section, key), (value, line) in found.items():
         values[section][key] = value
-        origins["%s.%s" % (section, key)] = "environment variable %s" % name
-    files = [file.path for file, _, _ in layers]
-    return Config(values, origins, files, searched, env_name), files, problems
+        origins["%s.%s" % (section, key)] = "%s%s%s" % (where, ":%d" % line if line else "", note)
+
+
+def _apply_environment(values, origins, layers, env_name, problems):
+    """PLAYBOOK_ENV=NAME: the [environments.NAME] sections of every file, lowest priority first."""
+    defined = [(file, envs[env_name]) for file, _, envs in reversed(layers) if env_name in envs]
+    for file, found in defined:
+        _apply(values, origins, found, file.path, " [environments.%s]" % env_name)
+    if defined:
+        return
+    known = sorted({name for _, _, envs in layers for name in envs})
+    hint = did_you_mean(env_name, known) or (
+        "known: %s" % ", ".join(known) if known else "create one with: playbook config --init %s" % env_name
+    )
+    read = [file.path for file, _, _ in layers]
+    problems.append(Problem(
+        "environment variable PLAYBOOK_ENV", None,
+        "%r selects [environments.%s], which %s" % (
+            env_name, env_name,
+            "none of %s defines" % ", ".join(read) if read else "no configuration file defines (none found)"),
+        hint,
+    ))
 
 
 def load(environ=None, cwd=None, paths=None):
@@ -570,10 +588,9 @@ def _remove_environment(text, name):
     skipping = False
     removed = False
     for raw in text.splitlines(keepends=True):
-        header = _HEADER_RE.match(raw.strip())
-        if header:
-            parts = _split_key(header.group(1))
-            skipping = parts[:2] == ("environments", name)
+        header = tomlfile.table_header(raw)
+        if header is not None:
+            skipping = header[:2] == ("environments", name)
             removed = removed or skipping
         if not skipping:
             out.append(raw)

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from playbook.runtime.suggest import did_you_mean
 from playbook.runtime.variables import VariableError, check, coerce
 
 GROUP = "playbook.plugins"
@@ -123,17 +124,6 @@ class Plugin:
 # --------------------------------------------------------------------------------------------
 
 
-def _closest(word, candidates):
-    """The candidate closest to `word`, or None."""
-    import difflib
-
-    close = difflib.get_close_matches(word, list(candidates), n=1)
-    return close[0] if close else None
-
-
-def _did_you_mean(word, candidates):
-    close = _closest(word, candidates)
-    return " (did you mean %r?)" % close if close else ""
 
 
 def _one_line(exc):
@@ -221,11 +211,9 @@ class Registry:
 
     def _unknown(self, name):
         installed = self.names()
-        close = _closest(name, installed)
-        if close:
-            advice = "did you mean %r?" % close
-        else:
-            advice = "install the package that provides it, e.g. `pip install playbook-%s`;" % name
+        advice = did_you_mean(name, installed) or (
+            "install the package that provides it, e.g. `pip install playbook-%s`;" % name
+        )
         return PluginError(
             "plugin %r is not installed (%s installed plugins: %s)" % (name, advice, ", ".join(installed))
         )
@@ -265,9 +253,10 @@ class Registry:
         """The FunctionSignature of `function` of plugin `name`."""
         functions = self.metadata(name).functions or {}
         if function not in functions:
+            hint = did_you_mean(function, functions)
             raise PluginError(
                 "plugin %r has no function %r%s; available functions: %s"
-                % (name, function, _did_you_mean(function, functions), ", ".join(sorted(functions)) or "none")
+                % (name, function, " (%s)" % hint if hint else "", ", ".join(sorted(functions)) or "none")
             )
         return functions[function]
 
@@ -313,8 +302,7 @@ def check_params(signature, params, deferred=()):
     errors = []
     for name in params:
         if name not in declared:
-            close = _closest(name, declared)
-            hint = "did you mean %r?" % close if close else "accepted: %s" % (", ".join(declared) or "none")
+            hint = did_you_mean(name, declared) or "accepted: %s" % (", ".join(declared) or "none")
             errors.append("unknown parameter %r (%s)" % (name, hint))
     for name, pdef in declared.items():
         value = params.get(name)

@@ -3,13 +3,16 @@
 Priority, highest first: ``--var`` > ``--vars-file`` > ``--vars-env PREFIX`` > an interactive
 prompt (only on a terminal) > the spec's default. Values reach templates and `when` typed.
 
-Standard library only (plus tomli for ``--vars-file``, imported when used): goes into bundles.
+Standard library and tomli (``--vars-file``, via runtime/tomlfile.py) only: goes into bundles.
 """
 
 import json
 import math
 import os
 import re
+
+from . import tomlfile
+from .suggest import did_you_mean
 
 TYPES = ("str", "int", "float", "bool", "list", "dict")
 SPEC_KEYS = ("default", "required", "type", "choices", "min", "max", "pattern", "description", "secret")
@@ -55,10 +58,7 @@ def parse_spec(name, raw):
     spec = {"required": False, "secret": False, "declared": True}
     for key in raw:
         if key not in SPEC_KEYS:
-            import difflib
-
-            close = difflib.get_close_matches(key, SPEC_KEYS, n=1, cutoff=0.6)
-            hint = "did you mean %r?" % close[0] if close else "allowed: %s" % ", ".join(SPEC_KEYS)
+            hint = did_you_mean(key, SPEC_KEYS) or "allowed: %s" % ", ".join(SPEC_KEYS)
             errors.append(VariableError("unknown key %r in variable %s" % (key, name), key, hint))
     if not NAME_RE.match(name):
         errors.append(VariableError("variable name %r is not a valid identifier" % name))
@@ -221,18 +221,15 @@ def parse_assignments(pairs, flag="--var"):
 
 
 def load_vars_file(path):
-    """Read a `*.vars.toml` file: top-level `NAME = value` pairs."""
-    try:
-        import tomllib as toml  # Python 3.11+
-    except ImportError:  # pragma: no cover - depends on the interpreter
-        import tomli as toml
+    """Read a `*.vars.toml` file: top-level `NAME = value` pairs (or one [variables] table).
+    TOML dates and times become ISO-8601 text, as in runbooks."""
     try:
         with open(path, "rb") as handle:
-            data = toml.load(handle)
+            data = tomlfile.plain(tomlfile.loads(tomlfile.decode(handle.read())))
     except OSError as exc:
         raise VariableError("--vars-file %s: %s" % (path, exc.strerror or exc)) from None
-    except ValueError as exc:  # TOMLDecodeError
-        raise VariableError("--vars-file %s: %s" % (path, exc)) from None
+    except tomlfile.TomlError as exc:
+        raise VariableError("--vars-file %s: %s%s" % (path, exc.message, exc.where())) from None
     if "variables" in data and isinstance(data["variables"], dict) and len(data) == 1:
         data = data["variables"]
     for name in data:

@@ -148,7 +148,7 @@ def test_field_of_another_node_type_says_which():
         ('when = 3', "when must be a Jinja expression string, not int"),
         ('critical = "maybe"', "'maybe' is not a boolean"),
         ('timeout = -5', "timeout must be a positive number of seconds"),
-        ('retry_delay = -1', "retry_delay must be a positive number of seconds"),
+        ('retry_delay = -1', "retry_delay must be zero or a positive number of seconds"),
         ('timeout = "0"', "timeout must be a positive number of seconds"),
     ],
 )
@@ -239,3 +239,38 @@ def test_unknown_variable_spec_key_has_did_you_mean():
     (err,) = errors('[runbook]\ntitle = "t"\n\n[variables]\nNAME = { defualt = "x" }\n')
     assert err.message == "unknown key 'defualt' in variable NAME"
     assert err.hint and "default" in err.hint
+
+
+# -- bounds of durations (runtime/durations.py) --------------------------------------------------
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("timeout = 1e308", "timeout must be at most 604800 seconds (7 days)"),
+        ("timeout = 1e23", "timeout must be at most 604800 seconds (7 days)"),
+        ("timeout = 9223372036854775807", "timeout must be at most 604800 seconds (7 days)"),
+        ("timeout = 604801", "timeout must be at most 604800 seconds (7 days)"),
+        ("timeout = inf", "timeout must be at most 604800 seconds (7 days)"),
+        ("timeout = nan", "timeout must be a positive number of seconds"),
+        ("timeout = -inf", "timeout must be a positive number of seconds"),
+        ("timeout = 0", "timeout must be a positive number of seconds"),
+        ('timeout = "1e308"', "timeout must be at most 604800 seconds (7 days)"),
+        ("retry_delay = 1e308", "retry_delay must be at most 86400 seconds (1 day)"),
+        ("retry_delay = 9223372036854775807", "retry_delay must be at most 86400 seconds (1 day)"),
+        ("retry_delay = 86400.5", "retry_delay must be at most 86400 seconds (1 day)"),
+        ("retry_delay = inf", "retry_delay must be at most 86400 seconds (1 day)"),
+        ("retry_delay = nan", "retry_delay must be zero or a positive number of seconds"),
+        ("retry_delay = -0.5", "retry_delay must be zero or a positive number of seconds"),
+    ],
+)
+def test_durations_are_finite_and_bounded(line, message):
+    errs = errors('[runbook]\ntitle = "t"\n\n[a]\ntype = "Command"\ncommand_name = "x"\n%s\n' % line)
+    assert [(e.line, e.col, e.message) for e in errs] == [(7, 1, message)]
+
+
+def test_durations_at_their_maximum_are_fine():
+    text = '[runbook]\ntitle = "t"\n\n[a]\ntype = "Command"\ncommand_name = "x"\ntimeout = 604800\nretry_delay = 86400\n'
+    (node,) = compile_text(text).plan.nodes
+    assert (node.timeout, node.retry_delay) == (604800, 86400)
+    text = text.replace("timeout = 604800", 'timeout = "604800.0"').replace("retry_delay = 86400", "retry_delay = 0")
+    (node,) = compile_text(text).plan.nodes
+    assert (node.timeout, node.retry_delay) == (604800, 0)

@@ -158,7 +158,7 @@ def test_playbook_env_selects_a_section_and_a_typo_is_an_error(tmp_path):
     rb = write_runbook(tmp_path, ECHO)
     r = pb(tmp_path, "run", rb, "--state-path", tmp_path / "s.db", env={"PLAYBOOK_ENV": "prodution"})
     assert r.returncode == 2, r.text
-    assert "did you mean production?" in r.err and "PLAYBOOK_ENV" in r.err
+    assert "did you mean 'production'?" in r.err and "PLAYBOOK_ENV" in r.err
     assert not (tmp_path / "s.db").exists()
 
 
@@ -434,9 +434,9 @@ def test_unknown_keys_and_wrong_types_name_file_and_line_and_the_run_refuses(tmp
     r = pb(tmp_path, "run", rb, "--state-path", tmp_path / "s.db")
     assert r.returncode == 2, r.text
     err = r.err
-    assert "%s:3: unknown key 'max_retry' in [execution] (did you mean max_retries?)" % path in err
+    assert "%s:3: unknown key 'max_retry' in [execution] (did you mean 'max_retries'?)" % path in err
     assert "%s:4: execution.default_timeout must be a number, not a string (\"10\") (write default_timeout = 10, without quotes)" % path in err
-    assert "%s:7: ui.color_theme must be one of" % path in err and "did you mean dark?" in err
+    assert "%s:7: ui.color_theme must be one of" % path in err and "did you mean 'dark'?" in err
     assert "%s:8: ui.show_timestamps must be true or false" % path in err
     assert "%s:9: unknown section [logs] (its keys belong in [logging])" % path in err
     assert "%s:13: [environments.prod] execution.max_retries must be an integer, not a float (1.5)" % path in err
@@ -453,6 +453,49 @@ def test_unknown_keys_and_wrong_types_name_file_and_line_and_the_run_refuses(tmp
     assert "PLAYBOOK_MAX_RETRIES" in r.err and "'many' is not an integer" in r.err
 
 
+def test_durations_and_sizes_are_finite_and_bounded_with_file_and_line(tmp_path):
+    path = _write(tmp_path / "c.toml", (
+        "[database]\ntimeout = 1e308\n"
+        "[execution]\ndefault_timeout = nan\ninteractive_timeout = 9223372036854775807\n"
+        "[logging]\nmax_size_mb = inf\n"
+        "[environments.prod.execution]\ndefault_timeout = -1\n"
+    ))
+    problems = config.gather(environ={}, paths=[str(path)])[2]
+    assert [p.format() for p in problems] == [
+        "%s:2: database.timeout must be at most 604800 seconds (7 days)" % path,
+        "%s:4: execution.default_timeout must be zero or a positive number of seconds" % path,
+        "%s:5: execution.interactive_timeout must be at most 604800 seconds (7 days)" % path,
+        "%s:7: logging.max_size_mb must be at most 1048576, not inf" % path,
+        "%s:9: [environments.prod] execution.default_timeout must be zero or a positive number of seconds" % path,
+    ]
+    fine = _write(tmp_path / "fine.toml", "[execution]\ndefault_timeout = 604800\ninteractive_timeout = 0\n")
+    cfg = config.load(environ={}, paths=[str(fine)])
+    assert (cfg.get("execution", "default_timeout"), cfg.get("execution", "interactive_timeout")) == (604800, 0)
+
+
+@pytest.mark.parametrize("text", ["1e308", "1e23", "9223372036854775807", "inf", "nan", "-5", "604801"])
+def test_playbook_default_timeout_is_bounded(tmp_path, text):
+    problems = config.gather(environ={"PLAYBOOK_DEFAULT_TIMEOUT": text}, paths=[])[2]
+    (problem,) = problems
+    assert problem.format().startswith(
+        "environment variable PLAYBOOK_DEFAULT_TIMEOUT: PLAYBOOK_DEFAULT_TIMEOUT (execution.default_timeout) must be "
+    )
+    assert ("at most 604800 seconds" in problem.message) != ("zero or a positive number" in problem.message)
+
+
+def test_bounded_durations_via_playbook_config_validate_and_run(tmp_path):
+    local_file(tmp_path, "[execution]\ndefault_timeout = 1e308\n")
+    r = pb(tmp_path, "config", "--validate")
+    assert r.returncode == 2
+    assert "%s:2: error: execution.default_timeout must be at most 604800 seconds (7 days)" % (tmp_path / "playbook.toml") in r.err
+    local_file(tmp_path, "[execution]\ndefault_timeout = 60\n")
+    rb = write_runbook(tmp_path, ECHO)
+    r = pb(tmp_path, "run", rb, "--state-path", tmp_path / "s.db", env={"PLAYBOOK_DEFAULT_TIMEOUT": "1e308"})
+    assert r.returncode == 2, r.text
+    assert "PLAYBOOK_DEFAULT_TIMEOUT (execution.default_timeout) must be at most 604800 seconds (7 days)" in r.err
+    assert "Traceback" not in r.text and not (tmp_path / "s.db").exists()
+
+
 def test_value_ranges_and_runbook_named_playbook_toml(tmp_path):
     problems = config.gather(environ={}, paths=[str(_write(tmp_path / "c.toml",
         "[execution]\nmax_retries = 0\n[logging]\nlevel = \"LOUD\"\n[database]\nbackup_count = 0\n"))])[2]
@@ -462,15 +505,6 @@ def test_value_ranges_and_runbook_named_playbook_toml(tmp_path):
     assert "c.toml:6: database.backup_count must be at least 1" in text
     problems = config.gather(environ={}, paths=[str(_write(tmp_path / "playbook.toml", "[runbook]\ntitle = \"x\"\n"))])[2]
     assert "looks like a runbook" in problems[0].format()
-
-
-def test_key_lines_finds_headers_dotted_and_quoted_keys():
-    text = '[a]\nx = 1\n"y" . z = """\nk = 2\n"""\n[ b . "c" ]\nw = 3 # c\n'
-    lines = config.key_lines(text)
-    assert lines[("a", "x")] == 2
-    assert lines[("a", "y", "z")] == 3
-    assert ("a", "k") not in lines  # inside a multi-line string
-    assert lines[("b", "c", "w")] == 7
 
 
 # -- playbook config ----------------------------------------------------------------------------------
@@ -523,7 +557,7 @@ def test_config_validate(tmp_path):
     user = user_file(tmp_path, "[environments.prod.ui]\ncompact = true\n")
     r = pb(tmp_path, "config", "--validate")
     assert r.returncode == 2, r.text
-    assert "%s:2: error: unknown key 'compact' in [environments.prod.ui] (did you mean compact_output?)" % user in r.err
+    assert "%s:2: error: unknown key 'compact' in [environments.prod.ui] (did you mean 'compact_output'?)" % user in r.err
     r = pb(tmp_path, "config", "--validate", "--json")
     data = json.loads(r.out)
     assert r.returncode == 2 and data["valid"] is False and data["problems"][0]["line"] == 2
@@ -569,7 +603,7 @@ def test_a_bundle_reads_the_configuration_on_the_server(tmp_path):
     local_file(server, "[ui]\nshow_timestamp = false\n")
     r = run_bundle(server, bundle, "run")
     assert r.returncode == 2
-    assert "%s:2: unknown key 'show_timestamp' in [ui] (did you mean show_timestamps?)" % (server / "playbook.toml") in r.stderr
+    assert "%s:2: unknown key 'show_timestamp' in [ui] (did you mean 'show_timestamps'?)" % (server / "playbook.toml") in r.stderr
 
 
 def run_bundle(cwd, bundle, *args):
