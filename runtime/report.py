@@ -7,6 +7,12 @@ Standard library plus jinja2 only: this module goes into bundles.
 import json
 import re
 
+# The event the engine records when a Manual step needed an approval and there was no terminal
+# to ask on (its detail is text for people; the report reads the kind, never the text).
+APPROVAL_NEEDED = "approval-needed"
+# Events `show --run` lists as the audit trail.
+AUDIT_KINDS = ("approval", APPROVAL_NEEDED, "decision", "set-status", "resume", "interrupted")
+
 
 def _duration(seconds):
     if seconds is None:
@@ -74,7 +80,7 @@ def run_text(run, attempts, events, output=False):
             if a.get("output") not in (None, ""):
                 lines.append("--- %s attempt %d output" % (a["node_id"], a["attempt"]))
                 lines.append(str(a["output"]))
-    audit = [e for e in events if e.get("kind") in ("approval", "decision", "set-status", "resume", "interrupted")]
+    audit = [e for e in events if e.get("kind") in AUDIT_KINDS]
     if audit:
         lines.append("audit trail:")
         for e in audit:
@@ -395,7 +401,7 @@ class RunReport:
         order += [node_id for node_id in by_node if node_id not in order]
         waiting = {}
         for e in self.events:
-            if e.get("kind") == "approval" and e.get("node_id") and "needed, no terminal" in (e.get("detail") or ""):
+            if e.get("kind") == APPROVAL_NEEDED and e.get("node_id"):
                 waiting[e["node_id"]] = "waiting for an approval (there was no terminal to ask on)"
         nodes = []
         for node_id in order:
