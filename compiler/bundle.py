@@ -230,25 +230,9 @@ def collect_distribution(name, role):
     except md.PackageNotFoundError:
         raise BundleError("distribution %r is not installed in the build environment (%s)" % (name, sys.executable))
     notes = []
-    files = {}
-    for path in dist.files or ():
-        rel = str(path).replace("\\", "/")
-        parts = rel.split("/")
-        if rel.startswith(("../", "/")) or "__pycache__" in parts:
-            continue
-        if parts[0].endswith((".dist-info", ".egg-info", ".data")) or rel.endswith(".pth"):
-            continue
-        if len(parts) == 1 and not rel.endswith(".py") and not rel.endswith((".so", ".pyd")):
-            continue  # stray top-level files (licences, installer records)
-        files[rel] = str(dist.locate_file(path))
+    files = _recorded_files(dist)
     if not any(rel.endswith(".py") and os.path.isfile(disk) for rel, disk in files.items()):
-        # Editable or egg-info install: find the code by its top-level import names.
-        tops = (dist.read_text("top_level.txt") or "").split()
-        if not tops:
-            tops = sorted({ep.value.split(":")[0].split(".")[0].strip() for ep in dist.entry_points})
-        files = {}
-        for top in tops:
-            files.update(_module_files(top, notes))
+        files = _editable_files(dist, notes)
     files = {rel: disk for rel, disk in files.items() if os.path.isfile(disk)}
     files = _filter(files, notes, strict=role == "plugin")
     if not files:
@@ -263,6 +247,35 @@ def collect_distribution(name, role):
         entry_points=dist.read_text("entry_points.txt") or "",
         notes=notes,
     )
+
+
+def _recorded_files(dist):
+    """{archive name: disk path} of the files the distribution's record lists that belong in a
+    bundle: not its metadata, installer files, caches, or files outside site-packages."""
+    files = {}
+    for path in dist.files or ():
+        rel = str(path).replace("\\", "/")
+        parts = rel.split("/")
+        if rel.startswith(("../", "/")) or "__pycache__" in parts:
+            continue
+        if parts[0].endswith((".dist-info", ".egg-info", ".data")) or rel.endswith(".pth"):
+            continue
+        if len(parts) == 1 and not rel.endswith((".py", ".so", ".pyd")):
+            continue  # stray top-level files (licences, installer records)
+        files[rel] = str(dist.locate_file(path))
+    return files
+
+
+def _editable_files(dist, notes):
+    """Editable or egg-info install, whose record does not name the code: the files of its
+    top-level import names (top_level.txt, else the modules of its entry points)."""
+    tops = (dist.read_text("top_level.txt") or "").split()
+    if not tops:
+        tops = sorted({ep.value.split(":")[0].split(".")[0].strip() for ep in dist.entry_points})
+    files = {}
+    for top in tops:
+        files.update(_module_files(top, notes))
+    return files
 
 
 def resolve_distributions(plugin_dists, warn):
@@ -621,7 +634,7 @@ def zip_time(epoch):
 def write_archive(prefix, entries, epoch):
     """prefix + zip of entries (sorted, fixed time and modes), with the SHA-256 of the whole
     file (computed with the digest field as zeros) written into the launcher's line 2.
-    Returns (bytes, digest)."""
+    Returns the bytes of the file."""
     buf = io.BytesIO()
     buf.write(prefix)
     date_time = zip_time(epoch)
@@ -638,7 +651,7 @@ def write_archive(prefix, entries, epoch):
         raise BundleError("internal error: the launcher has no digest field")
     digest = hashlib.sha256(data).hexdigest()
     data[start : start + 64] = digest.encode("ascii")
-    return bytes(data), digest
+    return bytes(data)
 
 
 def _read(disk):
@@ -652,19 +665,47 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
     `targets` (a list of Target) overrides the discovery from `pythons`/`interpreters`.
     """
     from playbook import __version__
-    from playbook.runtime.plugins import BUILTINS, Registry
 
     if sign_key and not os.path.isfile(sign_key):
         raise BundleError("--sign-key %s: no such key file" % sign_key, code=2)
     notes = []
     warn = warn or notes.append
     plan = compiled.plan
-    summary = compiled.summary()
 
-    # Plugins used by Function nodes, and where they come from.
+    plugins = bundled_plugins(plan)
+    dists = collect_distributions(plugins, warn)
+    floor, floor_from = python_floor(dists)
+    sources, origin = collect_sources(dists)
+
+    if targets is None:
+        targets = choose_targets(floor, pythons, interpreters, bytecode, warn)
+    trees = compile_trees([t for t in targets if t.minor >= floor], sources, origin, warn)
+
+    epoch = build_epoch(epoch)
+    manifest = make_manifest(plan, compiled.summary()["title"], plugins, dists, floor, floor_from, trees, epoch)
+    entries = archive_entries(plan, manifest, sources, dists, trees)
+    prefix = launcher(os.path.basename(output), manifest["runbook"]["title"], __version__, floor, trees.magic)
+    data = write_archive(prefix, entries, epoch if epoch is not None else DEFAULT_EPOCH)
+    _write_executable(output, data)
+    signature = sign(output, sign_key) if sign_key else None
+    return {
+        "output": output,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "signature": signature,
+        "manifest": manifest,
+        "files": len(entries),
+        "warnings": notes,
+    }
+
+
+def bundled_plugins(plan):
+    """{plugin name: {"entry_point", "distribution"}} of the plugins the plan's Function nodes
+    use, other than the built-in ones; each must come from an installed distribution."""
+    from playbook.runtime.plugins import BUILTINS, Registry
+
     registry = Registry()
     plugins = {}
-    plugin_dists = []
     for name in sorted({n.plugin for n in plan.nodes if n.type == "Function" and n.plugin}):
         if name in BUILTINS:
             continue
@@ -673,26 +714,36 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
         if not dist:
             raise BundleError("plugin %r (%s) does not come from an installed distribution; it cannot be bundled" % (name, spec))
         plugins[name] = {"entry_point": spec, "distribution": dist}
-        plugin_dists.append(dist)
+    return plugins
 
-    dists = resolve_distributions(plugin_dists, warn)
+
+def collect_distributions(plugins, warn):
+    """The distributions to copy (see resolve_distributions), their notes passed to `warn`;
+    sets the "version" of each plugin's entry to that of its distribution."""
+    dists = resolve_distributions([info["distribution"] for info in plugins.values()], warn)
     for dist in dists:
         for note in dist.notes:
             warn("%s: %s" % (dist.name, note))
+    versions = {normalize(d.name): d.version for d in dists}
     for info in plugins.values():
-        info["version"] = next((d.version for d in dists if normalize(d.name) == normalize(info["distribution"])), "")
+        info["version"] = versions.get(normalize(info["distribution"]), "")
+    return dists
 
-    # Floor: the highest Requires-Python lower bound, at least 3.9.
+
+def python_floor(dists):
+    """The bundle's floor: the highest Requires-Python lower bound (of playbook and of every
+    distribution), at least 3.9; and which requirements set it ("name spec")."""
     own_requires = playbook_requires_python()
-    floor = MIN_FLOOR
     bounds = [("playbook", own_requires, lower_bound(own_requires))]
     bounds += [(d.name, d.requires_python, lower_bound(d.requires_python)) for d in dists]
-    for _, _, bound in bounds:
-        if bound and bound > floor:
-            floor = bound
+    floor = max([MIN_FLOOR] + [bound for _, _, bound in bounds if bound])
     floor_from = sorted("%s %s" % (name, spec.strip()) for name, spec, bound in bounds if bound == floor)
+    return floor, floor_from
 
-    # Sources: playbook's runtime, then each distribution (no file may come from two places).
+
+def collect_sources(dists):
+    """{archive name: disk path} of every file copied, and {archive name: who provides it}:
+    playbook's runtime, then each distribution (no file may come from two places)."""
     sources = dict(playbook_files())
     origin = {rel: "playbook" for rel in sources}
     for dist in dists:
@@ -701,61 +752,74 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
                 raise BundleError("%s and %s both provide %s" % (origin[rel], dist.name, rel))
             origin[rel] = dist.name
             sources[rel] = disk
+    return sources, origin
 
-    if targets is None:
-        targets = choose_targets(floor, pythons, interpreters, bytecode, warn)
-    targets = [t for t in targets if t.minor >= floor]
 
+class Trees:
+    """The bytecode trees of a bundle: `magic` {tree: magic hex} for the boot code, `info` (one
+    dict per tree, for the manifest) and `entries` {archive name: .pyc bytes, or None for a
+    copy of the package data file of the same name}."""
+
+    def __init__(self):
+        self.magic = {}
+        self.info = []
+        self.entries = {}
+
+    def add(self, target, pycs, data_files):
+        self.magic[target.tree] = target.magic
+        self.info.append(
+            {
+                "python": target.label,
+                "tree": target.tree,
+                "magic": target.magic,
+                "compiled_with": ".".join(str(p) for p in target.version),
+                "modules": len(pycs),
+            }
+        )
+        for rel, data in pycs.items():
+            self.entries["%s/%sc" % (target.tree, rel)] = data
+        for rel in data_files:  # package data next to the bytecode, for loaders' get_data()
+            self.entries["%s/%s" % (target.tree, rel)] = None
+
+
+def compile_trees(targets, sources, origin, warn):
+    """Bytecode of the sources (but SOURCE_ONLY) for each target, compiled in parallel. A file
+    of playbook's own that does not compile is an error; one of a distribution stays source."""
     hot = {rel: disk for rel, disk in sources.items() if rel.endswith(".py") and not source_only(rel)}
     data_files = [rel for rel in sources if not rel.endswith(".py") and "/" in rel and not source_only(rel)]
-    trees = {}
-    bytecode_info = []
-    tree_entries = {}  # archive name -> .pyc bytes, or None for a copy of the data file
-    if targets:
-        from concurrent.futures import ThreadPoolExecutor
+    trees = Trees()
+    if not targets:
+        return trees
+    from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=max(1, min(len(targets), os.cpu_count() or 2))) as pool:
-            results = list(pool.map(lambda t: compile_tree(t, hot), targets))
-        for target, (pycs, errors) in zip(targets, results):
-            for rel, error in sorted(errors.items()):
-                if origin.get(rel) == "playbook":
-                    raise BundleError("%s does not compile with Python %s: %s" % (rel, target.label, error))
-                warn("%s: no bytecode for Python %s (%s); it stays source" % (rel, target.label, error))
-            trees[target.tree] = target.magic
-            bytecode_info.append(
-                {
-                    "python": target.label,
-                    "tree": target.tree,
-                    "magic": target.magic,
-                    "compiled_with": ".".join(str(p) for p in target.version),
-                    "modules": len(pycs),
-                }
-            )
-            for rel, data in pycs.items():
-                tree_entries["%s/%sc" % (target.tree, rel)] = data
-            for rel in data_files:  # package data next to the bytecode, for loaders' get_data()
-                tree_entries["%s/%s" % (target.tree, rel)] = None
+    with ThreadPoolExecutor(max_workers=max(1, min(len(targets), os.cpu_count() or 2))) as pool:
+        results = list(pool.map(lambda t: compile_tree(t, hot), targets))
+    for target, (pycs, errors) in zip(targets, results):
+        for rel, error in sorted(errors.items()):
+            if origin.get(rel) == "playbook":
+                raise BundleError("%s does not compile with Python %s: %s" % (rel, target.label, error))
+            warn("%s: no bytecode for Python %s (%s); it stays source" % (rel, target.label, error))
+        trees.add(target, pycs, data_files)
+    return trees
 
-    epoch_env = os.environ.get("SOURCE_DATE_EPOCH")
-    epoch = epoch if epoch is not None else (int(epoch_env) if epoch_env and epoch_env.strip().isdigit() else None)
-    built_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch is not None else None
 
-    distributions = [
-        {
-            "name": d.name,
-            "version": d.version,
-            "requires_python": d.requires_python,
-            "role": d.role,
-            "required_by": sorted(d.required_by),
-            "files": len(d.files),
-        }
-        for d in dists
-    ]
-    manifest = {
+def build_epoch(epoch):
+    """The build time: `epoch`, else SOURCE_DATE_EPOCH, else None (not recorded)."""
+    if epoch is not None:
+        return epoch
+    text = os.environ.get("SOURCE_DATE_EPOCH")
+    return int(text) if text and text.strip().isdigit() else None
+
+
+def make_manifest(plan, title, plugins, dists, floor, floor_from, trees, epoch):
+    """manifest.json: what the bundle holds, for `inspect` and for people."""
+    from playbook import __version__
+
+    return {
         "bundle_format": BUNDLE_FORMAT,
         "playbook_version": __version__,
         "runbook": {
-            "title": display_title(plan, summary["title"]),
+            "title": display_title(plan, title),
             "version": plan.runbook.get("version", ""),
             "author": plan.runbook.get("author", ""),
             "source": plan.source.get("name", ""),
@@ -768,45 +832,45 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
             "host_variables": sorted(k for k in plan.variables if k not in plan.values),
         },
         "plugins": plugins,
-        "distributions": distributions,
+        "distributions": [
+            {
+                "name": d.name,
+                "version": d.version,
+                "requires_python": d.requires_python,
+                "role": d.role,
+                "required_by": sorted(d.required_by),
+                "files": len(d.files),
+            }
+            for d in dists
+        ],
         "python_floor": "%d.%d" % floor,
         "floor_from": floor_from,
-        "bytecode": bytecode_info,
+        "bytecode": trees.info,
         "source_only": list(SOURCE_ONLY),
         "bytecode_without_docstrings": list(STRIP_DOCSTRINGS),
-        "built_at": built_at,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch is not None else None,
         "sign_namespace": SIGN_NAMESPACE,
     }
+
+
+def archive_entries(plan, manifest, sources, dists, trees):
+    """{archive name: bytes} of everything in the zip."""
+    from playbook import __version__
 
     entries = {"__main__.py": MAIN_PY, "plan.json": plan.dumps()}
     entries["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
     for rel, disk in sources.items():
         entries[rel] = _read(disk)
     own_info = "playbook-%s.dist-info/METADATA" % __version__
-    entries[own_info] = ("Metadata-Version: 2.1\nName: playbook\nVersion: %s\nRequires-Python: %s\n" % (__version__, own_requires)).encode()
+    own_metadata = "Metadata-Version: 2.1\nName: playbook\nVersion: %s\nRequires-Python: %s\n" % (__version__, playbook_requires_python())
+    entries[own_info] = own_metadata.encode()
     for dist in dists:
         entries[dist.info_dir() + "/METADATA"] = dist.metadata.encode("utf-8")
         if dist.entry_points:
             entries[dist.info_dir() + "/entry_points.txt"] = dist.entry_points.encode("utf-8")
-    for name, data in tree_entries.items():
+    for name, data in trees.entries.items():
         entries[name] = data if data is not None else entries[name.split("/", 1)[1]]
-
-    prefix = launcher(os.path.basename(output), manifest["runbook"]["title"], __version__, floor, trees)
-    data, embedded = write_archive(prefix, entries, epoch if epoch is not None else DEFAULT_EPOCH)
-
-    _write_executable(output, data)
-
-    signature = sign(output, sign_key) if sign_key else None
-    return {
-        "output": output,
-        "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "embedded_sha256": embedded,
-        "signature": signature,
-        "manifest": manifest,
-        "files": len(entries),
-        "warnings": notes,
-    }
+    return entries
 
 
 def _write_executable(output, data):

@@ -4,8 +4,17 @@ JUnit XML and JSON.
 Standard library plus jinja2 only: this module goes into bundles.
 """
 
+from __future__ import annotations
+
 import json
 import re
+
+# The event the engine records when a Manual step needed an approval and there was no terminal
+# to ask on (its detail is text for people; the report reads the kind, never the text).
+APPROVAL_NEEDED = "approval-needed"
+# Events `show --run` lists as the audit trail.
+AUDIT_KINDS = ("approval", APPROVAL_NEEDED, "decision", "set-status", "resume", "interrupted")
+WAITING_REASON = "waiting for an approval (there was no terminal to ask on)"
 
 
 def _duration(seconds):
@@ -41,7 +50,9 @@ def runs_text(runs, database):
     return "runs in %s\n%s" % (database, _table(("id", "status", "trigger", "started (UTC)", "user", "title"), rows))
 
 
-def run_text(run, attempts, events, output=False):
+def run_text(run: dict, attempts: list, events: list, output: bool = False) -> str:
+    """`show --run`: the run, its attempts as a table, their output (with `output`) and the
+    audit trail."""
     lines = [
         "run %d: %s — %s" % (run["id"], run["title"], run["status"]),
         "  started %s by %s@%s (%s), ended %s"
@@ -49,37 +60,49 @@ def run_text(run, attempts, events, output=False):
     ]
     if run.get("variables"):
         lines.append("  variables: %s" % ", ".join("%s=%s" % (k, v) for k, v in sorted(run["variables"].items())))
-    rows = []
-    for a in attempts:
-        rows.append(
-            (
-                a["node_id"],
-                a["attempt"],
-                a["status"],
-                _duration(a.get("duration")),
-                "" if a.get("exit_code") is None else a["exit_code"],
-                a.get("decision") or "",
-                a.get("decided_by") or "",
-                (a.get("skip_reason") or a.get("error") or "")[:70],
-            )
-        )
-    lines.append(_table(("node", "try", "status", "time", "exit", "decision", "who", "note"), rows))
+    lines.append(_table(("node", "try", "status", "time", "exit", "decision", "who", "note"), [_attempt_row(a) for a in attempts]))
     if output:
         for a in attempts:
-            for stream in ("stdout", "stderr"):
-                text = a.get(stream)
-                if text:
-                    lines.append("--- %s attempt %d %s%s" % (a["node_id"], a["attempt"], stream, " (tail)" if a.get(stream + "_truncated") else ""))
-                    lines.append(text.rstrip("\n"))
-            if a.get("output") not in (None, ""):
-                lines.append("--- %s attempt %d output" % (a["node_id"], a["attempt"]))
-                lines.append(str(a["output"]))
-    audit = [e for e in events if e.get("kind") in ("approval", "decision", "set-status", "resume", "interrupted")]
-    if audit:
-        lines.append("audit trail:")
-        for e in audit:
-            lines.append("  %s  %-10s %-24s %s" % ((e.get("at") or "")[:19].replace("T", " "), e["kind"], e.get("who") or "", e.get("detail") or ""))
+            lines.extend(_attempt_output(a))
+    lines.extend(_audit_lines(events))
     return "\n".join(lines)
+
+
+def _attempt_row(a):
+    return (
+        a["node_id"],
+        a["attempt"],
+        a["status"],
+        _duration(a.get("duration")),
+        "" if a.get("exit_code") is None else a["exit_code"],
+        a.get("decision") or "",
+        a.get("decided_by") or "",
+        (a.get("skip_reason") or a.get("error") or "")[:70],
+    )
+
+
+def _attempt_output(a):
+    """The stored output of one attempt, each stream under a `---` line."""
+    lines = []
+    for stream in ("stdout", "stderr"):
+        text = a.get(stream)
+        if text:
+            lines.append("--- %s attempt %d %s%s" % (a["node_id"], a["attempt"], stream, " (tail)" if a.get(stream + "_truncated") else ""))
+            lines.append(text.rstrip("\n"))
+    if a.get("output") not in (None, ""):
+        lines.append("--- %s attempt %d output" % (a["node_id"], a["attempt"]))
+        lines.append(str(a["output"]))
+    return lines
+
+
+def _audit_lines(events):
+    audit = [e for e in events if e.get("kind") in AUDIT_KINDS]
+    if not audit:
+        return []
+    lines = ["audit trail:"]
+    for e in audit:
+        lines.append("  %s  %-10s %-24s %s" % ((e.get("at") or "")[:19].replace("T", " "), e["kind"], e.get("who") or "", e.get("detail") or ""))
+    return lines
 
 
 def stats_text(stats, database, since=None):
@@ -388,59 +411,60 @@ class RunReport:
 
     # -- gathering ---------------------------------------------------------------------------
     def _nodes(self):
+        """One entry per node: those of the plan in its order, then any only the attempts name."""
         by_node = {}
         for a in self.attempts:
             by_node.setdefault(a["node_id"], []).append(a)
         order = [n.id for n in self.plan.nodes] if self.plan is not None else []
         order += [node_id for node_id in by_node if node_id not in order]
-        waiting = {}
-        for e in self.events:
-            if e.get("kind") == "approval" and e.get("node_id") and "needed, no terminal" in (e.get("detail") or ""):
-                waiting[e["node_id"]] = "waiting for an approval (there was no terminal to ask on)"
-        nodes = []
-        for node_id in order:
-            spec = self.plan.by_id.get(node_id) if self.plan is not None else None
-            rows = by_node.get(node_id, [])
-            state = self.states.get(node_id) or {}
-            status = state.get("status") or NOT_REACHED
-            final = rows[-1] if rows else None
-            reason = state.get("reason")
-            if status == NOT_REACHED:
-                reason = waiting.get(node_id)
-                if spec is not None and (spec.skip or spec.when_value is False):
-                    reason = spec.skip_reason or "disabled"
-            last_run = next((r for r in reversed(rows) if r.get("status") != "skipped" and r.get("decision") != "set-status"), None)
-            entry = {
-                "id": node_id,
-                "name": self.mask.text(spec.name) if spec is not None else None,
-                "type": spec.type if spec is not None else None,
-                "description": self.mask.text((spec.description or "").strip()) if spec is not None else "",
-                "command": self.mask.text(spec.command) if spec is not None and spec.type == "Command" else None,
-                "function": "%s.%s" % (spec.plugin, spec.function) if spec is not None and spec.type == "Function" else None,
-                "critical": _critical_flag(spec),
-                "depends_on": [d.spec() for d in spec.deps] if spec is not None else [],
-                "when": spec.when if spec is not None else None,
-                "status": status,
-                "reason": self.mask.text(reason),
-                "skip_reason": self.mask.text(final.get("skip_reason")) if final and status == "skipped" else None,
-                "attempts": state.get("attempts", 0),
-                "retried": max(0, state.get("attempts", 0) - 1),
-                "duration": round(sum(r.get("duration") or 0 for r in rows), 3),
-                "started_at": rows[0].get("started_at") if rows else None,
-                "ended_at": final.get("ended_at") if final else None,
-                "exit_code": (last_run or {}).get("exit_code"),
-                "error": self.mask.text((last_run or {}).get("error")),
-                "decision": final.get("decision") if final else None,
-                "decided_by": final.get("decided_by") if final else None,
-            }
-            for stream in ("stdout", "stderr"):
-                text, cut = tail(plain_text(self.mask.text((last_run or {}).get(stream))))
-                entry[stream] = text
-                entry[stream + "_truncated"] = bool(cut or (last_run or {}).get(stream + "_truncated"))
-            output = (last_run or {}).get("output")
-            entry["output"] = output
-            nodes.append(entry)
-        return nodes
+        waiting = {e["node_id"] for e in self.events if e.get("kind") == APPROVAL_NEEDED and e.get("node_id")}
+        return [self._node(node_id, by_node.get(node_id, []), node_id in waiting) for node_id in order]
+
+    def _node(self, node_id, rows, waiting):
+        """The entry of one node from its spec and its attempt rows (oldest first); the
+        exit code, error and output are those of the last attempt that ran."""
+        spec = self.plan.by_id.get(node_id) if self.plan is not None else None
+        state = self.states.get(node_id) or {}
+        status = state.get("status") or NOT_REACHED
+        final = rows[-1] if rows else {}
+        last_run = next((r for r in reversed(rows) if _ran(r)), {})
+        entry = {"id": node_id}
+        entry.update(self._spec_fields(spec))
+        entry.update(
+            status=status,
+            reason=self.mask.text(_node_reason(status, state, spec, waiting)),
+            skip_reason=self.mask.text(final.get("skip_reason")) if status == "skipped" else None,
+            attempts=state.get("attempts", 0),
+            retried=max(0, state.get("attempts", 0) - 1),
+            duration=round(sum(r.get("duration") or 0 for r in rows), 3),
+            started_at=rows[0].get("started_at") if rows else None,
+            ended_at=final.get("ended_at"),
+            exit_code=last_run.get("exit_code"),
+            error=self.mask.text(last_run.get("error")),
+            decision=final.get("decision"),
+            decided_by=final.get("decided_by"),
+        )
+        for stream in ("stdout", "stderr"):
+            text, cut = tail(plain_text(self.mask.text(last_run.get(stream))))
+            entry[stream] = text
+            entry[stream + "_truncated"] = bool(cut or last_run.get(stream + "_truncated"))
+        entry["output"] = last_run.get("output")
+        return entry
+
+    def _spec_fields(self, spec):
+        """What the plan says about a node (empty when the plan does not know it)."""
+        if spec is None:
+            return {"name": None, "type": None, "description": "", "command": None, "function": None, "critical": False, "depends_on": [], "when": None}
+        return {
+            "name": self.mask.text(spec.name),
+            "type": spec.type,
+            "description": self.mask.text((spec.description or "").strip()),
+            "command": self.mask.text(spec.command) if spec.type == "Command" else None,
+            "function": "%s.%s" % (spec.plugin, spec.function) if spec.type == "Function" else None,
+            "critical": _critical_flag(spec),
+            "depends_on": [d.spec() for d in spec.deps],
+            "when": spec.when,
+        }
 
     def _summary(self):
         counts = {}
@@ -457,7 +481,7 @@ class RunReport:
             "nodes": len(self.nodes),
             "counts": counts,
             "duration": duration,
-            "attempts": sum(1 for a in self.attempts if a.get("status") != "skipped" and a.get("decision") != "set-status"),
+            "attempts": sum(1 for a in self.attempts if _ran(a)),
             "first_start": min(starts)[1] if starts else None,
             "last_end": max(ends)[1] if ends else None,
         }
@@ -497,7 +521,7 @@ class RunReport:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n"
 
     # -- JUnit XML -----------------------------------------------------------------------------
-    def junit(self):
+    def junit(self) -> bytes:
         """JUnit XML bytes: <testsuites><testsuite> with one <testcase> per node."""
         import xml.etree.ElementTree as ET
 
@@ -505,82 +529,52 @@ class RunReport:
 
         run = self.run
         title = run.get("title") or "runbook"
-        counts = self.summary["counts"]
-        failures = counts.get("failed", 0)
-        errors = counts.get("interrupted", 0)
-        skipped = sum(n for status, n in counts.items() if status not in ("succeeded", "failed", "interrupted"))
-        total = len(self.nodes)
-        duration = self.summary["duration"]
-        if duration is None:
-            duration = round(sum(n["duration"] for n in self.nodes), 3)
-        timestamp = (run.get("started_at") or "")[:19]
-        attrs = {
-            "name": clean(title),
-            "tests": str(total),
-            "failures": str(failures),
-            "errors": str(errors),
-            "skipped": str(skipped),
-            "time": "%.3f" % duration,
-        }
+        attrs = {"name": clean(title)}
+        attrs.update(self._junit_counts())
         suites = ET.Element("testsuites", dict(attrs, name="playbook"))
         suite = ET.SubElement(
             suites,
             "testsuite",
-            dict(attrs, id=str(run.get("id")), timestamp=timestamp, hostname=clean(run.get("host") or "")),
+            dict(attrs, id=str(run.get("id")), timestamp=(run.get("started_at") or "")[:19], hostname=clean(run.get("host") or "")),
         )
         props = ET.SubElement(suite, "properties")
-        for name, value in (
-            ("run_id", run.get("id")),
-            ("status", run.get("status")),
-            ("exit_code", run.get("exit_code")),
-            ("user", run.get("user")),
-            ("host", run.get("host")),
-            ("trigger", run.get("trigger")),
-            ("started_at", run.get("started_at")),
-            ("ended_at", run.get("ended_at")),
-            ("source", run.get("source")),
-            ("plan_hash", run.get("plan_hash")),
-        ):
-            if value is not None:
-                ET.SubElement(props, "property", name=name, value=clean(value))
-        for key, value in sorted((run.get("variables") or {}).items()):
-            ET.SubElement(props, "property", name="var." + clean(key), value=clean(_scalar(value)))
+        for name, value in self._junit_properties():
+            ET.SubElement(props, "property", name=name, value=clean(value))
         classname = "playbook." + slug(title)
         for node in self.nodes:
             case = ET.SubElement(suite, "testcase", classname=classname, name=clean(node["id"]), time="%.3f" % (node["duration"] or 0))
-            status = node["status"]
-            if status == "failed":
-                message = _failure_message(node)
-                failure = ET.SubElement(case, "failure", message=clean(message), type="exit code %s" % node["exit_code"] if node["exit_code"] is not None else "failed")
-                body = [message]
-                if node["stderr"]:
-                    body.append("--- stderr%s ---\n%s" % (" (tail)" if node["stderr_truncated"] else "", node["stderr"]))
-                failure.text = clean("\n".join(body))
-            elif status == "interrupted":
-                error = ET.SubElement(case, "error", message=clean(node["reason"] or "interrupted"), type="interrupted")
-                error.text = clean(node["reason"] or "the runner stopped while this step ran")
-            elif status == "skipped":
-                ET.SubElement(case, "skipped", message=clean(node["reason"] or "skipped"))
-            elif status == NOT_REACHED:
-                ET.SubElement(case, "skipped", message=clean("not reached" + (": %s" % node["reason"] if node["reason"] else "")))
-            elif status == "running":
-                ET.SubElement(case, "skipped", message="still running when the report was made")
-            out = []
-            if node["attempts"] > 1:
-                out.append("%d attempts" % node["attempts"])
-            if node["decision"] and node["decided_by"]:
-                out.append("decision: %s by %s" % (node["decision"], node["decided_by"]))
-            if node["stdout"]:
-                out.append(("--- stdout (tail) ---\n" if node["stdout_truncated"] else "") + node["stdout"])
-            if node["output"] not in (None, ""):
-                out.append("--- output ---\n%s" % _scalar(node["output"]))
-            if out:
-                ET.SubElement(case, "system-out").text = clean("\n".join(out))
-            if node["stderr"] and status != "failed":
-                ET.SubElement(case, "system-err").text = clean(node["stderr"])
+            _junit_outcome(case, node)
+            _junit_output(case, node)
         if hasattr(ET, "indent"):  # Python 3.9+
             ET.indent(suites)
         return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="utf-8") + b"\n"
+
+    def _junit_counts(self):
+        """The counts of a <testsuite>: failed nodes are failures, interrupted ones errors, all
+        that neither succeeded nor failed are skipped."""
+        counts = self.summary["counts"]
+        duration = self.summary["duration"]
+        if duration is None:
+            duration = round(sum(n["duration"] for n in self.nodes), 3)
+        return {
+            "tests": str(len(self.nodes)),
+            "failures": str(counts.get("failed", 0)),
+            "errors": str(counts.get("interrupted", 0)),
+            "skipped": str(sum(n for status, n in counts.items() if status not in ("succeeded", "failed", "interrupted"))),
+            "time": "%.3f" % duration,
+        }
+
+    def _junit_properties(self):
+        """(name, text) of the run's <property> elements: what the run row records, then the
+        variables as var.NAME."""
+        from .graph import clean
+
+        run = self.run
+        names = ("id", "status", "exit_code", "user", "host", "trigger", "started_at", "ended_at", "source", "plan_hash")
+        props = [("run_id" if key == "id" else key, run.get(key)) for key in names]
+        props = [(name, value) for name, value in props if value is not None]
+        props += [("var." + clean(key), _scalar(value)) for key, value in sorted((run.get("variables") or {}).items())]
+        return props
 
     # -- HTML ----------------------------------------------------------------------------------
     def dag_svg(self, dot="dot", timeout=60):
@@ -685,6 +679,21 @@ class RunReport:
         )
 
 
+def _ran(row):
+    """Whether an attempt row is a run of the step (not a skip, nor an operator's set-status)."""
+    return row.get("status") != "skipped" and row.get("decision") != "set-status"
+
+
+def _node_reason(status, state, spec, waiting):
+    """Why a node is where it is: the reason of its last attempt row; for a node never reached,
+    that it is disabled or was waiting for an approval."""
+    if status != NOT_REACHED:
+        return state.get("reason")
+    if spec is not None and (spec.skip or spec.when_value is False):
+        return spec.skip_reason or "disabled"
+    return WAITING_REASON if waiting else None
+
+
 def _critical_flag(spec):
     if spec is None:
         return False
@@ -693,6 +702,54 @@ def _critical_flag(spec):
     if spec.critical in (False, None, "", "false", "False"):
         return False
     return str(spec.critical)
+
+
+def _junit_outcome(case, node):
+    """The <failure>, <error> or <skipped> child of a node's <testcase> (none if it succeeded)."""
+    import xml.etree.ElementTree as ET
+
+    from .graph import clean
+
+    status = node["status"]
+    if status == "failed":
+        message = _failure_message(node)
+        kind = "exit code %s" % node["exit_code"] if node["exit_code"] is not None else "failed"
+        failure = ET.SubElement(case, "failure", message=clean(message), type=kind)
+        body = [message]
+        if node["stderr"]:
+            body.append("--- stderr%s ---\n%s" % (" (tail)" if node["stderr_truncated"] else "", node["stderr"]))
+        failure.text = clean("\n".join(body))
+    elif status == "interrupted":
+        error = ET.SubElement(case, "error", message=clean(node["reason"] or "interrupted"), type="interrupted")
+        error.text = clean(node["reason"] or "the runner stopped while this step ran")
+    elif status == "skipped":
+        ET.SubElement(case, "skipped", message=clean(node["reason"] or "skipped"))
+    elif status == NOT_REACHED:
+        ET.SubElement(case, "skipped", message=clean("not reached" + (": %s" % node["reason"] if node["reason"] else "")))
+    elif status == "running":
+        ET.SubElement(case, "skipped", message="still running when the report was made")
+
+
+def _junit_output(case, node):
+    """<system-out> (attempts, decision, stdout, output) and <system-err> of a <testcase>; a
+    failed node's stderr is in its <failure> instead."""
+    import xml.etree.ElementTree as ET
+
+    from .graph import clean
+
+    out = []
+    if node["attempts"] > 1:
+        out.append("%d attempts" % node["attempts"])
+    if node["decision"] and node["decided_by"]:
+        out.append("decision: %s by %s" % (node["decision"], node["decided_by"]))
+    if node["stdout"]:
+        out.append(("--- stdout (tail) ---\n" if node["stdout_truncated"] else "") + node["stdout"])
+    if node["output"] not in (None, ""):
+        out.append("--- output ---\n%s" % _scalar(node["output"]))
+    if out:
+        ET.SubElement(case, "system-out").text = clean("\n".join(out))
+    if node["stderr"] and node["status"] != "failed":
+        ET.SubElement(case, "system-err").text = clean(node["stderr"])
 
 
 def _failure_message(node):

@@ -632,3 +632,64 @@ def test_parse_since_accepts_dates_times_and_ages():
     assert parse_since("2w", now=now) == "2026-11-15T12:00:00.000Z"
     with pytest.raises(ValueError, match="not a date"):
         parse_since("soon")
+
+
+# -- a run that waits for an approval ----------------------------------------------------------------------------
+
+WAITS = """
+[runbook]
+title = "waits"
+
+[first]
+type = "Command"
+command_name = "echo one"
+depends_on = []
+
+[gate]
+type = "Manual"
+prompt_after = "Go on?"
+depends_on = ["first"]
+"""
+
+
+def _waiting_run(tmp_path, kind, detail):
+    """A recorded run whose Manual step `gate` needed an approval without a terminal, made
+    through the store: `first` succeeded, then the event (kind, detail) about `gate`."""
+    from playbook.compiler.plan import compile_file
+    from playbook.runtime.state import Store
+
+    book = tmp_path / "waits.playbook.toml"
+    book.write_text(WAITS, encoding="utf-8")
+    plan = compile_file(str(book)).plan
+    store = Store(str(tmp_path / "state.db"))
+    run_id = store.create_run(plan.title, str(book), plan.digest(), plan.dumps(), {})
+    store.finish_attempt(store.start_attempt(run_id, "first", 1), "succeeded", exit_code=0)
+    store.add_event(run_id, kind, detail, node_id="gate")
+    store.set_run_status(run_id, "aborted", exit_code=3)
+    return store, store.get_run(run_id)
+
+
+def test_report_recognises_a_missing_approval_by_the_event_kind(tmp_path):
+    """The engine records it as an `approval-needed` event (DESIGN: structured, not prose)."""
+    from playbook.runtime.report import RunReport, run_text
+
+    store, run = _waiting_run(tmp_path, "approval-needed", "gate: Go on?")
+    with store:
+        report = RunReport(store, run)
+        shown = run_text(run, store.attempts(run["id"]), store.events(run["id"]))
+    nodes = {n["id"]: n for n in report.nodes}
+    assert nodes["first"]["status"] == "succeeded" and nodes["first"]["reason"] is None
+    assert (nodes["gate"]["status"], nodes["gate"]["reason"]) == ("not_reached", "waiting for an approval (there was no terminal to ask on)")
+    case = [c for c in ET.fromstring(report.junit()).iter("testcase") if c.get("name") == "gate"][0]
+    assert case.find("skipped").get("message") == "not reached: waiting for an approval (there was no terminal to ask on)"
+    assert re.search(r"audit trail:\n  \S+ \S+  approval-needed\s+gate: Go on\?$", shown), shown
+
+
+def test_report_does_not_read_event_prose(tmp_path):
+    """An event of another kind is not a missing approval, whatever its text says."""
+    from playbook.runtime.report import RunReport
+
+    store, run = _waiting_run(tmp_path, "approval", "gate: needed, no terminal: Go on?")
+    with store:
+        nodes = {n["id"]: n for n in RunReport(store, run).nodes}
+    assert (nodes["gate"]["status"], nodes["gate"]["reason"]) == ("not_reached", None)
