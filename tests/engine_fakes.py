@@ -151,9 +151,9 @@ class ScriptedUI:
 class Run:
     """One run of a runbook: the real compiler, a real SQLite store, a fresh Engine per session."""
 
-    def __init__(self, directory: Path, body: str, var: Iterable[str] = (), title: str = "engine") -> None:
+    def __init__(self, directory: Path, body: str, var: Iterable[str] = (), header: str = "") -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        text = '[runbook]\ntitle = "%s"\n\n%s' % (title, textwrap.dedent(body).lstrip("\n"))
+        text = '[runbook]\ntitle = "engine"\n%s\n%s' % (header, textwrap.dedent(body).lstrip("\n"))
         self.sources = variables.Sources.gather(list(var))
         self.plan = compile_source(source.parse(text, RUNBOOK_NAME), self.sources, bake=True).plan
         self.db_path = directory / "state.db"

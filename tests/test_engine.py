@@ -26,11 +26,11 @@ NO_ANSWER = "no answer at the prompt (end of input)"
 
 @pytest.fixture
 def runbook(tmp_path):
-    """`runbook(body, var=())` → a Run of `[runbook] title = "engine"` followed by `body`."""
+    """`runbook(body, var=(), header="")` → a Run of `[runbook] title = "engine"` + header, then body."""
     made = []
 
-    def make(body, var=()):
-        run = Run(tmp_path / ("run%d" % len(made)), body, var)
+    def make(body, var=(), header=""):
+        run = Run(tmp_path / ("run%d" % len(made)), body, var, header)
         made.append(run)
         return run
 
@@ -438,3 +438,254 @@ def test_values_prompted_through_the_ui_reach_the_when(runbook):
     assert run.go(ui) == ("succeeded", 0, None)
     assert ui.asked == [("variable", "TARGET")]
     assert run.runner.commands == ["run go prod"]
+
+
+# -- skip = true ----------------------------------------------------------------------------------
+def test_skip_true_never_runs_never_asks_and_records_disabled(runbook):
+    run = runbook("""
+    [gate]
+    type = "Manual"
+    description = "not today"
+    depends_on = []
+    skip = true
+
+    [a]
+    type = "Command"
+    command_name = "run a"
+    skip = true
+    prompt_before = "Really?"
+
+    [b]
+    type = "Command"
+    command_name = "run b"
+    """)
+    ui = ScriptedUI()  # a terminal without answers: any question would be EOF
+    assert run.go(ui) == ("succeeded", 0, None)
+    assert ui.asked == []
+    assert run.runner.commands == ["run b"]
+    assert run.rows() == [
+        ("gate", 1, "skipped", "disabled (skip = true)", None, None),
+        ("a", 1, "skipped", "disabled (skip = true)", None, None),
+        ("b", 1, "succeeded", None, None, None),
+    ]
+    assert [(data["node"].id, data["reason"]) for data in ui.of("node_skipped")] == [
+        ("gate", "disabled (skip = true)"),
+        ("a", "disabled (skip = true)"),
+    ]
+
+
+# -- automatic retries and --max-retries ----------------------------------------------------------
+def test_retries_wait_retry_delay_between_attempts(runbook):
+    run = runbook("""
+    [flaky]
+    type = "Command"
+    command_name = "run flaky"
+    depends_on = []
+    retries = 2
+    retry_delay = 7
+    """)
+    run.runner.on("run flaky", 1, 1, result(0, stdout="finally\n"))
+    ui = batch()
+    assert run.go(ui) == ("succeeded", 0, None)
+    assert run.sleeps == [7, 7]
+    assert run.rows(columns="attempt, status, exit_code, stdout") == [(1, "failed", 1, ""), (2, "failed", 1, ""), (3, "succeeded", 0, "finally\n")]
+    assert [(d["attempt"], d["delay"]) for d in ui.of("node_retrying")] == [(1, 7), (2, 7)]
+
+
+def test_retries_used_up_then_the_failure_is_handled_like_any_other(runbook):
+    run = runbook("""
+    [flaky]
+    type = "Command"
+    command_name = "run flaky"
+    depends_on = []
+    retries = 1
+
+    [next]
+    type = "Command"
+    command_name = "run next"
+    """)
+    run.runner.on("run flaky", 4, 5)
+    assert run.go(batch()) == ("failed", 1, NOT_HANDLED % "flaky")
+    assert run.sleeps == []  # no retry_delay: no wait at all
+    assert run.rows(columns="node_id, attempt, status, exit_code") == [("flaky", 1, "failed", 4), ("flaky", 2, "failed", 5)]
+
+
+def test_max_retries_caps_the_operators_retries(runbook):
+    run = runbook(CHAIN)
+    run.runner.on("run a", 1, 1)
+    ui = ScriptedUI("r", "a")
+    assert run.go(ui, engine.Options(max_retries=2)) == ("aborted", 3, "aborted by %s at a" % WHO)
+    assert ui.menus() == [["r", "s", "a"], ["s", "a"]]
+    assert run.runner.commands == ["run a", "run a"]
+    assert run.rows("a") == [("a", 1, "failed", None, "retry", WHO), ("a", 2, "failed", None, "abort", WHO)]
+
+
+def test_max_retries_counts_the_automatic_attempts_too(runbook):
+    run = runbook(CHAIN.replace('command_name = "run a"', 'command_name = "run a"\nretries = 2'))
+    run.runner.on("run a", 1, 1, 1)
+    ui = ScriptedUI("a")
+    assert run.go(ui, engine.Options(max_retries=3)) == ("aborted", 3, "aborted by %s at a" % WHO)
+    assert ui.menus() == [["s", "a"]]
+    assert len(run.rows("a")) == 3
+
+
+# -- failure: handled or not, with or without a terminal -------------------------------------------
+def test_unhandled_failure_without_a_terminal_stops_the_run(runbook):
+    run = runbook(CHAIN)
+    run.runner.on("run b", result(2, stdout="half\n", stderr="disk full\n"))
+    assert run.go(batch()) == ("failed", 1, NOT_HANDLED % "b")
+    assert run.runner.commands == ["run a", "run b"]
+    assert run.statuses() == {"a": "succeeded", "b": "failed", "c": "pending"}
+    assert run.rows(columns="node_id, status, decision, exit_code, stdout, stderr") == [
+        ("a", "succeeded", None, 0, "", ""),
+        ("b", "failed", None, 2, "half\n", "disk full\n"),
+    ]
+
+
+def test_handled_failure_without_a_terminal_follows_its_path(runbook):
+    run = runbook(HANDLED_A)
+    run.runner.on("run a", 1)
+    ui = batch()
+    assert run.go(ui) == ("failed", 1, ALL_ENDED % "a")
+    assert run.rows("a") == [("a", 1, "failed", None, "follow-failure", "automatic")]
+    assert {"text": "a failed; following its failure path"} in ui.of("message")
+
+
+HANDLED_OR_NOT = {
+    "unhandled": "",
+    "handled": '\n[h]\ntype = "Command"\ncommand_name = "run h"\ndepends_on = ["a:failure"]\n',
+}
+
+
+@pytest.mark.parametrize(
+    "handled, critical, offered",
+    [
+        ("unhandled", False, ["r", "s", "a"]),
+        ("handled", False, ["r", "f", "s", "a"]),
+        ("unhandled", True, ["r", "a"]),
+        ("handled", True, ["r", "f", "a"]),
+    ],
+)
+def test_failure_menu_offers_follow_only_when_handled_and_skip_only_when_not_critical(runbook, handled, critical, offered):
+    body = CHAIN.replace('command_name = "run a"', 'command_name = "run a"\ncritical = %s' % str(critical).lower())
+    run = runbook(body + HANDLED_OR_NOT[handled])
+    run.runner.on("run a", 1)
+    ui = ScriptedUI("a")
+    assert run.go(ui) == ("aborted", 3, "aborted by %s at a" % WHO)
+    assert ui.asked == [("choose", "a", "a failed. What now?", offered)]
+    assert run.rows("a") == [("a", 1, "failed", None, "abort", WHO)]
+    assert ("decision", "a", WHO, "a: abort") in run.events()
+    assert run.runner.commands == ["run a"]
+
+
+def test_operator_retry_runs_the_node_again(runbook):
+    run = runbook(CHAIN)
+    run.runner.on("run a", 1, 0)
+    ui = ScriptedUI("r")
+    assert run.go(ui) == ("succeeded", 0, None)
+    assert run.runner.commands == ["run a", "run a", "run b", "run c"]
+    assert run.rows("a") == [("a", 1, "failed", None, "retry", WHO), ("a", 2, "succeeded", None, None, None)]
+    assert ("decision", "a", WHO, "a: retry") in run.events()
+
+
+def test_operator_follows_the_failure_path(runbook):
+    run = runbook(HANDLED_A)
+    run.runner.on("run a", 1)
+    ui = ScriptedUI("f")
+    assert run.go(ui) == ("failed", 1, ALL_ENDED % "a")
+    assert run.rows("a") == [("a", 1, "failed", None, "follow-failure", WHO)]
+    assert run.rows("b") == [("b", 1, "skipped", "upstream a failed", None, None)]
+    assert run.statuses()["h"] == "succeeded"
+
+
+def test_operator_skip_after_a_failure_lets_plain_dependents_run(runbook):
+    run = runbook(HANDLED_A)
+    run.runner.on("run a", 1)
+    ui = ScriptedUI("s")
+    assert run.go(ui) == ("succeeded", 0, None)
+    assert run.rows("a", columns="attempt, status, skip_reason, decision, decided_by, exit_code") == [
+        (1, "failed", None, "skip", WHO, 1),
+        (2, "skipped", "skipped by the operator after it failed", "skip", WHO, None),
+    ]
+    assert run.runner.commands == ["run a", "run b", "run c"]
+    assert run.rows("h") == [("h", 1, "skipped", "condition not met: needs a failed", None, None)]
+    assert run.engine.results["a"]["reason"] == "operator"
+
+
+def test_end_of_input_at_the_failure_menu_aborts(runbook):
+    run = runbook(CHAIN)
+    run.runner.on("run a", 1)
+    ui = ScriptedUI()
+    assert run.go(ui) == ("aborted", 3, NO_ANSWER)
+    assert run.rows("a") == [("a", 1, "failed", None, "abort", WHO)]
+    assert run.runner.commands == ["run a"]
+
+
+def test_function_nodes_call_the_plugin_and_fail_with_its_message(runbook):
+    run = runbook("""
+    [hello]
+    type = "Function"
+    plugin = "python"
+    function = "notify"
+    function_params = {message = "deploy starts"}
+    depends_on = []
+
+    [boom]
+    type = "Function"
+    plugin = "python"
+    function = "throw"
+    function_params = {message = "quota exceeded"}
+
+    [cleanup]
+    type = "Function"
+    plugin = "python"
+    function = "notify"
+    function_params = {message = "cleaning up"}
+    depends_on = ["boom:failure"]
+    """)
+    ui = batch()
+    assert run.go(ui) == ("failed", 1, ALL_ENDED % "boom")
+    assert run.rows(columns="node_id, status, output, error, decision") == [
+        ("hello", "succeeded", '"Notification sent: deploy starts"', None, None),
+        ("boom", "failed", None, "quota exceeded", "follow-failure"),
+        ("cleanup", "succeeded", '"Notification sent: cleaning up"', None, None),
+    ]
+    assert run.runner.calls == []
+
+
+def test_command_fields_reach_the_runner(runbook):
+    run = runbook("""
+    [plain]
+    type = "Command"
+    command_name = "run plain"
+    depends_on = []
+
+    [own]
+    type = "Command"
+    command_name = "run own"
+    shell = "/bin/sh"
+    timeout = 12
+    env = {STAGE = "blue"}
+    cwd = "/srv"
+    interactive = true
+    """, header='shell = "/bin/bash"')
+    assert run.go(batch(), engine.Options(default_timeout=99)) == ("succeeded", 0, None)
+    assert run.runner.calls == [
+        dict(command="run plain", shell="/bin/bash", env=None, cwd=None, timeout=99, interactive=False),
+        dict(command="run own", shell="/bin/sh", env={"STAGE": "blue"}, cwd="/srv", timeout=12, interactive=True),
+    ]
+
+
+def test_secrets_are_masked_in_events_and_in_the_store_even_split_across_reads(runbook):
+    run = runbook(CHAIN)
+
+    def leaky(emit):
+        emit("stdout", "token=s3c")
+        emit("stdout", "ret ok\n")
+        return result(1, stdout="token=s3cret ok\n", stderr="bad s3cret\n")
+
+    run.runner.on("run a", leaky)
+    ui = batch()
+    assert run.go(ui, secrets=["s3cret"]) == ("failed", 1, NOT_HANDLED % "a")
+    assert "".join(d["text"] for d in ui.of("node_output")) == "token=*** ok\n"
+    assert run.rows("a", columns="stdout, stderr") == [("token=*** ok\n", "bad ***\n")]
