@@ -105,9 +105,12 @@ class ScriptedUI:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.asked: list[tuple] = []
         self.on_question: Optional[Callable[[], None]] = None  # called at every question
+        self.on_event: Optional[Callable[[str, dict], None]] = None  # called at every event
 
     def event(self, kind: str, **data: Any) -> None:
         self.events.append((kind, data))
+        if self.on_event is not None:
+            self.on_event(kind, data)
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [data for k, data in self.events if k == kind]
