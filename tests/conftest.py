@@ -1,13 +1,29 @@
-"""Shared fixtures for the test suite.
+"""Shared fixtures: the one way tests start `playbook`, and the 1.x compatibility corpus.
 
-Compiler front-end helpers (tests/test_compiler_*.py): where the fixtures and the 1.x
-compatibility corpus live, and how to run the `playbook` command as a real process.
+Starting `playbook` (the installed console script, a real process):
+- `playbook(*args, cwd=None, env=None, input=None, ...)` runs it to the end and returns a `Ran`
+  (returncode, stdout, stderr; `.text` is both): stdin is `input` or /dev/null, the cwd defaults
+  to the test's tmp_path, the environment is `clean_env` (HOME in tmp_path, no colour, no
+  PLAYBOOK_* or DISPLAY from outside) plus `env` (a None value removes a variable). `exe=` runs
+  another executable the same way (a bundle).
+- `playbook_start(*args, ...)` starts it in the background (a Popen, stdin /dev/null, stdout and
+  stderr piped); `spawn_playbook(*args, ...)` starts it on a real pseudo-terminal (pexpect).
+  Both are stopped after the test if still alive: SIGTERM first (the runner then stops the
+  commands it supervises), SIGKILL if it lingers, so no test leaves a process behind.
+
+The corpus (`../shared/compat-runbooks`, laid beside the checkout by CI and by the project's
+machines): `compat_dir` or `compat_path(name)` skip a test when it is absent; at the end of the run
+one line says how many tests that left out.
 """
 
+from __future__ import annotations
+
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import pytest
 
@@ -16,45 +32,224 @@ REPO_ROOT = TESTS_DIR.parent
 FIXTURES_DIR = TESTS_DIR / "fixtures"
 # The checkout has ../shared beside it (CI lays shared/ beside the clone the same way).
 COMPAT_DIR = REPO_ROOT.parent / "shared" / "compat-runbooks"
+# Every skip for a missing corpus says "compat corpus" (the end-of-run line counts them).
+COMPAT_MARK = "compat corpus"
+
+TIMEOUT = 120  # seconds a whole `playbook` process may take before the test gives up
+PTY_TIMEOUT = 20  # seconds pexpect waits for one expected text
+STOP_GRACE = 5  # seconds a process left running gets after SIGTERM, before SIGKILL
 
 
-def playbook_command():
-    """argv prefix that runs the installed `playbook` console script of this interpreter."""
+# -- starting `playbook` ------------------------------------------------------------------------
+def playbook_command() -> list[str]:
+    """argv prefix that runs the `playbook` console script installed for this interpreter."""
     script = Path(sys.executable).parent / "playbook"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from playbook.compiler.main import main; main()"]
+    return [sys.executable, "-m", "playbook.compiler.main"]
 
 
-def run_playbook(args, cwd=None, env=None, input=None, timeout=120):
-    """Run `playbook ARGS` in a real process; returns the CompletedProcess (text mode)."""
-    full_env = dict(os.environ)
-    full_env.setdefault("NO_COLOR", "1")
-    if env:
-        full_env.update(env)
-    return subprocess.run(
-        playbook_command() + [str(a) for a in args],
-        cwd=str(cwd) if cwd else None,
-        env=full_env,
-        input=input if input is not None else "",
+def clean_env(home: Optional[Path], extra: Optional[dict] = None, path_first: Optional[Path] = None) -> dict:
+    """The environment for a `playbook` process: this one without PLAYBOOK_*, DISPLAY and
+    COLUMNS, with HOME=`home` (created; None keeps HOME), NO_COLOR, TERM=dumb, the interpreter's
+    bin directory (then `path_first`) ahead on PATH, and `extra` on top (None removes a variable)."""
+    drop = ("DISPLAY", "WAYLAND_DISPLAY", "COLUMNS", "LINES")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLAYBOOK_") and k not in drop}
+    if home is not None:
+        Path(home).mkdir(parents=True, exist_ok=True)
+        env["HOME"] = str(home)
+    env.update(NO_COLOR="1", TERM="dumb", PYTHONDONTWRITEBYTECODE="1")
+    parts = [str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")]
+    if path_first is not None:
+        parts.insert(0, str(path_first))
+    env["PATH"] = os.pathsep.join(parts)
+    for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
+class Ran(NamedTuple):
+    """A finished `playbook` process; unpacks as (returncode, stdout, stderr)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def text(self) -> str:
+        return self.stdout + self.stderr
+
+
+def _argv(exe: Optional[Any], args: Sequence[Any]) -> list[str]:
+    return ([str(exe)] if exe is not None else playbook_command()) + [str(a) for a in args]
+
+
+def run_playbook(args, cwd=None, env=None, input=None, timeout=TIMEOUT, exe=None, home=None, path_first=None) -> Ran:
+    """Run `playbook ARGS` (or `exe ARGS`) to its end without a terminal: stdin is `input` or
+    /dev/null, the environment `clean_env(home, env, path_first)`. Tests use the `playbook`
+    fixture, which passes the test's tmp_path as cwd and home."""
+    proc = subprocess.run(
+        _argv(exe, args),
+        cwd=str(cwd) if cwd is not None else None,
+        env=clean_env(home, env, path_first),
+        input=(input if input is not None else "").encode("utf-8"),
         capture_output=True,
-        text=True,
         timeout=timeout,
     )
+    return Ran(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
+
+
+def _stop(alive: Callable[[], bool], send: Callable[[int], None], wait: Callable[[float], Any]) -> None:
+    """SIGTERM (the runner then stops the commands it supervises), SIGKILL after STOP_GRACE s."""
+    if not alive():
+        return
+    send(signal.SIGTERM)
+    wait(STOP_GRACE)
+    if alive():
+        send(signal.SIGKILL)
+        wait(STOP_GRACE)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stop a process started by `playbook_start` if it still runs (what its teardown does)."""
+
+    def wait(seconds: float) -> None:
+        try:
+            proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            pass
+
+    _stop(lambda: proc.poll() is None, proc.send_signal, wait)
 
 
 @pytest.fixture
-def compat_dir():
-    """The Playbook 1.x compatibility corpus (../shared/compat-runbooks); skipped when absent."""
+def playbook(tmp_path) -> Callable[..., Ran]:
+    """`playbook(*args, cwd=tmp_path, env=None, input=None, timeout=120, exe=None, path_first=None)`
+    runs `playbook ARGS` (or `exe ARGS`) to its end without a terminal; returns a Ran."""
+
+    def run(*args, cwd=None, env=None, input=None, timeout=TIMEOUT, exe=None, path_first=None) -> Ran:
+        cwd = cwd if cwd is not None else tmp_path
+        return run_playbook(args, cwd, env, input, timeout, exe, home=tmp_path / "home", path_first=path_first)
+
+    return run
+
+
+@pytest.fixture
+def playbook_start(tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """`playbook_start(*args, cwd=tmp_path, env=None, exe=None, path_first=None)` starts
+    `playbook ARGS` in the background without a terminal; returns the Popen (stdout/stderr piped,
+    bytes). Stopped after the test if still running."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args, cwd=None, env=None, exe=None, path_first=None) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            _argv(exe, args),
+            cwd=str(cwd if cwd is not None else tmp_path),
+            env=clean_env(tmp_path / "home", env, path_first),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        stop_process(proc)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def spawn_playbook(tmp_path) -> Iterator[Callable[..., Any]]:
+    """`spawn_playbook(*args, cwd=tmp_path, env=None, exe=None, path_first=None,
+    dimensions=(50, 200), timeout=20)` starts `playbook ARGS` on a real pseudo-terminal and
+    returns the pexpect child (text mode). Stopped after the test if still alive."""
+    pexpect = pytest.importorskip("pexpect")
+    children: list[Any] = []
+
+    def spawn(*args, cwd=None, env=None, exe=None, path_first=None, dimensions=(50, 200), timeout=PTY_TIMEOUT):
+        argv = _argv(exe, args)
+        child = pexpect.spawn(
+            argv[0],
+            argv[1:],
+            cwd=str(cwd if cwd is not None else tmp_path),
+            env=clean_env(tmp_path / "home", env, path_first),
+            encoding="utf-8",
+            codec_errors="replace",
+            timeout=timeout,
+            dimensions=dimensions,
+        )
+        children.append(child)
+        return child
+
+    yield spawn
+    for child in children:
+
+        def wait(seconds, child=child):
+            try:
+                child.expect(pexpect.EOF, timeout=seconds)
+            except pexpect.TIMEOUT:
+                pass
+
+        _stop(child.isalive, child.kill, wait)
+        child.close(force=True)
+
+
+@pytest.fixture
+def playbook_cli(tmp_path) -> Callable[..., Ran]:
+    """`playbook_cli(args, cwd=None, env=None, input=None)`: `run_playbook` with HOME in the
+    test's tmp_path (the list-taking form of the `playbook` fixture)."""
+
+    def run(args, cwd=None, env=None, input=None, timeout=TIMEOUT):
+        return run_playbook(args, cwd=cwd, env=env, input=input, timeout=timeout, home=tmp_path / "home")
+
+    return run
+
+
+# -- the 1.x compatibility corpus ---------------------------------------------------------------
+def compat_path(name: Optional[str] = None) -> Path:
+    """The corpus directory (or a file in it); skips the test when it is absent."""
+    path = COMPAT_DIR / name if name else COMPAT_DIR
     if not COMPAT_DIR.is_dir():
-        pytest.skip("compat corpus not found at %s (the checkout needs ../shared beside it)" % COMPAT_DIR)
-    return COMPAT_DIR
+        pytest.skip("%s not found: the checkout needs ../shared/compat-runbooks beside it" % COMPAT_MARK)
+    if not path.exists():
+        raise FileNotFoundError("%s has no %s" % (COMPAT_DIR, name))
+    return path
 
 
 @pytest.fixture
-def playbook_cli():
-    """`playbook_cli(args, cwd=None, env=None, input=None)` runs the real `playbook` command."""
-    return run_playbook
+def compat_dir() -> Path:
+    """The Playbook 1.x compatibility corpus (../shared/compat-runbooks); skipped when absent."""
+    return compat_path()
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After the short summary: one line counting the tests left out for a missing corpus."""
+    result = yield
+    if not COMPAT_DIR.is_dir():
+        skipped = terminalreporter.stats.get("skipped", [])
+        missing = [r for r in skipped if COMPAT_MARK in _skip_reason(r) or "../shared" in _skip_reason(r)]
+        if missing:
+            terminalreporter.write_line(
+                "%d test%s need ../shared/compat-runbooks, which is absent (%s): not run"
+                % (len(missing), "" if len(missing) == 1 else "s", COMPAT_DIR),
+                yellow=True,
+                bold=True,
+            )
+    return result
 
 
 # Property tests explore at random while developing; in CI (CI=true) they are derandomized, so a
