@@ -1,9 +1,24 @@
 """Everything the runtime shows people: the plan in words, run progress, prompts.
 
 Plain lines without a terminal, rich on a terminal (imported only then), JSON events on request.
+
+Command output is shown, never obeyed: it goes through :mod:`.terminal` (colour kept on a
+terminal that shows colour, every other control sequence removed or made visible), line by
+line; a line longer than ``LINE_LIMIT`` characters is shown in pieces of that length, so the
+time spent is linear in the output and the memory held per stream is bounded, whatever the
+output looks like. JSON events carry the output as it came (JSON escapes every control
+character).
+
+A console that goes away — the terminal hung up (EIO, ENXIO) or the reader of a pipe left
+(EPIPE) — never stops the run: the UI stops writing to it, points the file descriptor at
+/dev/null (so that no later write or flush anywhere in the process fails), asks nothing more
+(``interactive`` becomes False) and sets ``output_lost``.
 """
 
-from . import conditions
+import errno as _errno
+import os as _os
+
+from . import conditions, terminal
 
 
 def plan_text(plan, values=None):
@@ -70,6 +85,8 @@ import sys as _sys
 import time as _time
 
 SYMBOLS = {"succeeded": "✓", "failed": "✗", "skipped": "-", "interrupted": "!"}
+LINE_LIMIT = 16384  # characters: a longer line of command output is shown in pieces this long
+_GONE = (_errno.EIO, _errno.EPIPE, _errno.ENXIO)  # write errors of a console that went away
 
 # [ui] color_theme: the styles the UI uses, for dark and light terminal backgrounds
 # ("auto" keeps the terminal's own palette; "none" turns styling off).
@@ -87,10 +104,101 @@ class PromptTimeout(EOFError):
         self.timeout = timeout
 
 
+def _cut(text):
+    """``(pieces of LINE_LIMIT characters, the rest)``: the rest is at most LINE_LIMIT long.
+
+    A cut never splits a colour sequence (the only escape sequences left in cleaned text).
+    """
+    pieces = []
+    start = 0
+    while len(text) - start > LINE_LIMIT:
+        end = start + LINE_LIMIT
+        esc = text.rfind("\x1b", end - 80, end)
+        if esc > start and text.find("m", esc, end) < 0:
+            end = esc
+        pieces.append(text[start:end])
+        start = end
+    return pieces, text[start:]
+
+
+class _Lines:
+    """One stream of command output on its way to the console: cleaned, cut into lines."""
+
+    __slots__ = ("cleaner", "parts", "size")
+
+    def __init__(self, keep_sgr):
+        self.cleaner = terminal.Cleaner(keep_sgr)
+        self.parts = []  # the line being received, in pieces (joined once it is complete or long)
+        self.size = 0
+
+    def feed(self, text):
+        """The lines (or pieces of a long line) completed by ``text``."""
+        text = self.cleaner.feed(text)
+        if not text:
+            return []
+        *complete, rest = text.split("\n")
+        shown = []
+        if complete:
+            complete[0] = "".join(self.parts) + complete[0]
+            self.parts = []
+            self.size = 0
+            for line in complete:
+                pieces, last = _cut(line)
+                shown.extend(pieces)
+                shown.append(last)
+        if rest:
+            self.parts.append(rest)
+            self.size += len(rest)
+            if self.size > LINE_LIMIT:
+                pieces, last = _cut("".join(self.parts))
+                shown.extend(pieces)
+                self.parts = [last]
+                self.size = len(last)
+        return shown
+
+    def flush(self):
+        """End of the stream: the last, unfinished line."""
+        shown = self.feed(self.cleaner.flush())
+        if self.parts:
+            shown.append("".join(self.parts))
+            self.parts = []
+            self.size = 0
+        return shown
+
+
+def _silence(stream):
+    """Point the file descriptor under ``stream`` at /dev/null, if it has one: nothing written or
+    flushed to it later (print(), buffered text at exit) can fail any more."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = _os.open(_os.devnull, _os.O_WRONLY)
+    try:
+        _os.dup2(devnull, fd)
+    except OSError:
+        pass
+    finally:
+        _os.close(devnull)
+
+
+def _shown(renderable):
+    """A string or rich Text as it may be shown (terminal.clean); other renderables as they are."""
+    if isinstance(renderable, str):
+        return terminal.clean(renderable)
+    plain = getattr(renderable, "plain", None)
+    if plain is None or terminal.clean(plain) == plain:
+        return renderable
+    from rich.text import Text
+
+    return Text(terminal.clean(plain), style=renderable.style)
+
+
 class PlainUI:
     """Line-oriented output for logs and pipes: timestamped, one line per event, never prompts."""
 
     interactive = False
+    keep_sgr = False  # command output's colour is removed (see the module docstring)
 
     def __init__(self, out=None, err=None, parallel=False, show_output=True, timestamps=True):
         self.out = out or _sys.stdout
@@ -98,21 +206,47 @@ class PlainUI:
         self.parallel = parallel
         self.show_output = show_output
         self.timestamps = timestamps
-        self._partial = {}
+        self.output_lost = False  # the output went away: nothing is written or asked any more
+        self._gone = set()  # id() of the streams that went away
+        self._lines = {}  # (node id, stream) -> _Lines
 
     # output primitives (TerminalUI overrides these)
     def write(self, text):
-        """Write to the output; a reader that went away (`| head`) never stops the run."""
-        try:
-            self.out.write(text)
-            self.out.flush()
-        except BrokenPipeError:
-            import os
+        """Write to the output: text from outside (ids, variables, errors, command output) shown,
+        never obeyed; a console that went away (`| head`, a hung-up terminal) never stops the
+        run."""
+        self._write(self.out, terminal.clean(text))
 
-            was_stdout = self.out is _sys.stdout
-            self.out = open(os.devnull, "w")
-            if was_stdout:
-                _sys.stdout = self.out
+    def _write(self, stream, text):
+        if id(stream) in self._gone:
+            return
+        try:
+            stream.write(text)
+            stream.flush()
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                raise
+            self._gone_away(stream)
+
+    def _gone_away(self, stream):
+        """``stream`` went away: write nothing more to it; if it is the output, ask nothing more."""
+        self._gone.add(id(stream))
+        _silence(stream)
+        if stream is self.out:
+            self.output_lost = True
+            self.interactive = False
+
+    def hang_up(self):
+        """The terminal hung up (SIGHUP): write nothing more to it and ask nothing more.
+        Output redirected to a file or pipe goes on."""
+        self.interactive = False
+        for stream in (self.out, self.err):
+            try:
+                tty = stream.isatty()
+            except (AttributeError, OSError, ValueError):
+                tty = False
+            if tty:
+                self._gone_away(stream)
 
     def line(self, text, style=None):
         stamp = _time.strftime("%H:%M:%S ") if self.timestamps else ""
@@ -125,8 +259,7 @@ class PlainUI:
         self.write("%s%s\n" % (prefix, text))
 
     def error(self, text):
-        self.err.write("error: %s\n" % text)
-        self.err.flush()
+        self._write(self.err, terminal.clean("error: %s\n" % text))
 
     # events from the engine
     def event(self, kind, **data):
@@ -151,17 +284,16 @@ class PlainUI:
     def on_node_output(self, node, stream, text, **_):
         if not self.show_output:
             return
-        key = (node.id, stream)
-        buffered = self._partial.pop(key, "") + text
-        *lines, rest = buffered.split("\n")
-        for item in lines:
-            self.output_line(node, stream, item)
-        if rest:
-            self._partial[key] = rest
+        lines = self._lines.get((node.id, stream))
+        if lines is None:
+            lines = self._lines[(node.id, stream)] = _Lines(self.keep_sgr)
+        for line in lines.feed(text):
+            self.output_line(node, stream, line)
 
     def _flush_partial(self, node):
-        for key in [k for k in self._partial if k[0] == node.id]:
-            self.output_line(node, key[1], self._partial.pop(key))
+        for key in [k for k in self._lines if k[0] == node.id]:
+            for line in self._lines.pop(key).flush():
+                self.output_line(node, key[1], line)
 
     def on_node_finished(self, node, status, attempt, duration, fields=None, **_):
         self._flush_partial(node)
@@ -220,19 +352,46 @@ class TerminalUI(PlainUI):
 
     interactive = True
 
-    def __init__(self, parallel=False, show_output=True, timestamps=False, color=True, theme="auto", progress=False, prompt_timeout=0):
-        super().__init__(parallel=parallel, show_output=show_output, timestamps=timestamps)
+    def __init__(self, parallel=False, show_output=True, timestamps=False, color=True, theme="auto", progress=False, prompt_timeout=0,
+                 out=None):
+        super().__init__(out=out, parallel=parallel, show_output=show_output, timestamps=timestamps)
         from rich.console import Console
 
         self.console = Console(
-            highlight=False, no_color=not color or None, soft_wrap=True, color_system=None if theme == "none" else "auto"
+            file=out, highlight=False, no_color=not color or None, soft_wrap=True, color_system=None if theme == "none" else "auto"
         )
+        # rich's own answer to EPIPE is SystemExit(1); here the run goes on
+        self.console.on_broken_pipe = lambda: self._gone_away(self.console.file)
         self.styles = THEMES.get(theme, {})
         self.progress = progress
         self.prompt_timeout = prompt_timeout or 0
         self._timed_out = None
         self._total = 0
         self._settled = set()
+
+    @property
+    def keep_sgr(self):
+        """Command output keeps its colour when the console shows colour."""
+        return self.console.color_system is not None and not self.console.no_color
+
+    def _print(self, *objects, **options):
+        """console.print of text shown, never obeyed, unless the terminal went away (see the
+        module docstring)."""
+        if self.output_lost:
+            return
+        try:
+            self.console.print(*map(_shown, objects), **options)
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                raise
+            self._gone_away(self.console.file)
+
+    def _gone_away(self, stream):
+        if stream is self.console.file:
+            self.console.quiet = True  # rich drops what it still holds
+            self.output_lost = True
+            self.interactive = False
+        super()._gone_away(stream)
 
     def _style(self, style):
         return " ".join(self.styles.get(part, part) for part in (style or "").split())
@@ -241,14 +400,17 @@ class TerminalUI(PlainUI):
         from rich.text import Text
 
         stamp = _time.strftime("%H:%M:%S ") if self.timestamps else ""
-        self.console.print(Text(stamp + text, style=self._style(style)))
+        self._print(Text(stamp + text, style=self._style(style)))
 
     def output_line(self, node, stream, text):
         from rich.text import Text
 
         prefix = "[%s] " % node.id if self.parallel else "  │ "
-        # command output is text, never markup: Text() does not interpret [/] or similar
-        self.console.print(Text(prefix, style=self._style("dim")) + Text(text, style=self._style("red") if stream == "stderr" else ""))
+        style = self._style("red") if stream == "stderr" else ""
+        # command output is text, never markup (Text() does not interpret [/] or similar); its
+        # colour, if kept, is turned into rich styles
+        body = Text.from_ansi(text, style=style, end="") if "\x1b" in text else Text(text, style=style)
+        self._print(Text(prefix, style=self._style("dim")) + body)
 
     # [ui] progress_style = "bar": a progress line after each step settles
     def on_run_started(self, run_id, title, nodes, resumed=False, **data):
@@ -280,7 +442,7 @@ class TerminalUI(PlainUI):
             ProgressBar(total=self._total, completed=done, width=30, complete_style=self._style("green") or "bar.complete"),
             Text("%d/%d steps%s" % (done, self._total, " this session" if getattr(self, "_resumed", False) else ""), style=self._style("dim")),
         )
-        self.console.print(grid)
+        self._print(grid)
 
     def on_run_finished(self, run_id, status, exit_code, reason=None, hint=None, counts=None, duration=None, **data):
         if self._timed_out is not None and reason and "no answer at the prompt" in reason:
@@ -291,11 +453,26 @@ class TerminalUI(PlainUI):
         from rich.panel import Panel
         from rich.text import Text
 
-        body = Text((description or "").strip("\n") or "(no description)")
-        self.console.print(Panel(body, title="%s — %s" % (node.id, node.name or "Manual step"), expand=False, border_style="cyan"))
+        body = Text(terminal.clean((description or "").strip("\n")) or "(no description)")
+        title = terminal.clean("%s — %s" % (node.id, node.name or "Manual step"))
+        self._print(Panel(body, title=title, expand=False, border_style="cyan"))
 
     def _input(self, prompt):
-        self.console.print(prompt, end="", markup=False, highlight=False)
+        self._print(prompt, end="", markup=False, highlight=False)
+        return self._answer(self._read_line)
+
+    def _answer(self, read, *args):
+        """``read(*args)``; a terminal that went away (before or while waiting) is end of input."""
+        if self.output_lost:
+            raise EOFError("the terminal went away")
+        try:
+            return read(*args)
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                raise
+            raise EOFError("the terminal went away") from exc
+
+    def _read_line(self):
         if not self.prompt_timeout:
             answer = input()
             return answer.strip()
@@ -305,8 +482,8 @@ class TerminalUI(PlainUI):
         ready, _, _ = select.select([_sys.stdin], [], [], self.prompt_timeout)
         if not ready:
             self._timed_out = self.prompt_timeout
-            self.console.print()
-            self.console.print(
+            self._print()
+            self._print(
                 "no answer within %s s (interactive_timeout); stopping" % ("%g" % self.prompt_timeout), style=self._style("yellow")
             )
             raise PromptTimeout(self.prompt_timeout)
@@ -322,16 +499,16 @@ class TerminalUI(PlainUI):
                 return True
             if answer in ("n", "no"):
                 return False
-            self.console.print("please answer y or n", style=self._style("yellow"))
+            self._print("please answer y or n", style=self._style("yellow"))
 
     def choose(self, node, question, options, critical=False):
         from rich.text import Text
 
-        self.console.print(Text(question, style=self._style("bold red")))
+        self._print(Text(question, style=self._style("bold red")))
         if critical:
-            self.console.print(Text("  %s is critical: it cannot be skipped" % node.id, style=self._style("yellow")))
+            self._print(Text("  %s is critical: it cannot be skipped" % node.id, style=self._style("yellow")))
         for key, label, consequence in options:
-            self.console.print(Text("  %s) %-20s %s" % (key, label, consequence)))
+            self._print(Text("  %s) %-20s %s" % (key, label, consequence)))
         keys = [key for key, _, _ in options]
         while True:
             answer = self._input("Choose [%s]: " % "/".join(keys)).lower()
@@ -339,9 +516,9 @@ class TerminalUI(PlainUI):
                 if answer in (key, label):
                     return key
             if answer == "s" and critical:
-                self.console.print("%s is critical and cannot be skipped" % node.id, style=self._style("yellow"))
+                self._print("%s is critical and cannot be skipped" % node.id, style=self._style("yellow"))
             else:
-                self.console.print("please answer one of %s" % ", ".join(keys), style=self._style("yellow"))
+                self._print("please answer one of %s" % ", ".join(keys), style=self._style("yellow"))
 
     def ask_variable(self, name, spec):
         text = "Value for %s" % name
@@ -355,15 +532,13 @@ class TerminalUI(PlainUI):
         if spec.get("secret"):
             import getpass
 
-            return getpass.getpass(text)
+            return self._answer(getpass.getpass, text)
         return self._input(text)
 
     def error(self, text):
         from rich.text import Text
 
-        self.console.print(Text("error: %s" % text, style=self._style("bold red")))
-
-
+        self._print(Text("error: %s" % text, style=self._style("bold red")))
 
 
 class JsonUI(PlainUI):
