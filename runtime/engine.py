@@ -256,7 +256,7 @@ class Engine:
                         self._release(node, waiting, ready)
         except Stop as stop:
             self._drain(running, waiting, ready, quiet=True)
-            return stop.status, EXIT_FAILED if stop.status == FAILED else EXIT_ABORTED, stop.reason
+            return stop.status, EXIT_FAILED if stop.status == FAILED else EXIT_ABORTED, self.mask.text(stop.reason)
         except (KeyboardInterrupt, Interrupted):
             executors.terminate_all(self.options.kill_grace)
             if pool is not None:

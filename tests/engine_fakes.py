@@ -210,7 +210,7 @@ class Run:
     # -- what the engine holds and what SQLite holds ------------------------------------------
     def statuses(self) -> dict[str, str]:
         assert self.engine is not None
-        return {node_id: data["status"] for node_id, data in self.engine.results.items()}
+        return {node_id: data.status for node_id, data in self.engine.results.items()}
 
     def rows(self, node_id: Optional[str] = None, columns: str = "node_id, attempt, status, skip_reason, decision, decided_by"):
         """Attempt rows read back from the SQLite file with a separate connection."""

@@ -620,7 +620,7 @@ def test_operator_skip_after_a_failure_lets_plain_dependents_run(runbook):
     ]
     assert run.runner.commands == ["run a", "run b", "run c"]
     assert run.rows("h") == [("h", 1, "skipped", "condition not met: needs a failed", None, None)]
-    assert run.engine.results["a"]["reason"] == "operator"
+    assert run.engine.results["a"].reason == "operator"
 
 
 def test_end_of_input_at_the_failure_menu_aborts(runbook):
@@ -728,12 +728,6 @@ def test_secrets_are_masked_in_descriptions_and_commands_shown(runbook):
     assert run.runner.commands == ["deploy --token s3cret"]  # the command itself gets the value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN 3 Security: secrets are masked in questions; Engine._approve/_manual pass the "
-    "rendered question unmasked to ui.confirm, into the approval events in SQLite and into the "
-    "reason of a run stopped for a missing approval",
-)
 @pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "no-terminal"])
 def test_secrets_are_masked_in_questions_and_the_audit_trail(runbook, terminal):
     run = runbook(SECRET_QUESTIONS, var=["TOKEN=s3cret"])
@@ -744,11 +738,6 @@ def test_secrets_are_masked_in_questions_and_the_audit_trail(runbook, terminal):
     assert "s3cret" not in str(reason)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN 3 Security: secrets are masked in skip reasons; a `when` giving a secret's text "
-    "puts the value into the reason (conditions.evaluate_when), which Engine._skip stores and shows unmasked",
-)
 def test_secrets_are_masked_in_skip_reasons(runbook):
     run = runbook("""
     [variables]
@@ -816,12 +805,6 @@ def test_rejected_manual_node_may_be_asked_again(runbook):
     assert [e[3] for e in run.events("approval")] == ["gate: rejected: Continue?", "gate: approved: Continue?"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN 3 Approvals: a rejection may be asked again, followed (when handled) or aborted, never "
-    "skipped; the engine's rejection menu (_on_failure with rejected=True) still offers 's' for non-critical "
-    "Manual nodes, and skipping lets the plain dependents run",
-)
 @pytest.mark.parametrize("body, offered", [(GATE, ["r", "a"]), (GATE_HANDLED, ["r", "f", "a"])], ids=["unhandled", "handled"])
 def test_a_rejected_manual_node_can_never_be_skipped(runbook, body, offered):
     run = runbook(body)
@@ -842,8 +825,8 @@ def test_a_rejected_manual_node_never_lets_its_plain_dependents_run(runbook):
     ui = ScriptedUI(False, "f")
     assert run.go(ui) == ("failed", 1, ALL_ENDED % "gate")
     assert run.rows() == [
-        ("gate", 1, "failed", None, "follow-failure", WHO),
-        ("deploy", 1, "skipped", "upstream gate failed", None, None),
+        ("gate", 1, "failed", None, "follow-rejection", WHO),
+        ("deploy", 1, "skipped", "upstream gate was rejected", None, None),
         ("page", 1, "succeeded", None, None, None),
     ]
     assert run.runner.commands == ["run page"]
@@ -945,7 +928,7 @@ def test_prompt_after_rejected_then_retried_runs_the_step_again(runbook):
     run = runbook(AFTER)
     ui = ScriptedUI(False, "r", True)
     assert run.go(ui) == ("succeeded", 0, None)
-    assert ui.asked[1] == ("choose", "a", "a was rejected. What now?", ["r", "s", "a"])
+    assert ui.asked[1] == ("choose", "a", "a was rejected. What now?", ["r", "a"])
     assert run.runner.commands == ["run a", "run a", "run b"]
     assert run.rows("a", columns="attempt, status, decision, decided_by, error") == [
         (1, "failed", "retry", WHO, "rejected by %s" % WHO),
@@ -1015,7 +998,7 @@ def test_an_approval_without_a_terminal_stops_before_anything_depends_on_it(runb
     assert "run deploy" not in run.runner.commands
     assert run.statuses()["deploy"] == "pending"
     asking = "gate" if kind == "manual" else "a"
-    assert [event[:3] for event in run.events("approval")] == [("approval", asking, None)]
+    assert [event[:3] for event in run.events("approval-needed")] == [("approval-needed", asking, None)]
 
 
 @pytest.mark.xfail(
@@ -1111,19 +1094,12 @@ def test_parallel_asks_only_once_nothing_else_is_in_flight(runbook):
     ui = ScriptedUI(True)
     seen = []
     # b's result is settled by the engine's own thread: still pending if gate were asked while b ran
-    ui.on_question = lambda: seen.append((run.runner.in_flight, run.engine.results["b"]["status"]))
+    ui.on_question = lambda: seen.append((run.runner.in_flight, run.engine.results["b"].status))
     assert run.go(ui, engine.Options(parallel=3)) == ("succeeded", 0, None)
     assert seen == [(0, "succeeded")]
     assert run.runner.commands == ["run b", "run c"]  # c waits behind the question (execution order)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="Engine.run: when two parallel nodes come back in the same wait and the first is a failure "
-    "to ask about, _drain pops the other from `running`; the loop over the done set then pops it "
-    "again: KeyError (a traceback for the operator)",
-)
 def test_parallel_failures_that_finish_together_are_each_asked_about(runbook, monkeypatch):
     run = runbook("""
     [f1]
@@ -1253,5 +1229,5 @@ def test_a_signal_during_a_step_records_it_interrupted_and_resume_reports_it(run
     assert run.rows(columns="node_id, status") == [("a", "succeeded"), ("b", "interrupted")]
     eng, interrupted = run.session(batch(), resume=True)
     assert interrupted == ["b"]
-    assert eng.results["a"]["status"] == "succeeded"
-    assert eng.results["b"]["status"] == "pending"
+    assert eng.results["a"].status == "succeeded"
+    assert eng.results["b"].status == "pending"
