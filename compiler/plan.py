@@ -10,6 +10,9 @@ and returns a Compiled (plan, summary, warnings) or raises CompileError with eve
   template for the host.
 """
 
+import hashlib
+import re
+
 from playbook.runtime import conditions, templating
 from playbook.runtime import variables as var_specs
 from playbook.runtime.plan import TEMPLATED_FIELDS, Plan
@@ -100,6 +103,7 @@ def _compile_source(src, sources=None, bake=False, registry=None):
     if src.errors:
         raise CompileError(src.diagnostics)
     meta = dict(runbook.meta)
+    meta["id"] = runbook_identity(runbook.meta)
     meta_templates = []
     for key in RUNBOOK_TEMPLATED:
         text = meta.get(key)
@@ -126,6 +130,19 @@ def _compile_source(src, sources=None, bake=False, registry=None):
         plugin_config=plugin_config,
     )
     return Compiled(plan, src, runbook, sources)
+
+
+def runbook_identity(meta):
+    """The identity runs of this runbook are recorded under: `[runbook] id` when given, else
+    the title as written (templates unrendered, so dev and prod runs are one runbook) made a
+    slug, and a digest of that title, the author and created_at (two runbooks that share a
+    title still differ). File moves and edits of the steps keep it."""
+    if meta.get("id"):
+        return meta["id"]
+    title = str(meta.get("title") or "")
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "runbook"
+    basis = "\0".join(str(meta.get(key) or "") for key in ("title", "author", "created_at"))
+    return "%s-%s" % (slug, hashlib.sha256(basis.encode("utf-8")).hexdigest()[:8])
 
 
 def _spec_for_plan(spec):

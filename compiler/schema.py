@@ -46,6 +46,7 @@ TYPE_FIELDS = {
 }
 REQUIRED = {"Manual": (), "Command": ("command_name",), "Function": ("plugin", "function")}
 RUNBOOK_FIELDS = {
+    "id": (str, "a string"),
     "title": (str, "a string"),
     "description": (str, "a string"),
     "version": ((str, int, float), "a string"),
@@ -57,6 +58,7 @@ RUNBOOK_FIELDS = {
 ALLOWED = {kind: dict(COMMON_FIELDS, **fields) for kind, fields in TYPE_FIELDS.items()}
 ALL_NODE_FIELDS = set(COMMON_FIELDS).union(*[set(f) for f in TYPE_FIELDS.values()])
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+RUNBOOK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 # 1.x field names people still write, with what they are now.
 RENAMED = {
@@ -142,6 +144,11 @@ def _check_runbook(source, runbook):
             source.error("unknown key %r in [runbook]" % key, "runbook", key, hint=did_you_mean(key, RUNBOOK_FIELDS))
         elif _check_type(source, value, RUNBOOK_FIELDS[key], "runbook", key):
             meta[key] = str(value) if key == "version" else value
+    if "id" in meta and not RUNBOOK_ID_RE.match(meta["id"]):
+        source.error(
+            "[runbook] id %r is not an identity" % meta["id"], "runbook", "id",
+            hint="letters, digits, '.', '_' and '-', at most 64, starting with a letter or digit",
+        )
     if runbook and "title" not in runbook:
         source.error("[runbook] has no title", "runbook", hint='add title = "…"')
     plugin_config = {}

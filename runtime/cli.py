@@ -91,7 +91,13 @@ def build_parser(bundle=None, prog="playbook"):
     _variable_args(resume)
     _exec_args(resume)
     _state_arg(resume)
-    resume.add_argument("--force", action="store_true", help="continue even though the runbook changed since the run started")
+    resume.add_argument(
+        "--replan",
+        action="store_true",
+        help="continue the run with the runbook as it is now: succeeded steps whose definition is unchanged keep "
+        "their results, changed, new and failed steps run (asked on a terminal; required without one)",
+    )
+    resume.add_argument("--force", action="store_true", help="continue with the recorded plan even though the runbook changed")
     resume.add_argument(
         "--rerun-interrupted", action="store_true", help="without a terminal, run again a step that was interrupted"
     )
@@ -102,7 +108,9 @@ def build_parser(bundle=None, prog="playbook"):
         epilog="examples:\n  %s show\n  %s show deploy --since 7d\n  %s show --run 7 --output" % (prog, prog, prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    show.add_argument("title", nargs="?", help="only runs of this workflow title")
+    show.add_argument(
+        "title", nargs="?", metavar="NAME", help="only runs of this runbook: its file, its id, or a unique part of its title"
+    )
     show.add_argument("--run", type=int, metavar="ID", help="show the attempts of one run")
     show.add_argument("--last", action="store_true", help="show the attempts of the latest run")
     show.add_argument("--output", action="store_true", help="with --run/--last: include the output tails")
@@ -304,18 +312,37 @@ def cmd_run(inv: Invocation) -> int:
 
 
 def cmd_resume(inv: Invocation) -> int:
+    args = inv.args
     options = inv.options()
     ui = inv.ui(options.parallel)
     sources = inv.sources()
     store = inv.store()
     current, _ = inv.plan(sources)
-    run = session.find_resumable(store, inv.args.run_id, current.digest(), inv.args.force)
-    plan = Plan.loads(run["plan"])
-    interactive = ui.interactive and not inv.args.no_interactive_vars
-    values = session.resolve_values(plan, sources, ui, interactive, fixed=session.recorded_values(run, plan))
-    bound = session.bind(plan, values)
+    interactive = ui.interactive and not args.no_interactive_vars
+    run = session.find_resumable(store, args.run_id, current, args.force, replan=args.replan or ui.interactive)
+    recorded = Plan.loads(run["plan"])
     runs = session.Session(store, ui, options, inv.resume_command, inv.entry_points())
-    return runs.resume(run, bound, values)
+    if (run["plan_hash"] == current.digest() and not args.replan) or args.force:
+        values = session.resolve_values(recorded, sources, ui, interactive, fixed=session.recorded_values(run, recorded))
+        return runs.resume(run, session.bind(recorded, values), values)
+    # the runbook changed: continue the same run with the runbook as it is now
+    kept = {k: v for k, v in session.recorded_values(run, recorded).items() if sources.lookup(k) is None}
+    values = session.resolve_values(current, sources, ui, interactive, fixed=kept)
+    bound = session.bind(current, values)
+    try:
+        old = session.bind(recorded, dict(values, **session.recorded_values(run, recorded)))  # as it ran
+    except UsageError:  # the recorded plan no longer binds: every step counts as changed
+        old = Plan(recorded.runbook, recorded.variables, recorded.values, [], recorded.source, recorded.plugin_config)
+    if not args.replan:  # on a terminal: show the change and ask
+        prior = store.final_attempts(run["id"])
+        ui.event("message", text=session.replan_text(run["id"], session.replan_changes(old, bound, prior)))
+        try:
+            agreed = ui.confirm(None, "The runbook changed since run %d started. Continue it with the runbook as it is now?" % run["id"])
+        except EOFError:
+            agreed = False
+        if not agreed:
+            raise UsageError("nothing was done; `resume --force` continues the recorded plan")
+    return runs.resume(run, old, values, replan=(current, bound))
 
 
 def cmd_plan(inv: Invocation) -> int:
@@ -346,11 +373,29 @@ def _get_run(store: Any, run_id: int) -> dict:
     return run
 
 
-def _latest_run_id(store: Any, title: str | None = None) -> int:
-    latest = store.runs(title=title, limit=1)
+def _latest_run_id(store: Any, workflow: str | None = None) -> int:
+    latest = store.runs(workflow=workflow, limit=1)
     if not latest:
         raise UsageError("no runs recorded in %s" % store.path)
     return latest[0]["id"]
+
+
+def _workflow(inv: Invocation, store: Any, name: str | None) -> str | None:
+    """The runbook NAME stands for: a runbook file, a runbook id, or a unique part of a title."""
+    if name is None:
+        return None
+    if inv.load_plan is not None and os.path.isfile(name):
+        return inv.load_plan(name, var_mod.Sources()).runbook.get("id")
+    known = store.workflows()
+    exact = [w for w in known if name in (w["workflow"], w["title"])]
+    lowered = name.lower()
+    found = exact or [w for w in known if lowered in (w["title"] or "").lower() or lowered in w["workflow"].lower()]
+    if len(found) == 1:
+        return found[0]["workflow"]
+    listed = ", ".join("%r (%s)" % (w["title"], w["workflow"]) for w in (found or known)[:8])
+    if not found:
+        raise UsageError("no runbook in %s matches %r%s" % (store.path, name, "; runbooks: " + listed if known else ""))
+    raise UsageError("%r matches several runbooks: %s; give the runbook's id or file" % (name, listed))
 
 
 def cmd_show(inv: Invocation) -> int:
@@ -358,8 +403,9 @@ def cmd_show(inv: Invocation) -> int:
 
     args = inv.args
     store = inv.store()
+    workflow = _workflow(inv, store, args.title)
     if args.last:
-        args.run = _latest_run_id(store, args.title)
+        args.run = _latest_run_id(store, workflow)
     if args.run is not None:
         run = _get_run(store, args.run)
         attempts = store.attempts(args.run)
@@ -372,8 +418,8 @@ def cmd_show(inv: Invocation) -> int:
             sys.stdout.write(report.run_text(run, attempts, events, output=args.output) + "\n")
         return EXIT_OK
     since = inv.since()
-    runs = store.runs(title=args.title, since=since, limit=args.limit)
-    stats = store.stats(title=args.title, since=since)
+    runs = store.runs(workflow=workflow, since=since, limit=args.limit)
+    stats = store.stats(title=workflow, since=since)
     if args.json:
         _write_json({"database": store.path, "since": since, "runs": runs, "workflows": stats})
         return EXIT_OK

@@ -128,7 +128,10 @@ def workflows_text(stats):
     """Per workflow: runs by outcome and success rate, median and p95 duration, the steps that
     fail, get retried or take longest, and who approved."""
     lines = []
-    for title, s in sorted(stats.items()):
+    for workflow, s in sorted(stats.items(), key=lambda item: (item[1].get("title") or item[0], item[0])):
+        title = s.get("title") or workflow
+        if title != workflow:
+            title = "%s  [runbook %s]" % (title, workflow)
         by = s.get("by_status") or {}
         total = s.get("runs", 0)
         ok = by.get("succeeded", 0)
@@ -403,8 +406,9 @@ class RunReport:
         self.run = self.mask.data(run)
         self.attempts = [self.mask.data(dict(a)) for a in store.attempts(run["id"])]
         self.events = [self.mask.data(dict(e)) for e in store.events(run["id"])]
-        stats = store.stats(title=run["title"]) if run.get("title") is not None else {}
-        self.stats = self.mask.data(_jsonable(stats.get(run["title"]))) if stats else None
+        workflow = run.get("runbook_id") or run.get("title")
+        stats = store.stats(title=workflow).get(workflow) if workflow is not None else None
+        self.stats = self.mask.data(_jsonable(stats)) if stats else None
         self.states = graph.run_states(self.attempts)
         self.nodes = self._nodes()
         self.summary = self._summary()

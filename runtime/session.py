@@ -118,25 +118,92 @@ def masked_values(plan: Plan, values: Mapping[str, Any]) -> dict:
 
 
 # -- resume checks -------------------------------------------------------------------------------
-def find_resumable(store: Store, run_id: int | None, digest: str, force: bool) -> dict:
-    """The run `resume` continues: the one named, else the latest failed/aborted/running run of
-    this plan. Refuses a succeeded run and, without `force`, a run of a changed plan."""
+def find_resumable(store: Store, run_id: int | None, plan: Plan, force: bool = False, replan: bool = False) -> dict:
+    """The run `resume` continues: the one named, else the latest failed/aborted/interrupted run
+    of this runbook. Refuses another runbook's run (in every mode), a succeeded run, and a run of
+    a changed plan unless `replan` (continue with the plan as it is now) or `force` (continue
+    with the recorded plan)."""
+    digest = plan.digest()
+    identity = plan.runbook.get("id")
     if run_id is not None:
         run = store.get_run(run_id)
         if run is None:
             raise UsageError("no run %d in %s" % (run_id, store.path))
+        _same_runbook(run, plan, digest)
     else:
-        run = store.latest_run(plan_hash=digest, statuses=("failed", "aborted", "running"))
+        statuses = ("failed", "aborted", "running")
+        run = store.latest_run(runbook_id=identity, statuses=statuses) if identity else None
+        run = run or store.latest_run(plan_hash=digest, statuses=statuses)  # runs recorded before identities
         if run is None:
-            raise UsageError("no failed or aborted run of this runbook in %s; start one with `run`" % store.path)
+            raise UsageError(
+                "no failed or aborted run of this runbook (%s) in %s; start one with `run`" % (identity or plan.title, store.path)
+            )
+        run = store.get_run(run["id"]) or run
     if run["status"] == "succeeded":
         raise UsageError("run %d succeeded; there is nothing to resume" % run["id"])
-    if run["plan_hash"] != digest and not force:
+    if run["plan_hash"] != digest and not (force or replan):
         raise UsageError(
-            "the runbook changed since run %d started (plan %s… now %s…); resume --force continues the recorded plan"
-            % (run["id"], run["plan_hash"][:12], digest[:12])
+            "the runbook changed since run %d started (plan %s… now %s…): resume --replan continues it with the "
+            "runbook as it is now (succeeded steps whose definition did not change keep their results); "
+            "--force continues the recorded plan" % (run["id"], run["plan_hash"][:12], digest[:12])
         )
     return run
+
+
+def _same_runbook(run: Mapping[str, Any], plan: Plan, digest: str) -> None:
+    theirs, ours = run.get("runbook_id"), plan.runbook.get("id")
+    other = theirs != ours if theirs and ours else run.get("plan_hash") != digest and run.get("title") != plan.title
+    if other:
+        raise UsageError(
+            "run %d belongs to another runbook: %r (runbook %s), not %r (runbook %s); nothing was run "
+            "(`show` lists each runbook's runs)" % (run["id"], run.get("title"), theirs or "?", plan.title, ours or "?")
+        )
+
+
+# The fields that decide what a step does: a succeeded step whose executable definition is
+# unchanged keeps its result when a run is continued with a changed runbook (--replan).
+EXECUTABLE_FIELDS = (
+    "type", "command", "shell", "env", "cwd", "interactive", "plugin", "function", "function_params", "timeout",
+)
+
+
+def executable(node: Any) -> tuple:
+    return tuple(getattr(node, field) for field in EXECUTABLE_FIELDS)
+
+
+def replan_changes(old: Plan, new: Plan, prior: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """What continuing a run recorded with `old` (bound) under `new` (bound) does, given the
+    run's final attempts: {"keep": succeeded steps unchanged, "rerun": succeeded steps whose
+    definition changed and failed steps, "added": steps new in the runbook, "removed": steps
+    no longer in it}."""
+    keep, rerun = [], []
+    for node in new.nodes:
+        row = prior.get(node.id)
+        if row is None:
+            continue
+        before = old.by_id.get(node.id)
+        if row["status"] == "failed" or (
+            row["status"] == "succeeded" and (before is None or executable(before) != executable(node))
+        ):
+            rerun.append(node.id)
+        elif row["status"] == "succeeded":
+            keep.append(node.id)
+    added = [n.id for n in new.nodes if n.id not in old.by_id]
+    removed = [n.id for n in old.nodes if n.id not in new.by_id]
+    return {"keep": keep, "rerun": rerun, "added": added, "removed": removed}
+
+
+def replan_text(run_id: int, changes: Mapping[str, list[str]]) -> str:
+    parts = []
+    for key, words in (
+        ("keep", "keep their results"),
+        ("rerun", "run again (changed or failed)"),
+        ("added", "are new"),
+        ("removed", "are no longer in the runbook (recorded as removed)"),
+    ):
+        if changes[key]:
+            parts.append("  %s: %s" % (words, ", ".join(changes[key])))
+    return "run %d with the runbook as it is now:\n%s" % (run_id, "\n".join(parts) or "  (no step changes)")
 
 
 def recorded_values(run: Mapping[str, Any], plan: Plan) -> dict:
@@ -242,21 +309,58 @@ class Session:
         """Record a new run of `plan` (bound with `values`) and drive it. Returns the exit code."""
         self._protect(plan, values)
         run_id = self.store.create_run(
-            bound.title, source, plan.digest(), plan.dumps().decode("utf-8"), masked_values(plan, values), trigger="run"
+            bound.title,
+            source,
+            plan.digest(),
+            plan.dumps().decode("utf-8"),
+            masked_values(plan, values),
+            trigger="run",
+            runbook_id=plan.runbook.get("id"),
         )
         return self.drive(run_id, bound, values)
 
-    def resume(self, run: Mapping[str, Any], bound: Plan, values: Mapping[str, Any]) -> int:
-        """Continue `run` (see `find_resumable`) with its recorded plan bound to `values`."""
+    def resume(
+        self,
+        run: Mapping[str, Any],
+        bound: Plan,
+        values: Mapping[str, Any],
+        replan: tuple[Plan, Plan] | None = None,
+    ) -> int:
+        """Continue `run` (see `find_resumable`) with its recorded plan bound to `values`; with
+        `replan` = (the runbook's plan now, its bound form) continue it with that plan instead."""
         run_id = run["id"]
         self._protect(bound, values)
         self.store.lock_run(run_id).release()  # refuse early when another process drives it
         self.store.mark_interrupted(run_id)
         prior = self.store.final_attempts(run_id)
+        if replan is not None:
+            plan, bound, prior = self._replan(run, bound, replan, values, prior)
         self.store.set_run_trigger(run_id, "resume")
         self.store.set_run_status(run_id, "running", ended=False)
         self.store.add_event(run_id, "resume", "resumed", who=self.who)
         return self.drive(run_id, bound, values, prior=prior)
+
+    def _replan(
+        self,
+        run: Mapping[str, Any],
+        old_bound: Plan,
+        replan: tuple[Plan, Plan],
+        values: Mapping[str, Any],
+        prior: Mapping[str, Any],
+    ) -> tuple[Plan, Plan, dict]:
+        """Record that the run continues with the runbook as it is now; returns the plan, its
+        bound form and the attempts that still count."""
+        plan, bound = replan
+        changes = replan_changes(old_bound, bound, prior)
+        kept = {node_id: row for node_id, row in prior.items() if node_id in bound.by_id and node_id not in changes["rerun"]}
+        self.store.replan_run(run["id"], plan.digest(), plan.dumps().decode("utf-8"), masked_values(plan, values))
+        detail = "plan %s… → %s…; %s" % (
+            run["plan_hash"][:12], plan.digest()[:12], replan_text(run["id"], changes).split("\n", 1)[1].strip()
+        )
+        self.store.add_event(run["id"], "replan", detail, who=self.who)
+        for node_id in changes["removed"]:
+            self.store.add_event(run["id"], "removed", "%s is no longer in the runbook" % node_id, who=self.who, node_id=node_id)
+        return plan, bound, kept
 
     def drive(self, run_id: int, plan: Plan, values: Mapping[str, Any], prior: Mapping[str, Any] | None = None) -> int:
         """Lock the run, run the engine, record the outcome. Returns the exit code."""

@@ -156,8 +156,19 @@ def _migrate_to_2(db):
     db.execute("ALTER TABLE attempts ADD COLUMN proc_start INTEGER")
 
 
+def _migrate_to_3(db):
+    """Runs belong to a runbook: its identity (`[runbook] id`, or one derived from the title
+    as written, the author and created_at) survives title collisions, file moves and edits;
+    statistics, `show NAME` and `resume` use it. Older runs have none (grouped by title)."""
+    db.execute("ALTER TABLE runs ADD COLUMN runbook_id TEXT")
+    db.execute("CREATE INDEX runs_runbook ON runs (runbook_id, id)")
+
+
 # MIGRATIONS[i] takes a database from schema version i to i + 1. Append, never edit.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
+
+# The workflow a run counts towards in statistics: its runbook, or its title for older runs.
+_WORKFLOW = "COALESCE(r.runbook_id, r.title)"
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -356,6 +367,7 @@ class Store:
         trigger: str = "run",
         host: str | None = None,
         user: str | None = None,
+        runbook_id: str | None = None,
     ) -> int:
         """Record a new run (status 'running'); returns its id. ``variables`` must already
         have secrets masked. ``host``/``user`` default to this machine and user."""
@@ -365,7 +377,7 @@ class Store:
             plan_json = plan_json.decode("utf-8")
         cursor = self._conn.execute(
             'INSERT INTO runs (title, source, plan_hash, plan, variables, status, "trigger", '
-            'host, "user", started_at) VALUES (?, ?, ?, ?, ?, \'running\', ?, ?, ?, ?)',
+            'host, "user", started_at, runbook_id) VALUES (?, ?, ?, ?, ?, \'running\', ?, ?, ?, ?, ?)',
             (
                 title,
                 source,
@@ -376,6 +388,7 @@ class Store:
                 host if host is not None else current_host(),
                 user if user is not None else current_user(),
                 now_iso(),
+                runbook_id,
             ),
         )
         return int(cursor.lastrowid or 0)
@@ -388,6 +401,15 @@ class Store:
         self._update(
             "UPDATE runs SET status = ?, exit_code = ?, ended_at = ? WHERE id = ?",
             (status, exit_code, now_iso() if ended else None, run_id),
+            "run %s" % run_id,
+        )
+
+    @_guarded(unmasked=("plan_hash", "plan_json"))
+    def replan_run(self, run_id: int, plan_hash: str, plan_json: str, variables: Mapping[str, Any]) -> None:
+        """The run continues with another plan of its runbook (resume --replan)."""
+        self._update(
+            "UPDATE runs SET plan_hash = ?, plan = ?, variables = ? WHERE id = ?",
+            (plan_hash, plan_json, _to_json(variables or {}), run_id),
             "run %s" % run_id,
         )
 
@@ -426,16 +448,22 @@ class Store:
         return False
 
     @_guarded
-    def runs(self, title: str | None = None, since: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Runs newest first, without the (large) ``plan`` column; ``get_run`` has it."""
+    def runs(
+        self, title: str | None = None, since: str | None = None, limit: int | None = None, workflow: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Runs newest first, without the (large) ``plan`` column; ``get_run`` has it.
+        `workflow` selects the runs of one runbook (see `workflows`)."""
         sql = (
             'SELECT id, title, source, plan_hash, variables, status, "trigger", host, "user", '
-            "started_at, ended_at, exit_code FROM runs WHERE 1 = 1"
+            "started_at, ended_at, exit_code, runbook_id FROM runs r WHERE 1 = 1"
         )
         params: list[Any] = []
         if title is not None:
             sql += " AND title = ?"
             params.append(title)
+        if workflow is not None:
+            sql += " AND %s = ?" % _WORKFLOW
+            params.append(workflow)
         if since is not None:
             sql += " AND started_at >= ?"
             params.append(since)
@@ -446,12 +474,25 @@ class Store:
         return [self._observed(_run_row(row)) for row in self._conn.execute(sql, params)]
 
     @_guarded
+    def workflows(self) -> list[dict[str, Any]]:
+        """Every runbook with runs: {"workflow": identity (or title of older runs), "title": the
+        latest run's title, "runs": n}, most recently run first."""
+        return list(
+            self._conn.execute(
+                "SELECT w.workflow, w.runs, (SELECT title FROM runs WHERE id = w.last) AS title FROM "
+                "(SELECT %s AS workflow, COUNT(*) AS runs, MAX(r.id) AS last FROM runs r GROUP BY workflow) w "
+                "ORDER BY w.last DESC" % _WORKFLOW
+            )
+        )
+
+    @_guarded
     def latest_run(
         self,
         source: str | None = None,
         title: str | None = None,
         statuses: Iterable[str] | None = ("failed", "aborted"),
         plan_hash: str | None = None,
+        runbook_id: str | None = None,
     ) -> dict[str, Any] | None:
         """The newest run matching source/title/plan hash and one of ``statuses`` (None: any)."""
         sql = "SELECT * FROM runs WHERE 1 = 1"
@@ -465,6 +506,9 @@ class Store:
         if title is not None:
             sql += " AND title = ?"
             params.append(title)
+        if runbook_id is not None:
+            sql += " AND runbook_id = ?"
+            params.append(runbook_id)
         if statuses is not None:
             statuses = list(statuses)
             sql += " AND status IN (%s)" % ", ".join("?" * len(statuses))
@@ -657,9 +701,9 @@ class Store:
 
     @_guarded
     def stats(self, title: str | None = None, since: str | None = None, top: int = 5) -> dict[str, Any]:
-        """Per workflow title::
+        """Per workflow (a runbook's identity; the title for runs recorded before identities)::
 
-            {title: {"runs": n, "by_status": {status: n},
+            {workflow: {"title": latest title, "runs": n, "by_status": {status: n},
                      "median_duration": s, "p95_duration": s,   # finished runs, or None
                      "most_failing": [(node, failures)], "most_retried": [(node, retries)],
                      "slowest": [(node, mean seconds)], "approvals_by": {who: n}}}
@@ -669,8 +713,8 @@ class Store:
         """
         where = "WHERE 1 = 1"
         params: list[Any] = []
-        if title is not None:
-            where += " AND r.title = ?"
+        if title is not None:  # a workflow: a runbook's identity, or the title of older runs
+            where += " AND %s = ?" % _WORKFLOW
             params.append(title)
         if since is not None:
             where += " AND r.started_at >= ?"
@@ -702,8 +746,8 @@ class Store:
                     items.append((row["node_id"], value(row["n"])))
 
         for row in self._conn.execute(
-            "SELECT r.title, r.status, COUNT(*) AS n FROM runs r %s "
-            "GROUP BY r.title, r.status ORDER BY r.title, r.status" % where,
+            "SELECT " + _WORKFLOW + " AS title, r.status, COUNT(*) AS n FROM runs r %s "
+            "GROUP BY title, r.status ORDER BY title, r.status" % where,
             params,
         ):
             stats = entry(row["title"])
@@ -712,8 +756,8 @@ class Store:
 
         durations: dict[str, list] = {}
         for row in self._conn.execute(
-            "SELECT r.title, %s AS d FROM runs r %s AND r.ended_at IS NOT NULL "
-            "AND r.status != 'running' ORDER BY r.title, d"
+            "SELECT " + _WORKFLOW + " AS title, %s AS d FROM runs r %s AND r.ended_at IS NOT NULL "
+            "AND r.status != 'running' ORDER BY title, d"
             % (_SECONDS_BETWEEN.format(end="r.ended_at", start="r.started_at"), where),
             params,
         ):
@@ -725,37 +769,40 @@ class Store:
             entry(name)["p95_duration"] = values[max(0, math.ceil(0.95 * len(values)) - 1)]
 
         ranked(
-            "SELECT r.title, a.node_id, COUNT(*) AS n FROM attempts a "
+            "SELECT " + _WORKFLOW + " AS title, a.node_id, COUNT(*) AS n FROM attempts a "
             "JOIN runs r ON r.id = a.run_id %s AND a.status = 'failed' "
-            "GROUP BY r.title, a.node_id ORDER BY r.title, n DESC, a.node_id" % where,
+            "GROUP BY title, a.node_id ORDER BY title, n DESC, a.node_id" % where,
             "most_failing",
         )
         ranked(
-            "SELECT r.title, a.node_id, SUM(a.n - 1) AS n FROM "
+            "SELECT " + _WORKFLOW + " AS title, a.node_id, SUM(a.n - 1) AS n FROM "
             "(SELECT a.run_id, a.node_id, COUNT(*) AS n FROM attempts a WHERE %s "
             "GROUP BY a.run_id, a.node_id HAVING COUNT(*) > 1) a "
             "JOIN runs r ON r.id = a.run_id %s "
-            "GROUP BY r.title, a.node_id ORDER BY r.title, n DESC, a.node_id" % (executed, where),
+            "GROUP BY title, a.node_id ORDER BY title, n DESC, a.node_id" % (executed, where),
             "most_retried",
         )
         ranked(
-            "SELECT r.title, a.node_id, AVG(a.duration) AS n FROM attempts a "
+            "SELECT " + _WORKFLOW + " AS title, a.node_id, AVG(a.duration) AS n FROM attempts a "
             "JOIN runs r ON r.id = a.run_id %s AND a.status IN ('succeeded', 'failed') "
             "AND (a.decision IS NULL OR a.decision != 'set-status') AND a.duration IS NOT NULL "
-            "GROUP BY r.title, a.node_id ORDER BY r.title, n DESC, a.node_id" % where,
+            "GROUP BY title, a.node_id ORDER BY title, n DESC, a.node_id" % where,
             "slowest",
             lambda v: round(v, 3),
         )
         for row in self._conn.execute(
             # approvals given (by a person, or by --auto-approve); not rejections or approvals
             # that were needed when no terminal was there to give them
-            "SELECT r.title, e.who AS who, COUNT(*) AS n FROM events e "
+            "SELECT " + _WORKFLOW + " AS title, e.who AS who, COUNT(*) AS n FROM events e "
             "JOIN runs r ON r.id = e.run_id %s AND e.kind = 'approval' AND e.who IS NOT NULL "
             "AND (e.detail LIKE '%%: approved: %%' OR e.detail LIKE '%%: auto-approved: %%') "
-            "GROUP BY r.title, who ORDER BY r.title, n DESC, who" % where,
+            "GROUP BY title, who ORDER BY title, n DESC, who" % where,
             params,
         ):
             entry(row["title"])["approvals_by"][row["who"]] = row["n"]
+        titles = {w["workflow"]: w["title"] for w in self.workflows()}
+        for name, stats in result.items():
+            stats["title"] = titles.get(name, name)  # the latest title of the runbook's runs
         return result
 
     # --- locking ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import VENV_BIN, attempts, events, final, pb, run_row  # noqa: E402
+from test_runtime_support import VENV_BIN, attempts, by_title, events, final, pb, run_row  # noqa: E402
 
 SECRET = "hunter2-s3cr3t-value"
 
@@ -105,6 +105,7 @@ MAIN_NODES = ["build", "flaky", "gate", "check", "rollback", "notify", "disabled
 
 
 @pytest.fixture(scope="module")
+
 def hist(tmp_path_factory):
     """Runs: 1 main (flaky retried, check failed and handled), 2 stops (second not reached),
     3 main again (check failed), 4 main with CHECK_EXIT=0 (succeeded)."""
@@ -542,7 +543,7 @@ def test_info_json_has_outcomes_durations_and_node_rankings(hist):
     r = pb(tmp, "info", "--json", "--state-path", dbp)
     assert r.returncode == 0, r.text
     doc = json.loads(r.out)
-    main = doc["workflows"]["Report <demo> & co"]
+    main = by_title(doc["workflows"], "Report <demo> & co")
     assert main["runs"] == 3
     assert main["by_status"] == {"failed": 2, "succeeded": 1}
     assert main["median_duration"] is not None and main["p95_duration"] is not None
@@ -554,7 +555,7 @@ def test_info_json_has_outcomes_durations_and_node_rankings(hist):
     means = [seconds for _, seconds in main["slowest"]]
     assert means == sorted(means, reverse=True)
     assert main["approvals_by"] == {"auto-approve": 3}
-    assert doc["workflows"]["stops early"]["most_failing"] == [["first", 1]]
+    assert by_title(doc["workflows"], "stops early")["most_failing"] == [["first", 1]]
 
 
 def test_info_text_reads_like_a_summary(hist):
@@ -578,17 +579,17 @@ def test_since_filters_info_and_show(hist):
     assert json.loads(r.out)["workflows"] == {}
     assert "no runs recorded since then" in pb(tmp, "info", "--since", future, "--state-path", dbp).out
     r = pb(tmp, "info", "--since", "1d", "--json", "--state-path", dbp)
-    assert json.loads(r.out)["workflows"]["Report <demo> & co"]["runs"] == 3
+    assert by_title(json.loads(r.out)["workflows"], "Report <demo> & co")["runs"] == 3
     # a moment between run 3 and run 4: only run 4 counts
     cut = run_row(dbp, 4)["started_at"]
     r = pb(tmp, "info", "--since", cut, "--json", "--state-path", dbp)
     workflows = json.loads(r.out)["workflows"]
-    assert list(workflows) == ["Report <demo> & co"] and workflows["Report <demo> & co"]["by_status"] == {"succeeded": 1}
+    assert [w["title"] for w in workflows.values()] == ["Report <demo> & co"] and by_title(workflows, "Report <demo> & co")["by_status"] == {"succeeded": 1}
     r = pb(tmp, "show", "--since", cut, "--json", "--state-path", dbp)
     assert r.returncode == 0, r.text
     doc = json.loads(r.out)
     assert [run["id"] for run in doc["runs"]] == [4]
-    assert doc["workflows"]["Report <demo> & co"]["runs"] == 1
+    assert by_title(doc["workflows"], "Report <demo> & co")["runs"] == 1
     r = pb(tmp, "show", "--since", "2d", "--state-path", dbp)
     assert r.returncode == 0, r.text
     assert "per workflow" in r.out and "stops early" in r.out and "median" in r.out
@@ -602,8 +603,8 @@ def test_show_json_lists_runs_and_statistics_per_workflow(hist):
     assert r.returncode == 0, r.text
     doc = json.loads(r.out)
     assert [run["id"] for run in doc["runs"]] == [4, 3, 1]
-    assert list(doc["workflows"]) == ["Report <demo> & co"]
-    assert doc["workflows"]["Report <demo> & co"]["most_failing"][0] == ["check", 2]
+    assert [w["title"] for w in doc["workflows"].values()] == ["Report <demo> & co"]
+    assert by_title(doc["workflows"], "Report <demo> & co")["most_failing"][0] == ["check", 2]
 
 
 # -- helpers of the report module ---------------------------------------------------------------------------------

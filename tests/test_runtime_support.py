@@ -279,3 +279,9 @@ def json_lines(text):
         assert isinstance(obj, dict), "line %d is not a JSON object: %r" % (number, line)
         objects.append(obj)
     return objects
+
+
+def by_title(workflows, title):
+    """A workflow's statistics by its title (workflows are keyed by runbook identity)."""
+    (found,) = [w for w in workflows.values() if w["title"] == title]
+    return found

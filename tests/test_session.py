@@ -236,8 +236,132 @@ def test_a_bug_while_driving_leaves_the_run_resumable(tmp_path):
 
     opts = engine.Options(rerun_interrupted=True)
     runs = session.Session(store, _QuietUI(), opts, "playbook resume rb", runner=good)
-    found = session.find_resumable(store, None, plan.digest(), force=False)
+    found = session.find_resumable(store, None, plan)
     assert runs.resume(found, plan, {}) == errors.EXIT_OK
     assert ran == ["echo one", "echo two", "echo two"]
     assert store.get_run(1)["status"] == "succeeded"
     store.close()
+
+
+# -- runs belong to a runbook; fix, then resume --replan -----------------------------------------
+def _events(dbp, kind):
+    con = sqlite3.connect(str(dbp))
+    try:
+        return [r[0] for r in con.execute("SELECT detail FROM events WHERE kind = ? ORDER BY id", (kind,))]
+    finally:
+        con.close()
+
+
+def _runbook_ids(dbp):
+    con = sqlite3.connect(str(dbp))
+    try:
+        return [r[0] for r in con.execute("SELECT runbook_id FROM runs ORDER BY id")]
+    finally:
+        con.close()
+
+
+SAME_TITLE_A = '[runbook]\ntitle = "deploy"\nauthor = "team a"\n\n[a]\ntype = "Command"\ncommand_name = "exit 1"\n'
+SAME_TITLE_B = '[runbook]\ntitle = "deploy"\nauthor = "team b"\n\n[b]\ntype = "Command"\ncommand_name = "echo B-RAN >> side.log"\n'
+
+
+@pytest.mark.parametrize("mode", [(), ("--force",), ("--replan",)], ids=["plain", "force", "replan"])
+def test_resume_refuses_another_runbooks_run_in_every_mode(tmp_path, mode):
+    a = write_runbook(tmp_path, SAME_TITLE_A, name="a.playbook.toml")
+    b = write_runbook(tmp_path, SAME_TITLE_B, name="b.playbook.toml")
+    dbp = tmp_path / "state.db"
+    assert pb(tmp_path, "run", a, "--state-path", dbp).returncode == 1
+    r = pb(tmp_path, "resume", b, "1", *mode, "--state-path", dbp)
+    assert r.returncode == 2, r.text
+    assert "run 1 belongs to another runbook: 'deploy' (runbook deploy-" in r.text
+    assert not (tmp_path / "side.log").exists()
+    ids = _runbook_ids(dbp)
+    assert len(ids) == 1 and ids[0].startswith("deploy-")
+
+
+def test_runs_of_one_runbook_group_together_and_same_titles_stay_apart(tmp_path):
+    templated = write_runbook(
+        tmp_path,
+        '[runbook]\ntitle = "Deploy {{ ENV }}"\n\n[variables]\nENV = "dev"\n\n[a]\ntype = "Command"\ncommand_name = "true"\n',
+        name="t.playbook.toml",
+    )
+    a = write_runbook(tmp_path, SAME_TITLE_A, name="a.playbook.toml")
+    b = write_runbook(tmp_path, SAME_TITLE_B, name="b.playbook.toml")
+    dbp = tmp_path / "state.db"
+    for env in ("dev", "prod"):
+        assert pb(tmp_path, "run", templated, "--var", "ENV=" + env, "--state-path", dbp).returncode == 0
+    pb(tmp_path, "run", a, "--state-path", dbp)
+    pb(tmp_path, "run", b, "--state-path", dbp)
+    r = pb(tmp_path, "info", "--json", "--state-path", dbp)
+    workflows = __import__("json").loads(r.stdout)["workflows"]
+    assert sorted((w["title"], w["runs"]) for w in workflows.values()) == [("Deploy prod", 2), ("deploy", 1), ("deploy", 1)]
+    # show NAME: a unique part of the title, the file, or the id
+    r = pb(tmp_path, "show", "deploy {{", "--since", "7d", "--json", "--state-path", dbp)
+    assert r.returncode == 2 and "no runbook" in r.text
+    r = pb(tmp_path, "show", "prod", "--since", "7d", "--json", "--state-path", dbp)
+    assert r.returncode == 0, r.text
+    assert [run["title"] for run in __import__("json").loads(r.stdout)["runs"]] == ["Deploy prod", "Deploy dev"]
+    r = pb(tmp_path, "show", b, "--json", "--state-path", dbp)
+    assert [run["id"] for run in __import__("json").loads(r.stdout)["runs"]] == [4]
+    r = pb(tmp_path, "show", "deploy", "--state-path", dbp)
+    assert r.returncode == 2 and "matches several runbooks" in r.text
+
+
+FIX = """
+[prepare]
+type = "Command"
+command_name = "echo prepared >> side.log"
+
+[migrate]
+type = "Command"
+command_name = "{command}"
+
+[finish]
+type = "Command"
+command_name = "echo finished >> side.log"
+"""
+
+
+def test_fix_the_runbook_then_resume_replan_continues_the_same_run(tmp_path):
+    rb = write_runbook(tmp_path, FIX.format(command="ehco migrated >> side.log"))
+    dbp = tmp_path / "state.db"
+    r = pb(tmp_path, "run", rb, "--state-path", dbp)
+    assert r.returncode == 1, r.text
+    rb.write_text(rb.read_text().replace("ehco", "echo"))  # the operator fixes the typo
+    r = pb(tmp_path, "resume", rb, "--state-path", dbp)
+    assert r.returncode == 2 and "resume --replan" in r.text
+    r = pb(tmp_path, "resume", rb, "--replan", "--state-path", dbp)
+    assert r.returncode == 0, r.text
+    assert (tmp_path / "side.log").read_text().splitlines() == ["prepared", "migrated", "finished"]
+    assert status_of(dbp) == {"prepare": "succeeded", "migrate": "succeeded", "finish": "succeeded"}
+    assert run_row(dbp)["id"] == 1 and run_row(dbp)["status"] == "succeeded"
+    (audit,) = _events(dbp, "replan")
+    assert "keep their results: prepare" in audit and "run again (changed or failed): migrate" in audit
+
+
+def test_replan_runs_a_changed_succeeded_step_again_and_records_removed_ones(tmp_path):
+    rb = write_runbook(tmp_path, FIX.format(command="exit 1") + '\n[old]\ntype = "Command"\ncommand_name = "true"\n')
+    dbp = tmp_path / "state.db"
+    assert pb(tmp_path, "run", rb, "--state-path", dbp).returncode == 1
+    text = FIX.format(command="echo migrated >> side.log").replace("echo prepared", "echo prepared-again")
+    rb.write_text('[runbook]\ntitle = "rt"\n\n' + text)
+    r = pb(tmp_path, "resume", rb, "--replan", "--state-path", dbp)
+    assert r.returncode == 0, r.text
+    assert (tmp_path / "side.log").read_text().splitlines() == ["prepared", "prepared-again", "migrated", "finished"]
+    assert _events(dbp, "removed") == ["old is no longer in the runbook"]
+
+
+def test_a_changed_var_is_accepted_only_with_replan(tmp_path):
+    rb = write_runbook(
+        tmp_path,
+        '[variables]\nTARGET = "a"\n\n[one]\ntype = "Command"\ncommand_name = "echo {{ TARGET }} >> side.log"\n\n'
+        '[two]\ntype = "Command"\ncommand_name = "test -e go"\n',
+    )
+    dbp = tmp_path / "state.db"
+    assert pb(tmp_path, "run", rb, "--state-path", dbp).returncode == 1
+    (tmp_path / "go").touch()
+    r = pb(tmp_path, "resume", rb, "--var", "TARGET=b", "--state-path", dbp)
+    assert r.returncode == 2, r.text
+    r = pb(tmp_path, "resume", rb, "--var", "TARGET=b", "--replan", "--state-path", dbp)
+    assert r.returncode == 0, r.text
+    assert (tmp_path / "side.log").read_text().splitlines() == ["a", "b"]  # its command changed: it ran again
+    assert __import__("json").loads(run_row(dbp)["variables"]) == {"TARGET": "b"}  # recorded

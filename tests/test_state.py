@@ -196,12 +196,14 @@ def test_version_1_database_gains_process_columns(db_path, monkeypatch):
     its rows keep their values and have no process recorded."""
     monkeypatch.setattr(state, "MIGRATIONS", state.MIGRATIONS[:1])
     with Store(db_path) as s:
-        run_id = new_run(s)
+        s._db.execute("INSERT INTO runs (title, started_at) VALUES ('old', '2026-01-01T00:00:00.000Z')")
+        run_id = s._db.execute("SELECT id FROM runs").fetchone()["id"]
         attempt = s.start_attempt(run_id, "a", 1)
         s.finish_attempt(attempt, "succeeded", exit_code=0, stdout="old\n")
     monkeypatch.undo()
     with Store(db_path) as s:
-        assert user_version(s) == 2
+        assert user_version(s) == len(state.MIGRATIONS)
+        assert s.get_run(run_id)["runbook_id"] is None  # older runs have no runbook identity
         row = s.attempts(run_id)[0]
         assert (row["stdout"], row["pgid"], row["proc_start"]) == ("old\n", None, None)
         second = s.start_attempt(run_id, "b", 1)
