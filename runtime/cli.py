@@ -157,8 +157,14 @@ def build_parser(bundle=None, prog="playbook"):
     )
     report_cmd.add_argument("run_id", nargs="?", type=int, metavar="RUN_ID", help="the run (default: the latest one)")
     report_cmd.add_argument("--last", action="store_true", help="the latest run (the default)")
-    report_cmd.add_argument("--html", metavar="FILE", help="write the HTML page to FILE (- for standard output)")
-    report_cmd.add_argument("--junit", metavar="FILE", help="write JUnit XML to FILE (- for standard output)")
+    report_cmd.add_argument(
+        "--html", nargs="?", const=DEFAULT_NAME, metavar="FILE",
+        help="write the HTML page to FILE (- for standard output; default playbook-run-ID.html)",
+    )
+    report_cmd.add_argument(
+        "--junit", nargs="?", const=DEFAULT_NAME, metavar="FILE",
+        help="write JUnit XML to FILE (- for standard output; default playbook-run-ID.xml)",
+    )
     report_cmd.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON to FILE (standard output without FILE)")
     _state_arg(report_cmd)
 
@@ -238,8 +244,28 @@ class Invocation:
         return self.load_plan(self.args.file, sources), os.path.abspath(self.args.file)
 
     @property
-    def resume_command(self) -> str:
-        return "%s resume%s" % (self.prog, "" if self.bundle is not None else " %s" % self.args.file)
+    def resume_command(self) -> Callable[[int], str]:
+        """The command that continues a run, as the operator can paste it: the program as it
+        was invoked, the runbook file, the run, and --state-path when one was given."""
+        import shlex
+
+        words = [self.invoked, "resume"]
+        if self.bundle is None:
+            words.append(self.args.file)
+        state_path = getattr(self.args, "state_path", None)
+        tail = ["--state-path", state_path] if state_path else []
+
+        def command(run_id: int) -> str:
+            return " ".join(shlex.quote(str(w)) for w in words + [run_id] + tail)
+
+        return command
+
+    @property
+    def invoked(self) -> str:
+        """The program as the operator typed it (a bundle: its path as given, e.g. /tmp/x/s.pyz)."""
+        if self.bundle is not None and sys.argv and sys.argv[0] and os.path.abspath(sys.argv[0]) == os.path.abspath(self.bundle.path):
+            return sys.argv[0]
+        return self.prog
 
     def entry_points(self) -> Any:
         return self.bundle.entry_points if self.bundle is not None else None
@@ -467,6 +493,7 @@ def cmd_set_status(inv: Invocation) -> int:
     return EXIT_OK
 
 
+DEFAULT_NAME = "<playbook-run-ID>"  # --html / --junit without a FILE: playbook-run-ID.html / .xml here
 REPORT_NAMES = {"html": "HTML report", "junit": "JUnit XML", "json": "JSON report"}
 
 
@@ -481,10 +508,12 @@ def _report_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
     return outputs
 
 
-def _report_text(rep: Any, kind: str) -> str:
+def _report_text(rep: Any, kind: str, in_bundle: bool) -> str:
     if kind == "html":
         svg, note = rep.dag_svg()
-        if note:
+        if note and in_bundle and svg is None:
+            note = "the DAG is shown as a table"  # a server is no place to install Graphviz
+        elif note:
             sys.stderr.write("note: %s\n" % note)
         return rep.html(svg=svg, note=note)
     if kind == "junit":
@@ -510,12 +539,13 @@ def cmd_report(inv: Invocation) -> int:
     outputs = _report_targets(args)
     store = inv.store()
     run = _get_run(store, args.run_id if args.run_id is not None else _latest_run_id(store))
-    if not outputs:
-        outputs = [("html", "playbook-run-%d.html" % run["id"])]
+    outputs = outputs or [("html", DEFAULT_NAME)]
+    suffix = {"html": "html", "junit": "xml", "json": "json"}
+    outputs = [(k, "playbook-run-%d.%s" % (run["id"], suffix[k]) if t == DEFAULT_NAME else t) for k, t in outputs]
     rep = report.RunReport(store, run)
     say = sys.stderr if any(target == "-" for _, target in outputs) else sys.stdout
     for kind, target in outputs:
-        text = _report_text(rep, kind)
+        text = _report_text(rep, kind, inv.bundle is not None)
         if target == "-":
             _write_stdout_utf8(text)
             continue

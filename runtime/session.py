@@ -271,16 +271,16 @@ def _isatty(fd: int) -> bool:
 class Session:
     """Drives runs of one plan against one store, through one UI.
 
-    `resume_command` is the copy-pasteable command that continues a run, without its id
-    (e.g. "playbook resume deploy.playbook.toml"); `entry_points` are a bundle's plugins
-    (None: the installed ones)."""
+    `resume_command(run_id)` is the copy-pasteable command that continues a run (e.g.
+    "playbook resume deploy.playbook.toml 7 --state-path run.db"); `entry_points` are a
+    bundle's plugins (None: the installed ones)."""
 
     def __init__(
         self,
         store: Store,
         ui: Any,
         options: engine_mod.Options,
-        resume_command: str,
+        resume_command: Callable[[int], str],
         entry_points: Mapping[str, str] | None = None,
         who: str | None = None,
         runner: Callable[..., Any] | None = None,
@@ -294,7 +294,7 @@ class Session:
         self.runner = runner
 
     def hint(self, run_id: int) -> str:
-        return "resume with: %s %d" % (self.resume_command, run_id)
+        return "resume with: %s" % self.resume_command(run_id)
 
     def _protect(self, plan: Plan, values: Mapping[str, Any]) -> Masker:
         """From here on the run's secret values are masked in everything written."""

@@ -636,3 +636,37 @@ def test_plugin_requirements_are_followed_and_raise_the_floor(tmp_path, monkeypa
         else:
             assert proc.returncode == 0, proc.stdout + proc.stderr
             assert "hello, operator (from fakedep) [syntax.py]" in proc.stdout
+
+
+def test_resume_hint_is_the_command_as_invoked_with_its_state_path(ops, home, tmp_path):
+    """Run from another directory by its full path: the hint pastes back as it is."""
+    env = bare_env(home)
+    db = tmp_path / "my state.db"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run([ops, "run", "--var", "FLAG=%s" % (tmp_path / "missing"), "--state-path", db], env, cwd=elsewhere)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    hint = "resume with: %s resume 1 --state-path '%s'" % (ops, db)
+    assert hint in proc.stdout + proc.stderr
+    (tmp_path / "missing").write_text("")
+    pasted = hint.split(": ", 1)[1]
+    again = subprocess.run(pasted, shell=True, env=env, cwd=str(tmp_path), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_bundle_report_never_asks_to_install_graphviz(ops, home, tmp_path):
+    """On a server without Graphviz the HTML report shows the DAG as a table, and says nothing
+    about installing anything."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = bare_env(home, sys.executable, PATH=str(empty))
+    db = tmp_path / "run.db"
+    flag = tmp_path / "flag"
+    flag.write_text("")
+    proc = run([ops, "run", "--var", "FLAG=%s" % flag, "--state-path", db], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run([ops, "report", "--html", tmp_path / "r.html", "--state-path", db], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "install" not in (proc.stdout + proc.stderr).lower()
+    assert "install graphviz" not in page.lower() and "shown as a table" in page

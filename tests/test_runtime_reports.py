@@ -327,3 +327,15 @@ def test_state_path_that_is_not_a_database_is_exit_4(tmp_path):
     assert r.returncode == 4, r.text
     assert "not a Playbook state database" in r.err
     assert bogus.read_text() == "these are my notes, not a database\n"
+
+
+def test_report_html_and_junit_without_a_file_name_pick_one(tmp_path):
+    rb = write_runbook(tmp_path, '[a]\ntype = "Command"\ncommand_name = "true"\n')
+    dbp = tmp_path / "state.db"
+    assert pb(tmp_path, "run", rb, "--state-path", dbp).returncode == 0
+    r = pb(tmp_path, "report", "--html", "--junit", "--state-path", dbp)
+    assert r.returncode == 0, r.text
+    assert (tmp_path / "playbook-run-1.html").read_text().startswith("<!DOCTYPE html>")
+    assert "<testsuite" in (tmp_path / "playbook-run-1.xml").read_text()
+    r = pb(tmp_path, "report", "1", "--html", "named.html", "--state-path", dbp)
+    assert r.returncode == 0 and (tmp_path / "named.html").exists()
