@@ -143,3 +143,36 @@ def test_no_line_when_the_corpus_is_there(pytester):
     result = pytester.runpytest_subprocess(str(tests), "-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3, skipped=2)
     assert not [line for line in result.outlines if "compat-runbooks" in line]
+
+
+# -- the lines for processes left running ---------------------------------------------------------
+LEAKING_TESTS = '''
+import subprocess
+import sys
+
+
+def test_leaks():
+    proc = subprocess.Popen(["sleep", "60"])
+    with open(%r, "w") as f:
+        f.write(str(proc.pid))
+
+
+def test_cleans_up(playbook_start):
+    playbook_start("-c", "import time; time.sleep(60)", exe=sys.executable)  # the fixture stops it
+'''
+
+
+def test_processes_left_running_are_named_with_their_test(pytester):
+    tests = pytester.path / "repo" / "tests"
+    tests.mkdir(parents=True)
+    shutil.copy(TESTS_DIR / "conftest.py", tests / "conftest.py")
+    pid_file = pytester.path / "leaked.pid"
+    (tests / "test_inner.py").write_text(LEAKING_TESTS % str(pid_file))
+    result = pytester.runpytest_subprocess(str(tests), "-q", "-p", "no:cacheprovider")
+    pid = int(pid_file.read_text())
+    try:
+        result.assert_outcomes(passed=2)
+        left = [line for line in result.outlines if line.startswith("left running: ")]
+        assert left == ["left running: pid %d `sleep 60`, started by repo/tests/test_inner.py::test_leaks (call)" % pid]
+    finally:
+        os.kill(pid, 9)
