@@ -14,6 +14,9 @@ Starting `playbook` (the installed console script, a real process):
 The corpus (`../shared/compat-runbooks`, laid beside the checkout by CI and by the project's
 machines): `compat_dir` or `compat_path(name)` skip a test when it is absent; at the end of the run
 one line says how many tests that left out.
+
+Processes: every process a test starts carries PYTEST_SESSION_TAG in its environment; at the end
+of the run one line names each one still running, with the test that started it.
 """
 
 from __future__ import annotations
