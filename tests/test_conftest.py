@@ -45,7 +45,10 @@ def test_playbook_runs_the_console_script_with_home_in_tmp(playbook, tmp_path):
 def test_playbook_passes_input_and_a_clean_environment(playbook, tmp_path, monkeypatch):
     monkeypatch.setenv("PLAYBOOK_DB_PATH", "/nonexistent/outside.db")
     monkeypatch.setenv("DROP_ME", "1")
-    probe = "import os, sys; print(sys.stdin.read(), os.environ['HOME'], sorted(k for k in os.environ if 'PLAYBOOK' in k or k in ('DROP_ME', 'EXTRA')), os.getcwd())"
+    probe = (
+        "import os, sys; names = ('DROP_ME', 'EXTRA'); "
+        "print(sys.stdin.read(), os.environ['HOME'], sorted(k for k in os.environ if 'PLAYBOOK' in k or k in names), os.getcwd())"
+    )
     ran = playbook("-c", probe, exe=sys.executable, input="typed", env={"DROP_ME": None, "EXTRA": "x"})
     assert ran == (0, "typed %s ['EXTRA'] %s\n" % (tmp_path / "home", tmp_path), "")
 
