@@ -14,6 +14,9 @@ Starting `playbook` (the installed console script, a real process):
 The corpus (`../shared/compat-runbooks`, laid beside the checkout by CI and by the project's
 machines): `compat_dir` or `compat_path(name)` skip a test when it is absent; at the end of the run
 one line says how many tests that left out.
+
+Processes: every process a test starts carries PYTEST_SESSION_TAG in its environment; at the end
+of the run one line names each one still running, with the test that started it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
@@ -235,9 +239,43 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return str(longrepr)
 
 
+# -- processes left behind ----------------------------------------------------------------------
+# Every process the tests start inherits this variable (clean_env keeps it), so the end of the run
+# can name the ones still alive, with the test that started them.
+SESSION_TAG = "PYTEST_SESSION_TAG"
+
+
+def pytest_configure(config):
+    os.environ[SESSION_TAG] = "%d-%d" % (os.getpid(), time.time_ns())
+
+
+def leftover_processes() -> list[tuple[int, str, str]]:
+    """(pid, command line, test that started it) of the live processes carrying this session's tag."""
+    tag = ("%s=%s" % (SESSION_TAG, os.environ.get(SESSION_TAG, ""))).encode()
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                environ = f.read().split(b"\0")
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                state = f.read().rpartition(b")")[2].split()[0]
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv = f.read().rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if tag not in environ or state == b"Z":
+            continue
+        test = next((v[len(b"PYTEST_CURRENT_TEST="):] for v in environ if v.startswith(b"PYTEST_CURRENT_TEST=")), b"?")
+        found.append((int(entry), argv, test.decode("utf-8", "replace")))
+    return found
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """After the short summary: one line counting the tests left out for a missing corpus."""
+    """After the short summary: one line counting the tests left out for a missing corpus, and
+    one line per process the tests left running."""
     result = yield
     if not COMPAT_DIR.is_dir():
         skipped = terminalreporter.stats.get("skipped", [])
@@ -249,6 +287,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                 yellow=True,
                 bold=True,
             )
+    for pid, argv, test in leftover_processes():
+        terminalreporter.write_line("left running: pid %d `%s`, started by %s" % (pid, argv, test), red=True, bold=True)
     return result
 
 

@@ -8,20 +8,22 @@ real built-in `python` plugin. This module holds no tests.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-import textwrap
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
 from playbook.compiler import source
 from playbook.compiler.plan import compile_source
-from playbook.runtime import engine, executors, state, templating, variables
+from playbook.runtime import engine, executors, state, templating
+from playbook.runtime import variables as var_mod
 from playbook.runtime.plan import Plan
 from playbook.runtime.plugins import PluginHost, Registry
 
 WHO = "alice@ops-host"  # the operator the engine records as deciding
 RUNBOOK_NAME = "engine.playbook.toml"
+ROW_COLUMNS = "node_id, attempt, status, skip_reason, decision, decided_by"  # Run.rows() by default
 
 # What a scripted command does: an exit code, a whole CommandResult, or a callable that gets the
 # engine's on_output callback (to stream text) and returns a CommandResult or an exit code.
@@ -151,13 +153,58 @@ class ScriptedUI:
         return [entry[3] for entry in self.asked if entry[0] == "choose"]
 
 
+# -- runbooks as TOML text, written by small builders -------------------------------------------
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[%s]" % ", ".join(toml_value(v) for v in value)
+    if isinstance(value, dict):
+        return "{%s}" % ", ".join("%s = %s" % (k, toml_value(v)) for k, v in value.items())
+    raise TypeError("no TOML for %r" % (value,))
+
+
+def table(name: str, **keys: Any) -> str:
+    return "[%s]\n%s\n" % (name, "".join("%s = %s\n" % (k, toml_value(v)) for k, v in keys.items()))
+
+
+def variables(**specs: Any) -> str:
+    return table("variables", **specs)
+
+
+def command(node_id: str, depends_on: Optional[list] = None, **fields: Any) -> str:
+    """A Command node running `run <id>` (unless command_name is given). Without depends_on it
+    follows the node declared before it (the 1.x rule); depends_on=[] means no dependency."""
+    fields.setdefault("command_name", "run %s" % node_id)
+    return node(node_id, "Command", depends_on, **fields)
+
+
+def manual(node_id: str, depends_on: Optional[list] = None, **fields: Any) -> str:
+    return node(node_id, "Manual", depends_on, **fields)
+
+
+def function(node_id: str, name: str, depends_on: Optional[list] = None, **params: Any) -> str:
+    """A Function node calling the built-in `python` plugin's `name` with `params`."""
+    return node(node_id, "Function", depends_on, plugin="python", function=name, function_params=params)
+
+
+def node(node_id: str, node_type: str, depends_on: Optional[list] = None, **fields: Any) -> str:
+    if depends_on is not None:
+        fields["depends_on"] = depends_on
+    return table(node_id, type=node_type, **fields)
+
+
 class Run:
     """One run of a runbook: the real compiler, a real SQLite store, a fresh Engine per session."""
 
     def __init__(self, directory: Path, body: str, var: Iterable[str] = (), header: str = "") -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        text = '[runbook]\ntitle = "engine"\n%s\n%s' % (header, textwrap.dedent(body).lstrip("\n"))
-        self.sources = variables.Sources.gather(list(var))
+        text = '[runbook]\ntitle = "engine"\n%s\n%s' % (header, body)
+        self.sources = var_mod.Sources.gather(list(var))
         self.plan = compile_source(source.parse(text, RUNBOOK_NAME), self.sources, bake=True).plan
         self.db_path = directory / "state.db"
         self.store = state.Store(self.db_path)
@@ -172,14 +219,15 @@ class Run:
     def session(self, ui: ScriptedUI, options: Optional[engine.Options] = None, secrets=(), resume: bool = False):
         """A new Engine for this run, as `run` (or `resume` with resume=True) builds it.
         Returns the engine, and with resume=True also the node ids `restore` found interrupted."""
-        values = variables.resolve(
+        values = var_mod.resolve(
             self.plan.variables,
             self.sources,
             fixed=self.plan.values,
             prompt=ui.ask_variable if ui.interactive else None,
         )
         nodes = [templating.render_node(node, values) for node in self.plan.nodes]
-        bound = Plan(self.plan.runbook, self.plan.variables, self.plan.values, nodes, self.plan.source, self.plan.plugin_config)
+        plan = self.plan
+        bound = Plan(plan.runbook, plan.variables, plan.values, nodes, plan.source, plan.plugin_config)
         self.engine = engine.Engine(
             bound,
             values,
@@ -212,7 +260,7 @@ class Run:
         assert self.engine is not None
         return {node_id: data.status for node_id, data in self.engine.results.items()}
 
-    def rows(self, node_id: Optional[str] = None, columns: str = "node_id, attempt, status, skip_reason, decision, decided_by"):
+    def rows(self, node_id: Optional[str] = None, columns: str = ROW_COLUMNS) -> list[tuple]:
         """Attempt rows read back from the SQLite file with a separate connection."""
         sql = "SELECT %s FROM attempts WHERE run_id = ?" % columns
         params: list[Any] = [self.run_id]

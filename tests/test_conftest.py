@@ -45,7 +45,10 @@ def test_playbook_runs_the_console_script_with_home_in_tmp(playbook, tmp_path):
 def test_playbook_passes_input_and_a_clean_environment(playbook, tmp_path, monkeypatch):
     monkeypatch.setenv("PLAYBOOK_DB_PATH", "/nonexistent/outside.db")
     monkeypatch.setenv("DROP_ME", "1")
-    probe = "import os, sys; print(sys.stdin.read(), os.environ['HOME'], sorted(k for k in os.environ if 'PLAYBOOK' in k or k in ('DROP_ME', 'EXTRA')), os.getcwd())"
+    probe = (
+        "import os, sys; names = ('DROP_ME', 'EXTRA'); "
+        "print(sys.stdin.read(), os.environ['HOME'], sorted(k for k in os.environ if 'PLAYBOOK' in k or k in names), os.getcwd())"
+    )
     ran = playbook("-c", probe, exe=sys.executable, input="typed", env={"DROP_ME": None, "EXTRA": "x"})
     assert ran == (0, "typed %s ['EXTRA'] %s\n" % (tmp_path / "home", tmp_path), "")
 
@@ -143,3 +146,36 @@ def test_no_line_when_the_corpus_is_there(pytester):
     result = pytester.runpytest_subprocess(str(tests), "-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3, skipped=2)
     assert not [line for line in result.outlines if "compat-runbooks" in line]
+
+
+# -- the lines for processes left running ---------------------------------------------------------
+LEAKING_TESTS = '''
+import subprocess
+import sys
+
+
+def test_leaks():
+    proc = subprocess.Popen(["sleep", "60"])
+    with open(%r, "w") as f:
+        f.write(str(proc.pid))
+
+
+def test_cleans_up(playbook_start):
+    playbook_start("-c", "import time; time.sleep(60)", exe=sys.executable)  # the fixture stops it
+'''
+
+
+def test_processes_left_running_are_named_with_their_test(pytester):
+    tests = pytester.path / "repo" / "tests"
+    tests.mkdir(parents=True)
+    shutil.copy(TESTS_DIR / "conftest.py", tests / "conftest.py")
+    pid_file = pytester.path / "leaked.pid"
+    (tests / "test_inner.py").write_text(LEAKING_TESTS % str(pid_file))
+    result = pytester.runpytest_subprocess(str(tests), "-q", "-p", "no:cacheprovider")
+    pid = int(pid_file.read_text())
+    try:
+        result.assert_outcomes(passed=2)
+        left = [line for line in result.outlines if line.startswith("left running: ")]
+        assert left == ["left running: pid %d `sleep 60`, started by repo/tests/test_inner.py::test_leaks (call)" % pid]
+    finally:
+        os.kill(pid, 9)

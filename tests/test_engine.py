@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from engine_fakes import WHO, FakeRunner, Run, ScriptedUI, result
+from engine_fakes import WHO, FakeRunner, Run, ScriptedUI, command, function, manual, result, variables
 from playbook.runtime import engine, executors
 
 NOT_HANDLED = "%s failed and nothing handles its failure"
@@ -45,21 +45,7 @@ def batch():
     return ScriptedUI(interactive=False)
 
 
-CHAIN = """
-[a]
-type = "Command"
-command_name = "run a"
-depends_on = []
-
-[b]
-type = "Command"
-command_name = "run b"
-depends_on = ["a"]
-
-[c]
-type = "Command"
-command_name = "run c"
-"""
+CHAIN = command("a", depends_on=[]) + command("b", depends_on=["a"]) + command("c")
 
 
 def test_fake_runner_takes_the_arguments_of_run_command():
@@ -88,34 +74,19 @@ def test_plain_chain_runs_in_order_and_the_run_succeeds(runbook):
 
 
 def test_plain_dependency_is_satisfied_by_a_skipped_node(runbook):
-    run = runbook(CHAIN.replace('command_name = "run a"', 'command_name = "run a"\nskip = true'))
+    run = runbook(command("a", depends_on=[], skip=True) + command("b", depends_on=["a"]) + command("c"))
     assert run.go(batch()) == ("succeeded", 0, None)
     assert run.runner.commands == ["run b", "run c"]
     assert run.rows("a") == [("a", 1, "skipped", "disabled (skip = true)", None, None)]
     assert run.statuses() == {"a": "skipped", "b": "succeeded", "c": "succeeded"}
 
 
-HANDLED_A = """
-[a]
-type = "Command"
-command_name = "run a"
-depends_on = []
-
-[b]
-type = "Command"
-command_name = "run b"
-depends_on = ["a"]
-
-[c]
-type = "Command"
-command_name = "run c"
-depends_on = ["b"]
-
-[h]
-type = "Command"
-command_name = "run h"
-depends_on = ["a:failure"]
-"""
+HANDLED_A = (
+    command("a", depends_on=[])
+    + command("b", depends_on=["a"])
+    + command("c", depends_on=["b"])
+    + command("h", depends_on=["a:failure"])
+)
 
 
 def test_failed_upstream_skips_plain_dependents_with_the_reason(runbook):
@@ -135,27 +106,12 @@ def test_failed_upstream_skips_plain_dependents_with_the_reason(runbook):
 
 
 def test_several_failed_upstreams_are_all_named(runbook):
-    run = runbook("""
-    [a]
-    type = "Command"
-    command_name = "run a"
-    depends_on = []
-
-    [b]
-    type = "Command"
-    command_name = "run b"
-    depends_on = []
-
-    [both]
-    type = "Command"
-    command_name = "run both"
-    depends_on = ["a", "b"]
-
-    [h]
-    type = "Command"
-    command_name = "run h"
-    depends_on = ["a:done", "b:done"]
-    """)
+    run = runbook(
+        command("a", depends_on=[])
+        + command("b", depends_on=[])
+        + command("both", depends_on=["a", "b"])
+        + command("h", depends_on=["a:done", "b:done"])
+    )
     run.runner.on("run a", 1).on("run b", 1)
     assert run.go(batch()) == ("failed", 1, ALL_ENDED % "a, b")
     assert run.rows("both") == [("both", 1, "skipped", "upstream a, b failed", None, None)]
@@ -163,56 +119,24 @@ def test_several_failed_upstreams_are_all_named(runbook):
 
 
 def test_a_when_takes_over_from_plain_entries_which_then_only_order(runbook):
-    run = runbook("""
-    [a]
-    type = "Command"
-    command_name = "run a"
-    depends_on = []
-
-    [cleanup]
-    type = "Command"
-    command_name = "run cleanup"
-    depends_on = ["a"]
-    when = "has_failed('a')"
-
-    [report]
-    type = "Command"
-    command_name = "run report"
-    depends_on = ["a"]
-    when = "true"
-    """)
+    run = runbook(
+        command("a", depends_on=[])
+        + command("cleanup", depends_on=["a"], when="has_failed('a')")
+        + command("report", depends_on=["a"], when="true")
+    )
     run.runner.on("run a", 1)
     assert run.go(batch()) == ("failed", 1, ALL_ENDED % "a")
     assert run.runner.commands == ["run a", "run cleanup", "run report"]
     assert run.rows("a") == [("a", 1, "failed", None, "follow-failure", "automatic")]
 
 
-ALTERNATIVES = """
-[deploy]
-type = "Command"
-command_name = "run deploy"
-depends_on = []
-
-[rollback]
-type = "Command"
-command_name = "run rollback"
-depends_on = ["deploy:failure"]
-
-[notify]
-type = "Command"
-command_name = "run notify"
-depends_on = ["deploy:success", "rollback:success"]
-
-[celebrate]
-type = "Command"
-command_name = "run celebrate"
-depends_on = ["deploy:success"]
-
-[audit]
-type = "Command"
-command_name = "run audit"
-depends_on = ["deploy:done"]
-"""
+ALTERNATIVES = (
+    command("deploy", depends_on=[])
+    + command("rollback", depends_on=["deploy:failure"])
+    + command("notify", depends_on=["deploy:success", "rollback:success"])
+    + command("celebrate", depends_on=["deploy:success"])
+    + command("audit", depends_on=["deploy:done"])
+)
 
 
 def test_conditional_entries_are_alternatives_after_a_failure(runbook):
@@ -231,23 +155,11 @@ def test_conditional_entries_are_alternatives_after_a_success(runbook):
 
 
 def test_no_alternative_holding_skips_with_every_condition_in_the_reason(runbook):
-    run = runbook("""
-    [a]
-    type = "Command"
-    command_name = "run a"
-    depends_on = []
-
-    [b]
-    type = "Command"
-    command_name = "run b"
-    depends_on = []
-    skip = true
-
-    [fix]
-    type = "Command"
-    command_name = "run fix"
-    depends_on = ["a:failure", "b:done"]
-    """)
+    run = runbook(
+        command("a", depends_on=[])
+        + command("b", depends_on=[], skip=True)
+        + command("fix", depends_on=["a:failure", "b:done"])
+    )
     assert run.go(batch()) == ("succeeded", 0, None)
     assert run.rows("fix") == [
         ("fix", 1, "skipped", "condition not met: needs a failed or b ran (succeeded or failed)", None, None)
@@ -255,70 +167,31 @@ def test_no_alternative_holding_skips_with_every_condition_in_the_reason(runbook
 
 
 def test_a_failed_plain_entry_beside_a_holding_condition_still_skips(runbook):
-    run = runbook("""
-    [a]
-    type = "Command"
-    command_name = "run a"
-    depends_on = []
-
-    [b]
-    type = "Command"
-    command_name = "run b"
-    depends_on = []
-
-    [c]
-    type = "Command"
-    command_name = "run c"
-    depends_on = ["a", "b:failure"]
-
-    [h]
-    type = "Command"
-    command_name = "run h"
-    depends_on = ["a:failure"]
-    """)
+    run = runbook(
+        command("a", depends_on=[])
+        + command("b", depends_on=[])
+        + command("c", depends_on=["a", "b:failure"])
+        + command("h", depends_on=["a:failure"])
+    )
     run.runner.on("run a", 1).on("run b", 1)
     assert run.go(batch()) == ("failed", 1, ALL_ENDED % "a, b")
     assert run.rows("c") == [("c", 1, "skipped", "upstream a failed", None, None)]
 
 
 # -- when -----------------------------------------------------------------------------------------
-WHEN = """
-[variables]
-ENV = "dev"
-LIMIT = {type = "int", default = 3}
-
-[ok]
-type = "Command"
-command_name = "run ok"
-depends_on = []
-
-[bad]
-type = "Command"
-command_name = "run bad"
-depends_on = []
-
-[off]
-type = "Command"
-command_name = "run off"
-depends_on = []
-skip = true
-
-[on_bad]
-type = "Command"
-command_name = "run on_bad"
-depends_on = []
-when = "has_failed('bad')"
-
-[target]
-type = "Command"
-command_name = "run target"
-depends_on = []
-when = %r
-"""
+def when_runbook(expression):
+    return (
+        variables(ENV="dev", LIMIT={"type": "int", "default": 3})
+        + command("ok", depends_on=[])
+        + command("bad", depends_on=[])
+        + command("off", depends_on=[], skip=True)
+        + command("on_bad", depends_on=[], when="has_failed('bad')")
+        + command("target", depends_on=[], when=expression)
+    )
 
 
 def when_run(runbook, expression, var=()):
-    run = runbook(WHEN % expression, var=var)
+    run = runbook(when_runbook(expression), var=var)
     run.runner.on("run ok", result(0, stdout="green\n")).on("run bad", result(3, stderr="boom"))
     assert run.go(batch()) == ("failed", 1, ALL_ENDED % "bad")
     return run
@@ -376,7 +249,7 @@ def test_when_false_skips_the_node_with_the_expression_as_reason(runbook, expres
     ],
 )
 def test_when_that_cannot_be_evaluated_never_runs_the_node(runbook, expression, error):
-    run = runbook(WHEN % expression)
+    run = runbook(when_runbook(expression))
     run.runner.on("run ok", result(0, stdout="green\n")).on("run bad", result(3, stderr="boom"))
     assert run.go(batch()) == ("failed", 1, ALL_ENDED % "bad")
     assert "run target" not in run.runner.commands
@@ -385,56 +258,25 @@ def test_when_that_cannot_be_evaluated_never_runs_the_node(runbook, expression, 
 
 
 def test_nodes_named_in_a_when_are_ordering_edges(runbook):
-    run = runbook("""
-    [early]
-    type = "Command"
-    command_name = "run early"
-    depends_on = []
-    when = "has_succeeded('late')"
-
-    [late]
-    type = "Command"
-    command_name = "run late"
-    depends_on = []
-    """)
+    run = runbook(command("early", depends_on=[], when="has_succeeded('late')") + command("late", depends_on=[]))
     assert run.go(batch()) == ("succeeded", 0, None)
     assert run.runner.commands == ["run late", "run early"]
 
 
 def test_a_when_folded_at_compile_time_records_its_reason(runbook):
-    run = runbook("""
-    [variables]
-    ENV = "dev"
-
-    [prod_only]
-    type = "Command"
-    command_name = "run prod_only"
-    depends_on = []
-    when = "ENV == 'prod'"
-
-    [after]
-    type = "Command"
-    command_name = "run after"
-    """, var=["ENV=staging"])
+    body = variables(ENV="dev") + command("prod_only", depends_on=[], when="ENV == 'prod'") + command("after")
+    run = runbook(body, var=["ENV=staging"])
     assert run.go(batch()) == ("succeeded", 0, None)
     assert run.runner.commands == ["run after"]
-    ((_, _, status, reason, _, _),) = run.rows("prod_only")
-    assert status == "skipped"
-    assert reason == run.plan.by_id["prod_only"].skip_reason
-    assert "ENV == 'prod'" in reason
+    reason = "condition: ENV == 'prod' is false (ENV='staging')"
+    assert run.rows("prod_only") == [("prod_only", 1, "skipped", reason, None, None)]
 
 
 def test_values_prompted_through_the_ui_reach_the_when(runbook):
-    run = runbook("""
-    [variables]
-    TARGET = {required = true, choices = ["prod", "test"]}
-
-    [go]
-    type = "Command"
-    command_name = "run go {{ TARGET }}"
-    depends_on = []
-    when = "TARGET == 'prod'"
-    """)
+    run = runbook(
+        variables(TARGET={"required": True, "choices": ["prod", "test"]})
+        + command("go", depends_on=[], command_name="run go {{ TARGET }}", when="TARGET == 'prod'")
+    )
     ui = ScriptedUI("prod")
     assert run.go(ui) == ("succeeded", 0, None)
     assert ui.asked == [("variable", "TARGET")]
@@ -443,23 +285,11 @@ def test_values_prompted_through_the_ui_reach_the_when(runbook):
 
 # -- skip = true ----------------------------------------------------------------------------------
 def test_skip_true_never_runs_never_asks_and_records_disabled(runbook):
-    run = runbook("""
-    [gate]
-    type = "Manual"
-    description = "not today"
-    depends_on = []
-    skip = true
-
-    [a]
-    type = "Command"
-    command_name = "run a"
-    skip = true
-    prompt_before = "Really?"
-
-    [b]
-    type = "Command"
-    command_name = "run b"
-    """)
+    run = runbook(
+        manual("gate", depends_on=[], description="not today", skip=True)
+        + command("a", skip=True, prompt_before="Really?")
+        + command("b")
+    )
     ui = ScriptedUI()  # a terminal without answers: any question would be EOF
     assert run.go(ui) == ("succeeded", 0, None)
     assert ui.asked == []
@@ -477,34 +307,21 @@ def test_skip_true_never_runs_never_asks_and_records_disabled(runbook):
 
 # -- automatic retries and --max-retries ----------------------------------------------------------
 def test_retries_wait_retry_delay_between_attempts(runbook):
-    run = runbook("""
-    [flaky]
-    type = "Command"
-    command_name = "run flaky"
-    depends_on = []
-    retries = 2
-    retry_delay = 7
-    """)
+    run = runbook(command("flaky", depends_on=[], retries=2, retry_delay=7))
     run.runner.on("run flaky", 1, 1, result(0, stdout="finally\n"))
     ui = batch()
     assert run.go(ui) == ("succeeded", 0, None)
     assert run.sleeps == [7, 7]
-    assert run.rows(columns="attempt, status, exit_code, stdout") == [(1, "failed", 1, ""), (2, "failed", 1, ""), (3, "succeeded", 0, "finally\n")]
+    assert run.rows(columns="attempt, status, exit_code, stdout") == [
+        (1, "failed", 1, ""),
+        (2, "failed", 1, ""),
+        (3, "succeeded", 0, "finally\n"),
+    ]
     assert [(d["attempt"], d["delay"]) for d in ui.of("node_retrying")] == [(1, 7), (2, 7)]
 
 
 def test_retries_used_up_then_the_failure_is_handled_like_any_other(runbook):
-    run = runbook("""
-    [flaky]
-    type = "Command"
-    command_name = "run flaky"
-    depends_on = []
-    retries = 1
-
-    [next]
-    type = "Command"
-    command_name = "run next"
-    """)
+    run = runbook(command("flaky", depends_on=[], retries=1) + command("next"))
     run.runner.on("run flaky", 4, 5)
     assert run.go(batch()) == ("failed", 1, NOT_HANDLED % "flaky")
     assert run.sleeps == []  # no retry_delay: no wait at all
@@ -522,7 +339,7 @@ def test_max_retries_caps_the_operators_retries(runbook):
 
 
 def test_max_retries_counts_the_automatic_attempts_too(runbook):
-    run = runbook(CHAIN.replace('command_name = "run a"', 'command_name = "run a"\nretries = 2'))
+    run = runbook(command("a", depends_on=[], retries=2) + command("b", depends_on=["a"]) + command("c"))
     run.runner.on("run a", 1, 1, 1)
     ui = ScriptedUI("a")
     assert run.go(ui, engine.Options(max_retries=3)) == ("aborted", 3, "aborted by %s at a" % WHO)
@@ -552,10 +369,7 @@ def test_handled_failure_without_a_terminal_follows_its_path(runbook):
     assert {"text": "a failed; following its failure path"} in ui.of("message")
 
 
-HANDLED_OR_NOT = {
-    "unhandled": "",
-    "handled": '\n[h]\ntype = "Command"\ncommand_name = "run h"\ndepends_on = ["a:failure"]\n',
-}
+HANDLED_OR_NOT = {"unhandled": "", "handled": command("h", depends_on=["a:failure"])}
 
 
 @pytest.mark.parametrize(
@@ -568,8 +382,7 @@ HANDLED_OR_NOT = {
     ],
 )
 def test_failure_menu_offers_follow_only_when_handled_and_skip_only_when_not_critical(runbook, handled, critical, offered):
-    body = CHAIN.replace('command_name = "run a"', 'command_name = "run a"\ncritical = %s' % str(critical).lower())
-    run = runbook(body + HANDLED_OR_NOT[handled])
+    run = runbook(command("a", depends_on=[], critical=critical) + command("b") + HANDLED_OR_NOT[handled])
     run.runner.on("run a", 1)
     ui = ScriptedUI("a")
     assert run.go(ui) == ("aborted", 3, "aborted by %s at a" % WHO)
@@ -581,8 +394,9 @@ def test_failure_menu_offers_follow_only_when_handled_and_skip_only_when_not_cri
 
 @pytest.mark.parametrize("env, offered", [("prod", ["r", "a"]), ("test", ["r", "s", "a"])])
 def test_critical_may_depend_on_a_variable(runbook, env, offered):
-    body = CHAIN.replace('command_name = "run a"', 'command_name = "run a"\ncritical = "{{ ENV == \'prod\' }}"')
-    run = runbook('[variables]\nENV = {required = true}\n' + body)
+    run = runbook(
+        variables(ENV={"required": True}) + command("a", depends_on=[], critical="{{ ENV == 'prod' }}") + command("b")
+    )
     run.runner.on("run a", 1)
     ui = ScriptedUI(env, "a")  # ENV is asked for at the start, as on a terminal
     assert run.go(ui) == ("aborted", 3, "aborted by %s at a" % WHO)
@@ -633,27 +447,11 @@ def test_end_of_input_at_the_failure_menu_aborts(runbook):
 
 
 def test_function_nodes_call_the_plugin_and_fail_with_its_message(runbook):
-    run = runbook("""
-    [hello]
-    type = "Function"
-    plugin = "python"
-    function = "notify"
-    function_params = {message = "deploy starts"}
-    depends_on = []
-
-    [boom]
-    type = "Function"
-    plugin = "python"
-    function = "throw"
-    function_params = {message = "quota exceeded"}
-
-    [cleanup]
-    type = "Function"
-    plugin = "python"
-    function = "notify"
-    function_params = {message = "cleaning up"}
-    depends_on = ["boom:failure"]
-    """)
+    run = runbook(
+        function("hello", "notify", depends_on=[], message="deploy starts")
+        + function("boom", "throw", message="quota exceeded")
+        + function("cleanup", "notify", depends_on=["boom:failure"], message="cleaning up")
+    )
     ui = batch()
     assert run.go(ui) == ("failed", 1, ALL_ENDED % "boom")
     assert run.rows(columns="node_id, status, output, error, decision") == [
@@ -665,21 +463,8 @@ def test_function_nodes_call_the_plugin_and_fail_with_its_message(runbook):
 
 
 def test_command_fields_reach_the_runner(runbook):
-    run = runbook("""
-    [plain]
-    type = "Command"
-    command_name = "run plain"
-    depends_on = []
-
-    [own]
-    type = "Command"
-    command_name = "run own"
-    shell = "/bin/sh"
-    timeout = 12
-    env = {STAGE = "blue"}
-    cwd = "/srv"
-    interactive = true
-    """, header='shell = "/bin/bash"')
+    own = command("own", shell="/bin/sh", timeout=12, env={"STAGE": "blue"}, cwd="/srv", interactive=True)
+    run = runbook(command("plain", depends_on=[]) + own, header='shell = "/bin/bash"')
     assert run.go(batch(), engine.Options(default_timeout=99)) == ("succeeded", 0, None)
     assert run.runner.calls == [
         dict(command="run plain", shell="/bin/bash", env=None, cwd=None, timeout=99, interactive=False),
@@ -702,21 +487,11 @@ def test_secrets_are_masked_in_events_and_in_the_store_even_split_across_reads(r
     assert run.rows("a", columns="stdout, stderr") == [("token=*** ok\n", "bad ***\n")]
 
 
-SECRET_QUESTIONS = """
-[variables]
-TOKEN = {secret = true}
-
-[gate]
-type = "Manual"
-description = "Rotate {{ TOKEN }}"
-prompt_after = "Rotated {{ TOKEN }}?"
-depends_on = []
-
-[a]
-type = "Command"
-command_name = "deploy --token {{ TOKEN }}"
-prompt_before = "Deploy with {{ TOKEN }}?"
-"""
+SECRET_QUESTIONS = (
+    variables(TOKEN={"secret": True})
+    + manual("gate", depends_on=[], description="Rotate {{ TOKEN }}", prompt_after="Rotated {{ TOKEN }}?")
+    + command("a", command_name="deploy --token {{ TOKEN }}", prompt_before="Deploy with {{ TOKEN }}?")
+)
 
 
 def test_secrets_are_masked_in_descriptions_and_commands_shown(runbook):
@@ -739,16 +514,7 @@ def test_secrets_are_masked_in_questions_and_the_audit_trail(runbook, terminal):
 
 
 def test_secrets_are_masked_in_skip_reasons(runbook):
-    run = runbook("""
-    [variables]
-    TOKEN = {secret = true}
-
-    [a]
-    type = "Command"
-    command_name = "run a"
-    depends_on = []
-    when = "TOKEN"
-    """, var=["TOKEN=s3cret"])
+    run = runbook(variables(TOKEN={"secret": True}) + command("a", depends_on=[], when="TOKEN"), var=["TOKEN=s3cret"])
     ui = batch()
     assert run.go(ui, secrets=["s3cret"]) == ("succeeded", 0, None)
     reason = "condition could not be evaluated (the condition gave the text '***', not true or false): TOKEN"
@@ -757,21 +523,17 @@ def test_secrets_are_masked_in_skip_reasons(runbook):
 
 
 # -- approvals ------------------------------------------------------------------------------------
-GATE = """
-[variables]
-ENV = "staging"
+def gate(**fields):
+    """A Manual gate (ENV in its description), `deploy` after it, and more nodes when given."""
+    return (
+        variables(ENV="staging")
+        + manual("gate", depends_on=[], description="Check the {{ ENV }} dashboards", **fields)
+        + command("deploy", depends_on=["gate"])
+    )
 
-[gate]
-type = "Manual"
-description = "Check the {{ ENV }} dashboards"
-depends_on = []
 
-[deploy]
-type = "Command"
-command_name = "run deploy"
-depends_on = ["gate"]
-"""
-GATE_HANDLED = GATE + '\n[page]\ntype = "Command"\ncommand_name = "run page"\ndepends_on = ["gate:failure"]\n'
+GATE = gate()
+GATE_HANDLED = GATE + command("page", depends_on=["gate:failure"])
 
 
 def test_manual_node_shows_its_description_and_records_the_approval(runbook):
@@ -786,7 +548,7 @@ def test_manual_node_shows_its_description_and_records_the_approval(runbook):
 
 
 def test_manual_node_asks_its_prompt_after(runbook):
-    run = runbook(GATE.replace('depends_on = []', 'depends_on = []\nprompt_after = "Dashboards green in {{ ENV }}?"'))
+    run = runbook(gate(prompt_after="Dashboards green in {{ ENV }}?"))
     ui = ScriptedUI(True)
     assert run.go(ui) == ("succeeded", 0, None)
     assert ui.asked == [("confirm", "gate", "Dashboards green in staging?")]
@@ -805,7 +567,9 @@ def test_rejected_manual_node_may_be_asked_again(runbook):
     assert [e[3] for e in run.events("approval")] == ["gate: rejected: Continue?", "gate: approved: Continue?"]
 
 
-@pytest.mark.parametrize("body, offered", [(GATE, ["r", "a"]), (GATE_HANDLED, ["r", "f", "a"])], ids=["unhandled", "handled"])
+@pytest.mark.parametrize(
+    "body, offered", [(GATE, ["r", "a"]), (GATE_HANDLED, ["r", "f", "a"])], ids=["unhandled", "handled"]
+)
 def test_a_rejected_manual_node_can_never_be_skipped(runbook, body, offered):
     run = runbook(body)
     ui = ScriptedUI(False, "a")
@@ -814,7 +578,7 @@ def test_a_rejected_manual_node_can_never_be_skipped(runbook, body, offered):
 
 
 def test_a_rejected_critical_manual_node_may_be_asked_again_or_aborted(runbook):
-    run = runbook(GATE.replace('depends_on = []', 'depends_on = []\ncritical = true', 1))
+    run = runbook(gate(critical=True))
     ui = ScriptedUI(False, "a")
     assert run.go(ui) == ("aborted", 3, "aborted by %s at gate" % WHO)
     assert ui.menus() == [["r", "a"]]
@@ -836,7 +600,8 @@ def test_rejected_then_aborted_keeps_the_rejection_in_the_audit_trail(runbook):
     run = runbook(GATE)
     ui = ScriptedUI(False, "a")
     assert run.go(ui) == ("aborted", 3, "aborted by %s at gate" % WHO)
-    assert run.rows("gate", columns="status, decision, decided_by, error") == [("failed", "abort", WHO, "rejected by %s" % WHO)]
+    rejected = ("failed", "abort", WHO, "rejected by %s" % WHO)
+    assert run.rows("gate", columns="status, decision, decided_by, error") == [rejected]
     assert [e[3] for e in run.events()] == ["gate: rejected: Continue?", "gate: abort"]
     assert run.runner.commands == []
 
@@ -849,17 +614,7 @@ def test_end_of_input_at_a_manual_question_aborts_without_running_anything(runbo
     assert run.statuses() == {"gate": "pending", "deploy": "pending"}
 
 
-BEFORE = """
-[a]
-type = "Command"
-command_name = "run a"
-depends_on = []
-prompt_before = "Start a?"
-
-[b]
-type = "Command"
-command_name = "run b"
-"""
+BEFORE = command("a", depends_on=[], prompt_before="Start a?") + command("b")
 
 
 def test_prompt_before_approved_runs_the_step(runbook):
@@ -890,7 +645,7 @@ def test_prompt_before_declined_then_abort(runbook):
 
 
 def test_prompt_before_declined_on_a_critical_step_offers_only_abort(runbook):
-    run = runbook(BEFORE.replace('prompt_before = "Start a?"', 'prompt_before = "Start a?"\ncritical = true'))
+    run = runbook(command("a", depends_on=[], prompt_before="Start a?", critical=True) + command("b"))
     ui = ScriptedUI(False, "a")
     assert run.go(ui) == ("aborted", 3, "aborted by %s before a" % WHO)
     assert ui.menus() == [["a"]]
@@ -903,17 +658,7 @@ def test_end_of_input_around_prompt_before_aborts(runbook, answers):
     assert run.runner.commands == []
 
 
-AFTER = """
-[a]
-type = "Command"
-command_name = "run a"
-depends_on = []
-prompt_after = "Output looks right?"
-
-[b]
-type = "Command"
-command_name = "run b"
-"""
+AFTER = command("a", depends_on=[], prompt_after="Output looks right?") + command("b")
 
 
 def test_prompt_after_approved_records_the_decision_on_the_attempt(runbook):
@@ -936,22 +681,11 @@ def test_prompt_after_rejected_then_retried_runs_the_step_again(runbook):
     ]
 
 
-EVERY_QUESTION = """
-[gate]
-type = "Manual"
-description = "Look"
-depends_on = []
-
-[before]
-type = "Command"
-command_name = "run before"
-prompt_before = "Start?"
-
-[after]
-type = "Command"
-command_name = "run after"
-prompt_after = "Fine?"
-"""
+EVERY_QUESTION = (
+    manual("gate", depends_on=[], description="Look")
+    + command("before", prompt_before="Start?")
+    + command("after", prompt_after="Fine?")
+)
 
 
 def test_auto_approve_without_a_terminal_approves_every_question_and_says_so(runbook):
@@ -984,8 +718,8 @@ def test_auto_approve_does_not_answer_for_an_operator_at_a_terminal(runbook):
 
 QUESTION_FIRST = {
     "manual": GATE,
-    "prompt_before": BEFORE.replace("[b]", "[deploy]").replace("run b", "run deploy"),
-    "prompt_after": AFTER.replace("[b]", "[deploy]").replace("run b", "run deploy"),
+    "prompt_before": command("a", depends_on=[], prompt_before="Start a?") + command("deploy"),
+    "prompt_after": command("a", depends_on=[], prompt_after="Output looks right?") + command("deploy"),
 }
 
 
@@ -1014,32 +748,7 @@ def test_an_approval_without_a_terminal_leaves_the_run_waiting(runbook, kind):
 
 
 # -- parallel -------------------------------------------------------------------------------------
-PARALLEL = """
-[a]
-type = "Command"
-command_name = "run a"
-depends_on = []
-
-[b]
-type = "Command"
-command_name = "run b"
-depends_on = []
-
-[c]
-type = "Command"
-command_name = "run c"
-depends_on = []
-
-[d]
-type = "Command"
-command_name = "run d"
-depends_on = []
-
-[join]
-type = "Command"
-command_name = "run join"
-depends_on = ["a", "b", "c", "d"]
-"""
+PARALLEL = "".join(command(name, depends_on=[]) for name in "abcd") + command("join", depends_on=list("abcd"))
 
 
 def meet(barrier, exit_code=0):
@@ -1067,7 +776,7 @@ def test_parallel_runs_independent_nodes_at_the_same_time_up_to_the_limit(runboo
 
 
 def test_parallel_failure_without_a_terminal_lets_the_nodes_in_flight_finish(runbook):
-    run = runbook(PARALLEL.split("[c]")[0] + '[join]\ntype = "Command"\ncommand_name = "run join"\ndepends_on = ["a", "b"]\n')
+    run = runbook(command("a", depends_on=[]) + command("b", depends_on=[]) + command("join", depends_on=["a", "b"]))
     pair = threading.Barrier(2, timeout=10)
     run.runner.on("run a", meet(pair, exit_code=1)).on("run b", meet(pair))
     assert run.go(batch(), engine.Options(parallel=2)) == ("failed", 1, NOT_HANDLED % "a")
@@ -1076,21 +785,9 @@ def test_parallel_failure_without_a_terminal_lets_the_nodes_in_flight_finish(run
 
 
 def test_parallel_asks_only_once_nothing_else_is_in_flight(runbook):
-    run = runbook("""
-    [b]
-    type = "Command"
-    command_name = "run b"
-    depends_on = []
-
-    [gate]
-    type = "Manual"
-    depends_on = []
-
-    [c]
-    type = "Command"
-    command_name = "run c"
-    depends_on = []
-    """)
+    run = runbook(
+        command("b", depends_on=[]) + manual("gate", depends_on=[]) + command("c", depends_on=[])
+    )
     ui = ScriptedUI(True)
     seen = []
     # b's result is settled by the engine's own thread: still pending if gate were asked while b ran
@@ -1101,28 +798,12 @@ def test_parallel_asks_only_once_nothing_else_is_in_flight(runbook):
 
 
 def test_parallel_failures_that_finish_together_are_each_asked_about(runbook, monkeypatch):
-    run = runbook("""
-    [f1]
-    type = "Command"
-    command_name = "run f1"
-    depends_on = []
-
-    [f2]
-    type = "Command"
-    command_name = "run f2"
-    depends_on = []
-
-    [off]
-    type = "Command"
-    command_name = "run off"
-    depends_on = []
-    skip = true
-
-    [after]
-    type = "Command"
-    command_name = "run after"
-    depends_on = ["f1", "f2"]
-    """)
+    run = runbook(
+        command("f1", depends_on=[])
+        + command("f2", depends_on=[])
+        + command("off", depends_on=[], skip=True)
+        + command("after", depends_on=["f1", "f2"])
+    )
     run.runner.on("run f1", 1).on("run f2", 1)
     submitted = []
 
@@ -1177,7 +858,7 @@ def test_resume_keeps_an_operator_skip(runbook):
 
 
 def test_resume_keeps_a_followed_failure_and_evaluates_condition_skips_again(runbook):
-    run = runbook(HANDLED_A + '\n[z]\ntype = "Command"\ncommand_name = "run z"\ndepends_on = ["h"]\n')
+    run = runbook(HANDLED_A + command("z", depends_on=["h"]))
     run.runner.on("run a", 1).on("run z", 1, 0)
     assert run.go(batch()) == ("failed", 1, NOT_HANDLED % "z")
     assert run.go(batch(), resume=True) == ("failed", 1, ALL_ENDED % "a")
