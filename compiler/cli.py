@@ -280,6 +280,7 @@ _runtime("show", "List runs, or show one run's steps, decisions and output.")
 _runtime("info", "Database location and statistics; --plugins lists plugins.")
 _runtime("set-status", "Correct the recorded status of a step (audited).")
 _runtime("report", "Write a run's report: self-contained HTML, JUnit XML for CI, JSON.")
+_runtime("approve", "Record a decision on a waiting step's question (out of band, or signed).")
 
 
 @cli.command("view-dag")

@@ -12,7 +12,7 @@ import sys
 
 from playbook.runtime.errors import guard
 
-RUNTIME_COMMANDS = ("run", "resume", "show", "info", "set-status", "report")
+RUNTIME_COMMANDS = ("run", "resume", "show", "info", "set-status", "report", "approve")
 
 
 def dispatch(args: list[str]) -> int:

@@ -27,6 +27,8 @@ COMMON_FIELDS = {
     "prompt_after": (str, "a string"),
     "retries": (int, "a whole number"),
     "retry_delay": ((int, float), "a number of seconds"),
+    "approvers": (list, "a list of user names and @groups"),
+    "approvals": (int, "a whole number"),
 }
 TYPE_FIELDS = {
     "Manual": {},
@@ -187,6 +189,7 @@ def _check_node(source, node_id, table):
     # every check runs (all mistakes are reported), in this order: literal templates are
     # rendered before their values are checked
     ok = all([check(source, node_id, fields) for check in _FIELD_CHECKS]) and ok
+    ok = _approval_policy(source, node_id, node_type, fields) and ok
     return _node(node_id, node_type, fields) if ok else None
 
 
@@ -300,6 +303,39 @@ def _durations(source, node_id, fields):
     return ok
 
 
+APPROVER_RE = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def _approval_policy(source, node_id, node_type, fields):
+    """approvers / approvals: only on a step with a question, names or @groups, N >= 1 and no
+    more than the named people when no group is listed."""
+    if "approvers" not in fields and "approvals" not in fields:
+        return True
+    where = "approvers" if "approvers" in fields else "approvals"
+    if node_type != "Manual" and not fields.get("prompt_before") and not fields.get("prompt_after"):
+        source.error(
+            "node %s asks no question, so %s has nothing to approve" % (node_id, where), node_id, where,
+            hint="add prompt_before or prompt_after, or make it a Manual step",
+        )
+        return False
+    approvers = fields.get("approvers", [])
+    bad = [a for a in approvers if not isinstance(a, str) or not APPROVER_RE.match(a)]
+    if bad:
+        source.error("approvers of node %s: %r is not a user name or @group" % (node_id, bad[0]), node_id, "approvers")
+        return False
+    count = fields.get("approvals", 1)
+    if isinstance(count, bool) or count < 1:
+        source.error("approvals of node %s must be at least 1" % node_id, node_id, "approvals")
+        return False
+    if approvers and not any(a.startswith("@") for a in approvers) and count > len(set(approvers)):
+        source.error(
+            "node %s needs %d approvals but names only %d approver%s" % (node_id, count, len(set(approvers)), "" if len(set(approvers)) == 1 else "s"),
+            node_id, "approvals",
+        )
+        return False
+    return True
+
+
 _FIELD_CHECKS = (_skip_and_critical, _retries, _env_values, _literal_texts, _durations)
 
 
@@ -328,6 +364,8 @@ def _node(node_id, node_type, fields):
         plugin=fields.get("plugin"),
         function=fields.get("function"),
         function_params=fields.get("function_params"),
+        approvers=tuple(fields.get("approvers", ())),
+        approvals=fields.get("approvals", 1),
         plugin_config=fields.get("plugin_config"),
     )
 

@@ -51,6 +51,11 @@ def _exec_args(parser):
     parser.add_argument("--max-retries", type=int, metavar="N", help="attempts offered per node when it fails (default 3)")
     parser.add_argument("--parallel", type=int, metavar="N", help="run up to N independent nodes at once (default 1)")
     parser.add_argument("--auto-approve", action="store_true", help="approve every approval without a terminal (recorded as such)")
+    parser.add_argument(
+        "--approve", action="append", default=[], metavar="NODE",
+        help="approve this step's question without a terminal (repeatable; recorded as approved by flag with user@host)",
+    )
+    parser.add_argument("--approved-via", metavar="TEXT", help=argparse.SUPPRESS)  # e.g. "alice@ctl via fleet"
     parser.add_argument("--json", action="store_true", help="print one JSON object per event")
     parser.add_argument("--no-output", action="store_true", help="do not echo command output (it is still recorded)")
 
@@ -101,6 +106,29 @@ def build_parser(bundle=None, prog="playbook"):
     resume.add_argument(
         "--rerun-interrupted", action="store_true", help="without a terminal, run again a step that was interrupted"
     )
+    resume.add_argument(
+        "--approval", action="append", default=[], metavar="FILE",
+        help="a signed approval (`playbook approval sign`) to record before continuing (repeatable)",
+    )
+
+    approve = sub.add_parser(
+        "approve",
+        help="record a decision on a waiting step's question (out of band, or signed)",
+        description="Record an approval (or with --reject a rejection) of a step's question in a run, "
+        "for a run that waits for it; `resume` then continues without asking again. Recorded with "
+        "who (the login behind sudo where known), when, how and the note. Bundles compiled with "
+        "--approval-signers accept only --signature FILE (exit 2: it does not fit this run or step "
+        "or has expired; exit 4: its signature does not verify).",
+        epilog="examples:\n  %s approve 7 approve_production --note 'dashboards green'\n"
+        "  %s approve 7 approve_production --signature alice.approval" % (prog, prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    approve.add_argument("run_id", type=int, metavar="RUN")
+    approve.add_argument("node", metavar="NODE")
+    approve.add_argument("--reject", action="store_true", help="record a rejection instead")
+    approve.add_argument("--note", metavar="TEXT", help="why (recorded)")
+    approve.add_argument("--signature", metavar="FILE", help="a signed approval made with `playbook approval sign`")
+    _state_arg(approve)
 
     show = sub.add_parser(
         "show",
@@ -243,20 +271,19 @@ class Invocation:
         assert self.load_plan is not None
         return self.load_plan(self.args.file, sources), os.path.abspath(self.args.file)
 
-    @property
-    def resume_command(self) -> Callable[[int], str]:
-        """The command that continues a run, as the operator can paste it: the program as it
-        was invoked, the runbook file, the run, and --state-path when one was given."""
+    def commands(self) -> Callable[..., str]:
+        """The commands that continue a run or approve its steps, as the operator can paste
+        them: the program as it was invoked, the runbook file (resume), the run, the step, and
+        --state-path when one was given."""
         import shlex
 
-        words = [self.invoked, "resume"]
-        if self.bundle is None:
-            words.append(self.args.file)
         state_path = getattr(self.args, "state_path", None)
         tail = ["--state-path", state_path] if state_path else []
 
-        def command(run_id: int) -> str:
-            return " ".join(shlex.quote(str(w)) for w in words + [run_id] + tail)
+        def command(verb: str, run_id: int, *words: str, file: str | None = None) -> str:
+            file = file or getattr(self.args, "file", None)
+            head = [self.invoked, verb] + ([file] if verb == "resume" and self.bundle is None and file else [])
+            return " ".join(shlex.quote(str(w)) for w in head + [run_id, *words] + tail)
 
         return command
 
@@ -286,7 +313,20 @@ class Invocation:
             auto_approve=args.auto_approve,
             default_timeout=cfg.get("execution", "default_timeout"),
             rerun_interrupted=getattr(args, "rerun_interrupted", False),
+            approve=frozenset(args.approve),
+            approved_via=args.approved_via,
         )
+
+    def check_approvals(self, plan: Plan) -> None:
+        """--approve names steps of this runbook that ask a question."""
+        from .approvals import has_question
+
+        for node_id in self.args.approve:
+            node = plan.by_id.get(node_id)
+            if node is None or not has_question(node):
+                asking = ", ".join(n.id for n in plan.nodes if has_question(n)) or "none"
+                what = "has no step" if node is None else "asks no question at step"
+                raise UsageError("--approve %s: the runbook %s %s (steps with a question: %s)" % (node_id, what, node_id, asking))
 
     def ui(self, parallel: int) -> Any:
         """The run's UI from the [ui] keys (and interactive_timeout), wrapped to write the
@@ -331,9 +371,10 @@ def cmd_run(inv: Invocation) -> int:
     ui = inv.ui(options.parallel)
     sources = inv.sources()
     plan, source = inv.plan(sources)
+    inv.check_approvals(plan)
     values = session.resolve_values(plan, sources, ui, ui.interactive and not inv.args.no_interactive_vars)
     bound = session.bind(plan, values)
-    runs = session.Session(inv.store(), ui, options, inv.resume_command, inv.entry_points())
+    runs = session.Session(inv.store(), ui, options, inv.commands(), inv.entry_points())
     return runs.start(plan, bound, values, source)
 
 
@@ -347,7 +388,10 @@ def cmd_resume(inv: Invocation) -> int:
     interactive = ui.interactive and not args.no_interactive_vars
     run = session.find_resumable(store, args.run_id, current, args.force, replan=args.replan or ui.interactive)
     recorded = Plan.loads(run["plan"])
-    runs = session.Session(store, ui, options, inv.resume_command, inv.entry_points())
+    inv.check_approvals(current)
+    for path in args.approval:
+        record_approval(inv, store, run, None, path)
+    runs = session.Session(store, ui, options, inv.commands(), inv.entry_points())
     if (run["plan_hash"] == current.digest() and not args.replan) or args.force:
         values = session.resolve_values(recorded, sources, ui, interactive, fixed=session.recorded_values(run, recorded))
         return runs.resume(run, session.bind(recorded, values), values)
@@ -558,7 +602,74 @@ def cmd_report(inv: Invocation) -> int:
     return EXIT_OK
 
 
+def record_approval(inv: Invocation, store: Any, run: dict, node_id: str | None, signature: str | None,
+                    reject: bool = False, note: str | None = None) -> tuple[str, str]:
+    """Check and record one decision on `run`'s step (signed, or out of band). Returns
+    (node id, decision)."""
+    from . import approvals
+
+    signers = inv.bundle.manifest.get("approval_signers") if inv.bundle is not None else None
+    if signers and not signature:
+        raise approvals.ApprovalError(
+            "this bundle accepts only signed approvals (compiled with --approval-signers): give --signature FILE"
+        )
+    how, principal, fingerprint = "out-of-band", None, None
+    decision = "rejected" if reject else "approved"
+    if signature:
+        if not signers:
+            raise approvals.ApprovalError("a signed approval needs a bundle compiled with --approval-signers to check it against")
+        if node_id is None:  # resume --approval FILE: the file names its step
+            node_id = _signed_node(signature)
+        checked = approvals.verify(signature, signers, run["plan_hash"], run["id"], node_id)
+        how, principal, fingerprint, decision = "signed", checked.principal, checked.fingerprint, checked.decision
+        note = note or checked.note or None
+    plan = Plan.loads(run["plan"])
+    node = plan.by_id.get(node_id or "")
+    if node is None or not approvals.has_question(node):
+        asking = ", ".join(n.id for n in plan.nodes if approvals.has_question(n)) or "none"
+        raise UsageError("run %d has no step %r with a question (steps with one: %s)" % (run["id"], node_id, asking))
+    if run["status"] == "succeeded":
+        raise UsageError("run %d succeeded; there is nothing to approve" % run["id"])
+    who = principal or approvals.real_user()
+    policy = approvals.policy_of(node)
+    if not policy.allows(who):
+        raise approvals.ApprovalError("%s may not approve %s: %s may" % (who, node.id, policy.describe()))
+    recorded_who = "%s@%s" % (who, approvals.real_who().rsplit("@", 1)[1])
+    store.add_approval(run["id"], node.id, decision, recorded_who, how, principal=principal, fingerprint=fingerprint, note=note)
+    detail = "%s: %s: (by %s%s)%s" % (
+        node.id, decision, how, " %s key %s" % (principal, fingerprint) if principal else "", " note: %s" % note if note else ""
+    )
+    store.add_event(run["id"], "approval", detail, who=recorded_who, node_id=node.id)
+    return node.id, decision
+
+
+def _signed_node(path: str) -> str:
+    import json as json_mod
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return str(json_mod.load(handle)["payload"]["node"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        from .approvals import ApprovalError
+
+        raise ApprovalError("%s is not a signed approval: %s" % (path, exc)) from None
+
+
+def cmd_approve(inv: Invocation) -> int:
+    args = inv.args
+    store = inv.store()
+    run = _get_run(store, args.run_id)
+    node_id, decision = record_approval(inv, store, run, args.node, args.signature, reject=args.reject, note=args.note)
+    command = inv.commands()
+    sys.stdout.write(
+        "run %d: %s %s by %s; continue with: %s\n"
+        % (run["id"], node_id, decision, store.approvals(run["id"], node_id)[-1]["who"], command("resume", run["id"], file=run.get("source")))
+    )
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Invocation], int]] = {
+    "approve": cmd_approve,
     "run": cmd_run,
     "resume": cmd_resume,
     "show": cmd_show,

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 
-from . import conditions, executors, templating
+from . import approvals, conditions, executors, templating
 from .conditions import FAILED, SKIPPED, SUCCEEDED
 from .errors import EXIT_ABORTED, EXIT_FAILED, EXIT_OK
 from .secrets import Masker, MaskedUI
@@ -49,6 +49,8 @@ class Options:
     auto_approve: bool = False  # approve every question without a terminal (recorded)
     default_timeout: float = 300  # seconds, for Command nodes without `timeout`
     rerun_interrupted: bool = False  # without a terminal, run an interrupted step again
+    approve: frozenset = frozenset()  # steps whose question --approve answers yes
+    approved_via: Optional[str] = None  # where flag approvals came from (e.g. a fleet controller)
     kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL
 
     def __post_init__(self) -> None:
@@ -126,6 +128,7 @@ class Engine:
             for up in node.upstream():
                 self._downstream[up].append(node.id)
         self._lock = threading.Lock()
+        self.waiting_for: str | None = None  # the step whose approval the run waits for
         self.halted: str | None = None  # why nothing new may start (the terminal hung up), or None
 
     def halt(self, reason: str) -> None:
@@ -506,55 +509,116 @@ class Engine:
         options.append(("a", "abort", "stop the run here; it can be resumed later"))
         return options
 
+    # -- questions and approvals ---------------------------------------------------------
+    def _question(self, node, question):
+        """The decision on a step's question: ("approved" | "auto-approved" | "rejected", by whom).
+
+        Decisions recorded out of band count first (a rejection wins); then a person at the
+        terminal may answer (once), or --approve NODE / --auto-approve give one approval
+        without a terminal. When the step's policy still wants more approvals the run stops
+        waiting (Stop "waiting"). EOFError: no answer at the terminal."""
+        policy = approvals.policy_of(node)
+        flagged = False
+        while True:
+            decisions = self.store.approvals(self.run_id, node.id, unused=True)
+            rejection = next((d for d in decisions if d["decision"] == "rejected"), None)
+            if rejection is not None:
+                self.store.use_approvals(self.run_id, node.id)
+                return "rejected", rejection["who"]
+            counted = approvals.approvers_of(decisions, policy)
+            if len(counted) >= policy.approvals:
+                self.store.use_approvals(self.run_id, node.id)
+                auto = all(d["how"] == "auto-approve" for d in decisions if d["decision"] == "approved")
+                who = [d["who"] for d in decisions if d["decision"] == "approved" and approvals.person(d["who"]) in counted]
+                return ("auto-approved" if auto else "approved"), ", ".join(dict.fromkeys(who))
+            me = approvals.person(self.who)
+            if self.ui.interactive and policy.allows(me) and me not in counted:
+                self._record(node, question, self.ui.confirm(node, question), self.who, "terminal")
+                continue
+            if not self.ui.interactive and not flagged and (node.id in self.options.approve or self.options.auto_approve):
+                flagged = True
+                by_flag = node.id in self.options.approve
+                who, how = (self.who, "flag") if by_flag else ("auto-approve", "auto-approve")
+                if policy.allows(approvals.person(who)):
+                    self._record(node, question, True, who, how)
+                    continue
+                self.ui.event("message", text="%s: %s does not count: %s may approve it" % (node.id, who, policy.describe()))
+            self._wait_for_approval(node, question, policy, len(counted))
+
+    def _record(self, node, question, approved, who, how):
+        decision = "approved" if approved else "rejected"
+        via = self.options.approved_via if how in ("flag", "auto-approve") else None
+        self.store.add_approval(self.run_id, node.id, decision, who, how, note=via)
+        word = "auto-approved" if how == "auto-approve" and approved else decision
+        detail = "%s: %s: %s" % (node.id, word, question)
+        if how not in ("terminal", "auto-approve"):
+            detail += " (by %s)" % how
+        if via:
+            detail += " (via %s)" % via
+        self.store.add_event(self.run_id, "approval", detail, who=who, node_id=node.id)
+        self.ui.event("approval", node=node, decision=decision, who=who, how=how)
+
+    def _wait_for_approval(self, node, question, policy, have):
+        more = policy.approvals - have
+        detail = "%s: needed, no terminal: %s" % (node.id, question) if not self.ui.interactive else "%s: waiting: %s" % (node.id, question)
+        self.store.add_event(self.run_id, "approval-needed", detail, node_id=node.id)
+        self.waiting_for = node.id
+        self.ui.event("waiting", node=node, question=question, policy=policy.describe(), missing=more)
+        raise Stop(
+            "waiting",
+            "%s waits for %s (%s): give %s with `approve`, --approve %s or --auto-approve, or on a terminal"
+            % (node.id, "an approval" if more == 1 else "%d more approvals" % more, policy.describe(),
+               "it" if more == 1 else "them", node.id),
+        )
+
     def _approve(self, node, question, before=False, attempt_id=None):
-        """Ask for an approval. True when approved; otherwise the node is settled (or Stop)."""
-        if self.options.auto_approve and not self.ui.interactive:
-            self.store.add_event(self.run_id, "approval", "%s: auto-approved: %s" % (node.id, question), who="auto-approve", node_id=node.id)
-            if attempt_id is not None:
-                self.store.set_attempt_decision(attempt_id, "auto-approved", "auto-approve")
-            return True
-        if not self.ui.interactive:
-            self.store.add_event(self.run_id, "approval-needed", "%s: needed, no terminal: %s" % (node.id, question), node_id=node.id)
+        """Ask a Command/Function step's question. True when approved; otherwise the node is
+        settled (or Stop)."""
+        try:
+            decision, by = self._question(node, question)
+        except (EOFError, Stop) as exc:
             if attempt_id is not None:
                 # the work is done but not accepted: keep it pending so a resume asks again
                 self.results[node.id].status = "pending"
                 self.final.discard(node.id)
-                self.store.set_attempt_decision(attempt_id, "approval-missing", None)
-                self.store.finish_attempt(attempt_id, "interrupted", error="approval needed: %s" % question)
-            raise Stop("aborted", "%s needs an approval (%s) and there is no terminal; use --auto-approve or run it on a terminal" % (node.id, question))
-        try:
-            answer = self.ui.confirm(node, question)
-        except EOFError:
+                if isinstance(exc, Stop):
+                    self.store.set_attempt_decision(attempt_id, "approval-missing", None)
+                error = "no answer at the prompt" if isinstance(exc, EOFError) else "approval needed: %s" % question
+                self.store.finish_attempt(attempt_id, "interrupted", error=error)
+            if isinstance(exc, EOFError):
+                raise Stop("aborted", "no answer at the prompt (end of input)") from None
+            raise
+        if decision != "rejected":
             if attempt_id is not None:
-                self.results[node.id].status = "pending"
-                self.final.discard(node.id)
-                self.store.finish_attempt(attempt_id, "interrupted", error="no answer at the prompt")
-            raise Stop("aborted", "no answer at the prompt (end of input)") from None
-        self.store.add_event(self.run_id, "approval", "%s: %s: %s" % (node.id, "approved" if answer else "rejected", question), who=self.who, node_id=node.id)
-        if answer:
-            if attempt_id is not None:
-                self.store.set_attempt_decision(attempt_id, "approved", self.who)
+                self.store.set_attempt_decision(attempt_id, decision, by)
             return True
         if before:
-            # declined before running: skip (not for critical nodes) or abort
-            options = []
-            if not node.critical:
-                options.append(("s", "skip", "do not run %s and continue" % node.id))
-            options.append(("a", "abort", "stop the run here; it can be resumed later"))
-            try:
-                choice = self.ui.choose(node, "%s was not started. What now?" % node.id, options, critical=bool(node.critical))
-            except EOFError:
-                raise Stop("aborted", "no answer at the prompt (end of input)") from None
-            if choice == "s":
-                self._skip(node, "skipped by the operator before it ran", decision="skip")
-                return False
-            raise Stop("aborted", "aborted by %s before %s" % (self.who, node.id))
+            return self._declined_before(node, by)
         # rejected after success: the result is not accepted
-        self.store.finish_attempt(attempt_id, FAILED, decision="rejected", decided_by=self.who, error="rejected by %s" % self.who)
+        self.store.finish_attempt(attempt_id, FAILED, decision="rejected", decided_by=by, error="rejected by %s" % by)
         data = self.results[node.id].attempt_fields()
         self.final.discard(node.id)
         self._settle_rejection(node, data, attempt_id)
         return False
+
+    def _declined_before(self, node, by):
+        """Declined before running: do not run it (skip, not for critical steps) or abort."""
+        options = []
+        if not node.critical:
+            options.append(("s", "skip", "do not run %s and continue" % node.id))
+        options.append(("a", "abort", "stop the run here; it can be resumed later"))
+        if not self.ui.interactive:  # declined out of band
+            choice = options[0][0]
+        else:
+            try:
+                choice = self.ui.choose(node, "%s was not started. What now?" % node.id, options, critical=bool(node.critical))
+            except EOFError:
+                raise Stop("aborted", "no answer at the prompt (end of input)") from None
+        if choice == "s":
+            reason = "skipped by the operator before it ran" if self.ui.interactive else "skipped: %s declined it before it ran" % by
+            self._skip(node, reason, decision="skip")
+            return False
+        raise Stop("aborted", "aborted by %s before %s" % (by, node.id))
 
     def _settle_rejection(self, node, data, attempt_id):
         self.results[node.id].status = FAILED
@@ -570,31 +634,20 @@ class Engine:
         """A Manual node: show the description, ask prompt_after; record who decided."""
         question = node.prompt_after or DEFAULT_PROMPT
         while True:
-            if not self.ui.interactive and not self.options.auto_approve:
-                self.ui.event("manual", node=node, description=node.description or "")
-                self.store.add_event(self.run_id, "approval-needed", "%s: needed, no terminal: %s" % (node.id, question), node_id=node.id)
-                raise Stop("aborted", "%s needs an approval (%s) and there is no terminal; use --auto-approve or run it on a terminal" % (node.id, question))
-            attempt_id, number = self._begin(node)
             self.ui.event("manual", node=node, description=node.description or "")
-            if self.options.auto_approve and not self.ui.interactive:
-                self.store.finish_attempt(attempt_id, SUCCEEDED, decision="auto-approved", decided_by="auto-approve")
-                self.store.add_event(self.run_id, "approval", "%s: auto-approved: %s" % (node.id, question), who="auto-approve", node_id=node.id)
-                self._finish(node, SUCCEEDED, {"ran": True, "attempt": number})
-                self.ui.event("node_finished", node=node, status=SUCCEEDED, attempt=number, duration=0.0, fields={"decision": "auto-approved"})
-                return
             try:
-                answer = self.ui.confirm(node, question)
+                decision, by = self._question(node, question)
             except EOFError:
+                attempt_id, _ = self._begin(node)
                 self.store.finish_attempt(attempt_id, "interrupted", error="no answer at the prompt")
                 raise Stop("aborted", "no answer at the prompt (end of input)") from None
-            decision = "approved" if answer else "rejected"
-            self.store.add_event(self.run_id, "approval", "%s: %s: %s" % (node.id, decision, question), who=self.who, node_id=node.id)
-            if answer:
-                self.store.finish_attempt(attempt_id, SUCCEEDED, decision=decision, decided_by=self.who)
+            attempt_id, number = self._begin(node)
+            if decision != "rejected":
+                self.store.finish_attempt(attempt_id, SUCCEEDED, decision=decision, decided_by=by)
                 self._finish(node, SUCCEEDED, {"ran": True, "attempt": number})
                 self.ui.event("node_finished", node=node, status=SUCCEEDED, attempt=number, duration=0.0, fields={"decision": decision})
                 return
-            self.store.finish_attempt(attempt_id, FAILED, decision=decision, decided_by=self.who, error="rejected by %s" % self.who)
+            self.store.finish_attempt(attempt_id, FAILED, decision=decision, decided_by=by, error="rejected by %s" % by)
             self.ui.event("node_finished", node=node, status=FAILED, attempt=number, duration=0.0, fields={"decision": decision})
             data = {"ran": True, "attempt": number}
             if self._on_failure(node, data, attempt_id, rejected=True) != "retry":

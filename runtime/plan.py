@@ -89,6 +89,8 @@ class Node:
     function: Optional[str] = None
     function_params: Optional[Dict[str, Any]] = None
     plugin_config: Optional[Dict[str, Any]] = None
+    approvers: Tuple[str, ...] = ()  # who may answer its question: user names and @groups
+    approvals: int = 1  # how many distinct people must approve
     handled: bool = False  # some node takes the failure path of this one
     templates: Tuple[str, ...] = ()  # fields still holding templates that need run-time variables
     line: int = 0
@@ -127,7 +129,7 @@ class Node:
         unknown = set(data) - _NODE_DEFAULTS.keys()
         if unknown:
             raise TypeError("unknown node fields: %s" % ", ".join(sorted(unknown)))
-        for key in ("when_nodes", "templates"):
+        for key in ("when_nodes", "templates", "approvers"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(node_id, node_type, deps, **data)

@@ -131,7 +131,7 @@ def find_resumable(store: Store, run_id: int | None, plan: Plan, force: bool = F
             raise UsageError("no run %d in %s" % (run_id, store.path))
         _same_runbook(run, plan, digest)
     else:
-        statuses = ("failed", "aborted", "running")
+        statuses = ("failed", "aborted", "running", "waiting")
         run = store.latest_run(runbook_id=identity, statuses=statuses) if identity else None
         run = run or store.latest_run(plan_hash=digest, statuses=statuses)  # runs recorded before identities
         if run is None:
@@ -271,16 +271,16 @@ def _isatty(fd: int) -> bool:
 class Session:
     """Drives runs of one plan against one store, through one UI.
 
-    `resume_command(run_id)` is the copy-pasteable command that continues a run (e.g.
-    "playbook resume deploy.playbook.toml 7 --state-path run.db"); `entry_points` are a
-    bundle's plugins (None: the installed ones)."""
+    `command(verb, run_id, *words)` is the copy-pasteable command that continues a run (e.g.
+    "playbook resume deploy.playbook.toml 7 --state-path run.db") or approves one of its steps;
+    `entry_points` are a bundle's plugins (None: the installed ones)."""
 
     def __init__(
         self,
         store: Store,
         ui: Any,
         options: engine_mod.Options,
-        resume_command: Callable[[int], str],
+        command: Callable[..., str],
         entry_points: Mapping[str, str] | None = None,
         who: str | None = None,
         runner: Callable[..., Any] | None = None,
@@ -288,13 +288,13 @@ class Session:
         self.store = store
         self.ui = ui
         self.options = options
-        self.resume_command = resume_command
+        self.command = command
         self.entry_points = entry_points
         self.who = who or whoami()
         self.runner = runner
 
     def hint(self, run_id: int) -> str:
-        return "resume with: %s" % self.resume_command(run_id)
+        return "resume with: %s" % self.command("resume", run_id)
 
     def _protect(self, plan: Plan, values: Mapping[str, Any]) -> Masker:
         """From here on the run's secret values are masked in everything written."""
@@ -399,6 +399,9 @@ class Session:
             status, code, reason = "aborted", EXIT_HANGUP, HANGUP_REASON
             self.store.add_event(run_id, "hangup", "the terminal hung up; the steps in flight finished", who=self.who)
         self.store.set_run_status(run_id, status, exit_code=code)
+        hint = self.hint(run_id) if status != "succeeded" and not eng.completed else None
+        if status == "waiting" and eng.waiting_for:
+            hint = "approve with: %s\nthen %s" % (self.command("approve", run_id, eng.waiting_for), hint)
         counts: dict[str, int] = {}
         for result in eng.results.values():
             counts[result.status] = counts.get(result.status, 0) + 1
@@ -408,7 +411,7 @@ class Session:
             status=status,
             exit_code=code,
             reason=reason,
-            hint=self.hint(run_id) if status != "succeeded" and not eng.completed else None,
+            hint=hint,
             counts=counts,
             duration=time.monotonic() - started,
         )

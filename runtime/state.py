@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any, Iterable, Mapping
 
-RUN_STATUSES = ("running", "succeeded", "failed", "aborted")
+RUN_STATUSES = ("running", "succeeded", "failed", "aborted", "waiting")
 RUN_TRIGGERS = ("run", "resume")
 ATTEMPT_STATUSES = ("running", "succeeded", "failed", "skipped", "interrupted")
 
@@ -164,8 +164,32 @@ def _migrate_to_3(db):
     db.execute("CREATE INDEX runs_runbook ON runs (runbook_id, id)")
 
 
+def _migrate_to_4(db):
+    """Approval decisions, one row each: who (user@host; behind sudo, the login that ran it),
+    how (terminal, flag, auto-approve, out-of-band, signed), for signed ones the principal and
+    the key's fingerprint, a note, and whether a step has used it already."""
+    db.execute(
+        """
+        CREATE TABLE approvals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            node_id TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            who TEXT NOT NULL,
+            how TEXT NOT NULL,
+            principal TEXT,
+            fingerprint TEXT,
+            note TEXT,
+            at TEXT NOT NULL,
+            used INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute("CREATE INDEX approvals_node ON approvals (run_id, node_id)")
+
+
 # MIGRATIONS[i] takes a database from schema version i to i + 1. Append, never edit.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4]
 
 # The workflow a run counts towards in statistics: its runbook, or its title for older runs.
 _WORKFLOW = "COALESCE(r.runbook_id, r.title)"
@@ -690,6 +714,45 @@ class Store:
             (run_id, node_id, now_iso(), who, kind, detail),
         )
         return int(cursor.lastrowid or 0)
+
+    @_guarded
+    def add_approval(
+        self,
+        run_id: int,
+        node_id: str,
+        decision: str,
+        who: str,
+        how: str,
+        principal: str | None = None,
+        fingerprint: str | None = None,
+        note: str | None = None,
+    ) -> int:
+        """Record one person's decision on a step's question (not used by the step yet)."""
+        if decision not in ("approved", "rejected"):
+            raise ValueError("unknown approval decision %r" % (decision,))
+        cursor = self._conn.execute(
+            "INSERT INTO approvals (run_id, node_id, decision, who, how, principal, fingerprint, note, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, node_id, decision, who, how, principal, fingerprint, note, now_iso()),
+        )
+        return int(cursor.lastrowid or 0)
+
+    @_guarded
+    def approvals(self, run_id: int, node_id: str | None = None, unused: bool = False) -> list[dict[str, Any]]:
+        """Approval decisions of a run (of one step; only those no step has used yet)."""
+        sql = "SELECT * FROM approvals WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if node_id is not None:
+            sql += " AND node_id = ?"
+            params.append(node_id)
+        if unused:
+            sql += " AND used = 0"
+        return list(self._conn.execute(sql + " ORDER BY id", params))
+
+    @_guarded
+    def use_approvals(self, run_id: int, node_id: str) -> None:
+        """The step has acted on its decisions: a later question needs new ones."""
+        self._conn.execute("UPDATE approvals SET used = 1 WHERE run_id = ? AND node_id = ? AND used = 0", (run_id, node_id))
 
     @_guarded
     def events(self, run_id: int) -> list[dict[str, Any]]:

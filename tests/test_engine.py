@@ -735,11 +735,6 @@ def test_an_approval_without_a_terminal_stops_before_anything_depends_on_it(runb
     assert [event[:3] for event in run.events("approval-needed")] == [("approval-needed", asking, None)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN 3 States/Approvals: without a terminal an approval not given yet stops the run as "
-    "`waiting` (exit 3, resumable after `approve`); the engine returns status 'aborted'",
-)
 @pytest.mark.parametrize("kind", sorted(QUESTION_FIRST))
 def test_an_approval_without_a_terminal_leaves_the_run_waiting(runbook, kind):
     run = runbook(QUESTION_FIRST[kind])

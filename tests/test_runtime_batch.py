@@ -238,8 +238,9 @@ def test_manual_node_without_auto_approve_stops_then_resume_with_auto_approve(tm
     assert "--auto-approve" in r.text
     assert "resume" in r.text
     run = run_row(dbp)
-    assert run["status"] == "aborted"
+    assert run["status"] == "waiting"  # for an approval: `approve`, --approve or --auto-approve
     assert run["exit_code"] == 3
+    assert "approve with: playbook approve 1 gate --state-path %s" % dbp in r.text
     assert "after" not in counts(dbp)
     assert (tmp_path / "side.log").read_text().splitlines() == ["prep"]
 
@@ -270,7 +271,7 @@ def test_prompt_after_on_command_needs_auto_approve_without_terminal(tmp_path):
     r = pb(tmp_path, "run", rb, "--state-path", dbp)
     assert r.returncode == 3, r.text
     assert "--auto-approve" in r.text
-    assert run_row(dbp)["status"] == "aborted"
+    assert run_row(dbp)["status"] == "waiting"
     assert "next" not in counts(dbp)
     r2 = pb(tmp_path, "run", rb, "--auto-approve", "--state-path", dbp)
     assert r2.returncode == 0, r2.text
@@ -701,7 +702,7 @@ def test_critical_node_with_failure_path_follows_it_without_terminal(tmp_path):
         ('[variables]\nE = { required = true }\n[a]\ntype = "Command"\ncommand_name = "true"\n', [], 2),
         ('[a]\ntype = "Manual"\ndescription = "look"\n', [], 3),
     ],
-    ids=["succeeded", "failed", "invalid-runbook", "invalid-variable", "missing-variable", "aborted"],
+    ids=["succeeded", "failed", "invalid-runbook", "invalid-variable", "missing-variable", "waiting"],
 )
 def test_exit_codes(tmp_path, body, args, code):
     rb = write_runbook(tmp_path, body)
@@ -713,7 +714,7 @@ def test_exit_codes(tmp_path, body, args, code):
         assert r.err.strip(), "invalid input must be explained on stderr"
         assert not dbp.exists() or not runs(dbp), "nothing runs for invalid input"
     if code == 3:
-        assert run_row(dbp)["status"] == "aborted"
+        assert run_row(dbp)["status"] == "waiting"
 
 
 def test_missing_variable_without_terminal_lists_it(tmp_path):

@@ -221,7 +221,7 @@ def test_a_bug_while_driving_leaves_the_run_resumable(tmp_path):
     store = state.Store(tmp_path / "state.db")
     errors.set_crash_dir(str(tmp_path))
     try:
-        runs = session.Session(store, _QuietUI(), engine.Options(), lambda run_id: "playbook resume rb %d" % run_id, runner=buggy)
+        runs = session.Session(store, _QuietUI(), engine.Options(), lambda verb, run_id, *w: "playbook %s rb %d" % (verb, run_id), runner=buggy)
         code = errors.guard(lambda: runs.start(plan, plan, {}, str(rb)))
     finally:
         errors.set_crash_dir(None)
@@ -235,7 +235,7 @@ def test_a_bug_while_driving_leaves_the_run_resumable(tmp_path):
         return CommandResult(exit_code=0, stdout="ok\n", duration=0.0)
 
     opts = engine.Options(rerun_interrupted=True)
-    runs = session.Session(store, _QuietUI(), opts, lambda run_id: "playbook resume rb %d" % run_id, runner=good)
+    runs = session.Session(store, _QuietUI(), opts, lambda verb, run_id, *w: "playbook %s rb %d" % (verb, run_id), runner=good)
     found = session.find_resumable(store, None, plan)
     assert runs.resume(found, plan, {}) == errors.EXIT_OK
     assert ran == ["echo one", "echo two", "echo two"]
