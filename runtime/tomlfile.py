@@ -68,6 +68,9 @@ def loads(text: str) -> Dict[str, Any]:
         raise TomlError("invalid TOML: arrays or tables nested too deeply", _crowded_line(text), 1) from None
     except tomli.TOMLDecodeError as exc:
         raise _error_of(exc) from None
+    except ValueError:  # Python 3.11+ refuses to convert an integer of more than 4300 digits
+        line = text.count("\n", 0, re.search(r"\d{4300}|$", text).start()) + 1
+        raise TomlError("invalid TOML: an integer with thousands of digits", line, 1) from None
     too_deep = _too_deep(data)
     if too_deep is not None:
         line, col = find(locate_keys(text), too_deep)
