@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 from conftest import run_playbook
+from test_bundle import INTERPRETERS, _label, bare_env, compile_bundle, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -122,6 +123,23 @@ def test_the_hanging_case_on_the_command_line(tmp_path):
         assert "NAME (from --var): '%s' does not match the pattern (a+)+$" % value[5:] in result.stderr
     result = run_playbook(["plan", "p.playbook.toml", "--var", "NAME=" + "a" * 40], cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def pattern_bundle(tmp_path_factory):
+    work = tmp_path_factory.mktemp("patterns")
+    (work / "p.playbook.toml").write_text(RUNBOOK)
+    return compile_bundle(work / "p.playbook.toml", work / "p.pbz", "--python", "%d.%d" % sys.version_info[:2])
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=_label)
+def test_the_matcher_in_a_bundle_on_every_python(pattern_bundle, tmp_path, python):
+    """The parser the matcher uses is internal to each Python (sre_parse, re._parser)."""
+    env = bare_env(tmp_path, python)
+    proc = run([pattern_bundle, "plan", "--var", "NAME=" + "a" * 40 + "!"], env, timeout=60)
+    assert proc.returncode == 2 and "does not match the pattern (a+)+$" in proc.stderr, proc.stderr
+    proc = run([pattern_bundle, "plan", "--var", "NAME=" + "a" * 40], env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 # -- what is refused, where ------------------------------------------------------------------------------
