@@ -213,11 +213,11 @@ def param_value(pdef, text):
         return text
     kind = plugins.TYPE_ALIASES.get(pdef.type, pdef.type)
     if kind == "any":
-        import tomli
+        from playbook.runtime import tomlfile
 
         try:
-            return tomli.loads("v = %s" % text)["v"]
-        except tomli.TOMLDecodeError:
+            return tomlfile.loads("v = %s" % text)["v"]
+        except tomlfile.TomlError:
             return text
     try:
         value = plugins.convert_param(pdef, text)

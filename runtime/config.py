@@ -325,7 +325,8 @@ def _unknown_section(file, path, keys):
     if not hint and isinstance(keys, dict):
         owners = sorted({s for k in keys for s in DEFAULTS if k in DEFAULTS[s]})
         hint = "its keys belong in [%s]" % "], [".join(owners) if owners else None
-    return Problem(file.path, file.line(*path), "unknown section [%s]" % ".".join(path), hint or "known: %s" % ", ".join(DEFAULTS))
+    message = "unknown section [%s]" % ".".join(path)
+    return Problem(file.path, file.line(*path), message, hint or "known: %s" % ", ".join(DEFAULTS))
 
 
 def _unknown_key(where, line, path, key):
@@ -346,7 +347,8 @@ def check_file(file):
     base = _check_sections(file, data, (), problems)
     envs = {}
     if environments is not None and not isinstance(environments, dict):
-        problems.append(Problem(file.path, file.line("environments"), "environments must be a table of [environments.NAME] sections"))
+        message = "environments must be a table of [environments.NAME] sections"
+        problems.append(Problem(file.path, file.line("environments"), message))
         environments = None
     for name, tables in (environments or {}).items():
         if isinstance(tables, dict):

@@ -193,19 +193,36 @@ def state_words(state):
 
 
 def _label(node, state, with_states):
-    title = node.name or node.id
-    rows = [_section([_shorten(clean(title), WRAP + 10)], bold=True, size=12)]
-    meta = [node.id if node.name and node.name != node.id else None, node.type]
+    """The node's HTML-like label: title, facts, description, what it does, when it runs and,
+    with states, what happened."""
+    rows = _title_rows(node) + _body_rows(node) + _condition_rows(node)
+    if with_states:
+        rows += _state_rows(node, state)
+    return '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">%s</TABLE>>' % "".join(rows)
+
+
+def _title_rows(node):
+    """The title, a line of facts (id, type, critical, retries, timeout) and a critical template."""
     critical = _critical(node)
-    if critical is True:
-        meta.append("CRITICAL")
-    if node.retries:
-        meta.append("retries %s" % node.retries)
-    if node.timeout not in (None, ""):
-        meta.append("timeout %ss" % node.timeout)
-    rows.append(_section([" · ".join(str(part) for part in meta if part)], color="#555555", size=9))
+    facts = [
+        node.id if node.name and node.name != node.id else None,
+        node.type,
+        "CRITICAL" if critical is True else None,
+        "retries %s" % node.retries if node.retries else None,
+        "timeout %ss" % node.timeout if node.timeout not in (None, "") else None,
+    ]
+    rows = [
+        _section([_shorten(clean(node.name or node.id), WRAP + 10)], bold=True, size=12),
+        _section([" · ".join(str(fact) for fact in facts if fact)], color="#555555", size=9),
+    ]
     if critical not in (True, False):
         rows.append(_section(_wrap("critical if " + critical, limit=2), color="#b71c1c", size=9))
+    return rows
+
+
+def _body_rows(node):
+    """The description, then the command, the function call or the question."""
+    rows = []
     if node.description and node.description.strip():
         rows.append(_section(_wrap(node.description), size=10))
     if node.type == "Command" and node.command:
@@ -215,20 +232,27 @@ def _label(node, state, with_states):
         rows.append(_section(_wrap(call, width=COMMAND_WIDTH, limit=2), font=MONO, size=9))
     elif node.type == "Manual" and node.prompt_after:
         rows.append(_section(_wrap("asks: %s" % node.prompt_after, limit=2), size=9, italic=True))
+    return rows
+
+
+def _condition_rows(node):
+    """Why the node never runs, or its `when`."""
     never = _never_runs(node)
     if never:
-        rows.append(_section(_wrap("never runs: %s" % never, limit=2), color="#616161", size=9, italic=True))
-    elif node.when is not None:
-        text = "when %s" % node.when
-        if node.when_value is True:
-            text += " (true)"
-        rows.append(_section(_wrap(text, width=WRAP, limit=WHEN_LINES), color="#3949ab", size=9, italic=True))
-    if with_states:
-        rows.append(_section([state_words(state)], bold=True, size=10, color=_state_style(state)[3]))
-        reason = (state or {}).get("reason")
-        if reason and reason != never:
-            rows.append(_section(_wrap(reason, limit=REASON_LINES), size=9, color="#424242"))
-    return '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">%s</TABLE>>' % "".join(rows)
+        return [_section(_wrap("never runs: %s" % never, limit=2), color="#616161", size=9, italic=True)]
+    if node.when is None:
+        return []
+    text = "when %s%s" % (node.when, " (true)" if node.when_value is True else "")
+    return [_section(_wrap(text, width=WRAP, limit=WHEN_LINES), color="#3949ab", size=9, italic=True)]
+
+
+def _state_rows(node, state):
+    """What happened: the state with its attempts, and the reason (unless already shown)."""
+    rows = [_section([state_words(state)], bold=True, size=10, color=_state_style(state)[3])]
+    reason = (state or {}).get("reason")
+    if reason and reason != _never_runs(node):
+        rows.append(_section(_wrap(reason, limit=REASON_LINES), size=9, color="#424242"))
+    return rows
 
 
 def _state_style(state):

@@ -86,48 +86,15 @@ class LoggingUI:
         return self._ui.event(kind, **data)
 
     def _record(self, kind, data):
-        node = data.get("node")
-        nid = getattr(node, "id", node)
+        """Log one engine event (events without a line of their own are not logged)."""
+        describe = _EVENT_LINES.get(kind)
+        if describe is None:
+            return
         if kind == "run_started":
             self.__dict__["_run"] = data.get("run_id")
-            self._write(logging.INFO, "%s %r (%d nodes) by %s" % (
-                "resumed" if data.get("resumed") else "started", data.get("title"), data.get("nodes") or 0, self._who))
-        elif kind == "run_finished":
-            status = data.get("status")
-            text = "finished %s (exit code %s)" % (status, data.get("exit_code"))
-            if data.get("counts"):
-                text += ": " + ", ".join("%d %s" % (n, s) for s, n in sorted(data["counts"].items()) if n)
-            if data.get("duration") is not None:
-                text += " in %.1fs" % data["duration"]
-            if data.get("reason") and status != "succeeded":
-                text += " — %s" % data["reason"]
-            self._write(logging.INFO if status == "succeeded" else logging.WARNING, text)
-        elif kind == "node_started":
-            self._write(logging.INFO, "%s started (%s, attempt %s)" % (nid, getattr(node, "type", "?"), data.get("attempt")))
-            if data.get("command") and getattr(node, "type", None) == "Command":
-                self._write(logging.DEBUG, "%s command: %s" % (nid, data["command"]))
-        elif kind == "node_finished":
-            fields = data.get("fields") or {}
-            status = data.get("status")
-            text = "%s %s (attempt %s" % (nid, status, data.get("attempt"))
-            if data.get("duration") is not None and getattr(node, "type", None) != "Manual":
-                text += ", %.2fs" % data["duration"]
-            text += ")"
-            if fields.get("exit_code") not in (None, 0):
-                text += " exit code %s" % fields["exit_code"]
-            if fields.get("error"):
-                text += ": %s" % fields["error"]
-            if fields.get("decision"):
-                text += " [%s]" % fields["decision"]
-            self._write(logging.INFO if status != "failed" else logging.WARNING, text)
-        elif kind == "node_skipped":
-            self._write(logging.INFO, "%s skipped: %s" % (nid, data.get("reason")))
-        elif kind == "node_retrying":
-            self._write(logging.WARNING, "%s failed (attempt %s); retrying automatically" % (nid, data.get("attempt")))
-        elif kind == "manual":
-            self._write(logging.INFO, "%s waits for an approval (Manual)" % nid)
-        elif kind == "message":
-            self._write(logging.INFO, str(data.get("text")))
+        node = data.get("node")
+        for level, text in describe(getattr(node, "id", node), node, data, self._who):
+            self._write(level, text)
 
     def _no_answer(self, node, exc):
         seconds = getattr(exc, "timeout", None)
@@ -154,6 +121,61 @@ class LoggingUI:
         label = next((label for key, label, _ in options if key == choice), choice)
         self._write(logging.INFO, "%s decision: %s by %s" % (node.id, label, self._who))
         return choice
+
+
+# Each event's log lines: kind -> function(node id, node, event data, who) -> [(level, text)].
+def _run_started(nid, node, data, who):
+    verb = "resumed" if data.get("resumed") else "started"
+    return [(logging.INFO, "%s %r (%d nodes) by %s" % (verb, data.get("title"), data.get("nodes") or 0, who))]
+
+
+def _run_finished(nid, node, data, who):
+    status = data.get("status")
+    text = "finished %s (exit code %s)" % (status, data.get("exit_code"))
+    if data.get("counts"):
+        text += ": " + ", ".join("%d %s" % (n, s) for s, n in sorted(data["counts"].items()) if n)
+    if data.get("duration") is not None:
+        text += " in %.1fs" % data["duration"]
+    if data.get("reason") and status != "succeeded":
+        text += " — %s" % data["reason"]
+    return [(logging.INFO if status == "succeeded" else logging.WARNING, text)]
+
+
+def _node_started(nid, node, data, who):
+    lines = [(logging.INFO, "%s started (%s, attempt %s)" % (nid, getattr(node, "type", "?"), data.get("attempt")))]
+    if data.get("command") and getattr(node, "type", None) == "Command":
+        lines.append((logging.DEBUG, "%s command: %s" % (nid, data["command"])))
+    return lines
+
+
+def _node_finished(nid, node, data, who):
+    fields = data.get("fields") or {}
+    status = data.get("status")
+    text = "%s %s (attempt %s" % (nid, status, data.get("attempt"))
+    if data.get("duration") is not None and getattr(node, "type", None) != "Manual":
+        text += ", %.2fs" % data["duration"]
+    text += ")"
+    if fields.get("exit_code") not in (None, 0):
+        text += " exit code %s" % fields["exit_code"]
+    if fields.get("error"):
+        text += ": %s" % fields["error"]
+    if fields.get("decision"):
+        text += " [%s]" % fields["decision"]
+    return [(logging.INFO if status != "failed" else logging.WARNING, text)]
+
+
+_EVENT_LINES = {
+    "run_started": _run_started,
+    "run_finished": _run_finished,
+    "node_started": _node_started,
+    "node_finished": _node_finished,
+    "node_skipped": lambda nid, node, data, who: [(logging.INFO, "%s skipped: %s" % (nid, data.get("reason")))],
+    "node_retrying": lambda nid, node, data, who: [
+        (logging.WARNING, "%s failed (attempt %s); retrying automatically" % (nid, data.get("attempt")))
+    ],
+    "manual": lambda nid, node, data, who: [(logging.INFO, "%s waits for an approval (Manual)" % nid)],
+    "message": lambda nid, node, data, who: [(logging.INFO, str(data.get("text")))],
+}
 
 
 def _seconds(value):

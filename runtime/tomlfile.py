@@ -68,6 +68,10 @@ def loads(text: str) -> Dict[str, Any]:
         raise TomlError("invalid TOML: arrays or tables nested too deeply", _crowded_line(text), 1) from None
     except tomli.TOMLDecodeError as exc:
         raise _error_of(exc) from None
+    except ValueError:  # Python 3.11+ refuses to convert an integer of more than 4300 digits
+        digits = re.search(r"\d{4300}", text)
+        line = text.count("\n", 0, digits.start() if digits else len(text)) + 1
+        raise TomlError("invalid TOML: an integer with thousands of digits", line, 1) from None
     too_deep = _too_deep(data)
     if too_deep is not None:
         line, col = find(locate_keys(text), too_deep)
@@ -293,7 +297,8 @@ class _KeyScanner:
                 self.closing = triple
                 return len(line)
             return end + 3
-        return re.compile(_STRING[line[pos]]).match(line, pos).end()
+        string = re.compile(_STRING[line[pos]]).match(line, pos)
+        return string.end() if string else len(line)  # (it always matches: the quote is at pos)
 
     def _open(self, bracket: str) -> None:
         """An inline table or array: the keys inside belong to the key it is the value of

@@ -11,7 +11,7 @@ import math
 import os
 import re
 
-from . import tomlfile
+from . import patterns, tomlfile
 from .suggest import did_you_mean
 
 TYPES = ("str", "int", "float", "bool", "list", "dict")
@@ -52,124 +52,170 @@ def parse_spec(name, raw):
 
     `NAME = value` is shorthand for a default of that value and type.
     """
-    errors = []
     if not isinstance(raw, dict):
         raw = {"default": raw}
     spec = {"required": False, "secret": False, "declared": True}
-    for key in raw:
-        if key not in SPEC_KEYS:
-            hint = did_you_mean(key, SPEC_KEYS) or "allowed: %s" % ", ".join(SPEC_KEYS)
-            errors.append(VariableError("unknown key %r in variable %s" % (key, name), key, hint))
+    errors = [
+        VariableError("unknown key %r in variable %s" % (key, name), key,
+                      did_you_mean(key, SPEC_KEYS) or "allowed: %s" % ", ".join(SPEC_KEYS))
+        for key in raw
+        if key not in SPEC_KEYS
+    ]
     if not NAME_RE.match(name):
         errors.append(VariableError("variable name %r is not a valid identifier" % name))
-    for key in ("required", "secret"):
-        if key in raw:
-            if not isinstance(raw[key], bool):
-                errors.append(VariableError("%s of variable %s must be true or false" % (key, name), key))
-            else:
-                spec[key] = raw[key]
+    _spec_flags(name, raw, spec, errors)
     if "description" in raw:
         spec["description"] = str(raw["description"])
     declared_type = raw.get("type")
     if declared_type is None:
         declared_type = type_of(raw["default"]) if "default" in raw else "str"
     if declared_type not in TYPES:
-        errors.append(
-            VariableError(
-                "unknown type %r for variable %s (expected one of %s)" % (declared_type, name, ", ".join(TYPES)),
-                "type",
-            )
-        )
+        message = "unknown type %r for variable %s (expected one of %s)" % (declared_type, name, ", ".join(TYPES))
+        errors.append(VariableError(message, "type"))
         return spec, errors
     spec["type"] = declared_type
-    for key in ("min", "max"):
-        if key in raw:
-            if declared_type not in ("int", "float"):
-                errors.append(VariableError("%s applies to int and float variables, but %s is %s" % (key, name, declared_type), key))
-            elif type_of(raw[key]) not in ("int", "float"):
-                errors.append(VariableError("%s of variable %s must be a number" % (key, name), key))
-            else:
-                spec[key] = raw[key]
-    if "pattern" in raw:
-        if declared_type != "str":
-            errors.append(VariableError("pattern applies to str variables, but %s is %s" % (name, declared_type), "pattern"))
-        else:
-            try:
-                re.compile(str(raw["pattern"]))
-                spec["pattern"] = str(raw["pattern"])
-            except re.error as exc:
-                errors.append(VariableError("pattern of variable %s is not a valid regular expression: %s" % (name, exc), "pattern"))
-    if "choices" in raw:
-        choices = raw["choices"]
-        if not isinstance(choices, list) or not choices:
-            errors.append(VariableError("choices of variable %s must be a non-empty list" % name, "choices"))
-        else:
-            try:
-                spec["choices"] = [coerce(dict(spec, choices=None), c, "choice") for c in choices]
-            except VariableError as exc:
-                errors.append(VariableError("choices of variable %s: %s" % (name, exc), "choices"))
-    if "default" in raw:
-        try:
-            spec["default"] = check(name, spec, coerce(spec, raw["default"], "default"))
-        except VariableError as exc:
-            errors.append(VariableError("default of variable %s: %s" % (name, exc), "default"))
+    for step in _SPEC_STEPS:  # in this order: the default is checked against the others
+        step(name, raw, spec, errors)
     return spec, errors
+
+
+def _spec_flags(name, raw, spec, errors):
+    for key in ("required", "secret"):
+        if key not in raw:
+            continue
+        if isinstance(raw[key], bool):
+            spec[key] = raw[key]
+        else:
+            errors.append(VariableError("%s of variable %s must be true or false" % (key, name), key))
+
+
+def _spec_bounds(name, raw, spec, errors):
+    for key in ("min", "max"):
+        if key not in raw:
+            continue
+        if spec["type"] not in ("int", "float"):
+            errors.append(VariableError("%s applies to int and float variables, but %s is %s" % (key, name, spec["type"]), key))
+        elif type_of(raw[key]) not in ("int", "float"):
+            errors.append(VariableError("%s of variable %s must be a number" % (key, name), key))
+        else:
+            spec[key] = raw[key]
+
+
+def _spec_pattern(name, raw, spec, errors):
+    if "pattern" not in raw:
+        return
+    if spec["type"] != "str":
+        errors.append(VariableError("pattern applies to str variables, but %s is %s" % (name, spec["type"]), "pattern"))
+        return
+    try:
+        patterns.compile_pattern(str(raw["pattern"]))
+    except patterns.PatternError as exc:
+        errors.append(VariableError("pattern of variable %s %s" % (name, exc), "pattern", exc.hint))
+        return
+    spec["pattern"] = str(raw["pattern"])
+
+
+def _spec_choices(name, raw, spec, errors):
+    if "choices" not in raw:
+        return
+    choices = raw["choices"]
+    if not isinstance(choices, list) or not choices:
+        errors.append(VariableError("choices of variable %s must be a non-empty list" % name, "choices"))
+        return
+    try:
+        spec["choices"] = [coerce(dict(spec, choices=None), c, "choice") for c in choices]
+    except VariableError as exc:
+        errors.append(VariableError("choices of variable %s: %s" % (name, exc), "choices"))
+
+
+def _spec_default(name, raw, spec, errors):
+    if "default" not in raw:
+        return
+    try:
+        spec["default"] = check(name, spec, coerce(spec, raw["default"], "default"))
+    except VariableError as exc:
+        errors.append(VariableError("default of variable %s: %s" % (name, exc), "default"))
+
+
+_SPEC_STEPS = (_spec_bounds, _spec_pattern, _spec_choices, _spec_default)
 
 
 def coerce(spec, value, source="value"):
     """Convert `value` (a string from the command line, or a TOML value) to the spec's type."""
     kind = spec.get("type", "str")
-    if kind == "str":
-        if isinstance(value, (dict, list, bool)):
-            raise VariableError("expected text, got %s" % type_of(value))
-        return value if isinstance(value, str) else str(value)
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise VariableError("%s is not a boolean (use true/false, yes/no, on/off or 1/0)" % _quoted(spec, value))
-    if kind == "int":
-        if isinstance(value, bool):
-            raise VariableError("expected an integer, got a boolean")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float):
-            if value.is_integer():
-                return int(value)
+    if kind not in _CONVERTERS:
+        raise VariableError("unknown type %r" % kind)
+    return _CONVERTERS[kind](spec, value)
+
+
+def _to_str(spec, value):
+    if isinstance(value, (dict, list, bool)):
+        raise VariableError("expected text, got %s" % type_of(value))
+    return value if isinstance(value, str) else str(value)
+
+
+def _to_bool(spec, value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise VariableError("%s is not a boolean (use true/false, yes/no, on/off or 1/0)" % _quoted(spec, value))
+
+
+def _to_int(spec, value):
+    if isinstance(value, bool):
+        raise VariableError("expected an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not value.is_integer():
             raise VariableError("%s is not an integer" % _quoted(spec, value))
-        try:
-            return int(str(value).strip().replace("_", ""), 10)
-        except ValueError:
-            raise VariableError("%s is not an integer" % _quoted(spec, value)) from None
-    if kind == "float":
-        if isinstance(value, bool):
-            raise VariableError("expected a number, got a boolean")
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            result = float(str(value).strip())
-        except ValueError:
-            raise VariableError("%s is not a number" % _quoted(spec, value)) from None
-        if math.isnan(result) or math.isinf(result):
-            raise VariableError("%s is not a finite number" % _quoted(spec, value))
-        return result
-    if kind in ("list", "dict"):
-        expected = list if kind == "list" else dict
+        return int(value)
+    try:
+        return int(str(value).strip().replace("_", ""), 10)
+    except ValueError:
+        raise VariableError("%s is not an integer" % _quoted(spec, value)) from None
+
+
+def _to_float(spec, value):
+    if isinstance(value, bool):
+        raise VariableError("expected a number, got a boolean")
+    try:
+        result = float(value if isinstance(value, (int, float)) else str(value).strip())
+    except ValueError:
+        raise VariableError("%s is not a number" % _quoted(spec, value)) from None
+    except OverflowError:  # an int too large for a float
+        result = math.inf
+    if not math.isfinite(result):
+        raise VariableError("%s is not a finite number" % _quoted(spec, value))
+    return result
+
+
+def _to_json(kind, expected, words):
+    def convert(spec, value):
         if isinstance(value, expected):
             return value
         if isinstance(value, str):
             try:
                 parsed = json.loads(value)
             except ValueError:
-                raise VariableError("%s is not a JSON %s" % (_quoted(spec, value), "array" if kind == "list" else "object")) from None
+                raise VariableError("%s is not a JSON %s" % (_quoted(spec, value), words)) from None
             if isinstance(parsed, expected):
                 return parsed
         raise VariableError("expected a %s, got %s" % (kind, type_of(value)))
-    raise VariableError("unknown type %r" % kind)
+
+    return convert
+
+
+_CONVERTERS = {
+    "str": _to_str,
+    "bool": _to_bool,
+    "int": _to_int,
+    "float": _to_float,
+    "list": _to_json("list", list, "array"),
+    "dict": _to_json("dict", dict, "object"),
+}
 
 
 def _quoted(spec, value):
@@ -189,9 +235,17 @@ def check(name, spec, value):
         raise VariableError("%s is below the minimum %s" % (show(spec, value), spec["min"]))
     if "max" in spec and value > spec["max"]:
         raise VariableError("%s is above the maximum %s" % (show(spec, value), spec["max"]))
-    if "pattern" in spec and not re.fullmatch(spec["pattern"], value):
+    if "pattern" in spec and not _matches(spec["pattern"], value):
         raise VariableError("%s does not match the pattern %s" % (show(spec, value), spec["pattern"]))
     return value
+
+
+def _matches(pattern, value):
+    """Whether `value` matches `pattern` as a whole, in time linear in the value."""
+    try:
+        return patterns.fullmatch(pattern, value)
+    except patterns.PatternError as exc:  # a plugin's pattern (a runbook's was checked at validate time)
+        raise VariableError("the pattern %s %s" % (pattern, exc), hint=exc.hint) from None
 
 
 def show(spec, value):

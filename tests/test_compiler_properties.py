@@ -4,7 +4,9 @@
   order is deterministic, and it is the declaration-order-first topological order.
 - A planted cycle is always reported, with a path of real "depends on" edges that starts and
   ends with the same node.
-- Random TOML-ish documents never make the compiler raise anything but CompileError.
+- Random TOML-ish documents never make the compiler raise anything but CompileError: also with
+  TOML dates next to dotted keys up to 1,200 levels deep, strings of up to a megabyte, and
+  catastrophic-backtracking patterns with long values.
 """
 
 import heapq
@@ -437,6 +439,85 @@ def test_mutated_runbooks_raise_only_compile_errors(data):
         else:
             text = text[:position] + piece + text[position + 1:]
     compile_or_diagnose(text, data.draw(supplied), data.draw(st.booleans()))
+
+
+# -- deep keys, dates, long strings ------------------------------------------------------------------
+# Where a deep dotted key goes: (the table it is written in, or None for the top; key prefix).
+DEEP_PLACES = [
+    (None, ""), ("runbook", ""), ("runbook", "plugin_config.python."), ("variables", "Y.default."),
+    ("n0", ""), ("n0", "function_params."), ("n1", "env."), ("n1", "plugin_config."),
+]
+DATES = ["2025-01-20", "2025-01-20T12:00:00Z", "12:30:00", "1979-05-27T00:32:00.999999-07:00"]
+# (Not `when`: Jinja tokenizes an expression of a million quotes in linear but long time.)
+LONG_FIELDS = ["title", "description", "command_name", "name", "prompt_after", "cwd"]
+EVIL_PATTERNS = ["(a+)+$", "(a|aa)+$", "(.*a){10}$", "[a-z]+", r"(\w+\s?)*$"]
+
+
+@st.composite
+def deep_documents(draw):
+    """A plausible runbook with a date and a dotted key 1 to 1,200 levels deep somewhere,
+    sometimes with a deep table header too."""
+    depth = draw(st.integers(min_value=1, max_value=1200))
+    place, prefix = draw(st.sampled_from(DEEP_PLACES))
+    value = draw(st.sampled_from(["1", '"x"', "[1, [2]]", "{ a = 1 }"] + DATES))
+    tables = {
+        None: [],
+        "runbook": ['title = "deep"', "created_at = %s" % draw(st.sampled_from(DATES))],
+        "variables": ['X = { type = "dict", default = {} }'],
+        "n0": ['type = "Function"', 'plugin = "python"', 'function = "notify"', 'function_params.message = "m"'],
+        "n1": ['type = "Command"', 'command_name = "echo {{ X }}"', "when = \"has_run('n0')\""],
+    }
+    tables[place].append(prefix + ".".join("k%d" % (i % 7) for i in range(depth)) + " = " + value)
+    header_depth = draw(st.sampled_from([0, 0, 1, 50, 150]))
+    if header_depth:
+        tables[".".join(["t"] * header_depth)] = ["v = %s" % draw(st.sampled_from(DATES))]
+    lines = list(tables.pop(None))
+    for name, keys in tables.items():
+        lines.append("[%s]" % name)
+        lines.extend(keys)
+    return "\n".join(lines) + "\n"
+
+
+@SETTINGS
+@given(deep_documents(), st.booleans())
+def test_deep_keys_with_dates_raise_only_compile_errors(text, bake):
+    compiled = compile_or_diagnose(text, bake=bake)
+    if compiled is not None:
+        compiled.plan.dumps()
+
+
+@st.composite
+def long_string_documents(draw):
+    """Very long strings (up to 1 MB, with quotes, newlines and template braces) in fields,
+    variable defaults and keys; long values supplied on the command line for a pattern."""
+    size = draw(st.sampled_from([1000, 100_000, 1_000_000]))
+    unit = draw(st.sampled_from(["a", "é", "{{", '\\"', "\\n", "x y ", "'"]))
+    text = (unit * (size // len(unit) + 1))[:size]
+    field = draw(st.sampled_from(LONG_FIELDS))
+    quote = draw(st.sampled_from(["basic", "literal", "multi"]))
+    if quote == "literal":
+        literal = "'%s'" % text.replace("'", "x")
+    elif quote == "multi":
+        literal = '"""\n%s"""' % text.replace('"', "x")
+    else:
+        literal = '"%s"' % text.replace('"', "x")
+    pattern = draw(st.sampled_from(EVIL_PATTERNS))
+    key = draw(st.sampled_from(["k", '"%s"' % ("q" * min(size, 5000))]))
+    doc = (
+        '[runbook]\ntitle = "long"\ncreated_at = 2025-01-20\n\n[variables]\nV = { pattern = %s }\nW = { default = %s }\n\n'
+        '[n0]\ntype = "Command"\ncommand_name = "echo {{ V }}"\n%s = %s\nenv = { %s = "1" }\n'
+        % (toml_string(pattern), literal, field, literal, key)
+    )
+    # the value checked against the pattern: long, but short enough for a quick suite
+    supplied = {"V": draw(st.sampled_from(["a" * 40 + "!", "a" * min(size, 20_000), text[:20_000]]))}
+    return doc, supplied
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(long_string_documents(), st.booleans())
+def test_very_long_strings_raise_only_compile_errors(document, bake):
+    text, supplied = document
+    compile_or_diagnose(text, supplied, bake)
 
 
 TOKENS = list("[]{}=\"'.,#:\\\n abcn01_-%") + ["type", "runbook", "title", "{{", "}}", '"""', "'''", "= {", "Manual"]

@@ -487,7 +487,8 @@ def test_bounded_durations_via_playbook_config_validate_and_run(tmp_path):
     local_file(tmp_path, "[execution]\ndefault_timeout = 1e308\n")
     r = pb(tmp_path, "config", "--validate")
     assert r.returncode == 2
-    assert "%s:2: error: execution.default_timeout must be at most 604800 seconds (7 days)" % (tmp_path / "playbook.toml") in r.err
+    expected = "%s:2: error: execution.default_timeout must be at most 604800 seconds (7 days)"
+    assert expected % (tmp_path / "playbook.toml") in r.err
     local_file(tmp_path, "[execution]\ndefault_timeout = 60\n")
     rb = write_runbook(tmp_path, ECHO)
     r = pb(tmp_path, "run", rb, "--state-path", tmp_path / "s.db", env={"PLAYBOOK_DEFAULT_TIMEOUT": "1e308"})

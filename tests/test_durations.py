@@ -46,3 +46,17 @@ def test_refused_with_a_message_naming_the_field_not_the_value(value, what, mess
         check_duration(value, what)
     assert str(info.value) == message
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: runtime/templating._typed must check a rendered timeout with durations.check_duration "
+    "(templating belongs to another branch; the lead wires it and removes this mark)",
+)
+def test_a_templated_timeout_rendered_at_run_time_is_bounded_too():
+    from playbook.runtime import templating
+    from playbook.runtime.plan import Node
+
+    node = Node("n", "Command", timeout="{{ T }}")
+    with pytest.raises(templating.TemplateError, match=r"timeout must be at most 604800 seconds \(7 days\)"):
+        templating.render_field(node, "timeout", {"T": 1e308})

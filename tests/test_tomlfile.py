@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import sys
 
 import pytest
 from conftest import run_playbook
@@ -65,6 +66,14 @@ def test_key_longer_than_tomli_allows_is_a_toml_error():
         tomlfile.loads("a = 1\n" + "k." * 5000 + "k = 1\n")
     assert info.value.message == "invalid TOML: arrays or tables nested too deeply"
     assert info.value.line == 2
+
+
+def test_integer_with_thousands_of_digits_is_a_toml_error():
+    if not hasattr(sys, "get_int_max_str_digits"):
+        pytest.skip("this Python converts integers of any length")
+    with pytest.raises(TomlError) as info:
+        tomlfile.loads("a = 1\nb = [\n  1,\n  %s]\n" % ("9" * 5000))
+    assert (info.value.message, info.value.line) == ("invalid TOML: an integer with thousands of digits", 4)
 
 
 def test_plain_turns_dates_into_iso_text_at_any_depth():
