@@ -659,10 +659,12 @@ def _read(disk):
         return handle.read()
 
 
-def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(), interpreters=(), bytecode=True, warn=None):
+def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(), interpreters=(), bytecode=True, warn=None,
+          approval_signers=None):
     """Write the bundle for a Compiled runbook to `output`. Returns a report (dict).
 
     `targets` (a list of Target) overrides the discovery from `pythons`/`interpreters`.
+    `approval_signers` (an ssh allowed-signers file) makes the bundle accept signed approvals only.
     """
     from playbook import __version__
 
@@ -683,6 +685,8 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
 
     epoch = build_epoch(epoch)
     manifest = make_manifest(plan, compiled.summary()["title"], plugins, dists, floor, floor_from, trees, epoch)
+    if approval_signers:
+        manifest["approval_signers"] = read_allowed_signers(approval_signers)
     entries = archive_entries(plan, manifest, sources, dists, trees)
     prefix = launcher(os.path.basename(output), manifest["runbook"]["title"], __version__, floor, trees.magic)
     data = write_archive(prefix, entries, epoch if epoch is not None else DEFAULT_EPOCH)
@@ -801,6 +805,22 @@ def compile_trees(targets, sources, origin, warn):
             warn("%s: no bytecode for Python %s (%s); it stays source" % (rel, target.label, error))
         trees.add(target, pycs, data_files)
     return trees
+
+
+def read_allowed_signers(path):
+    """The text of an ssh allowed-signers file (principals, then a public key); refused when it
+    names no principal with a key."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise BundleError("--approval-signers %s: %s" % (path, exc.strerror or exc), code=2) from None
+    lines = [line.split() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines or any(len(words) < 3 or not any(w.startswith(("ssh-", "ecdsa-", "sk-")) for w in words[1:]) for words in lines):
+        raise BundleError(
+            "--approval-signers %s: not an ssh allowed-signers file (each line: principals, key type, key)" % path, code=2
+        )
+    return text
 
 
 def build_epoch(epoch):

@@ -225,8 +225,12 @@ _PASS = {"context_settings": {"ignore_unknown_options": True, "allow_extra_args"
 @click.option("--interpreter", "interpreters", multiple=True, type=click.Path(dir_okay=False), help="Build bytecode with this interpreter (repeatable).")
 @click.option("--no-bytecode", is_flag=True, help="Sources only (smaller, slower start).")
 @click.option("--sign-key", type=click.Path(dir_okay=False), help="Sign with this SSH private key: writes OUTPUT.sig.")
+@click.option(
+    "--approval-signers", type=click.Path(dir_okay=False),
+    help="An ssh allowed-signers file: the bundle accepts only approvals signed by these principals.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result (manifest, size, sha256) as JSON.")
-def compile_command(file, output, var_pairs, vars_file, vars_env, pythons, interpreters, no_bytecode, sign_key, as_json):
+def compile_command(file, output, var_pairs, vars_file, vars_env, pythons, interpreters, no_bytecode, sign_key, approval_signers, as_json):
     """Build one executable file that runs the runbook on a server with only a system Python.
 
     Validates first (same diagnostics as `validate`); the given variables are baked in (never
@@ -245,7 +249,8 @@ def compile_command(file, output, var_pairs, vars_file, vars_env, pythons, inter
     output = output or default_output(file)
     try:
         report = build(
-            compiled, output, sign_key=sign_key, pythons=pythons, interpreters=interpreters, bytecode=not no_bytecode
+            compiled, output, sign_key=sign_key, pythons=pythons, interpreters=interpreters, bytecode=not no_bytecode,
+            approval_signers=approval_signers,
         )
     except BundleError as exc:
         click.echo("error: %s" % exc, err=True)
@@ -281,6 +286,81 @@ _runtime("info", "Database location and statistics; --plugins lists plugins.")
 _runtime("set-status", "Correct the recorded status of a step (audited).")
 _runtime("report", "Write a run's report: self-contained HTML, JUnit XML for CI, JSON.")
 _runtime("approve", "Record a decision on a waiting step's question (out of band, or signed).")
+
+
+@cli.group("approval")
+def approval_group():
+    """Approvals made away from the host: sign one on your workstation, carry the file over.
+
+    \b
+    Example (the approver, on a workstation):
+      playbook approval sign --bundle deploy.pyz --run 7 --node approve_production \\
+          --key ~/.ssh/id_ed25519 -o approve-7.json
+    Then, on the server:
+      ./deploy.pyz approve 7 approve_production --signature approve-7.json
+    """
+
+
+@approval_group.command("sign")
+@click.option("--bundle", "bundle_path", type=click.Path(exists=True, dir_okay=False), help="The bundle the run was started with.")
+@click.option("--plan-hash", metavar="SHA256", help="The run's plan hash instead of --bundle (`show --run N --json`).")
+@click.option("--run", "run_id", type=int, required=True, help="The run (its id on the server).")
+@click.option("--node", required=True, help="The step whose question is answered.")
+@click.option("--reject", is_flag=True, help="Sign a rejection instead of an approval.")
+@click.option("--valid-for", default="2h", show_default=True, help="How long the approval stays valid (30m, 2h, 1d).")
+@click.option("--principal", help="Your principal in the allowed-signers list (default: your user name).")
+@click.option("--note", help="Why (recorded on the server).")
+@click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help="Your SSH private key.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The signed approval file to write.")
+def approval_sign(bundle_path, plan_hash, run_id, node, reject, valid_for, principal, note, key, output):
+    """Sign an approval (or rejection) of one step of one run, bound to the bundle's plan.
+
+    Uses `ssh-keygen -Y sign` in the namespace `playbook-approval`. The server checks the plan,
+    the run, the step, the expiry and the signature against the principals the bundle was
+    compiled with (--approval-signers).
+    """
+    from playbook.runtime import approvals
+    from playbook.runtime.errors import PlaybookError
+    from playbook.runtime.state import current_user
+
+    if bool(bundle_path) == bool(plan_hash):
+        click.echo("error: give --bundle or --plan-hash (one of them)", err=True)
+        sys.exit(EXIT_INVALID)
+    try:
+        if bundle_path:
+            plan_hash = _bundle_plan_hash(bundle_path)
+        data = approvals.payload(
+            plan_hash, run_id, node, "rejected" if reject else "approved", principal or current_user(),
+            approvals.parse_duration(valid_for),
+        )
+        if note:
+            data["note"] = note
+        signature = approvals.sign(data, key)
+    except PlaybookError as exc:
+        click.echo("error: %s" % exc, err=True)
+        sys.exit(exc.exit_code)
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(approvals.signed_document(data, signature))
+    except OSError as exc:
+        click.echo("error: cannot write %s: %s" % (output, exc.strerror or exc), err=True)
+        sys.exit(4)
+    click.echo("wrote %s: %s of %s in run %d (plan %s…), valid until %s" % (
+        output, data["decision"], node, run_id, plan_hash[:12], data["expires"]))
+
+
+def _bundle_plan_hash(path):
+    """The plan identity of a bundle: the SHA-256 of its plan.json member."""
+    import hashlib
+    import zipfile
+
+    from playbook.runtime.errors import BundleError
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return hashlib.sha256(archive.read("plan.json")).hexdigest()
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise BundleError("%s is not a Playbook bundle: %s" % (path, exc)) from None
 
 
 @cli.command("view-dag")
