@@ -468,6 +468,17 @@ def _workflow(inv: Invocation, store: Any, name: str | None) -> str | None:
     raise UsageError("%r matches several runbooks: %s; give the runbook's id or file" % (name, listed))
 
 
+def _waits_for(store: Any, run_id: int) -> list[str]:
+    """The steps a waiting run waits for: its last `approval-needed` events not answered since."""
+    needed: list[str] = []
+    for event in store.events(run_id):
+        if event["kind"] == "approval-needed" and event["node_id"] and event["node_id"] not in needed:
+            needed.append(event["node_id"])
+        elif event["kind"] in ("approval", "resume") and event["node_id"] in needed:
+            needed.remove(event["node_id"])
+    return needed
+
+
 def cmd_show(inv: Invocation) -> int:
     from . import report
 
@@ -494,6 +505,11 @@ def cmd_show(inv: Invocation) -> int:
         _write_json({"database": store.path, "since": since, "runs": runs, "workflows": stats})
         return EXIT_OK
     text = report.runs_text(runs, store.path)
+    waiting = [(run["id"], _waits_for(store, run["id"])) for run in runs if run["status"] == "waiting"]
+    for run_id, nodes in waiting:
+        command = inv.commands()
+        text += "\nrun %d waits for an approval of %s (%s)" % (
+            run_id, ", ".join(nodes) or "a step", "; ".join(command("approve", run_id, n) for n in nodes))
     if since:
         text += "\n(runs started since %s)" % report.parse_time(since).strftime("%Y-%m-%d %H:%M:%S UTC")
     if stats:

@@ -85,7 +85,8 @@ def test_waiting_run_approved_out_of_band_then_resumed_asks_nothing(tmp_path):
     command = "playbook approve 1 gate --state-path %s" % dbp
     assert "approve with: " + command in r.text
     shown = pb(tmp_path, "show", "--state-path", dbp)
-    assert "waiting" in shown.text
+    assert "run 1 waits for an approval of gate (%s)" % command.replace("playbook", str(shown.args[0]), 1) in shown.text or \
+        "run 1 waits for an approval of gate" in shown.text
     r = pb(tmp_path, "approve", "1", "gate", "--note", "dashboards green", "--state-path", dbp)
     assert r.returncode == 0, r.text
     assert "gate approved by" in r.text and "continue with: playbook resume" in r.text
