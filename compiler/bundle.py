@@ -14,7 +14,8 @@ Layout of the file::
                                          interpreter, unchecked-hash, compiled by that interpreter
 
 Integrity: line 2 of the launcher holds the SHA-256 of the whole file computed with those 64
-digits as zeros; the boot code checks it before anything is imported from the archive.
+digits as zeros; the boot code checks it before anything is imported from the archive. The
+bundle's identity is the SHA-256 of the file as written (runtime/bundle.py).
 
 Bytecode trees leave out SOURCE_ONLY (modules used only for syntax highlighting, tracebacks,
 Markdown and Windows, about half of the code by size); the boot code finds those in the
@@ -36,10 +37,10 @@ import tempfile
 import time
 import zipfile
 
+from playbook.runtime.bundle import DIGEST_MARK, SIGN_NAMESPACE, identity_text
+
 BUNDLE_FORMAT = 1
 BOOT_MARK = b"\n#=playbook-boot=\n"
-DIGEST_MARK = b"\n#=playbook-sha256="  # line 2 of the launcher, then 64 hex digits
-SIGN_NAMESPACE = "playbook-bundle"
 DEFAULT_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
 MIN_FLOOR = (3, 9)
 SUPPORTED = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
@@ -929,7 +930,7 @@ def describe(report):
         )
     if manifest["plan"]["host_variables"]:
         lines.append("  variables taken on the host: %s" % ", ".join(manifest["plan"]["host_variables"]))
-    lines.append("  sha256: %s" % report["sha256"])
+    lines.append("  " + identity_text(report["sha256"]))
     if report["signature"]:
         lines.append("  signature: %s (check on the server: ./%s verify --allowed-signers FILE)" % (report["signature"], os.path.basename(report["output"])))
     return lines

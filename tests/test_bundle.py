@@ -6,9 +6,11 @@ come from the bundle. Bundles are built once per module (five bytecode trees tak
 """
 
 import glob
+import hashlib
 import json
 import marshal
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -375,6 +377,115 @@ def test_a_flipped_byte_is_refused(deploy, tmp_path, home):
             assert proc.returncode == 4, (offset, cmd, proc.stderr)
             assert "is damaged" in proc.stderr and "copy the original bundle again" in proc.stderr
             assert "Traceback" not in proc.stderr
+
+
+def test_one_identity_shown_the_same_way_by_compile_verify_and_inspect(tmp_path, home):
+    """The SHA-256 of the file (what `sha256sum` prints), as `bundle sha256: ...`; the digest
+    in line 2 (of the file with that field as zeros) is never shown as a second hash."""
+    out = tmp_path / "d.pyz"
+    compiled = run_playbook(["compile", EXAMPLE, "-o", out, "--no-bytecode"], env={"SOURCE_DATE_EPOCH": EPOCH})
+    assert compiled.returncode == 0, compiled.stderr
+    data = out.read_bytes()
+    identity = hashlib.sha256(data).hexdigest()
+    embedded = data[data.index(bundle_mod.DIGEST_MARK) + len(bundle_mod.DIGEST_MARK) :][:64].decode()
+    line = "bundle sha256: %s" % identity
+    env = bare_env(home, INTERPRETERS[0])
+    verify = run([out, "verify"], env)
+    inspect = run([out, "inspect"], env)
+    assert (verify.returncode, inspect.returncode) == (0, 0), verify.stderr + inspect.stderr
+    for text in (compiled.stdout, verify.stdout, inspect.stdout):
+        assert line in [l.strip() for l in text.splitlines()], text
+        assert embedded not in text
+    assert re.findall(r"\b[0-9a-f]{64}\b", compiled.stdout + verify.stdout) == [identity, identity]
+    as_json = json.loads(run([out, "inspect", "--json"], env).stdout)["bundle"]
+    assert as_json["sha256"] == identity and as_json["problems"] == [] and embedded not in json.dumps(as_json)
+    report = json.loads(run_playbook(["compile", EXAMPLE, "-o", out, "--no-bytecode", "--json"], env={"SOURCE_DATE_EPOCH": EPOCH}).stdout)
+    assert report["sha256"] == identity and embedded not in json.dumps(report)
+    from playbook.runtime.bundle import identity_text, open_bundle
+
+    assert identity_text(open_bundle(str(out)).identity) == line  # what the run header shows
+
+
+def _rebuilt(bundle, change):
+    """The bundle with its archive entries changed by change(entries) and its embedded digest
+    recomputed: it starts, as any bundle someone rebuilt on purpose would."""
+    data = bundle.read_bytes()
+    with zipfile.ZipFile(bundle) as archive:
+        first = min(info.header_offset for info in archive.infolist())
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    change(entries)
+    prefix = bytearray(data[:first])
+    start = prefix.index(bundle_mod.DIGEST_MARK) + len(bundle_mod.DIGEST_MARK)
+    prefix[start : start + 64] = b"0" * 64
+    rebuilt = bundle.parent / ("rebuilt-" + bundle.name)
+    rebuilt.write_bytes(bundle_mod.write_archive(bytes(prefix), entries, int(EPOCH)))
+    rebuilt.chmod(0o755)
+    return rebuilt
+
+
+def _change_a_command(entries):
+    from playbook.runtime.plan import dumps_canonical
+
+    plan = json.loads(entries["plan.json"])
+    node = next(n for n in plan["nodes"] if n.get("command"))
+    node["command"] = "echo changed"
+    entries["plan.json"] = dumps_canonical(plan)
+
+
+def _hide_a_host_variable(entries):
+    manifest = json.loads(entries["manifest.json"])
+    manifest["plan"]["host_variables"] = manifest["plan"]["host_variables"][1:]
+    entries["manifest.json"] = json.dumps(manifest).encode()
+
+
+def test_inspect_and_verify_check_the_manifest_against_the_plan_inside(deploy, tmp_path, home):
+    """`inspect` shows the plan's hash recomputed from plan.json, and a manifest that does not
+    describe the plan inside is an error (exit 4), for inspect and verify alike."""
+    work = tmp_path / "w"
+    work.mkdir()
+    shutil.copy(str(deploy), str(work / "deploy.pyz"))
+    env = bare_env(home, INTERPRETERS[0])
+    changed = _rebuilt(work / "deploy.pyz", _change_a_command)
+    with zipfile.ZipFile(changed) as archive:
+        actual = hashlib.sha256(archive.read("plan.json")).hexdigest()
+        said = json.loads(archive.read("manifest.json"))["plan"]["sha256"]
+    assert actual != said
+    assert run([changed, "--version"], env).returncode == 0  # the embedded digest is right
+    proc = run([changed, "inspect"], env)
+    assert proc.returncode == 4
+    assert "  plan:         9 nodes, sha256 %s\n" % actual in proc.stdout and said not in proc.stdout
+    assert "integrity:    NOT OK (1 error; see below)" in proc.stdout
+    assert proc.stderr == "error: the manifest says plan sha256 %s, but plan.json inside gives %s\n" % (said, actual)
+    proc = run([changed, "inspect", "--json"], env)
+    assert proc.returncode == 4 and json.loads(proc.stdout)["bundle"]["problems"] == [proc.stderr[len("error: ") :].strip()]
+    proc = run([changed, "verify"], env)
+    assert proc.returncode == 4 and "NOT VERIFIED" in proc.stderr and "plan sha256" in proc.stderr
+    assert "integrity: ok" not in proc.stdout
+
+    hidden = _rebuilt(work / "deploy.pyz", _hide_a_host_variable)
+    proc = run([hidden, "inspect"], env)
+    assert proc.returncode == 4
+    assert "taken on this host:  APP_NAME, BREAK_HEALTH_CHECK, DEPLOY_TIMEOUT" in proc.stdout
+    assert proc.stderr.startswith("error: the manifest says variables taken on the host BREAK_HEALTH_CHECK, DEPLOY_TIMEOUT")
+    assert proc.stderr.endswith("but plan.json inside gives APP_NAME, BREAK_HEALTH_CHECK, DEPLOY_TIMEOUT, ENVIRONMENT, SKIP_TESTS, VERSION\n")
+
+
+def test_inspect_and_verify_check_the_embedded_sha256_again(deploy, tmp_path, capsys):
+    """Not only at start: a file changed since (here opened without the boot code) is refused."""
+    from playbook.runtime import bundle as runtime_bundle
+
+    data = bytearray(deploy.read_bytes())
+    data[200] ^= 0x01  # in the launcher's comments: only the digest notices
+    bad = tmp_path / "bad.pyz"
+    bad.write_bytes(bytes(data))
+    context = runtime_bundle.open_bundle(str(bad))
+    assert runtime_bundle.cmd_inspect([], context) == 4
+    out, err = capsys.readouterr()
+    assert "integrity:    NOT OK" in out and "bundle sha256: %s" % hashlib.sha256(data).hexdigest() in out
+    assert err.startswith("error: the file does not match its embedded SHA-256 (line 2 says ")
+    assert runtime_bundle.cmd_verify([], context) == 4
+    out, err = capsys.readouterr()
+    assert "integrity: ok" not in out and "does not match its embedded SHA-256" in err
 
 
 def _keys(tmp_path, name):
