@@ -568,20 +568,39 @@ def source_only(rel):
 # Writing the file
 # --------------------------------------------------------------------------------------------
 
-MAIN_PY = b'''# Playbook bundle started as `python3 FILE`: run the boot code stored at the top of this file,
-# after the sh launcher. It checks the SHA-256 of the whole file before anything is imported.
-import sys
+# `python3 FILE` runs the archive's __main__.py, which Python reads from the zip before any of
+# our code can check anything. It runs the boot code at the top of the file (which checks the
+# SHA-256 of the whole file first), and it is built so that most damage to its own bytes ends in
+# the "is damaged" message too: it is stored uncompressed, in a latin-1 file (every byte
+# decodes), and its code and its error handler are hex in raw strings (no single changed byte
+# there can end the string or make a NUL), run by `exec` inside `try`. The handler is not run for
+# exits (the boot code's own messages) and lets through any error once the boot code has checked
+# the file. Only the few bytes around the hex are unguarded (README, "Security").
+_MAIN_CODE = b"""import sys
 _playbook_ok = False
-try:
-    with open(sys.argv[0], "rb") as _bundle:
-        _head = _bundle.read(65536)
-    exec(compile(_head.split(b"\\n#=playbook-boot=\\n")[1], "boot", "exec"))
-except Exception:
-    if _playbook_ok:
-        raise
-    sys.stderr.write("playbook: %s is damaged (its start-up code fails); copy the original bundle again\\n" % sys.argv[0])
-    sys.exit(4)
-'''
+with open(sys.argv[0], 'rb') as _bundle:
+    _head = _bundle.read(65536)
+exec(compile(_head.split(b'\\n#=playbook-boot=\\n')[1], 'boot', 'exec'))
+"""
+_MAIN_DAMAGED = b"""import sys
+if globals().get('_playbook_ok'):
+    raise
+sys.stderr.write('playbook: %s is damaged (its start-up code fails); copy the original bundle again\\n' % sys.argv[0])
+sys.exit(4)
+"""
+
+
+def _hex_exec(code):
+    return b'exec(bytes(bytearray.fromhex(r"""' + code.hex().encode("ascii") + b'""")))'
+
+
+MAIN_PY = (
+    b"#coding:latin1\n"
+    # no space, "@", "*", "-", "J" or "M", which one changed bit turns into a NUL or a line break
+    b"#Playbook_bundle:python3_FILE_starts_here,the_hex_runs_the_boot_code_at_the_top_of_the_file\n"
+    b"try:" + _hex_exec(_MAIN_CODE) + b"\n"
+    b"except Exception:" + _hex_exec(_MAIN_DAMAGED) + b"\n"
+)
 
 
 def _launcher_template():
@@ -642,7 +661,7 @@ def write_archive(prefix, entries, epoch):
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(entries):
             info = zipfile.ZipInfo(name, date_time)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED if name == "__main__.py" else zipfile.ZIP_DEFLATED
             info.create_system = 3
             info.external_attr = 0o100644 << 16
             archive.writestr(info, entries[name], compresslevel=9)

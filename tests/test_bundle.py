@@ -7,6 +7,7 @@ come from the bundle. Bundles are built once per module (five bytecode trees tak
 
 import glob
 import hashlib
+import io
 import json
 import marshal
 import os
@@ -369,14 +370,74 @@ def test_a_flipped_byte_is_refused(deploy, tmp_path, home):
         bad = tmp_path / "bad.pyz"
         bad.write_bytes(bytes(broken))
         bad.chmod(0o755)
-        # `python3 FILE` makes Python read the zip directory before any of our code runs, so
-        # damage there is reported by Python itself; the launcher checks before that.
-        ways = [[bad, "--version"]] + ([[python, bad, "--version"]] if offset < directory else [])
-        for cmd in ways:
+        for cmd in ([bad, "--version"], [python, bad, "--version"]):
             proc = run(cmd, bare_env(home, python))
-            assert proc.returncode == 4, (offset, cmd, proc.stderr)
-            assert "is damaged" in proc.stderr and "copy the original bundle again" in proc.stderr
-            assert "Traceback" not in proc.stderr
+            _assert_refused_as_damaged(proc, (offset, cmd))
+
+
+def _assert_refused_as_damaged(proc, what):
+    """Exit 4 with our message; or, for `python3 FILE` when Python itself cannot read the zip
+    archive, Python's SyntaxError showing the launcher's line that says so (exit 1)."""
+    if proc.returncode == 1:
+        assert "is damaged (Python cannot read the zip archive in it); copy the original bundle again" in proc.stderr, (what, proc.stderr)
+        assert "SyntaxError" in proc.stderr, (what, proc.stderr)
+    else:
+        assert proc.returncode == 4, (what, proc.stderr)
+        assert "is damaged" in proc.stderr and "copy the original bundle again" in proc.stderr, (what, proc.stderr)
+    assert "Traceback" not in proc.stderr, (what, proc.stderr)
+
+
+def _main_py(data):
+    """(offset, bytes) of the archive's __main__.py inside the bundle's bytes."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo("__main__.py")
+        assert info.compress_type == zipfile.ZIP_STORED  # what Python reads first is readable as it is
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    return start, data[start : start + info.file_size]
+
+
+@pytest.mark.parametrize("python", [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS, ids=_label)
+def test_python3_on_a_bundle_with_a_damaged_main_gives_the_damage_message(deploy, tmp_path, home, python):
+    """`python3 FILE` runs __main__.py before any check: damage to its code or its error handler
+    still ends in exit 4 and the message (each eleventh byte, a different bit each time). The
+    README names the bytes around them where Python's own error shows instead; among them the
+    last hex digit, which turned into a quote would end the string early."""
+    data = deploy.read_bytes()
+    start, main = _main_py(data)
+    hex_parts = [(m.start(1), m.end(1)) for m in re.finditer(rb'r"""([0-9a-f]+)"""', main)]
+    assert len(hex_parts) == 2  # the code and the handler for damage
+    bad = tmp_path / "bad.pyz"
+    tried = 0
+    for first, last in hex_parts:
+        for offset in range(first, last - 1, 11):
+            broken = bytearray(data)
+            broken[start + offset] ^= 1 << (offset % 8)
+            bad.write_bytes(bytes(broken))
+            proc = run([python, bad, "--version"], bare_env(home))
+            tried += 1
+            assert proc.returncode == 4, (offset, proc.stderr)
+            assert "is damaged" in proc.stderr and "copy the original bundle again" in proc.stderr, (offset, proc.stderr)
+            assert "Traceback" not in proc.stderr, (offset, proc.stderr)
+    assert tried >= 20
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=_label)
+def test_python3_on_a_damaged_or_incomplete_zip_names_the_damage(deploy, tmp_path, home, python):
+    """When the zip's end record is damaged, or the copy is incomplete, Python finds no
+    archive and reads the file as a script: its first error is the launcher's line that says
+    what happened. `./FILE` checks before Python reads anything: exit 4."""
+    data = deploy.read_bytes()
+    bad = tmp_path / "deploy.pyz"
+    end_record = len(data) - 22
+    for broken in (data[:end_record] + b"PK\x05\x07" + data[end_record + 4 :], data[: len(data) // 2]):
+        bad.write_bytes(broken)
+        bad.chmod(0o755)
+        proc = run([python, bad, "--version"], bare_env(home))
+        assert proc.returncode == 1
+        assert "deploy.pyz is damaged (Python cannot read the zip archive in it); copy the original bundle again" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        proc = run([bad, "--version"], bare_env(home, python))
+        assert proc.returncode == 4 and "is damaged" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_one_identity_shown_the_same_way_by_compile_verify_and_inspect(tmp_path, home):
