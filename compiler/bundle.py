@@ -25,6 +25,8 @@ names), bytecode compiled with PYTHONHASHSEED=0. STRIP_DOCSTRINGS packages get b
 docstrings (asserts kept, unlike -OO).
 """
 
+from __future__ import annotations
+
 import hashlib
 import io
 import json
@@ -222,15 +224,15 @@ def _filter(files, notes, strict):
     return kept
 
 
-def collect_distribution(name, role):
+def collect_distribution(name: str, role: str) -> Dist:
     """A Dist from the build environment's installed distribution `name`."""
     import importlib.metadata as md
 
     try:
         dist = md.distribution(name)
     except md.PackageNotFoundError:
-        raise BundleError("distribution %r is not installed in the build environment (%s)" % (name, sys.executable))
-    notes = []
+        raise BundleError("distribution %r is not installed in the build environment (%s)" % (name, sys.executable)) from None
+    notes: list = []
     files = _recorded_files(dist)
     if not any(rel.endswith(".py") and os.path.isfile(disk) for rel, disk in files.items()):
         files = _editable_files(dist, notes)
@@ -285,7 +287,7 @@ def resolve_distributions(plugin_dists, warn):
     import importlib.metadata as md
 
     queue = [(n, "runtime", None) for n in RUNTIME_DISTRIBUTIONS] + [(n, "plugin", None) for n in plugin_dists]
-    found = {}
+    found: dict = {}
     order = []
     while queue:
         name, role, parent = queue.pop(0)
@@ -315,7 +317,7 @@ def resolve_distributions(plugin_dists, warn):
                 if marker:
                     warn("%s requires %s (%s), which is not installed here; not included" % (dist.name, req_name, marker))
                     continue
-                raise BundleError("%s requires %s, which is not installed in the build environment" % (dist.name, req_name))
+                raise BundleError("%s requires %s, which is not installed in the build environment" % (dist.name, req_name)) from None
             queue.append((req_name, "dependency", dist.name))
     return [found[key] for key in order]
 
@@ -404,7 +406,7 @@ def candidate_interpreters():
     """The building interpreter, python3.9-3.13 and python3 on PATH, then pyenv's versions."""
     import glob
 
-    names = [sys.executable]
+    names: list = [sys.executable]
     for major, minor in reversed(SUPPORTED):
         names.append(shutil.which("python%d.%d" % (major, minor)))
     names.append(shutil.which("python3"))
@@ -449,7 +451,7 @@ def choose_targets(floor, pythons=(), interpreters=(), bytecode=True, warn=print
     """
     if not bytecode:
         return []
-    chosen = {}
+    chosen: dict = {}
     if pythons or interpreters:
         for path in interpreters:
             target = probe(path)
@@ -651,7 +653,7 @@ def zip_time(epoch):
     return time.gmtime(epoch)[:6]
 
 
-def write_archive(prefix, entries, epoch):
+def write_archive(prefix: bytes, entries: dict, epoch: int) -> bytes:
     """prefix + zip of entries (sorted, fixed time and modes), with the SHA-256 of the whole
     file (computed with the digest field as zeros) written into the launcher's line 2.
     Returns the bytes of the file."""
@@ -679,7 +681,10 @@ def _read(disk):
         return handle.read()
 
 
-def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(), interpreters=(), bytecode=True, warn=None):
+def build(
+    compiled, output: str, targets: list | None = None, sign_key: str | None = None, epoch: int | None = None,
+    pythons=(), interpreters=(), bytecode: bool = True, warn=None,
+) -> dict:
     """Write the bundle for a Compiled runbook to `output`. Returns a report (dict).
 
     `targets` (a list of Target) overrides the discovery from `pythons`/`interpreters`.
@@ -688,7 +693,7 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
 
     if sign_key and not os.path.isfile(sign_key):
         raise BundleError("--sign-key %s: no such key file" % sign_key, code=2)
-    notes = []
+    notes: list = []
     warn = warn or notes.append
     plan = compiled.plan
 
@@ -719,7 +724,7 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
     }
 
 
-def bundled_plugins(plan):
+def bundled_plugins(plan) -> dict:
     """{plugin name: {"entry_point", "distribution"}} of the plugins the plan's Function nodes
     use, other than the built-in ones; each must come from an installed distribution."""
     from playbook.runtime.plugins import BUILTINS, Registry
@@ -737,7 +742,7 @@ def bundled_plugins(plan):
     return plugins
 
 
-def collect_distributions(plugins, warn):
+def collect_distributions(plugins: dict, warn) -> list:
     """The distributions to copy (see resolve_distributions), their notes passed to `warn`;
     sets the "version" of each plugin's entry to that of its distribution."""
     dists = resolve_distributions([info["distribution"] for info in plugins.values()], warn)
@@ -750,7 +755,7 @@ def collect_distributions(plugins, warn):
     return dists
 
 
-def python_floor(dists):
+def python_floor(dists: list) -> tuple:
     """The bundle's floor: the highest Requires-Python lower bound (of playbook and of every
     distribution), at least 3.9; and which requirements set it ("name spec")."""
     own_requires = playbook_requires_python()
@@ -761,7 +766,7 @@ def python_floor(dists):
     return floor, floor_from
 
 
-def collect_sources(dists):
+def collect_sources(dists: list) -> tuple:
     """{archive name: disk path} of every file copied, and {archive name: who provides it}:
     playbook's runtime, then each distribution (no file may come from two places)."""
     sources = dict(playbook_files())
@@ -802,7 +807,7 @@ class Trees:
             self.entries["%s/%s" % (target.tree, rel)] = None
 
 
-def compile_trees(targets, sources, origin, warn):
+def compile_trees(targets: list, sources: dict, origin: dict, warn) -> Trees:
     """Bytecode of the sources (but SOURCE_ONLY) for each target, compiled in parallel. A file
     of playbook's own that does not compile is an error; one of a distribution stays source."""
     hot = {rel: disk for rel, disk in sources.items() if rel.endswith(".py") and not source_only(rel)}
@@ -823,7 +828,7 @@ def compile_trees(targets, sources, origin, warn):
     return trees
 
 
-def build_epoch(epoch):
+def build_epoch(epoch: int | None) -> int | None:
     """The build time: `epoch`, else SOURCE_DATE_EPOCH, else None (not recorded)."""
     if epoch is not None:
         return epoch
@@ -831,7 +836,7 @@ def build_epoch(epoch):
     return int(text) if text and text.strip().isdigit() else None
 
 
-def make_manifest(plan, title, plugins, dists, floor, floor_from, trees, epoch):
+def make_manifest(plan, title: str, plugins: dict, dists: list, floor: tuple, floor_from: list, trees: Trees, epoch: int | None) -> dict:
     """manifest.json: what the bundle holds, for `inspect` and for people."""
     from playbook import __version__
 
@@ -873,7 +878,7 @@ def make_manifest(plan, title, plugins, dists, floor, floor_from, trees, epoch):
     }
 
 
-def archive_entries(plan, manifest, sources, dists, trees):
+def archive_entries(plan, manifest: dict, sources: dict, dists: list, trees: Trees) -> dict:
     """{archive name: bytes} of everything in the zip."""
     from playbook import __version__
 
@@ -908,7 +913,7 @@ def _write_executable(output, data):
     except OSError as exc:
         if temp and os.path.exists(temp):
             os.unlink(temp)
-        raise BundleError("cannot write %s: %s" % (output, exc.strerror or exc))
+        raise BundleError("cannot write %s: %s" % (output, exc.strerror or exc)) from None
 
 
 def sign(path, key):
@@ -923,7 +928,7 @@ def sign(path, key):
             stderr=subprocess.PIPE,
         )
     except OSError as exc:
-        raise BundleError("cannot sign: ssh-keygen is not available (%s); install OpenSSH 8.0 or newer" % exc)
+        raise BundleError("cannot sign: ssh-keygen is not available (%s); install OpenSSH 8.0 or newer" % exc) from None
     if proc.returncode != 0 or not os.path.exists(sig):
         text = proc.stderr.decode(errors="replace").strip() or "exit status %d" % proc.returncode
         raise BundleError("signing with %s failed: %s" % (key, text))

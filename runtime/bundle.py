@@ -241,10 +241,6 @@ def _size(path):
         return None
 
 
-def _plural(n, unit):
-    return "%s %s%s" % (n, unit, "" if n == 1 else "s")
-
-
 def inspect_text(bundle: BundleContext, found: Examined) -> str:
     """`inspect` in words: the plan's facts as recomputed from plan.json, the rest from the
     manifest."""
@@ -255,7 +251,7 @@ def _runbook_lines(bundle, found):
     runbook = bundle.manifest.get("runbook", {})
     by = " by %s" % runbook["author"] if runbook.get("author") else ""
     version = " %s" % runbook["version"] if runbook.get("version") else ""
-    nodes = "? nodes" if found.nodes is None else _plural(found.nodes, "node")
+    nodes = "? nodes" if found.nodes is None else "%d node%s" % (found.nodes, "" if found.nodes == 1 else "s")
     lines = [
         "%s: Playbook bundle of \"%s\"%s%s" % (bundle.name, runbook.get("title", ""), version, by),
         "  source:       %s (sha256 %s)" % (runbook.get("source", "?"), found.source_sha256 or "?"),
@@ -293,7 +289,8 @@ def _contents_lines(bundle, found):
     lines.append("  built:        %s" % (m.get("built_at") or "time not recorded (SOURCE_DATE_EPOCH was not set)"))
     lines.append("  " + identity_text(found.identity))
     if found.problems:
-        lines.append("  integrity:    NOT OK (%s; see below)" % _plural(len(found.problems), "error"))
+        count = len(found.problems)
+        lines.append("  integrity:    NOT OK (%d error%s; see below)" % (count, "" if count == 1 else "s"))
     else:
         lines.append("  integrity:    ok (the file matches its embedded SHA-256; the manifest matches the plan inside)")
     return lines
