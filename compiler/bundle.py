@@ -14,7 +14,8 @@ Layout of the file::
                                          interpreter, unchecked-hash, compiled by that interpreter
 
 Integrity: line 2 of the launcher holds the SHA-256 of the whole file computed with those 64
-digits as zeros; the boot code checks it before anything is imported from the archive.
+digits as zeros; the boot code checks it before anything is imported from the archive. The
+bundle's identity is the SHA-256 of the file as written (runtime/bundle.py).
 
 Bytecode trees leave out SOURCE_ONLY (modules used only for syntax highlighting, tracebacks,
 Markdown and Windows, about half of the code by size); the boot code finds those in the
@@ -23,6 +24,8 @@ fixed permissions, no path of the build machine inside (bytecode is compiled wit
 names), bytecode compiled with PYTHONHASHSEED=0. STRIP_DOCSTRINGS packages get bytecode without
 docstrings (asserts kept, unlike -OO).
 """
+
+from __future__ import annotations
 
 import hashlib
 import io
@@ -36,10 +39,10 @@ import tempfile
 import time
 import zipfile
 
+from playbook.runtime.bundle import DIGEST_MARK, SIGN_NAMESPACE, identity_text
+
 BUNDLE_FORMAT = 1
 BOOT_MARK = b"\n#=playbook-boot=\n"
-DIGEST_MARK = b"\n#=playbook-sha256="  # line 2 of the launcher, then 64 hex digits
-SIGN_NAMESPACE = "playbook-bundle"
 DEFAULT_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
 MIN_FLOOR = (3, 9)
 SUPPORTED = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
@@ -221,15 +224,15 @@ def _filter(files, notes, strict):
     return kept
 
 
-def collect_distribution(name, role):
+def collect_distribution(name: str, role: str) -> Dist:
     """A Dist from the build environment's installed distribution `name`."""
     import importlib.metadata as md
 
     try:
         dist = md.distribution(name)
     except md.PackageNotFoundError:
-        raise BundleError("distribution %r is not installed in the build environment (%s)" % (name, sys.executable))
-    notes = []
+        raise BundleError("distribution %r is not installed in the build environment (%s)" % (name, sys.executable)) from None
+    notes: list = []
     files = _recorded_files(dist)
     if not any(rel.endswith(".py") and os.path.isfile(disk) for rel, disk in files.items()):
         files = _editable_files(dist, notes)
@@ -284,7 +287,7 @@ def resolve_distributions(plugin_dists, warn):
     import importlib.metadata as md
 
     queue = [(n, "runtime", None) for n in RUNTIME_DISTRIBUTIONS] + [(n, "plugin", None) for n in plugin_dists]
-    found = {}
+    found: dict = {}
     order = []
     while queue:
         name, role, parent = queue.pop(0)
@@ -314,7 +317,7 @@ def resolve_distributions(plugin_dists, warn):
                 if marker:
                     warn("%s requires %s (%s), which is not installed here; not included" % (dist.name, req_name, marker))
                     continue
-                raise BundleError("%s requires %s, which is not installed in the build environment" % (dist.name, req_name))
+                raise BundleError("%s requires %s, which is not installed in the build environment" % (dist.name, req_name)) from None
             queue.append((req_name, "dependency", dist.name))
     return [found[key] for key in order]
 
@@ -403,7 +406,7 @@ def candidate_interpreters():
     """The building interpreter, python3.9-3.13 and python3 on PATH, then pyenv's versions."""
     import glob
 
-    names = [sys.executable]
+    names: list = [sys.executable]
     for major, minor in reversed(SUPPORTED):
         names.append(shutil.which("python%d.%d" % (major, minor)))
     names.append(shutil.which("python3"))
@@ -448,7 +451,7 @@ def choose_targets(floor, pythons=(), interpreters=(), bytecode=True, warn=print
     """
     if not bytecode:
         return []
-    chosen = {}
+    chosen: dict = {}
     if pythons or interpreters:
         for path in interpreters:
             target = probe(path)
@@ -567,20 +570,39 @@ def source_only(rel):
 # Writing the file
 # --------------------------------------------------------------------------------------------
 
-MAIN_PY = b'''# Playbook bundle started as `python3 FILE`: run the boot code stored at the top of this file,
-# after the sh launcher. It checks the SHA-256 of the whole file before anything is imported.
-import sys
+# `python3 FILE` runs the archive's __main__.py, which Python reads from the zip before any of
+# our code can check anything. It runs the boot code at the top of the file (which checks the
+# SHA-256 of the whole file first), and it is built so that most damage to its own bytes ends in
+# the "is damaged" message too: it is stored uncompressed, in a latin-1 file (every byte
+# decodes), and its code and its error handler are hex in raw strings (no single changed byte
+# there can end the string or make a NUL), run by `exec` inside `try`. The handler is not run for
+# exits (the boot code's own messages) and lets through any error once the boot code has checked
+# the file. Only the few bytes around the hex are unguarded (README, "Security").
+_MAIN_CODE = b"""import sys
 _playbook_ok = False
-try:
-    with open(sys.argv[0], "rb") as _bundle:
-        _head = _bundle.read(65536)
-    exec(compile(_head.split(b"\\n#=playbook-boot=\\n")[1], "boot", "exec"))
-except Exception:
-    if _playbook_ok:
-        raise
-    sys.stderr.write("playbook: %s is damaged (its start-up code fails); copy the original bundle again\\n" % sys.argv[0])
-    sys.exit(4)
-'''
+with open(sys.argv[0], 'rb') as _bundle:
+    _head = _bundle.read(65536)
+exec(compile(_head.split(b'\\n#=playbook-boot=\\n')[1], 'boot', 'exec'))
+"""
+_MAIN_DAMAGED = b"""import sys
+if globals().get('_playbook_ok'):
+    raise
+sys.stderr.write('playbook: %s is damaged (its start-up code fails); copy the original bundle again\\n' % sys.argv[0])
+sys.exit(4)
+"""
+
+
+def _hex_exec(code):
+    return b'exec(bytes(bytearray.fromhex(r"""' + code.hex().encode("ascii") + b'""")))'
+
+
+MAIN_PY = (
+    b"#coding:latin1\n"
+    # no space, "@", "*", "-", "J" or "M", which one changed bit turns into a NUL or a line break
+    b"#Playbook_bundle:python3_FILE_starts_here,the_hex_runs_the_boot_code_at_the_top_of_the_file\n"
+    b"try:" + _hex_exec(_MAIN_CODE) + b"\n"
+    b"except Exception:" + _hex_exec(_MAIN_DAMAGED) + b"\n"
+)
 
 
 def _launcher_template():
@@ -631,7 +653,7 @@ def zip_time(epoch):
     return time.gmtime(epoch)[:6]
 
 
-def write_archive(prefix, entries, epoch):
+def write_archive(prefix: bytes, entries: dict, epoch: int) -> bytes:
     """prefix + zip of entries (sorted, fixed time and modes), with the SHA-256 of the whole
     file (computed with the digest field as zeros) written into the launcher's line 2.
     Returns the bytes of the file."""
@@ -641,7 +663,7 @@ def write_archive(prefix, entries, epoch):
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(entries):
             info = zipfile.ZipInfo(name, date_time)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED if name == "__main__.py" else zipfile.ZIP_DEFLATED
             info.create_system = 3
             info.external_attr = 0o100644 << 16
             archive.writestr(info, entries[name], compresslevel=9)
@@ -659,8 +681,10 @@ def _read(disk):
         return handle.read()
 
 
-def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(), interpreters=(), bytecode=True, warn=None,
-          approval_signers=None):
+def build(
+    compiled, output: str, targets: list | None = None, sign_key: str | None = None, epoch: int | None = None,
+    pythons=(), interpreters=(), bytecode: bool = True, warn=None, approval_signers: str | None = None,
+) -> dict:
     """Write the bundle for a Compiled runbook to `output`. Returns a report (dict).
 
     `targets` (a list of Target) overrides the discovery from `pythons`/`interpreters`.
@@ -670,7 +694,7 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
 
     if sign_key and not os.path.isfile(sign_key):
         raise BundleError("--sign-key %s: no such key file" % sign_key, code=2)
-    notes = []
+    notes: list = []
     warn = warn or notes.append
     plan = compiled.plan
 
@@ -703,7 +727,7 @@ def build(compiled, output, targets=None, sign_key=None, epoch=None, pythons=(),
     }
 
 
-def bundled_plugins(plan):
+def bundled_plugins(plan) -> dict:
     """{plugin name: {"entry_point", "distribution"}} of the plugins the plan's Function nodes
     use, other than the built-in ones; each must come from an installed distribution."""
     from playbook.runtime.plugins import BUILTINS, Registry
@@ -721,7 +745,7 @@ def bundled_plugins(plan):
     return plugins
 
 
-def collect_distributions(plugins, warn):
+def collect_distributions(plugins: dict, warn) -> list:
     """The distributions to copy (see resolve_distributions), their notes passed to `warn`;
     sets the "version" of each plugin's entry to that of its distribution."""
     dists = resolve_distributions([info["distribution"] for info in plugins.values()], warn)
@@ -734,7 +758,7 @@ def collect_distributions(plugins, warn):
     return dists
 
 
-def python_floor(dists):
+def python_floor(dists: list) -> tuple:
     """The bundle's floor: the highest Requires-Python lower bound (of playbook and of every
     distribution), at least 3.9; and which requirements set it ("name spec")."""
     own_requires = playbook_requires_python()
@@ -745,7 +769,7 @@ def python_floor(dists):
     return floor, floor_from
 
 
-def collect_sources(dists):
+def collect_sources(dists: list) -> tuple:
     """{archive name: disk path} of every file copied, and {archive name: who provides it}:
     playbook's runtime, then each distribution (no file may come from two places)."""
     sources = dict(playbook_files())
@@ -786,7 +810,7 @@ class Trees:
             self.entries["%s/%s" % (target.tree, rel)] = None
 
 
-def compile_trees(targets, sources, origin, warn):
+def compile_trees(targets: list, sources: dict, origin: dict, warn) -> Trees:
     """Bytecode of the sources (but SOURCE_ONLY) for each target, compiled in parallel. A file
     of playbook's own that does not compile is an error; one of a distribution stays source."""
     hot = {rel: disk for rel, disk in sources.items() if rel.endswith(".py") and not source_only(rel)}
@@ -823,7 +847,7 @@ def read_allowed_signers(path):
     return text
 
 
-def build_epoch(epoch):
+def build_epoch(epoch: int | None) -> int | None:
     """The build time: `epoch`, else SOURCE_DATE_EPOCH, else None (not recorded)."""
     if epoch is not None:
         return epoch
@@ -831,7 +855,7 @@ def build_epoch(epoch):
     return int(text) if text and text.strip().isdigit() else None
 
 
-def make_manifest(plan, title, plugins, dists, floor, floor_from, trees, epoch):
+def make_manifest(plan, title: str, plugins: dict, dists: list, floor: tuple, floor_from: list, trees: Trees, epoch: int | None) -> dict:
     """manifest.json: what the bundle holds, for `inspect` and for people."""
     from playbook import __version__
 
@@ -873,7 +897,7 @@ def make_manifest(plan, title, plugins, dists, floor, floor_from, trees, epoch):
     }
 
 
-def archive_entries(plan, manifest, sources, dists, trees):
+def archive_entries(plan, manifest: dict, sources: dict, dists: list, trees: Trees) -> dict:
     """{archive name: bytes} of everything in the zip."""
     from playbook import __version__
 
@@ -908,7 +932,7 @@ def _write_executable(output, data):
     except OSError as exc:
         if temp and os.path.exists(temp):
             os.unlink(temp)
-        raise BundleError("cannot write %s: %s" % (output, exc.strerror or exc))
+        raise BundleError("cannot write %s: %s" % (output, exc.strerror or exc)) from None
 
 
 def sign(path, key):
@@ -923,7 +947,7 @@ def sign(path, key):
             stderr=subprocess.PIPE,
         )
     except OSError as exc:
-        raise BundleError("cannot sign: ssh-keygen is not available (%s); install OpenSSH 8.0 or newer" % exc)
+        raise BundleError("cannot sign: ssh-keygen is not available (%s); install OpenSSH 8.0 or newer" % exc) from None
     if proc.returncode != 0 or not os.path.exists(sig):
         text = proc.stderr.decode(errors="replace").strip() or "exit status %d" % proc.returncode
         raise BundleError("signing with %s failed: %s" % (key, text))
@@ -949,7 +973,7 @@ def describe(report):
         )
     if manifest["plan"]["host_variables"]:
         lines.append("  variables taken on the host: %s" % ", ".join(manifest["plan"]["host_variables"]))
-    lines.append("  sha256: %s" % report["sha256"])
+    lines.append("  " + identity_text(report["sha256"]))
     if report["signature"]:
         lines.append("  signature: %s (check on the server: ./%s verify --allowed-signers FILE)" % (report["signature"], os.path.basename(report["output"])))
     return lines

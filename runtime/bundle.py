@@ -6,22 +6,34 @@ sys.path; it calls `main(path, argv, digest, tree)`. `--version`, `verify`, `ins
 (`playbook.runtime.cli.main(argv, bundle=context)`); the three bundle commands are dispatched
 here, so the runtime CLI never imports this module. Files inside the bundle are read by name through the zip importer.
 
+A bundle has one identity: the SHA-256 of the file as it is (what `sha256sum FILE` prints),
+shown as `bundle sha256: ...` by `playbook compile`, `verify`, `inspect` and the run header.
+Line 2 of the file holds a second digest, of the file with those digits as zeros: the boot code
+checks it at every start (corruption), and `verify` and `inspect` check it again.
+
 Standard library only, Python 3.9 syntax: this module goes into bundles.
 """
+
+from __future__ import annotations
 
 import json
 import os
 import sys
 
-SIGN_NAMESPACE = "playbook-bundle"
 from .errors import EXIT_INVALID, EXIT_OK
 from .errors import EXIT_STATE as EXIT_BUNDLE
+
+SIGN_NAMESPACE = "playbook-bundle"
+DIGEST_MARK = b"\n#=playbook-sha256="  # line 2 of the launcher, then 64 hex digits
+DIGEST_WITHIN = 4096  # the digest field is in the first 4 KiB of the file
+IDENTITY_LABEL = "bundle sha256"
 
 
 class BundleContext:
     """A running bundle: `path`, `manifest`, `plan_bytes`, `entry_points` (plugin name ->
     "module:Class" of the plugins it carries), `digest` (embedded SHA-256, checked at start),
-    `tree` (the bytecode tree in use, or None when running from source)."""
+    `tree` (the bytecode tree in use, or None when running from source), `identity` (the
+    SHA-256 of the file, computed when first asked for: a few milliseconds)."""
 
     def __init__(self, path, manifest, plan_bytes, digest=None, tree=None):
         self.path = path
@@ -31,6 +43,7 @@ class BundleContext:
         self.tree = tree
         self.entry_points = {name: info["entry_point"] for name, info in manifest.get("plugins", {}).items()}
         self.source_label = "%s (bundle of %s)" % (path, manifest.get("runbook", {}).get("source") or "a runbook")
+        self._identity = None
 
     @property
     def title(self):
@@ -39,6 +52,44 @@ class BundleContext:
     @property
     def name(self):
         return os.path.basename(self.path)
+
+    @property
+    def identity(self) -> str | None:
+        """The bundle's identity: SHA-256 (hex) of the file; None when it cannot be read."""
+        if self._identity is None:
+            import hashlib
+
+            try:
+                self._identity = hashlib.sha256(_read_file(self.path)).hexdigest()
+            except OSError:
+                return None
+        return self._identity
+
+
+def identity_text(sha256: str | None) -> str:
+    """How the identity is shown everywhere: `bundle sha256: <64 hex digits>`."""
+    return "%s: %s" % (IDENTITY_LABEL, sha256 or "? (the file cannot be read)")
+
+
+def embedded_digest(data: bytes) -> tuple:
+    """(the digest line 2 holds, the SHA-256 of the file with that field as 64 zeros); the
+    first is "" when the file has no digest field."""
+    import hashlib
+
+    start = data.find(DIGEST_MARK, 0, DIGEST_WITHIN)
+    if start < 0:
+        return "", None
+    start += len(DIGEST_MARK)
+    stored = data[start : start + 64].decode("ascii", "replace")
+    check = hashlib.sha256(data[:start])
+    check.update(b"0" * 64)
+    check.update(data[start + 64 :])
+    return stored, check.hexdigest()
+
+
+def _read_file(path):
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 def read(path, name):
@@ -106,6 +157,81 @@ def _parser(bundle, name, description, epilog):
     )
 
 
+# -- what inspect and verify check -------------------------------------------------------------
+class Examined:
+    """A bundle as found now: `identity` (SHA-256 of the file), the plan's `plan_sha256`,
+    `nodes`, `baked` and `host` variables and `source_sha256` recomputed from plan.json (None
+    where it cannot be read), and `problems`: each way the file differs from its embedded
+    SHA-256, or the manifest from the plan inside."""
+
+    def __init__(self):
+        self.identity = None
+        self.plan_sha256 = None
+        self.nodes = None
+        self.baked = None
+        self.host = None
+        self.source_sha256 = None
+        self.problems = []
+
+
+def examine(bundle: BundleContext) -> Examined:
+    """Check the file against line 2 and the manifest against plan.json, from the bytes on
+    disk now (not what was checked at start)."""
+    import hashlib
+
+    found = Examined()
+    try:
+        data = _read_file(bundle.path)
+    except OSError as exc:
+        found.problems.append("cannot read %s: %s" % (bundle.path, exc.strerror or exc))
+        return found
+    found.identity = hashlib.sha256(data).hexdigest()
+    stored, computed = embedded_digest(data)
+    if stored != computed:
+        found.problems.append(
+            "the file does not match its embedded SHA-256 (line 2 says %s, the file gives %s): "
+            "it is damaged or was changed after it was built" % (stored or "nothing", computed)
+        )
+    found.plan_sha256 = hashlib.sha256(bundle.plan_bytes).hexdigest()
+    try:
+        plan = json.loads(bundle.plan_bytes.decode("utf-8"))
+        values, variables = plan.get("values") or {}, plan.get("variables") or {}
+        found.nodes = len(plan["nodes"])
+        found.baked = sorted(values)
+        found.host = sorted(k for k in variables if k not in values)
+        found.source_sha256 = (plan.get("source") or {}).get("sha256", "")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        found.problems.append("plan.json inside cannot be read: %s" % exc)
+        return found
+    _compare_manifest(bundle.manifest, found)
+    return found
+
+
+def _compare_manifest(manifest, found):
+    plan = manifest.get("plan", {})
+    for label, said, actual in (
+        ("plan sha256", plan.get("sha256"), found.plan_sha256),
+        ("number of nodes", plan.get("nodes"), found.nodes),
+        ("variables given at build time", plan.get("baked_variables"), found.baked),
+        ("variables taken on the host", plan.get("host_variables"), found.host),
+        ("runbook source sha256", manifest.get("runbook", {}).get("source_sha256"), found.source_sha256),
+    ):
+        if said != actual:
+            found.problems.append("the manifest says %s %s, but plan.json inside gives %s" % (label, _shown(said), _shown(actual)))
+
+
+def _shown(value):
+    if isinstance(value, list):
+        return ", ".join(value) or "none"
+    return "nothing" if value is None else str(value)
+
+
+def _report_problems(found):
+    for problem in found.problems:
+        sys.stderr.write("error: %s\n" % problem)
+    return EXIT_BUNDLE if found.problems else EXIT_OK
+
+
 # -- inspect -------------------------------------------------------------------------------------
 def _size(path):
     try:
@@ -114,67 +240,87 @@ def _size(path):
         return None
 
 
-def inspect_text(bundle):
-    m = bundle.manifest
-    runbook = m.get("runbook", {})
-    plan = m.get("plan", {})
-    lines = []
+def inspect_text(bundle: BundleContext, found: Examined) -> str:
+    """`inspect` in words: the plan's facts as recomputed from plan.json, the rest from the
+    manifest."""
+    return "\n".join(_runbook_lines(bundle, found) + _runtime_lines(bundle.manifest, bundle.tree) + _contents_lines(bundle, found))
+
+
+def _runbook_lines(bundle, found):
+    runbook = bundle.manifest.get("runbook", {})
     by = " by %s" % runbook["author"] if runbook.get("author") else ""
     version = " %s" % runbook["version"] if runbook.get("version") else ""
-    lines.append("%s: Playbook bundle of \"%s\"%s%s" % (bundle.name, runbook.get("title", ""), version, by))
-    lines.append("  source:       %s (sha256 %s)" % (runbook.get("source", "?"), runbook.get("source_sha256", "?")))
-    lines.append("  plan:         %d node%s, sha256 %s" % (plan.get("nodes", 0), "" if plan.get("nodes") == 1 else "s", plan.get("sha256", "?")))
-    if plan.get("baked_variables"):
-        lines.append("  given at build time: %s" % ", ".join(plan["baked_variables"]))
-    if plan.get("host_variables"):
-        lines.append("  taken on this host:  %s (--var, --vars-file, --vars-env or a prompt)" % ", ".join(plan["host_variables"]))
-    lines.append("  playbook:     %s" % m.get("playbook_version", "?"))
-    floor_from = "; ".join(m.get("floor_from", []))
-    lines.append("  python:       CPython %s or newer%s" % (m.get("python_floor", "?"), " (set by %s)" % floor_from if floor_from else ""))
-    trees = ", ".join(b["python"] for b in m.get("bytecode", []))
+    nodes = "? nodes" if found.nodes is None else "%d node%s" % (found.nodes, "" if found.nodes == 1 else "s")
+    lines = [
+        "%s: Playbook bundle of \"%s\"%s%s" % (bundle.name, runbook.get("title", ""), version, by),
+        "  source:       %s (sha256 %s)" % (runbook.get("source", "?"), found.source_sha256 or "?"),
+        "  plan:         %s, sha256 %s" % (nodes, found.plan_sha256),
+    ]
+    if found.baked:
+        lines.append("  given at build time: %s" % ", ".join(found.baked))
+    if found.host:
+        lines.append("  taken on this host:  %s (--var, --vars-file, --vars-env or a prompt)" % ", ".join(found.host))
+    return lines
+
+
+def _runtime_lines(manifest, tree):
+    lines = ["  playbook:     %s" % manifest.get("playbook_version", "?")]
+    floor_from = "; ".join(manifest.get("floor_from", []))
+    lines.append("  python:       CPython %s or newer%s" % (manifest.get("python_floor", "?"), " (set by %s)" % floor_from if floor_from else ""))
+    trees = ", ".join(b["python"] for b in manifest.get("bytecode", []))
     running = "%d.%d" % sys.version_info[:2]
-    now = "bytecode" if bundle.tree else "sources (no bytecode for %s)" % running
+    now = "bytecode" if tree else "sources (no bytecode for %s)" % running
     lines.append("  bytecode for: %s; this interpreter (%s) runs from %s" % (trees or "none", running, now))
-    if m.get("plugins"):
-        for name, info in sorted(m["plugins"].items()):
-            lines.append("  plugin:       %s = %s (%s %s)" % (name, info.get("entry_point"), info.get("distribution"), info.get("version", "")))
-    lines.append("  contents:")
-    lines.append("    playbook %s (runtime only)" % m.get("playbook_version", "?"))
+    for name, info in sorted(manifest.get("plugins", {}).items()):
+        lines.append("  plugin:       %s = %s (%s %s)" % (name, info.get("entry_point"), info.get("distribution"), info.get("version", "")))
+    return lines
+
+
+def _contents_lines(bundle, found):
+    m = bundle.manifest
+    lines = ["  contents:", "    playbook %s (runtime only)" % m.get("playbook_version", "?")]
     for dist in m.get("distributions", []):
-        why = dist.get("role", "")
-        if dist.get("required_by"):
-            why = "needed by %s" % ", ".join(dist["required_by"])
+        why = "needed by %s" % ", ".join(dist["required_by"]) if dist.get("required_by") else dist.get("role", "")
         lines.append("    %s %s (%s; Python %s)" % (dist["name"], dist["version"], why, dist.get("requires_python") or "any"))
     size = _size(bundle.path)
     if size is not None:
         lines.append("  size:         %.1f MB" % (size / 1e6))
     lines.append("  built:        %s" % (m.get("built_at") or "time not recorded (SOURCE_DATE_EPOCH was not set)"))
-    lines.append("  integrity:    embedded sha256 %s (checked at start: ok)" % (bundle.digest or "?"))
-    return "\n".join(lines)
+    lines.append("  " + identity_text(found.identity))
+    if found.problems:
+        count = len(found.problems)
+        lines.append("  integrity:    NOT OK (%d error%s; see below)" % (count, "" if count == 1 else "s"))
+    else:
+        lines.append("  integrity:    ok (the file matches its embedded SHA-256; the manifest matches the plan inside)")
+    return lines
 
 
-def cmd_inspect(argv, bundle):
+def cmd_inspect(argv: list, bundle: BundleContext) -> int:
     parser = _parser(
         bundle,
         "inspect",
-        "What is inside this bundle: runbook, versions, contents, Python floor, bytecode targets.",
+        "What is inside this bundle: runbook, versions, contents, Python floor, bytecode targets.\n"
+        "Checks what it shows: the file against its embedded SHA-256 and the manifest against the\n"
+        "plan inside (exit 4 when they differ).",
         "example:\n  ./%s inspect --json" % bundle.name,
     )
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
     args = parser.parse_args(argv)
+    found = examine(bundle)
     if args.json:
         data = dict(bundle.manifest)
         data["bundle"] = {
             "path": bundle.path,
             "size": _size(bundle.path),
-            "embedded_sha256": bundle.digest,
+            "sha256": found.identity,
+            "problems": found.problems,
             "running_python": "%d.%d.%d" % sys.version_info[:3],
             "running_bytecode": bundle.tree,
         }
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(inspect_text(bundle) + "\n")
-    return EXIT_OK
+        sys.stdout.write(inspect_text(bundle, found) + "\n")
+    return _report_problems(found)
 
 
 # -- verify --------------------------------------------------------------------------------------
@@ -189,12 +335,21 @@ def _ssh_keygen(args, data):
     return proc.returncode, out
 
 
-def cmd_verify(argv, bundle):
+class _Refused(Exception):
+    """verify cannot go on: the message for stderr and the exit code."""
+
+    def __init__(self, message, code=EXIT_BUNDLE):
+        super().__init__(message)
+        self.code = code
+
+
+def cmd_verify(argv: list, bundle: BundleContext) -> int:
     parser = _parser(
         bundle,
         "verify",
-        "Check this bundle: its embedded SHA-256 (always; it is also checked at every start)\n"
-        "and, with --allowed-signers, its detached signature (BUNDLE.sig, written by\n"
+        "Check this bundle: the file against its embedded SHA-256 and the manifest against the\n"
+        "plan inside (always; the SHA-256 is also checked at every start), and, with\n"
+        "--allowed-signers, its detached signature (BUNDLE.sig, written by\n"
         "`playbook compile --sign-key`) with `ssh-keygen -Y verify`. Exit 0 verified, 4 not.",
         "examples:\n  ./%s verify\n  ./%s verify --allowed-signers /etc/playbook/allowed_signers\n"
         "  ./%s verify --allowed-signers allowed_signers --identity release@example.com"
@@ -204,55 +359,60 @@ def cmd_verify(argv, bundle):
     parser.add_argument("--identity", metavar="ID", help="the signer the signature must come from (default: any allowed signer)")
     parser.add_argument("--signature", metavar="SIG", help="the signature file (default: the bundle's path + .sig)")
     args = parser.parse_args(argv)
-    out = sys.stdout
-    out.write("integrity: ok — the embedded SHA-256 %s matches the file\n" % bundle.digest)
-    if not args.allowed_signers:
-        if args.identity or args.signature:
-            sys.stderr.write("error: --identity and --signature need --allowed-signers\n")
-            return EXIT_INVALID
-        out.write("authenticity: not checked (give --allowed-signers FILE to check the signature %s.sig)\n" % bundle.path)
-        return EXIT_OK
-    sig = args.signature or bundle.path + ".sig"
-    if not os.path.isfile(sig):
-        sys.stderr.write("error: no signature: %s does not exist (copy it with the bundle, or give --signature)\n" % sig)
-        return EXIT_BUNDLE
-    if not os.path.isfile(args.allowed_signers):
-        sys.stderr.write("error: allowed-signers file %s does not exist\n" % args.allowed_signers)
+    if (args.identity or args.signature) and not args.allowed_signers:
+        sys.stderr.write("error: --identity and --signature need --allowed-signers\n")
         return EXIT_INVALID
-    with open(bundle.path, "rb") as handle:
-        data = handle.read()
-    identities = [args.identity] if args.identity else []
-    if not identities:
-        code, text = _ssh_keygen(["-Y", "find-principals", "-s", sig, "-f", args.allowed_signers], data)
+    found = examine(bundle)
+    sys.stdout.write(identity_text(found.identity) + "\n")
+    if found.problems:
+        sys.stderr.write("NOT VERIFIED: the integrity check failed\n")
+        return _report_problems(found)
+    sys.stdout.write("integrity: ok — the file matches its embedded SHA-256 and the manifest matches the plan inside\n")
+    if not args.allowed_signers:
+        sys.stdout.write("authenticity: not checked (give --allowed-signers FILE to check the signature %s.sig)\n" % bundle.path)
+        return EXIT_OK
+    try:
+        identity = _verify_signature(bundle, args.allowed_signers, args.signature or bundle.path + ".sig", args.identity)
+    except _Refused as exc:
+        sys.stderr.write("%s\n" % exc)
+        return exc.code
+    sys.stdout.write("authenticity: VERIFIED — %s was signed by %s\n" % (bundle.name, identity))
+    return EXIT_OK
+
+
+def _verify_signature(bundle, signers, sig, identity):
+    """The signer (and ssh-keygen's words) when `sig` is a valid signature of the bundle by
+    `identity`, or by any key of the allowed-signers file; raises _Refused otherwise."""
+    if not os.path.isfile(sig):
+        raise _Refused("error: no signature: %s does not exist (copy it with the bundle, or give --signature)" % sig)
+    if not os.path.isfile(signers):
+        raise _Refused("error: allowed-signers file %s does not exist" % signers, EXIT_INVALID)
+    data = _read_file(bundle.path)
+    identities = [identity] if identity else _signers_of(bundle, signers, sig, data)
+    last = ""
+    for candidate in identities:
+        code, text = _ssh_keygen(["-Y", "verify", "-f", signers, "-I", candidate, "-n", SIGN_NAMESPACE, "-s", sig], data)
         if code is None:
-            sys.stderr.write("error: %s\n" % text)
-            return EXIT_BUNDLE
-        identities = [line.strip() for line in text.splitlines() if line.strip() and code == 0]
-        if not identities:
-            sys.stderr.write(
-                "NOT VERIFIED: %s is not signed by any key in %s (%s)\n" % (bundle.name, args.allowed_signers, text or "no match")
-            )
-            return EXIT_BUNDLE
-    for identity in identities:
-        code, text = _ssh_keygen(
-            ["-Y", "verify", "-f", args.allowed_signers, "-I", identity, "-n", SIGN_NAMESPACE, "-s", sig], data
-        )
-        if code is None:
-            sys.stderr.write("error: %s\n" % text)
-            return EXIT_BUNDLE
+            raise _Refused("error: %s" % text)
         if code == 0:
             detail = text.splitlines()[-1] if text else ""
-            out.write(
-                "authenticity: VERIFIED — %s was signed by %s (namespace %s; %s)\n"
-                % (bundle.name, identity, SIGN_NAMESPACE, detail)
-            )
-            return EXIT_OK
+            return "%s (namespace %s; %s)" % (candidate, SIGN_NAMESPACE, detail)
         last = text
-    sys.stderr.write(
-        "NOT VERIFIED: the signature %s does not match %s for %s: %s\n"
-        % (sig, bundle.name, " or ".join(identities), (last or "").splitlines()[-1] if last else "verification failed")
+    raise _Refused(
+        "NOT VERIFIED: the signature %s does not match %s for %s: %s"
+        % (sig, bundle.name, " or ".join(identities), last.splitlines()[-1] if last else "verification failed")
     )
-    return EXIT_BUNDLE
+
+
+def _signers_of(bundle, signers, sig, data):
+    """The principals of the allowed-signers file whose key made `sig`."""
+    code, text = _ssh_keygen(["-Y", "find-principals", "-s", sig, "-f", signers], data)
+    if code is None:
+        raise _Refused("error: %s" % text)
+    found = [line.strip() for line in text.splitlines() if line.strip()] if code == 0 else []
+    if not found:
+        raise _Refused("NOT VERIFIED: %s is not signed by any key in %s (%s)" % (bundle.name, signers, text or "no match"))
+    return found
 
 
 # -- extract -------------------------------------------------------------------------------------

@@ -361,7 +361,7 @@ _MASK = "***"
 
 def _secret_values(plan, run):
     """Values of variables the plan marks secret that are still known in clear (should be none)."""
-    found = []
+    found: list = []
     if plan is None:
         return found
     sources = [plan.values or {}, run.get("variables") or {}]
@@ -416,7 +416,7 @@ class RunReport:
     # -- gathering ---------------------------------------------------------------------------
     def _nodes(self):
         """One entry per node: those of the plan in its order, then any only the attempts name."""
-        by_node = {}
+        by_node: dict = {}
         for a in self.attempts:
             by_node.setdefault(a["node_id"], []).append(a)
         order = [n.id for n in self.plan.nodes] if self.plan is not None else []
@@ -431,7 +431,7 @@ class RunReport:
         state = self.states.get(node_id) or {}
         status = state.get("status") or NOT_REACHED
         final = rows[-1] if rows else {}
-        last_run = next((r for r in reversed(rows) if _ran(r)), {})
+        last_run: dict = next((r for r in reversed(rows) if _ran(r)), {})
         entry = {"id": node_id}
         entry.update(self._spec_fields(spec))
         entry.update(
@@ -471,7 +471,7 @@ class RunReport:
         }
 
     def _summary(self):
-        counts = {}
+        counts: dict = {}
         for node in self.nodes:
             counts[node["status"]] = counts.get(node["status"], 0) + 1
         starts = [self.run.get("started_at")] + [a.get("started_at") for a in self.attempts]

@@ -7,6 +7,11 @@
 # This file is a POSIX sh launcher followed by a zip archive that Python runs in place: nothing
 # is extracted and nothing is written except the run-state database. It also works as
 # `sh @NAME@` and `python3 @NAME@`. PLAYBOOK_PYTHON=/path/to/python3 picks the interpreter.
+# The next two lines do nothing in sh. When Python cannot read the zip archive at the end
+# (`python3 @NAME@` on a damaged or incomplete copy), it reads this file as a Python script: the
+# quote left open there is its first error, and Python shows that line.
+: 'playbook: @NAME@ is damaged (Python cannot read the zip archive in it); copy the original bundle again
+'
 PROBE='import sys; v = sys.version_info; sys.stdout.write("%d.%d" % (v[0], v[1])); sys.exit(3 * int(v[:2] < (@FLOOR_TUPLE@)))'
 BOOT='import sys
 _playbook_ok = False

@@ -6,9 +6,12 @@ come from the bundle. Bundles are built once per module (five bytecode trees tak
 """
 
 import glob
+import hashlib
+import io
 import json
 import marshal
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -367,14 +370,183 @@ def test_a_flipped_byte_is_refused(deploy, tmp_path, home):
         bad = tmp_path / "bad.pyz"
         bad.write_bytes(bytes(broken))
         bad.chmod(0o755)
-        # `python3 FILE` makes Python read the zip directory before any of our code runs, so
-        # damage there is reported by Python itself; the launcher checks before that.
-        ways = [[bad, "--version"]] + ([[python, bad, "--version"]] if offset < directory else [])
-        for cmd in ways:
+        for cmd in ([bad, "--version"], [python, bad, "--version"]):
             proc = run(cmd, bare_env(home, python))
-            assert proc.returncode == 4, (offset, cmd, proc.stderr)
-            assert "is damaged" in proc.stderr and "copy the original bundle again" in proc.stderr
-            assert "Traceback" not in proc.stderr
+            _assert_refused_as_damaged(proc, (offset, cmd))
+
+
+def _assert_refused_as_damaged(proc, what):
+    """Exit 4 with our message; or, for `python3 FILE` when Python itself cannot read the zip
+    archive, Python's SyntaxError showing the launcher's line that says so (exit 1)."""
+    if proc.returncode == 1:
+        assert "is damaged (Python cannot read the zip archive in it); copy the original bundle again" in proc.stderr, (what, proc.stderr)
+        assert "SyntaxError" in proc.stderr, (what, proc.stderr)
+    else:
+        assert proc.returncode == 4, (what, proc.stderr)
+        assert "is damaged" in proc.stderr and "copy the original bundle again" in proc.stderr, (what, proc.stderr)
+    assert "Traceback" not in proc.stderr, (what, proc.stderr)
+
+
+def _main_py(data):
+    """(offset, bytes) of the archive's __main__.py inside the bundle's bytes."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo("__main__.py")
+        assert info.compress_type == zipfile.ZIP_STORED  # what Python reads first is readable as it is
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    return start, data[start : start + info.file_size]
+
+
+@pytest.mark.parametrize("python", [INTERPRETERS[0], INTERPRETERS[-1]] if len(INTERPRETERS) > 1 else INTERPRETERS, ids=_label)
+def test_python3_on_a_bundle_with_a_damaged_main_gives_the_damage_message(deploy, tmp_path, home, python):
+    """`python3 FILE` runs __main__.py before any check: damage to its code or its error handler
+    still ends in exit 4 and the message (each eleventh byte, a different bit each time). The
+    README names the bytes around them where Python's own error shows instead; among them the
+    last hex digit, which turned into a quote would end the string early."""
+    data = deploy.read_bytes()
+    start, main = _main_py(data)
+    hex_parts = [(m.start(1), m.end(1)) for m in re.finditer(rb'r"""([0-9a-f]+)"""', main)]
+    assert len(hex_parts) == 2  # the code and the handler for damage
+    bad = tmp_path / "bad.pyz"
+    tried = 0
+    for first, last in hex_parts:
+        for offset in range(first, last - 1, 11):
+            broken = bytearray(data)
+            broken[start + offset] ^= 1 << (offset % 8)
+            bad.write_bytes(bytes(broken))
+            proc = run([python, bad, "--version"], bare_env(home))
+            tried += 1
+            assert proc.returncode == 4, (offset, proc.stderr)
+            assert "is damaged" in proc.stderr and "copy the original bundle again" in proc.stderr, (offset, proc.stderr)
+            assert "Traceback" not in proc.stderr, (offset, proc.stderr)
+    assert tried >= 20
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=_label)
+def test_python3_on_a_damaged_or_incomplete_zip_names_the_damage(deploy, tmp_path, home, python):
+    """When the zip's end record is damaged, or the copy is incomplete, Python finds no
+    archive and reads the file as a script: its first error is the launcher's line that says
+    what happened. `./FILE` checks before Python reads anything: exit 4."""
+    data = deploy.read_bytes()
+    bad = tmp_path / "deploy.pyz"
+    end_record = len(data) - 22
+    for broken in (data[:end_record] + b"PK\x05\x07" + data[end_record + 4 :], data[: len(data) // 2]):
+        bad.write_bytes(broken)
+        bad.chmod(0o755)
+        proc = run([python, bad, "--version"], bare_env(home))
+        assert proc.returncode == 1
+        assert "deploy.pyz is damaged (Python cannot read the zip archive in it); copy the original bundle again" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        proc = run([bad, "--version"], bare_env(home, python))
+        assert proc.returncode == 4 and "is damaged" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_one_identity_shown_the_same_way_by_compile_verify_and_inspect(tmp_path, home):
+    """The SHA-256 of the file (what `sha256sum` prints), as `bundle sha256: ...`; the digest
+    in line 2 (of the file with that field as zeros) is never shown as a second hash."""
+    out = tmp_path / "d.pyz"
+    compiled = run_playbook(["compile", EXAMPLE, "-o", out, "--no-bytecode"], env={"SOURCE_DATE_EPOCH": EPOCH})
+    assert compiled.returncode == 0, compiled.stderr
+    data = out.read_bytes()
+    identity = hashlib.sha256(data).hexdigest()
+    embedded = data[data.index(bundle_mod.DIGEST_MARK) + len(bundle_mod.DIGEST_MARK) :][:64].decode()
+    line = "bundle sha256: %s" % identity
+    env = bare_env(home, INTERPRETERS[0])
+    verify = run([out, "verify"], env)
+    inspect = run([out, "inspect"], env)
+    assert (verify.returncode, inspect.returncode) == (0, 0), verify.stderr + inspect.stderr
+    for text in (compiled.stdout, verify.stdout, inspect.stdout):
+        assert line in [l.strip() for l in text.splitlines()], text
+        assert embedded not in text
+    assert re.findall(r"\b[0-9a-f]{64}\b", compiled.stdout + verify.stdout) == [identity, identity]
+    as_json = json.loads(run([out, "inspect", "--json"], env).stdout)["bundle"]
+    assert as_json["sha256"] == identity and as_json["problems"] == [] and embedded not in json.dumps(as_json)
+    report = json.loads(run_playbook(["compile", EXAMPLE, "-o", out, "--no-bytecode", "--json"], env={"SOURCE_DATE_EPOCH": EPOCH}).stdout)
+    assert report["sha256"] == identity and embedded not in json.dumps(report)
+    from playbook.runtime.bundle import identity_text, open_bundle
+
+    assert identity_text(open_bundle(str(out)).identity) == line  # what the run header shows
+
+
+def _rebuilt(bundle, change):
+    """The bundle with its archive entries changed by change(entries) and its embedded digest
+    recomputed: it starts, as any bundle someone rebuilt on purpose would."""
+    data = bundle.read_bytes()
+    with zipfile.ZipFile(bundle) as archive:
+        first = min(info.header_offset for info in archive.infolist())
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    change(entries)
+    prefix = bytearray(data[:first])
+    start = prefix.index(bundle_mod.DIGEST_MARK) + len(bundle_mod.DIGEST_MARK)
+    prefix[start : start + 64] = b"0" * 64
+    rebuilt = bundle.parent / ("rebuilt-" + bundle.name)
+    rebuilt.write_bytes(bundle_mod.write_archive(bytes(prefix), entries, int(EPOCH)))
+    rebuilt.chmod(0o755)
+    return rebuilt
+
+
+def _change_a_command(entries):
+    from playbook.runtime.plan import dumps_canonical
+
+    plan = json.loads(entries["plan.json"])
+    node = next(n for n in plan["nodes"] if n.get("command"))
+    node["command"] = "echo changed"
+    entries["plan.json"] = dumps_canonical(plan)
+
+
+def _hide_a_host_variable(entries):
+    manifest = json.loads(entries["manifest.json"])
+    manifest["plan"]["host_variables"] = manifest["plan"]["host_variables"][1:]
+    entries["manifest.json"] = json.dumps(manifest).encode()
+
+
+def test_inspect_and_verify_check_the_manifest_against_the_plan_inside(deploy, tmp_path, home):
+    """`inspect` shows the plan's hash recomputed from plan.json, and a manifest that does not
+    describe the plan inside is an error (exit 4), for inspect and verify alike."""
+    work = tmp_path / "w"
+    work.mkdir()
+    shutil.copy(str(deploy), str(work / "deploy.pyz"))
+    env = bare_env(home, INTERPRETERS[0])
+    changed = _rebuilt(work / "deploy.pyz", _change_a_command)
+    with zipfile.ZipFile(changed) as archive:
+        actual = hashlib.sha256(archive.read("plan.json")).hexdigest()
+        said = json.loads(archive.read("manifest.json"))["plan"]["sha256"]
+    assert actual != said
+    assert run([changed, "--version"], env).returncode == 0  # the embedded digest is right
+    proc = run([changed, "inspect"], env)
+    assert proc.returncode == 4
+    assert "  plan:         9 nodes, sha256 %s\n" % actual in proc.stdout and said not in proc.stdout
+    assert "integrity:    NOT OK (1 error; see below)" in proc.stdout
+    assert proc.stderr == "error: the manifest says plan sha256 %s, but plan.json inside gives %s\n" % (said, actual)
+    proc = run([changed, "inspect", "--json"], env)
+    assert proc.returncode == 4 and json.loads(proc.stdout)["bundle"]["problems"] == [proc.stderr[len("error: ") :].strip()]
+    proc = run([changed, "verify"], env)
+    assert proc.returncode == 4 and "NOT VERIFIED" in proc.stderr and "plan sha256" in proc.stderr
+    assert "integrity: ok" not in proc.stdout
+
+    hidden = _rebuilt(work / "deploy.pyz", _hide_a_host_variable)
+    proc = run([hidden, "inspect"], env)
+    assert proc.returncode == 4
+    assert "taken on this host:  APP_NAME, BREAK_HEALTH_CHECK, DEPLOY_TIMEOUT" in proc.stdout
+    assert proc.stderr.startswith("error: the manifest says variables taken on the host BREAK_HEALTH_CHECK, DEPLOY_TIMEOUT")
+    assert proc.stderr.endswith("but plan.json inside gives APP_NAME, BREAK_HEALTH_CHECK, DEPLOY_TIMEOUT, ENVIRONMENT, SKIP_TESTS, VERSION\n")
+
+
+def test_inspect_and_verify_check_the_embedded_sha256_again(deploy, tmp_path, capsys):
+    """Not only at start: a file changed since (here opened without the boot code) is refused."""
+    from playbook.runtime import bundle as runtime_bundle
+
+    data = bytearray(deploy.read_bytes())
+    data[200] ^= 0x01  # in the launcher's comments: only the digest notices
+    bad = tmp_path / "bad.pyz"
+    bad.write_bytes(bytes(data))
+    context = runtime_bundle.open_bundle(str(bad))
+    assert runtime_bundle.cmd_inspect([], context) == 4
+    out, err = capsys.readouterr()
+    assert "integrity:    NOT OK" in out and "bundle sha256: %s" % hashlib.sha256(data).hexdigest() in out
+    assert err.startswith("error: the file does not match its embedded SHA-256 (line 2 says ")
+    assert runtime_bundle.cmd_verify([], context) == 4
+    out, err = capsys.readouterr()
+    assert "integrity: ok" not in out and "does not match its embedded SHA-256" in err
 
 
 def _keys(tmp_path, name):
