@@ -65,6 +65,11 @@ class BundleContext:
                 return None
         return self._identity
 
+    @property
+    def identity_line(self) -> str:
+        """The identity as every command shows it (`bundle sha256: ...`)."""
+        return identity_text(self.identity)
+
 
 def identity_text(sha256: str | None) -> str:
     """How the identity is shown everywhere: `bundle sha256: <64 hex digits>`."""

@@ -294,6 +294,10 @@ class Invocation:
             return sys.argv[0]
         return self.prog
 
+    def header(self) -> str | None:
+        """What a run prints when it starts: a bundle's identity."""
+        return self.bundle.identity_line if self.bundle is not None else None
+
     def entry_points(self) -> Any:
         return self.bundle.entry_points if self.bundle is not None else None
 
@@ -374,7 +378,7 @@ def cmd_run(inv: Invocation) -> int:
     inv.check_approvals(plan)
     values = session.resolve_values(plan, sources, ui, ui.interactive and not inv.args.no_interactive_vars)
     bound = session.bind(plan, values)
-    runs = session.Session(inv.store(), ui, options, inv.commands(), inv.entry_points())
+    runs = session.Session(inv.store(), ui, options, inv.commands(), inv.entry_points(), header=inv.header())
     return runs.start(plan, bound, values, source)
 
 
@@ -391,7 +395,7 @@ def cmd_resume(inv: Invocation) -> int:
     inv.check_approvals(current)
     for path in args.approval:
         record_approval(inv, store, run, None, path)
-    runs = session.Session(store, ui, options, inv.commands(), inv.entry_points())
+    runs = session.Session(store, ui, options, inv.commands(), inv.entry_points(), header=inv.header())
     if (run["plan_hash"] == current.digest() and not args.replan) or args.force:
         values = session.resolve_values(recorded, sources, ui, interactive, fixed=session.recorded_values(run, recorded))
         return runs.resume(run, session.bind(recorded, values), values)

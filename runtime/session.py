@@ -284,6 +284,7 @@ class Session:
         entry_points: Mapping[str, str] | None = None,
         who: str | None = None,
         runner: Callable[..., Any] | None = None,
+        header: str | None = None,
     ) -> None:
         self.store = store
         self.ui = ui
@@ -292,6 +293,7 @@ class Session:
         self.entry_points = entry_points
         self.who = who or whoami()
         self.runner = runner
+        self.header = header  # shown when a run starts (a bundle's identity)
 
     def hint(self, run_id: int) -> str:
         return "resume with: %s" % self.command("resume", run_id)
@@ -381,6 +383,8 @@ class Session:
             with lock, signals:
                 interrupted = eng.restore(prior) if prior else []
                 self.ui.event("run_started", run_id=run_id, title=plan.title, nodes=len(plan.nodes), resumed=prior is not None)
+                if self.header:
+                    self.ui.event("message", text=self.header)
                 for node_id in interrupted:
                     self._interrupted_step(eng, run_id, plan.by_id[node_id])
                 status, code, reason = eng.run()
