@@ -80,6 +80,7 @@ class Node:
         "retries": 0,
         "retry_delay": 0,
         "command": None,
+        "command_quoting": (),  # where each {{ }} of a templated command stands (templating.QUOTING)
         "interactive": False,
         "shell": None,
         "env": None,
@@ -134,7 +135,7 @@ class Node:
         node_id = data.pop("id")
         node_type = data.pop("type")
         deps = [Dep(n, on) for n, on in data.pop("deps", [])]
-        for key in ("when_nodes", "templates"):
+        for key in ("when_nodes", "templates", "command_quoting"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(node_id, node_type, deps, **data)
