@@ -41,6 +41,7 @@ How the shell text is read:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import string
@@ -78,11 +79,12 @@ class Problem(NamedTuple):
 
 class Analysis(NamedTuple):
     quoting: tuple  # one context per `{{ … }}`; () when there are problems
-    problems: list
+    problems: tuple
 
 
+@functools.lru_cache(maxsize=8192)
 def analyse(template: str, shell: str | None = None) -> Analysis:
-    """Where each `{{ … }}` of a command stands, for `shell` (a Command's `shell` setting).
+    """Where each `{{ … }}` of a command stands, for `shell` (a Command's `shell` setting); cached.
 
     Raises templating.TemplateError when the template does not parse.
     """
@@ -360,10 +362,10 @@ class _Walk:
         for line, message in self.blocks:
             problems.append(Problem(line, None, None, None, message, None))
         if problems:
-            return Analysis((), problems)
+            return Analysis((), tuple(problems))
         return Analysis(
             tuple(PLAIN if context == WORD and self.plain.get(i) else context for i, context in enumerate(self.contexts)),
-            [],
+            (),
         )
 
 
@@ -389,6 +391,9 @@ _LONGEST = 5  # the longest word that matters here ("alias")
 _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 # Characters with no meaning to the shell's reading anywhere in a word (never # or an operator).
 _PLAIN_RUN = re.compile(r"[A-Za-z0-9_./,:=+@%^-]+")
+_BLANK_RUN = re.compile(r"[ \t]+")
+# Text that changes nothing inside '…', "…" and a comment (a line break in "…" is checked below).
+_SKIP = {"sq": re.compile(r"[^']+"), "dq": re.compile(r"[^\"\\$`\n]+"), "comment": re.compile(r"[^\n]+")}
 _PARAM_CHARS = _NAME_CHARS | frozenset("@*#?!-:=+%/.,^~[] \t")
 _ARITH_CHARS = _NAME_CHARS | frozenset(" \t+-*/%<>=!&|^~?:,[]#@.")
 _WORD_ENDS = frozenset(" \t\n;&|)")  # after a plain value: its word ended, nothing else happened
@@ -574,22 +579,24 @@ class Lexer:
             frame = self.frames[-1]
             if not self.at_start:
                 # Fast paths, with the same effect as the character-by-character reading below:
-                # a run of plain word characters, and the inside of '…'.
+                # runs of plain word characters or of blanks, the inside of '…', "…" and comments.
                 if frame.kind == "cmd" and not frame.fields["pend"]:
                     match = _PLAIN_RUN.match(data, pos)
                     if match:
                         self._literal(frame, match.group())
                         pos = match.end()
                         continue
-                elif frame.kind == "sq":
-                    close = data.find("'", pos)
-                    close = end if close < 0 else close
-                    self.line += data.count("\n", pos, close)
-                    pos = close
-                    if close < end:
-                        self.frames.pop()
-                        pos += 1
-                    continue
+                    match = _BLANK_RUN.match(data, pos)
+                    if match:
+                        self._end_word(frame)
+                        pos = match.end()
+                        continue
+                elif frame.kind in _SKIP and not frame.fields.get("pend"):
+                    match = _SKIP[frame.kind].match(data, pos)
+                    if match and match.end() > pos:
+                        self.line += data.count("\n", pos, match.end())
+                        pos = match.end()
+                        continue
             char = data[pos]
             pos += 1
             if self.at_start:

@@ -20,7 +20,7 @@ from playbook.runtime.variables import Sources
 
 def quoting(template, interpreter=None):
     analysis = shell.analyse(template, interpreter)
-    assert analysis.problems == []
+    assert analysis.problems == ()
     return analysis.quoting
 
 

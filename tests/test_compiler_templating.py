@@ -30,7 +30,7 @@ def run_sh(command, cwd):
 def command(template, values, interpreter=None):
     """Render a command template as the runtime does, with the quoting the compiler finds."""
     analysis = shell.analyse(template, interpreter)
-    assert analysis.problems == []
+    assert analysis.problems == ()
     return templating.render(template, values, shell=True, quoting=analysis.quoting)
 
 

@@ -85,6 +85,7 @@ SNIPPETS = [
     ("after-tab-heredoc", ": <<-EOF\n\tit's\n\tEOF\nprintf %s \"{{ X }}\" > out", _same, None),
     ("after-two-heredocs", ": <<A <<'B'\na'\nA\nb\"\nB\nprintf %s {{ X }} > out", _same, None),
     ("on-heredoc-line", ": <<'EOF'; printf %s {{ X }} > out\nbody'\nEOF", _same, None),
+    ("quoted-on-heredoc-line", ": <<EOF; printf %s '{{ X }}' \"{{ X }}\" > out\nbody\"\nEOF", _twice, None),
     ("if", "if true; then printf %s {{ X }} > out; fi", _same, None),
     ("for", 'for v in {{ X }}; do printf %s "$v" > out; done', _same, None),
     ("case", "case {{ X }} in *) printf %s {{ X }} > out;; esac", _same, None),
@@ -185,7 +186,7 @@ def _render(template, value):
     if template not in _ANALYSES:
         _ANALYSES[template] = shell.analyse(template)
     analysis = _ANALYSES[template]
-    assert analysis.problems == [], analysis.problems
+    assert analysis.problems == (), analysis.problems
     return templating.render(template, {"X": value}, shell=True, quoting=analysis.quoting)
 
 
