@@ -714,6 +714,10 @@ class Lexer:
         getattr(self, "_" + frame.kind)(frame, char)
 
     def _cmd(self, frame, char):
+        if frame.get("array") and char in ";&|<>(" and frame.get("pend") not in ("$", "$("):
+            # A syntax error inside name=( … ) is not fatal to bash: it drops the rest of the line
+            # and reads on, so what follows would be read differently from here.
+            return self.lose("%r inside a bash array ( … )" % char)
         pend = frame.get("pend")
         if pend:
             frame.set(pend="")

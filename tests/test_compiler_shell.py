@@ -143,6 +143,7 @@ REFUSED = [
         "write it outside quotes or in '…'",
         HINT,
     ),
+    ("a=(;{{ X }}", 21, "Playbook cannot follow the shell's quoting past ';' inside a bash array ( … ) (line 1)", HINT),
     (
         "echo $(echo a # c\n) {{ X }}",
         38,

@@ -15,13 +15,14 @@ unicode. Then the defects reported in issue 9, each with a test that failed befo
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from playbook.compiler import shell, source
 from playbook.compiler.plan import compile_source
@@ -320,6 +321,111 @@ def test_generated_values_arrive_exactly_in_every_shell(value):
 def test_generated_values_arrive_exactly_in_scripts(value):
     with tempfile.TemporaryDirectory() as root:
         assert _run_scripts([value], root) == {}
+
+
+# -- fuzzed commands -----------------------------------------------------------------------------
+# Commands made of random shell fragments with values in them. Whatever the compiler accepts
+# must run no payload in any shell; the fragments themselves never create a CANARY.
+COMMAND_FRAGMENTS = [
+    "echo ",
+    "printf %s ",
+    ": ",
+    "x",
+    "a=b ",
+    " ",
+    "'",
+    '"',
+    "\\",
+    "$",
+    "$(",
+    ")",
+    "(",
+    "`",
+    "${A:-",
+    "}",
+    "$((1+",
+    "((",
+    "))",
+    "$'",
+    '$"',
+    "#",
+    "\n",
+    ";",
+    "|",
+    "&&",
+    ">/dev/null ",
+    " <<EOF\n",
+    " <<'EOF'\n",
+    " <<-EOF\n",
+    "EOF\n",
+    "\tEOF\n",
+    "case ",
+    " in ",
+    "*) ",
+    ";;",
+    " esac",
+    "[[ ",
+    " ]]",
+    "eval ",
+    "a=(",
+    "~",
+    "{a,",
+    "{% if A %}",
+    "{% else %}",
+    "{% endif %}",
+    "{{ X }}",
+    "{{ X }}",
+    "{{ X }}",
+    "'{{ X }}'",
+    '"{{ X }}"',
+]
+HOSTILE = [
+    "; touch CANARY",
+    "$(touch CANARY)",
+    "`touch CANARY`",
+    "'; touch CANARY; '",
+    '"; touch CANARY; "',
+    "\ntouch CANARY\n",
+    "\nEOF\ntouch CANARY\n",
+    "\\'; touch CANARY #",
+    ") ; touch CANARY ; (",
+]
+COMMANDS = st.lists(st.sampled_from(COMMAND_FRAGMENTS), min_size=1, max_size=14).map("".join)
+
+
+def _accepted(template):
+    """The quoting the compiler records for `template`, or None when it refuses or cannot parse."""
+    try:
+        analysis = shell.analyse(template)
+    except templating.TemplateError:
+        return None
+    return None if analysis.problems or not analysis.quoting else analysis.quoting
+
+
+@settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(template=COMMANDS)
+def test_fuzzed_commands_never_run_a_value(template):
+    quoting = _accepted(template)
+    assume(quoting is not None)
+    with tempfile.TemporaryDirectory() as root:
+        for name in AVAILABLE:
+            script = []
+            for number, value in enumerate(HOSTILE):
+                folder = os.path.join(root, "%s-%d" % (name, number))
+                os.mkdir(folder)
+                command = templating.render(template, {"X": value, "A": number % 2}, shell=True, quoting=quoting)
+                # Each command in a shell of its own: one with an open quote must not swallow the next.
+                script.append("cd '%s' && %s -c %s\n" % (folder, name, shlex.quote(command)))
+            subprocess.run(
+                [name, "-c", "".join(script)],
+                cwd=root,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+            )
+        ran = sorted(folder for folder in os.listdir(root) if os.path.exists(os.path.join(root, folder, "CANARY")))
+        assert ran == [] and not os.path.exists(os.path.join(root, "CANARY"))
 
 
 # -- the defects reported in issue 9, each from a compiled runbook -------------------------------
