@@ -23,8 +23,8 @@ How the shell text is read:
   Values are refused in comments, here-documents (text and delimiter), backquotes, `${ }`,
   arithmetic, `$'…'`, `$"…"`, right after `\\` or `$`, inside bash's `[[ … ]]` (it evaluates
   `-eq` operands as arithmetic), in "…" inside a bash array `( … )` (bash alters \\x01 and
-  \\x7f there) and in the arguments of `eval`, `trap`, `alias` and `let`, which run or
-  evaluate them as code.
+  \\x7f there), in the arguments of `eval`, `trap` and `let`, which run or evaluate them as
+  code, and after `alias` (an alias may change how later words read).
 - Jinja blocks: every branch of an `{% if %}` is analysed, and all branches must leave the shell
   in the same state (an `{% if %}` without `{% else %}` must leave it as it found it); a
   `{% for %}` body is analysed until its state is stable. Otherwise the values after the block
@@ -379,7 +379,6 @@ def _shown(template, offset):
 _CODE_COMMANDS = {
     "eval": "it is an argument of eval, which runs it as shell code",
     "trap": "it is an argument of trap, which runs it as shell code",
-    "alias": "it is an argument of alias, which makes it shell code",
     "let": "it is an argument of let, which evaluates it as arithmetic",
 }
 # Reserved words (sh and bash), which count only where a command's first word stands: the word
@@ -387,11 +386,14 @@ _CODE_COMMANDS = {
 # of the command may be (`for x in …`, `case x in …`, `time -p …`).
 _RESERVED = frozenset("! { } [[ ]] if then else elif fi do done while until case esac in for select function time coproc".split())
 _RESERVED_ALL = frozenset("case for select function time coproc".split())
-_LONGEST = 5  # the longest word that matters here ("alias")
+_LONGEST = 5  # the longest word that matters here ("alias", "while")
 _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 # Characters with no meaning to the shell's reading anywhere in a word (never # or an operator).
 _PLAIN_RUN = re.compile(r"[A-Za-z0-9_./,:=+@%^-]+")
 _BLANK_RUN = re.compile(r"[ \t]+")
+# What may stand before a PLAIN value in its word: nothing that can start an expansion with it
+# (no ~, {, quotes or $).
+_PREFIX_CHARACTERS = templating.PLAIN_CHARACTERS | frozenset("=")
 # Text that changes nothing inside '…', "…" and a comment (a line break in "…" is checked below).
 _SKIP = {"sq": re.compile(r"[^']+"), "dq": re.compile(r"[^\"\\$`\n]+"), "comment": re.compile(r"[^\n]+")}
 _PARAM_CHARS = _NAME_CHARS | frozenset("@*#?!-:=+%/.,^~[] \t")
@@ -422,7 +424,7 @@ class Word(NamedTuple):
 
     text: str | None  # its text while it is plain and at most _LONGEST characters, else None
     assign: int  # 0: a NAME so far, 3: NAME+, 1: an assignment (NAME= or NAME+=), 2: neither
-    plain: bool  # only templating.PLAIN_CHARACTERS so far
+    plain: bool  # only _PREFIX_CHARACTERS so far
     last: str  # its last plain character ("" when there is none)
     opaque: bool  # a part of it is quoted, expanded or a value
 
@@ -442,7 +444,7 @@ def _extend(word, text):
                 assign = 2
         elif assign == 3:
             assign = 1 if char == "=" else 2
-        plain = plain and char in templating.PLAIN_CHARACTERS
+        plain = plain and char in _PREFIX_CHARACTERS
         last = char
     if value is not None:
         value = value + text if len(value) + len(text) <= _LONGEST else None
@@ -832,7 +834,9 @@ class Lexer:
                 cmdpos = max(frame.cmdpos, cmdpos or 0)
                 continue
             text = word.text
-            if text in _CODE_COMMANDS:
+            if text == "alias":
+                self.lose("alias, which may change how later words read")
+            elif text in _CODE_COMMANDS:
                 frame.set(special=text)
             elif text == "[[":
                 frame.set(dbracket=True)

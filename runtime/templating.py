@@ -70,8 +70,9 @@ DOUBLE = "double"  # inside "…" written by the author
 RAW = "raw"  # `{{ value | raw }}`: inserted as it is, deliberately
 JSON = "json"  # `{{ value | tojson }}` in a #! script of another language: a JSON literal
 QUOTING = (WORD, PLAIN, SINGLE, DOUBLE, RAW, JSON)
-# Characters a PLAIN value may consist of to stand unquoted (shlex.quote's safe set).
-PLAIN_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-")
+# Characters a PLAIN value may consist of to stand unquoted: shlex.quote's safe set without "=",
+# so that no value can make its word an assignment (`set -k` takes NAME=value from anywhere).
+PLAIN_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+:,./-")
 
 
 class Quoted(str):

@@ -137,6 +137,12 @@ REFUSED = [
     ("trap 'rm {{ X }}' EXIT", 26, "it is an argument of trap, which runs it as shell code", HINT),
     ("let n={{ X }}", 23, "it is an argument of let, which evaluates it as arithmetic", HINT),
     (
+        "alias q=ls\nq {{ X }}",
+        31,
+        "Playbook cannot follow the shell's quoting past alias, which may change how later words read (line 1)",
+        HINT,
+    ),
+    (
         'a=( "{{ X }}" )',
         23,
         "it stands in \"…\" inside a bash array ( … ), where bash changes the characters \\x01 and \\x7f; "
@@ -292,7 +298,8 @@ def test_validate_refuses_with_file_line_col_and_hint(tmp_path):
     [
         ("word", "it's", "'it'\\''s'"),
         ("word", "", "''"),
-        ("plain", "a-b_1.2:3,4@5%6+7=8/9", "a-b_1.2:3,4@5%6+7=8/9"),
+        ("plain", "a-b_1.2:3,4@5%6+7/8", "a-b_1.2:3,4@5%6+7/8"),
+        ("plain", "a=b", "'a=b'"),
         ("plain", "a b", "'a b'"),
         ("plain", "", "''"),
         ("single", "it's", "it'\\''s"),
