@@ -4,6 +4,9 @@ compile_file(path, sources, bake) runs the whole front end — source → schema
 and returns a Compiled (plan, summary, warnings) or raises CompileError with every diagnostic.
 
 - Every template and `when` expression is parsed and every name it uses is checked.
+- Every templated command is read as the shell will read it (compiler/shell.py): the plan records
+  where each `{{ }}` stands (`Node.command_quoting`); a value whose place is not certain is an
+  error at its file:line:col.
 - A variable that is used but not declared is allowed only when it is supplied, with a warning.
 - With `bake=True`, supplied values are baked in (never secrets); fields whose variables are all
   known are rendered now, conditions that only depend on them are folded. Everything else stays a

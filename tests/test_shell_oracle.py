@@ -206,15 +206,7 @@ def _run(shell_name, values, root):
             os.mkdir(folder)
             script.append("cd '%s' || exit 99\n%s\n" % (folder, _render(template, value)))
         if v == len(values) - 1 or sum(map(len, script)) > 60000:  # an argument holds 128 KiB at most
-            subprocess.run(
-                [shell_name, "-c", "".join(script)],
-                cwd=root,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=120,
-                env=dict(os.environ, LC_ALL="C.UTF-8"),
-            )
+            _shell(shell_name, "".join(script), root)
             script = []
     failed = {}
     for v, value in enumerate(values):
@@ -224,6 +216,18 @@ def _run(shell_name, values, root):
     if os.path.exists(os.path.join(root, "CANARY")):
         failed["(a canary in the run's own directory)"] = []
     return failed
+
+
+def _shell(name, script, cwd):
+    subprocess.run(
+        [name, "-c", script],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+        env=dict(os.environ, LC_ALL="C.UTF-8"),
+    )
 
 
 def _arrived(folder, expected):
@@ -416,14 +420,7 @@ def test_fuzzed_commands_never_run_a_value(template):
                 command = templating.render(template, {"X": value, "A": number % 2}, shell=True, quoting=quoting)
                 # Each command in a shell of its own: one with an open quote must not swallow the next.
                 script.append("cd '%s' && %s -c %s\n" % (folder, name, shlex.quote(command)))
-            subprocess.run(
-                [name, "-c", "".join(script)],
-                cwd=root,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=60,
-            )
+            _shell(name, "".join(script), root)
         ran = sorted(folder for folder in os.listdir(root) if os.path.exists(os.path.join(root, folder, "CANARY")))
         assert ran == [] and not os.path.exists(os.path.join(root, "CANARY"))
 
