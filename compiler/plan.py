@@ -4,12 +4,16 @@ compile_file(path, sources, bake) runs the whole front end — source → schema
 and returns a Compiled (plan, summary, warnings) or raises CompileError with every diagnostic.
 
 - Every template and `when` expression is parsed and every name it uses is checked.
+- Every templated command is read as the shell will read it (compiler/shell.py): the plan records
+  where each `{{ }}` stands (`Node.command_quoting`); a value whose place is not certain is an
+  error at its file:line:col.
 - A variable that is used but not declared is allowed only when it is supplied, with a warning.
 - With `bake=True`, supplied values are baked in (never secrets); fields whose variables are all
   known are rendered now, conditions that only depend on them are folded. Everything else stays a
   template for the host.
 """
 
+import bisect
 import hashlib
 import re
 
@@ -17,7 +21,7 @@ from playbook.runtime import conditions, templating
 from playbook.runtime import variables as var_specs
 from playbook.runtime.plan import TEMPLATED_FIELDS, Plan
 
-from . import resolve, schema, source as source_mod
+from . import resolve, schema, shell, source as source_mod
 from .source import CompileError
 
 RUNBOOK_TEMPLATED = ("title", "description")
@@ -90,6 +94,7 @@ def _compile_source(src, sources=None, bake=False, registry=None):
     nodes = resolve.resolve(src, runbook)
     specs = dict(runbook.variables)
     used = _check_names(src, runbook, nodes, specs, sources)
+    _check_commands(src, runbook, nodes)
     values = _bake(src, specs, sources) if bake else {}
     for name, spec in sorted(specs.items()):
         if spec.get("secret") and "default" in spec:
@@ -255,6 +260,108 @@ def _check_names(src, runbook, nodes, specs, sources):
     return used
 
 
+def _check_commands(src, runbook, nodes):
+    """Find where each `{{ }}` of every templated command stands (compiler/shell.py); the plan
+    records it in `command_quoting`. A value whose place is not certain is an error."""
+    default_shell = runbook.meta.get("shell")
+    for node in nodes:
+        if node.type != "Command" or not templating.is_template(node.command):
+            continue
+        try:
+            analysis = shell.analyse(node.command, node.shell or default_shell)
+        except templating.TemplateError:
+            continue  # reported by _check_names
+        node.command_quoting = analysis.quoting
+        if not analysis.problems:
+            continue
+        places = _string_places(src, (node.id, "command_name"), node.command)
+        for problem in analysis.problems:
+            line = col = None
+            if places is not None:
+                lines = node.command.split("\n")
+                offset = problem.offset
+                if offset is None:
+                    offset = sum(len(text) + 1 for text in lines[: problem.line - 1])
+                line, col = places[min(offset, len(places) - 1)]
+            if problem.shown is None:
+                message = "%s.command_name: %s" % (node.id, problem.message)
+            else:
+                message = "cannot quote %s in %s.command_name: %s" % (problem.shown, node.id, problem.message)
+            src.error(message, node.id, "command_name", hint=problem.hint, line=line, col=col)
+
+
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", "e": "\x1b", '"': '"', "\\": "\\"}
+
+
+def _string_places(src, path, value):
+    """(line, col) in the file of each character of the TOML string at `path` (and one past the
+    end), or None when the string cannot be found there as written."""
+    line, col = src.where(*path)
+    text = src.text
+    starts = [0]
+    for row in text.split("\n"):
+        starts.append(starts[-1] + len(row) + 1)
+    if line > len(starts) - 1:
+        return None
+    pos = text.find("=", starts[line - 1] + col - 1)
+    if pos < 0:
+        return None
+    pos += 1
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    quote = text[pos : pos + 3] if text[pos : pos + 3] in ('"""', "'''") else text[pos : pos + 1]
+    if quote not in ('"', "'", '"""', "'''"):
+        return None
+    pos += len(quote)
+    if len(quote) == 3 and text.startswith("\n", pos):
+        pos += 1
+    elif len(quote) == 3 and text.startswith("\r\n", pos):
+        pos += 2
+    offsets = []
+    decoded = []
+    basic = quote[0] == '"'
+    while pos < len(text) and not text.startswith(quote, pos):
+        char = text[pos]
+        if char == "\r" and text.startswith("\n", pos + 1):
+            pos += 1  # TOML reads CRLF as a line break
+            continue
+        if basic and char == "\\":
+            follow = text[pos + 1 : pos + 2]
+            if follow in _ESCAPES:
+                decoded.append(_ESCAPES[follow])
+                offsets.append(pos)
+                pos += 2
+                continue
+            width = {"u": 4, "U": 8, "x": 2}.get(follow)
+            if width:
+                try:
+                    decoded.append(chr(int(text[pos + 2 : pos + 2 + width], 16)))
+                except ValueError:
+                    return None
+                offsets.append(pos)
+                pos += 2 + width
+                continue
+            if len(quote) == 3:  # a line-ending backslash: the line break and blanks are dropped
+                end = pos + 1
+                while end < len(text) and text[end] in " \t\r\n":
+                    end += 1
+                if "\n" in text[pos + 1 : end]:
+                    pos = end
+                    continue
+            return None
+        decoded.append(char)
+        offsets.append(pos)
+        pos += 1
+    if "".join(decoded) != value:
+        return None
+    offsets.append(pos)
+    places = []
+    for offset in offsets:
+        row = bisect.bisect_right(starts, offset) - 1
+        places.append((row + 1, offset - starts[row] + 1))
+    return places
+
+
 def _bake(src, specs, sources):
     """Values supplied at compile time, coerced and checked; secrets are never baked."""
     values = {}
@@ -296,6 +403,8 @@ def _bake_node(src, node, used, values, specs):
             changes[field] = rendered
         else:
             pending.append(field)
+    if "command" not in pending:
+        changes["command_quoting"] = ()  # rendered now (or never a template): nothing to quote later
     if node.when is not None:
         names = used.get((node.id, "when"), set())
         if not node.when_nodes and names <= known:

@@ -81,6 +81,7 @@ class Node:
     retries: int = 0
     retry_delay: float = 0
     command: Optional[str] = None
+    command_quoting: Tuple[str, ...] = ()  # where each {{ }} of a templated command stands (templating.QUOTING)
     interactive: bool = False
     shell: Optional[str] = None
     env: Optional[Dict[str, str]] = None
@@ -129,7 +130,7 @@ class Node:
         unknown = set(data) - _NODE_DEFAULTS.keys()
         if unknown:
             raise TypeError("unknown node fields: %s" % ", ".join(sorted(unknown)))
-        for key in ("when_nodes", "templates", "approvers"):
+        for key in ("when_nodes", "templates", "approvers", "command_quoting"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(node_id, node_type, deps, **data)

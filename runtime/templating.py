@@ -1,11 +1,14 @@
 """Sandboxed Jinja for runbook fields.
 
 - Every template runs in an ``ImmutableSandboxedEnvironment`` with strict undefined names.
-- In shell commands every ``{{ … }}`` value is shell-quoted unless marked ``| raw``, so a
-  variable can never add a second command.
+- In commands every ``{{ … }}`` value is quoted for the place it stands, as the compiler found
+  and the plan records (``Node.command_quoting``): the command receives exactly the value, and
+  a value can never add a second command. ``| raw`` inserts a value as it is, deliberately.
 - A field that is one single ``{{ expression }}`` keeps the expression's type (a list stays a
   list), which function parameters then convert to their declared types.
 """
+
+from __future__ import annotations
 
 import functools
 import json
@@ -46,75 +49,136 @@ def _finalize_text(value):
 
 
 def _finalize_shell(value):
-    if isinstance(value, Raw):
+    # Every value of a command goes through one of the quoting filters below, as the plan
+    # records; any other value reaching the output means the template and the plan disagree.
+    if isinstance(value, Quoted):
         return str(value)
-    return shlex.quote(_text(value))
+    raise TemplateError("a value of this command has no recorded quoting; compile the runbook again")
 
 
 def _raw(value):
     return Raw(_text(value))
 
 
-def _in_single_quotes(value):
-    return Raw(_text(value).replace("'", "'\\''"))
+# -- quoting of command values -------------------------------------------------------------------
+# The compiler (compiler/shell.py) finds where each `{{ … }}` of a command stands and records it
+# in the plan (`Node.command_quoting`), one entry per `{{ … }}` in the order they appear:
+WORD = "word"  # outside quotes: the value becomes one single-quoted piece of the word
+PLAIN = "plain"  # outside quotes, ending an argument: as it is when plain, else as WORD
+SINGLE = "single"  # inside '…' written by the author
+DOUBLE = "double"  # inside "…" written by the author
+RAW = "raw"  # `{{ value | raw }}`: inserted as it is, deliberately
+JSON = "json"  # `{{ value | tojson }}` in a #! script of another language: a JSON literal
+QUOTING = (WORD, PLAIN, SINGLE, DOUBLE, RAW, JSON)
+# Characters a PLAIN value may consist of to stand unquoted: shlex.quote's safe set without "=",
+# so that no value can make its word an assignment (`set -k` takes NAME=value from anywhere).
+PLAIN_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+:,./-")
 
 
-def _in_double_quotes(value):
+class Quoted(str):
+    """A command value after its quoting: the only kind of value a command's output accepts."""
+
+
+def _command_text(value):
     text = _text(value)
+    if "\x00" in text:
+        raise TemplateError("a value of this command contains a NUL character, which no command can receive")
+    return text
+
+
+def _quote_word(value):
+    return Quoted("'%s'" % _command_text(value).replace("'", "'\\''"))
+
+
+def _quote_plain(value):
+    text = _command_text(value)
+    if text and all(char in PLAIN_CHARACTERS for char in text):
+        return Quoted(text)
+    return _quote_word(text)
+
+
+def _quote_single(value):
+    return Quoted(_command_text(value).replace("'", "'\\''"))
+
+
+def _quote_double(value):
+    text = _command_text(value)
     for char in ("\\", '"', "$", "`"):
         text = text.replace(char, "\\" + char)
-    return Raw(text)
+    return Quoted(text)
 
 
-_PIECES = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\})", re.S)
-_EXPR = re.compile(r"^\{\{(-?)(.*?)(-?)\}\}$", re.S)
-_RAW_AT_END = re.compile(r"\|\s*raw\s*$")
+def _quote_raw(value):
+    return Quoted(_command_text(value))
 
 
-def shell_source(source):
-    """Make every `{{ … }}` of a command safe where it stands.
+def _quote_json(value):
+    _command_text(value)
+    return Quoted(json.dumps(value, ensure_ascii=False))
 
-    Outside quotes a value is shell-quoted (by `finalize`); inside '…' or "…" that the author
-    wrote, the value is escaped for that kind of quote instead, so no value can end the quote
-    and run a second command. `| raw` values are inserted as they are.
-    """
-    out = []
-    state = None  # None, "'" or '"'
-    escaped = False
-    for piece in _PIECES.split(source):
-        if piece.startswith("{{"):
-            match = _EXPR.match(piece)
-            if match and state and not _RAW_AT_END.search(match.group(2)):
-                kind = "_in_single_quotes" if state == "'" else "_in_double_quotes"
-                piece = "{{%s (%s) | %s %s}}" % (match.group(1), match.group(2).strip(), kind, match.group(3))
-            out.append(piece)
-            escaped = False
-            continue
-        if piece.startswith("{%") or piece.startswith("{#"):
-            out.append(piece)
-            continue
-        for char in piece:
-            if escaped:
-                escaped = False
-            elif state is None:
-                if char == "\\":
-                    escaped = True
-                elif char in "'\"":
-                    state = char
-            elif state == "'":
-                if char == "'":
-                    state = None
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                state = None
-        out.append(piece)
-    return "".join(out)
+
+_QUOTE_FILTERS = {
+    WORD: "_quote_word",
+    PLAIN: "_quote_plain",
+    SINGLE: "_quote_single",
+    DOUBLE: "_quote_double",
+    RAW: "_quote_raw",
+    JSON: "_quote_json",
+}
+
+
+def output_expressions(ast):
+    """Every `{{ … }}` expression of a parsed template, in the order they appear in the text."""
+    from jinja2 import nodes
+
+    for output in ast.find_all(nodes.Output):
+        for child in output.nodes:
+            if not isinstance(child, nodes.TemplateData):
+                yield child
+
+
+def is_filtered(expression, name):
+    """Whether `expression` is `… | name`, as its outermost operation and without arguments."""
+    from jinja2 import nodes
+
+    return (
+        isinstance(expression, nodes.Filter)
+        and expression.name == name
+        and expression.node is not None
+        and not expression.args
+        and not expression.kwargs
+        and expression.dyn_args is None
+        and expression.dyn_kwargs is None
+    )
+
+
+def _quote_outputs(ast, quoting):
+    """Wrap each `{{ … }}` of a parsed command in the quoting filter the plan records for it."""
+    from jinja2 import nodes
+
+    if sum(1 for _ in output_expressions(ast)) != len(quoting):
+        raise TemplateError("the plan does not record how to quote the values of this command; compile the runbook again")
+    contexts = iter(quoting)
+    for output in list(ast.find_all(nodes.Output)):
+        for position, child in enumerate(output.nodes):
+            if isinstance(child, nodes.TemplateData):
+                continue
+            context = next(contexts)
+            if context not in _QUOTE_FILTERS:
+                raise TemplateError("the plan records an unknown quoting %r for a command value" % (context,))
+            if context in (RAW, JSON) and not is_filtered(child, "raw" if context == RAW else "tojson"):
+                raise TemplateError("the plan's quoting does not match this command; compile the runbook again")
+            if context == JSON:
+                child = child.node  # JSON is written by _quote_json itself, not by `tojson`
+            output.nodes[position] = nodes.Filter(
+                child, _QUOTE_FILTERS[context], [], [], None, None, lineno=child.lineno
+            )
+    return ast
 
 
 @functools.lru_cache(maxsize=None)
 def environment(shell=False):
-    """The sandboxed environment (cached): `shell=True` quotes every output value."""
+    """The sandboxed environment (cached): `shell=True` accepts only quoted command values."""
     from jinja2 import StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -125,8 +189,8 @@ def environment(shell=False):
         autoescape=False,
     )
     env.filters["raw"] = _raw
-    env.filters["_in_single_quotes"] = _in_single_quotes
-    env.filters["_in_double_quotes"] = _in_double_quotes
+    for name in _QUOTE_FILTERS.values():
+        env.filters[name] = globals()[name]
     env.filters["shell_quote"] = lambda v: shlex.quote(_text(v))
     env.filters["tojson"] = lambda v: json.dumps(v)
     return env
@@ -134,6 +198,8 @@ def environment(shell=False):
 
 def _describe(exc):
     """One line for a Jinja exception."""
+    if isinstance(exc, TemplateError):
+        return str(exc)
     name = type(exc).__name__
     message = getattr(exc, "message", None) or str(exc)
     if name == "UndefinedError":
@@ -151,15 +217,20 @@ def syntax_error_line(exc):
 
 
 @functools.lru_cache(maxsize=4096)
-def _compile(source, shell):
+def _compile(source, shell, quoting=()):
     try:
-        return environment(shell).from_string(shell_source(source) if shell else source)
+        env = environment(shell)
+        if shell:
+            return env.from_string(_quote_outputs(env.parse(source), quoting))
+        return env.from_string(source)
     except Exception as exc:  # TemplateSyntaxError and friends
         raise TemplateError(_describe(exc)) from None
 
 
+@functools.lru_cache(maxsize=8192)
 def parse(source):
-    """Parse a template and return its AST; raises TemplateError with a one-line message."""
+    """Parse a template and return its AST (cached and shared: never modify it); raises
+    TemplateError with a one-line message."""
     try:
         return environment(False).parse(source)
     except Exception as exc:
@@ -211,11 +282,15 @@ def calls(ast, functions):
     return found
 
 
-def render(source, values, shell=False):
-    """Render one template string with `values`; raises TemplateError."""
+def render(source, values, shell=False, quoting=()):
+    """Render one template string with `values`; raises TemplateError.
+
+    `shell=True` renders a command: `quoting` gives, for each `{{ … }}` in order, where it
+    stands (WORD, SINGLE, DOUBLE, RAW or JSON), as the compiler recorded it in the plan.
+    """
     if not is_template(source):
         return source
-    template = _compile(source, shell)
+    template = _compile(source, shell, tuple(quoting) if shell else ())
     try:
         return template.render(values)
     except Exception as exc:
@@ -277,7 +352,7 @@ def render_field(node, field, values):
     """Render one templated field of a plan node, converted to the field's type."""
     value = getattr(node, field)
     if field == "command":
-        return render(value, values, shell=True)
+        return render(value, values, shell=True, quoting=node.command_quoting)
     if field in ("function_params", "plugin_config"):
         return render_value(value, values, native=True)
     if field == "timeout":

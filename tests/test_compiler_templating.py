@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from playbook.compiler import source
+from playbook.compiler import shell, source
 from playbook.compiler.plan import compile_source
 from playbook.runtime import conditions, templating
 from playbook.runtime.plan import Dep, Node
@@ -26,6 +26,13 @@ SANDBOX_ESCAPES = [
 
 def run_sh(command, cwd):
     return subprocess.run(["/bin/sh", "-c", command], cwd=str(cwd), capture_output=True, text=True, timeout=30)
+
+
+def command(template, values, interpreter=None):
+    """Render a command template as the runtime does, with the quoting the compiler finds."""
+    analysis = shell.analyse(template, interpreter)
+    assert analysis.problems == ()
+    return templating.render(template, values, shell=True, quoting=analysis.quoting)
 
 
 # -- undefined names and the sandbox -------------------------------------------------------------
@@ -85,10 +92,10 @@ INJECTIONS = [
 def test_value_in_command_can_never_run_a_second_command(tmp_path, payload):
     pwned = tmp_path / "pwned"
     value = payload.format(pwned=pwned)
-    command = templating.render("echo {{ ENV }}", {"ENV": value}, shell=True)
-    result = run_sh(command, tmp_path)
+    rendered = command("echo {{ ENV }}", {"ENV": value})
+    result = run_sh(rendered, tmp_path)
     assert result.returncode == 0
-    assert not pwned.exists(), command
+    assert not pwned.exists(), rendered
     assert result.stdout == value + "\n"
 
 
@@ -116,28 +123,28 @@ def test_run_time_rendering_of_a_kept_template_is_quoted(tmp_path):
 
 def test_value_inside_single_quotes_can_never_run_a_second_command(tmp_path):
     pwned = tmp_path / "pwned"
-    command = templating.render("echo '{{ ENV }}'", {"ENV": "x; touch %s" % pwned}, shell=True)
-    run_sh(command, tmp_path)
-    assert not pwned.exists(), command
+    rendered = command("echo '{{ ENV }}'", {"ENV": "x; touch %s" % pwned})
+    run_sh(rendered, tmp_path)
+    assert not pwned.exists(), rendered
 
 
 def test_value_inside_double_quotes_can_never_run_a_second_command(tmp_path):
     pwned = tmp_path / "pwned"
-    command = templating.render('echo "{{ ENV }}"', {"ENV": "$(touch %s)" % pwned}, shell=True)
-    run_sh(command, tmp_path)
-    assert not pwned.exists(), command
+    rendered = command('echo "{{ ENV }}"', {"ENV": "$(touch %s)" % pwned})
+    run_sh(rendered, tmp_path)
+    assert not pwned.exists(), rendered
 
 
 def test_raw_is_not_quoted(tmp_path):
-    command = templating.render("{{ CMD | raw }} && echo {{ WORD }}", {"CMD": "echo a b", "WORD": "c d"}, shell=True)
-    assert command == "echo a b && echo 'c d'"
-    assert run_sh(command, tmp_path).stdout == "a b\nc d\n"
+    rendered = command("{{ CMD | raw }} && echo {{ WORD }}", {"CMD": "echo a b", "WORD": "c d"})
+    assert rendered == "echo a b && echo 'c d'"
+    assert run_sh(rendered, tmp_path).stdout == "a b\nc d\n"
 
 
 def test_values_in_commands_are_rendered_as_text_then_quoted():
     values = {"B": True, "L": ["a", 1], "N": 3, "D": {"k": "v"}}
-    command = templating.render("x {{ B }} {{ L }} {{ N }} {{ D }}", values, shell=True)
-    assert command == "x true '[\"a\", 1]' 3 '{\"k\": \"v\"}'"
+    rendered = command("x {{ B }} {{ L }} {{ N }} {{ D }}", values)
+    assert rendered == "x true '[\"a\", 1]' 3 '{\"k\": \"v\"}'"
 
 
 def test_non_command_fields_are_not_quoted():
