@@ -20,7 +20,15 @@ from playbook.runtime.plan import Node
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import finish, make_env, pb, playbook_exe, spawn, write_runbook  # noqa: E402
+from test_executors import leaves_no_process  # noqa: E402,F401  (autouse: no test leaves a process)
+from test_runtime_support import (  # noqa: E402
+    finish,
+    make_env,
+    pb,
+    playbook_exe,
+    spawn,
+    write_runbook,
+)
 
 ESC = "\x1b"
 # Everything a hostile or careless command may print: colour, clear screen and cursor home, a
