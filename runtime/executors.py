@@ -96,9 +96,8 @@ _USE_PIDFD = hasattr(os, "pidfd_open")
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _PIDFD = object()  # selector key data: the pidfd
-_RUNNING = set()  # the _Run of every command being supervised, for terminate_all
+_RUNNING: set[_Run] = set()  # the _Run of every command being supervised, for terminate_all
 _RUNNING_LOCK = threading.RLock()  # re-entrant: terminate_all may run in a signal handler
-_SCRIPT = object()  # selector key data: the pipe feeding a #! script
 
 
 @dataclasses.dataclass
@@ -147,7 +146,7 @@ class _Stream:
         self.limit = limit
         self.callback = callback
         self.decoder = _Utf8Decoder("replace") if callback is not None else None
-        self.chunks = collections.deque()
+        self.chunks: collections.deque[bytes] = collections.deque()
         self.size = 0
         self.dropped = False
         self.done = False
@@ -168,20 +167,22 @@ class _Stream:
                     self.size = limit
         else:
             self.dropped = True
-        if self.callback is not None:
-            text = self.decoder.decode(data)
+        callback, decoder = self.callback, self.decoder
+        if callback is not None and decoder is not None:
+            text = decoder.decode(data)
             if text:
-                self.callback(self.name, text)
+                callback(self.name, text)
 
     def finish(self):
         """End of stream: flush an incomplete character to the callback (as U+FFFD)."""
         if self.done:
             return
         self.done = True
-        if self.callback is not None:
-            text = self.decoder.decode(b"", True)
+        callback, decoder = self.callback, self.decoder
+        if callback is not None and decoder is not None:
+            text = decoder.decode(b"", True)
             if text:
-                self.callback(self.name, text)
+                callback(self.name, text)
 
     def text(self):
         data = b"".join(self.chunks)
@@ -449,7 +450,7 @@ def _argv_for(command, shell):
     return argv, None
 
 
-_fd_dir_cache = []
+_fd_dir_cache: list[str] = []
 
 
 def _fd_dir():
@@ -589,28 +590,27 @@ class _Run:
         self.tail_bytes = tail_bytes
         self.kill_grace = kill_grace
         self.timeout = timeout if timeout > 0 else None
-        self.proc = None
-        self.pgid = None  # the command's own group; None when interactive (it shares ours)
-        self.streams = []  # _Stream per captured output
-        self.fds = []  # descriptors to close at the end
-        self.script = None  # _Script, while a #! script is being written
+        self.proc: subprocess.Popen[bytes]  # set by start()
+        self.pgid: int | None = None  # the command's own group; None when interactive (shares ours)
+        self.streams: list[_Stream] = []  # per captured output
+        self.fds: list[int] = []  # descriptors to close at the end
         self.reading = 0  # captured streams still open
         self.exited = False  # the main process has exited (not reaped yet)
-        self.drain_until = None  # after the exit: how long output is still read
-        self.alarm = None  # when the timeout acts next: SIGTERM, SIGKILL, give up
+        self.drain_until: float | None = None  # after the exit: how long output is still read
+        self.alarm: float | None = None  # when the timeout acts next: SIGTERM, SIGKILL, give up
         self.timed_out = False
-        self.term_at = None  # when SIGTERM was sent (timeout or terminate_all)
+        self.term_at: float | None = None  # when SIGTERM was sent (timeout or terminate_all)
         self.killed = False  # SIGKILL sent
         self.held_open = False  # pipes still open after the main process exited
         self.stop_requested = False  # terminate_all was called
-        self.tree = {}  # interactive: pid -> start ticks of the processes signalled
+        self.tree: dict[int, int] = {}  # interactive: pid -> start ticks of the processes signalled
 
     # -- starting ------------------------------------------------------------------------
 
     def start(self, argv, script, full_env, cwd, interactive, started):
         """Start the command and supervise it to the end."""
         script_r = script_w = out_r = out_w = err_r = err_w = None
-        pass_fds = ()
+        pass_fds: tuple[int, ...] = ()
         if script is not None:
             fd_dir = _fd_dir()
             if fd_dir is None:
@@ -691,7 +691,7 @@ class _Run:
         except BaseException as exc:
             result = self._abort(exc, started)
             try:
-                exc.command_result = result
+                setattr(exc, "command_result", result)  # noqa: B010 (any exception type)
             except Exception:
                 pass
             raise
@@ -702,9 +702,9 @@ class _Run:
         if self.pgid is None and result.exit_code == -signal.SIGINT:
             result.interrupted = True
             result.error = "interrupted (SIGINT)"
-            exc = KeyboardInterrupt()
-            exc.command_result = result
-            raise exc
+            interrupt = KeyboardInterrupt()
+            setattr(interrupt, "command_result", result)  # noqa: B010
+            raise interrupt
         return result
 
     def _register(self, sel, out_r, err_r, script_w, script):
@@ -720,8 +720,7 @@ class _Run:
         if script_w is not None:
             self.fds.append(script_w)
             os.set_blocking(script_w, False)
-            self.script = _Script(script)
-            sel.register(script_w, selectors.EVENT_WRITE, _SCRIPT)
+            sel.register(script_w, selectors.EVENT_WRITE, _Script(script))
         pidfd = _open_pidfd(self.proc.pid)
         if pidfd is not None:
             self.fds.append(pidfd)
@@ -767,8 +766,8 @@ class _Run:
         """One ready descriptor: the exit (pidfd), the script pipe, or output."""
         if key.data is _PIDFD:
             self.exited = True
-        elif key.data is _SCRIPT:
-            if self.script.write(key.fd):
+        elif isinstance(key.data, _Script):
+            if key.data.write(key.fd):
                 self._drop(sel, key.fd)
         else:
             try:
@@ -793,7 +792,7 @@ class _Run:
             if pidfd is not None:
                 self._drop(sel, pidfd)
             for key in list(sel.get_map().values()):
-                if key.data is _SCRIPT:  # nobody will read the rest of the script
+                if isinstance(key.data, _Script):  # nobody will read the rest of the script
                     self._drop(sel, key.fd)
             return False
         if now >= self.drain_until:
@@ -960,7 +959,7 @@ def _ignore_terminal_signals():
     started (no window where Ctrl-C would hit the runner) and, unlike SIG_IGN, it is not
     inherited through exec — the command gets the default behaviour.
     """
-    saved = []
+    saved: list[tuple[int, object]] = []
     if threading.current_thread() is not threading.main_thread():
         return saved
     try:

@@ -199,7 +199,6 @@ class PlainUI:
     """Line-oriented output for logs and pipes: timestamped, one line per event, never prompts."""
 
     interactive = False
-    keep_sgr = False  # command output's colour is removed (see the module docstring)
 
     def __init__(self, out=None, err=None, parallel=False, show_output=True, timestamps=True):
         self.out = out or _sys.stdout
@@ -210,6 +209,11 @@ class PlainUI:
         self.output_lost = False  # the output went away: nothing is written or asked any more
         self._gone = set()  # id() of the streams that went away
         self._lines = {}  # (node id, stream) -> _Lines
+
+    @property
+    def keep_sgr(self):
+        """Does command output keep its colour? Not in plain output (see the module docstring)."""
+        return False
 
     # output primitives (TerminalUI overrides these)
     def write(self, text):
@@ -366,7 +370,7 @@ class TerminalUI(PlainUI):
             file=out, highlight=False, no_color=not color or None, soft_wrap=True, color_system=None if theme == "none" else "auto"
         )
         # rich's own answer to EPIPE is SystemExit(1); here the run goes on
-        self.console.on_broken_pipe = lambda: self._gone_away(self.console.file)
+        setattr(self.console, "on_broken_pipe", lambda: self._gone_away(self.console.file))  # noqa: B010
         self.styles = THEMES.get(theme, {})
         self.progress = progress
         self.prompt_timeout = prompt_timeout or 0
