@@ -195,6 +195,22 @@ def test_big_output_streams_completely_but_keeps_only_the_tail():
     assert result.stdout_truncated
 
 
+def test_the_tail_stays_bounded_while_a_long_line_streams():
+    """One 5 MB line without a newline: the runner never holds more than the tail (plus the
+    chunk just read) of it."""
+    held = []
+
+    def on_output(stream, text):
+        with executors._RUNNING_LOCK:
+            runs = list(executors._RUNNING)
+        held.append(max(sum(len(c) for c in s.chunks) for run in runs for s in run.streams))
+
+    result = run_command("head -c 5000000 /dev/zero | tr '\\0' a", on_output=on_output)
+    assert len(held) > 10
+    assert max(held) <= 65536
+    assert result.stdout == "a" * 65536 and result.stdout_truncated
+
+
 def test_zero_tail_bytes_keeps_nothing():
     result = run_command("echo hi", tail_bytes=0)
     assert result.stdout == "" and result.stdout_truncated
