@@ -183,6 +183,20 @@ def _silence(stream):
         _os.close(devnull)
 
 
+def _is_terminal(stream):
+    """Is ``stream`` a terminal, one that has hung up included? (isatty() then says no: every
+    terminal operation on a hung-up terminal fails with EIO, unlike on a file or pipe.)"""
+    import termios
+
+    try:
+        termios.tcgetattr(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor
+        return False
+    except termios.error as exc:
+        return exc.args[0] == _errno.EIO
+    return True
+
+
 def _shown(renderable):
     """A string or rich Text as it may be shown (terminal.clean); other renderables as they are."""
     if isinstance(renderable, str):
@@ -246,11 +260,7 @@ class PlainUI:
         Output redirected to a file or pipe goes on."""
         self.interactive = False
         for stream in (self.out, self.err):
-            try:
-                tty = stream.isatty()
-            except (AttributeError, OSError, ValueError):
-                tty = False
-            if tty:
+            if _is_terminal(stream):
                 self._gone_away(stream)
 
     def line(self, text, style=None):
