@@ -204,7 +204,8 @@ _PROC = "/proc"
 def _stat(pid: int) -> list[bytes] | None:
     """The fields of /proc/PID/stat after the command name (the state first), or None.
 
-    ``[0]`` state, ``[1]`` ppid, ``[2]`` process group, ``[19]`` start time (field 22).
+    ``[0]`` state, ``[1]`` ppid, ``[2]`` process group, ``[3]`` session, ``[19]`` start time
+    (field 22).
     """
     try:
         with open("%s/%d/stat" % (_PROC, pid), "rb") as f:
@@ -248,7 +249,9 @@ def _group_has_live_member(pgid):
 
 
 def _descendants(pid: int) -> list[tuple[int, int]]:
-    """(pid, start ticks) of every live descendant of ``pid``, per /proc (none without it)."""
+    """(pid, start ticks) of every live descendant of ``pid`` in our session, per /proc (none
+    without it): one that left the session (``setsid``) did so to outlive its parent."""
+    session = str(os.getsid(0)).encode()
     children: dict[int, list[tuple[int, list[bytes]]]] = {}
     for child, fields in _all_stats() or ():
         children.setdefault(int(fields[1]), []).append((child, fields))
@@ -256,7 +259,7 @@ def _descendants(pid: int) -> list[tuple[int, int]]:
     todo = [pid]
     while todo:
         for child, fields in children.pop(todo.pop(), ()):
-            if _live(fields):
+            if _live(fields) and fields[3] == session:
                 found.append((child, int(fields[19])))
             todo.append(child)
     return found

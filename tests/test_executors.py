@@ -594,6 +594,22 @@ def test_interactive_timeout_escalates_to_sigkill_for_the_whole_tree(tmp_path, r
     assert _survivors(started) == []
 
 
+def test_interactive_timeout_spares_what_left_the_session(tmp_path, reaper):
+    pids = tmp_path / "pids"
+    # the pid is written from inside the new session: the timeout comes after the setsid
+    result = run_command(
+        "setsid sh -c 'echo $$ > %s; exec sleep 300' & "
+        "while [ ! -s %s ]; do sleep 0.01; done; sleep 300" % (pids, pids),
+        interactive=True, timeout=3,
+    )
+    (daemon,) = _pids(pids.read_text())
+    reaper.append(daemon)
+    assert result.timed_out
+    assert _alive(daemon)  # it left the session on purpose: not the command's to end
+    os.kill(daemon, signal.SIGKILL)
+    assert _survivors([daemon]) == []
+
+
 def test_interactive_child_killed_by_sigint_raises_keyboard_interrupt():
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt) as info:
