@@ -563,14 +563,19 @@ def test_interactive_shebang(capfd):
     assert "interactive-script" in capfd.readouterr().out
 
 
-def test_interactive_timeout(exit_detection, tmp_path, reaper):
+def _timed_out_interactive(tmp_path, reaper, command, **kwargs):
+    """Run an interactive ``command`` that writes pids to ``{pids}``; (result, those pids)."""
     pids = tmp_path / "pids"
-    result = run_command(
-        "echo $$ > %s; sleep 300 & echo $! >> %s; sleep 300" % (pids, pids),
-        interactive=True, timeout=0.5,
-    )
+    result = run_command(command.format(pids=pids), interactive=True, **kwargs)
     started = _pids(pids.read_text())
     reaper.extend(started)
+    return result, started
+
+
+def test_interactive_timeout(exit_detection, tmp_path, reaper):
+    result, started = _timed_out_interactive(
+        tmp_path, reaper, "echo $$ > {pids}; sleep 300 & echo $! >> {pids}; sleep 300", timeout=0.5
+    )
     assert len(started) == 2
     assert result.timed_out
     assert result.error == "timed out after 0.5 s (process terminated)"
@@ -581,29 +586,25 @@ def test_interactive_timeout(exit_detection, tmp_path, reaper):
 
 
 def test_interactive_timeout_escalates_to_sigkill_for_the_whole_tree(tmp_path, reaper):
-    pids = tmp_path / "pids"
-    result = run_command(
-        "trap '' TERM; echo $$ > %s; sh -c 'trap \"\" TERM; sleep 300' & echo $! >> %s; sleep 300"
-        % (pids, pids),
-        interactive=True, timeout=0.5, kill_grace=0.5,
+    result, started = _timed_out_interactive(
+        tmp_path, reaper,
+        "trap '' TERM; echo $$ > {pids}; sh -c 'trap \"\" TERM; sleep 300' & echo $! >> {pids}; "
+        "sleep 300",
+        timeout=0.5, kill_grace=0.5,
     )
-    started = _pids(pids.read_text())
-    reaper.extend(started)
     assert result.error == "timed out after 0.5 s (process killed)"
     assert result.exit_code == -signal.SIGKILL
     assert _survivors(started) == []
 
 
 def test_interactive_timeout_spares_what_left_the_session(tmp_path, reaper):
-    pids = tmp_path / "pids"
     # the pid is written from inside the new session: the timeout comes after the setsid
-    result = run_command(
-        "setsid sh -c 'echo $$ > %s; exec sleep 300' & "
-        "while [ ! -s %s ]; do sleep 0.01; done; sleep 300" % (pids, pids),
-        interactive=True, timeout=3,
+    result, (daemon,) = _timed_out_interactive(
+        tmp_path, reaper,
+        "setsid sh -c 'echo $$ > {pids}; exec sleep 300' & "
+        "while [ ! -s {pids} ]; do sleep 0.01; done; sleep 300",
+        timeout=3,
     )
-    (daemon,) = _pids(pids.read_text())
-    reaper.append(daemon)
     assert result.timed_out
     assert _alive(daemon)  # it left the session on purpose: not the command's to end
     os.kill(daemon, signal.SIGKILL)
