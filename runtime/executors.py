@@ -41,8 +41,17 @@ raises for a command that fails, cannot start or times out. What it guarantees:
   Ctrl-C reach the command as in a shell. Like ``system(3)``, the runner ignores SIGINT and
   SIGQUIT while the command runs (main thread only): Ctrl-C is the command's to handle. If the
   command dies of SIGINT, ``KeyboardInterrupt`` is raised (with ``command_result`` attached) as
-  for a non-interactive command. A timeout terminates the command's process only (its group is
-  the caller's own).
+  for a non-interactive command. Its group is the caller's own, so a timeout (or
+  ``terminate_all``) signals the command's process and its descendants, found through /proc
+  when the signal is sent (and again, with those found before, for SIGKILL); what it left
+  running after a normal exit is not touched.
+- **Process identity.** ``on_start(pgid, start_ticks)`` is called once a non-interactive command
+  has started, before any waiting: its process-group id (its own pid) and the group leader's
+  start time (:func:`process_start_ticks`), for a caller that records them so that a later
+  runner can tell whether the command outlived a crashed one — :func:`group_alive` — and stop
+  it — :func:`stop_group`. An exception from ``on_start`` ends the command like one from
+  ``on_output``. It is not called for an interactive command (which has no group of its own)
+  nor for one that could not start.
 - **Stopping everything.** ``terminate_all(grace)`` ends every command ``run_command`` is running
   in any thread (for a caller whose worker threads run commands while the main thread takes the
   Ctrl-C); each of those ``run_command`` calls then returns a result with ``interrupted=True``.
@@ -50,8 +59,11 @@ raises for a command that fails, cannot start or times out. What it guarantees:
   ``exit_code=None`` and ``error="cannot start: ..."``.
 """
 
+from __future__ import annotations
+
 import codecs
 import collections
+import dataclasses
 import os
 import selectors
 import shlex
@@ -59,8 +71,18 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 
-__all__ = ["CommandResult", "run_command", "terminate_group", "terminate_all", "DRAIN_SECONDS"]
+__all__ = [
+    "CommandResult",
+    "run_command",
+    "terminate_group",
+    "terminate_all",
+    "process_start_ticks",
+    "group_alive",
+    "stop_group",
+    "DRAIN_SECONDS",
+]
 
 DRAIN_SECONDS = 0.2  # how long output is still read after the main process has exited
 _CHUNK = 65536  # bytes per read / write
@@ -74,53 +96,27 @@ _USE_PIDFD = hasattr(os, "pidfd_open")
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _PIDFD = object()  # selector key data: the pidfd
-_RUNNING = set()  # the _Run of every command being supervised, for terminate_all
+_RUNNING: set[_Run] = set()  # the _Run of every command being supervised, for terminate_all
 _RUNNING_LOCK = threading.RLock()  # re-entrant: terminate_all may run in a signal handler
-_SCRIPT = object()  # selector key data: the pipe feeding a #! script
 
 
+@dataclasses.dataclass
 class CommandResult:
     """What happened to one command. ``ok`` is the single success test."""
 
-    __slots__ = (
-        "exit_code",
-        "stdout",
-        "stderr",
-        "stdout_truncated",
-        "stderr_truncated",
-        "timed_out",
-        "interrupted",
-        "error",
-        "duration",
-        "note",
-    )
-
-    def __init__(
-        self,
-        exit_code=None,
-        stdout="",
-        stderr="",
-        stdout_truncated=False,
-        stderr_truncated=False,
-        timed_out=False,
-        interrupted=False,
-        error=None,
-        duration=0.0,
-        note=None,
-    ):
-        self.exit_code = exit_code  # int, negative signal number, or None (never started/reaped)
-        self.stdout = stdout  # tail of stdout, at most tail_bytes bytes (decoded)
-        self.stderr = stderr
-        self.stdout_truncated = stdout_truncated
-        self.stderr_truncated = stderr_truncated
-        self.timed_out = timed_out
-        self.interrupted = interrupted
-        self.error = error  # one line, or None
-        self.duration = duration  # seconds
-        self.note = note  # one line of extra information (not a failure), or None
+    exit_code: int | None = None  # negative signal number, or None (never started / not reaped)
+    stdout: str = ""  # tail of stdout, at most tail_bytes bytes (decoded)
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    timed_out: bool = False
+    interrupted: bool = False
+    error: str | None = None  # one line, or None
+    duration: float = 0.0  # seconds
+    note: str | None = None  # one line of extra information (not a failure), or None
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return (
             self.exit_code == 0
             and not self.timed_out
@@ -128,16 +124,8 @@ class CommandResult:
             and self.error is None
         )
 
-    def to_dict(self):
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __eq__(self, other):
-        return isinstance(other, CommandResult) and self.to_dict() == other.to_dict()
-
-    def __repr__(self):
-        return "CommandResult(%s)" % ", ".join(
-            "%s=%r" % (name, getattr(self, name)) for name in self.__slots__
-        )
+    def to_dict(self) -> dict[str, object]:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
 class _StartError(Exception):
@@ -158,7 +146,7 @@ class _Stream:
         self.limit = limit
         self.callback = callback
         self.decoder = _Utf8Decoder("replace") if callback is not None else None
-        self.chunks = collections.deque()
+        self.chunks: collections.deque[bytes] = collections.deque()
         self.size = 0
         self.dropped = False
         self.done = False
@@ -179,20 +167,22 @@ class _Stream:
                     self.size = limit
         else:
             self.dropped = True
-        if self.callback is not None:
-            text = self.decoder.decode(data)
+        callback, decoder = self.callback, self.decoder
+        if callback is not None and decoder is not None:
+            text = decoder.decode(data)
             if text:
-                self.callback(self.name, text)
+                callback(self.name, text)
 
     def finish(self):
         """End of stream: flush an incomplete character to the callback (as U+FFFD)."""
         if self.done:
             return
         self.done = True
-        if self.callback is not None:
-            text = self.decoder.decode(b"", True)
+        callback, decoder = self.callback, self.decoder
+        if callback is not None and decoder is not None:
+            text = decoder.decode(b"", True)
             if text:
-                self.callback(self.name, text)
+                callback(self.name, text)
 
     def text(self):
         data = b"".join(self.chunks)
@@ -208,32 +198,146 @@ class _Stream:
 # --------------------------------------------------------------------------- process groups
 
 
+_PROC = "/proc"
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (the state first), or None.
+
+    ``[0]`` state, ``[1]`` ppid, ``[2]`` process group, ``[3]`` session, ``[19]`` start time
+    (field 22).
+    """
+    try:
+        with open("%s/%d/stat" % (_PROC, pid), "rb") as f:
+            data = f.read()
+    except (OSError, ValueError):
+        return None
+    # "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields if len(fields) > 19 else None
+
+
+def _all_stats() -> list[tuple[int, list[bytes]]] | None:
+    """(pid, stat fields) of every process, or None without /proc."""
+    try:
+        names = os.listdir(_PROC)
+    except OSError:
+        return None
+    found = []
+    for name in names:
+        if name.isdigit():
+            fields = _stat(int(name))
+            if fields is not None:
+                found.append((int(name), fields))
+    return found
+
+
+def _live(fields: list[bytes]) -> bool:
+    return fields[0] not in (b"Z", b"X")  # a zombie has exited: only its parent has to reap it
+
+
 def _group_has_live_member(pgid):
     """True if a process of group ``pgid`` is alive (zombies do not count), per /proc.
 
     Zombies matter: a zombie stays in its group until its parent reaps it, and an init
     that does not reap (some containers) would make ``killpg(pgid, 0)`` succeed forever.
     """
-    try:
-        names = os.listdir("/proc")
-    except OSError:
+    stats = _all_stats()
+    if stats is None:
         return True  # cannot tell: assume alive
-    for name in names:
-        if not name.isdigit():
-            continue
+    return any(int(fields[2]) == pgid and _live(fields) for _, fields in stats)
+
+
+def _descendants(pid: int) -> list[tuple[int, int]]:
+    """(pid, start ticks) of every live descendant of ``pid`` in our session, per /proc (none
+    without it): one that left the session (``setsid``) did so to outlive its parent."""
+    session = str(os.getsid(0)).encode()
+    children: dict[int, list[tuple[int, list[bytes]]]] = {}
+    for child, fields in _all_stats() or ():
+        children.setdefault(int(fields[1]), []).append((child, fields))
+    found = []
+    todo = [pid]
+    while todo:
+        for child, fields in children.pop(todo.pop(), ()):
+            if _live(fields) and fields[3] == session:
+                found.append((child, int(fields[19])))
+            todo.append(child)
+    return found
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started: clock ticks since boot (/proc/PID/stat field 22).
+
+    Together with the pid it names one process, whatever pid is reused later. On a system
+    without /proc (a macOS workstation) it is the start time reported by ``ps`` in seconds
+    since the epoch. None if there is no such process or it cannot be told.
+    """
+    fields = _stat(pid)
+    if fields is not None:
+        return int(fields[19])
+    if os.path.isdir(_PROC):
+        return None  # /proc works: there is no such process
+    return _ps_start_time(pid)
+
+
+def _ps_start_time(pid: int) -> int | None:
+    """Start of ``pid`` in whole seconds since the epoch, from ``ps -o lstart=``."""
+    try:
+        out = subprocess.run(
+            ["ps", "-o", "lstart=", "-p", str(pid)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ, LC_ALL="C"),
+            timeout=10,
+        ).stdout.decode("ascii", "replace")
+        return int(time.mktime(time.strptime(" ".join(out.split()), "%a %b %d %H:%M:%S %Y")))
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def group_alive(pgid: int, start_ticks: int | None) -> bool:
+    """May the process group of a command started earlier (``run_command``'s ``on_start``)
+    still have live processes?
+
+    True while its leader — that very process: same pid, same start time — is alive, or,
+    once the leader has gone, while any process of the group is (a group id cannot be reused
+    while a member holds it). False when the leader's pid now names another process (pid
+    reuse: that group ended long ago), or nothing of the group is alive. Without /proc, or
+    without ``start_ticks``, a group that can be signalled counts as alive: when in doubt,
+    the answer is "alive" (the caller then does not start the command a second time).
+    """
+    if not isinstance(pgid, int) or pgid <= 1 or pgid == os.getpgrp():
+        return False  # not a group a command of ours ran in
+    if not os.path.isdir(_PROC):
+        now = _ps_start_time(pgid) if start_ticks is not None else None
+        if now is not None and now != start_ticks:
+            return False
         try:
-            with open("/proc/%s/stat" % name, "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
-        fields = data[data.rfind(b")") + 2 :].split()
-        try:
-            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-                return True
-        except (IndexError, ValueError):
-            continue
-    return False
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    leader = _stat(pgid)
+    if leader is not None:
+        if start_ticks is not None and int(leader[19]) != start_ticks:
+            return False
+        if _live(leader) and int(leader[2]) == pgid:
+            return True
+    return _group_has_live_member(pgid)
+
+
+def stop_group(pgid: int, start_ticks: int | None, grace: float = 2.0) -> bool:
+    """Stop the process group of a command started earlier, if :func:`group_alive` says it may
+    still run: SIGTERM, then SIGKILL after ``grace`` seconds. True once nothing of it is left
+    (False: something survived even SIGKILL, e.g. a process in uninterruptible sleep)."""
+    if not group_alive(pgid, start_ticks):
+        return True
+    if terminate_group(pgid, grace):
+        return True
+    return _wait_group(pgid, time.monotonic() + _REAP_LIMIT)
 
 
 def _wait_group(pgid, deadline, proc=None):
@@ -349,7 +453,7 @@ def _argv_for(command, shell):
     return argv, None
 
 
-_fd_dir_cache = []
+_fd_dir_cache: list[str] = []
 
 
 def _fd_dir():
@@ -416,20 +520,19 @@ else:  # macOS (a workstation running `playbook run`): reap right away
 
 
 def run_command(
-    command,
-    shell=None,
-    env=None,
-    cwd=None,
-    timeout=None,
-    interactive=False,
-    on_output=None,
-    tail_bytes=65536,
-    kill_grace=2.0,
-):
+    command: str,
+    shell: str | list[str] | None = None,
+    env: dict[str, str | None] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    interactive: bool = False,
+    on_output: Callable[[str, str], object] | None = None,
+    tail_bytes: int = 65536,
+    kill_grace: float = 2.0,
+    on_start: Callable[[int, int | None], object] | None = None,
+) -> CommandResult:
     """Run ``command`` and return a :class:`CommandResult` (see the module docstring)."""
     started = time.monotonic()
-    timeout = float(timeout) if timeout is not None else 0.0
-    kill_grace = max(float(kill_grace), 0.0)
     try:
         argv, script = _argv_for(command, shell)
     except _StartError as e:
@@ -452,114 +555,136 @@ def run_command(
                 duration=time.monotonic() - started,
             )
 
+    timeout = float(timeout) if timeout is not None else 0.0
+    run = _Run(on_output, on_start, tail_bytes, max(float(kill_grace), 0.0), timeout)
     if interactive:
         saved_handlers = _ignore_terminal_signals()
         try:
-            return _start(argv, script, full_env, cwd, timeout, True, on_output, tail_bytes,
-                          kill_grace, started)
+            return run.start(argv, script, full_env, cwd, True, started)
         finally:
             _restore_signals(saved_handlers)
-    return _start(argv, script, full_env, cwd, timeout, False, on_output, tail_bytes,
-                  kill_grace, started)
+    return run.start(argv, script, full_env, cwd, False, started)
 
 
-def _start(argv, script, full_env, cwd, timeout, interactive, on_output, tail_bytes,
-           kill_grace, started):
-    script_r = script_w = out_r = out_w = err_r = err_w = None
-    pass_fds = ()
-    if script is not None:
-        fd_dir = _fd_dir()
-        if fd_dir is None:
-            return CommandResult(
-                error="cannot start: #! scripts need /dev/fd, which this system lacks",
-                duration=time.monotonic() - started,
-            )
-        script_r, script_w = os.pipe()
-        argv.append("%s/%d" % (fd_dir, script_r))
-        pass_fds = (script_r,)
-    if not interactive:
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=None if interactive else subprocess.DEVNULL,
-            stdout=out_w,
-            stderr=err_w,
-            env=full_env,
-            cwd=cwd,
-            start_new_session=not interactive,
-            pass_fds=pass_fds,
-        )
-    except (OSError, ValueError) as e:
-        _close((out_r, err_r, script_w))
-        return CommandResult(
-            error=_start_error(e, argv, cwd), duration=time.monotonic() - started
-        )
-    finally:
-        _close((out_w, err_w, script_r))
+class _Script:
+    """A #! script on its way into the pipe the interpreter reads it from."""
 
-    run = _Run(proc, None if interactive else proc.pid, on_output, tail_bytes, kill_grace)
-    run.timeout = timeout if timeout > 0 else None
-    with _RUNNING_LOCK:
-        _RUNNING.add(run)
-    try:
-        return run.supervise(started, out_r, err_r, script_w, script)
-    finally:
-        with _RUNNING_LOCK:
-            _RUNNING.discard(run)
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.written = 0
+
+    def write(self, fd: int) -> bool:
+        """Write the next piece (the pipe is ready); True when nothing more is to be written."""
+        try:
+            self.written += os.write(fd, self.data[self.written : self.written + _CHUNK])
+        except BlockingIOError:
+            return False
+        except OSError:  # BrokenPipeError: the interpreter stopped reading
+            return True
+        return self.written >= len(self.data)
 
 
 class _Run:
-    """The supervision of one started process (see run_command)."""
+    """The supervision of one command (see run_command)."""
 
-    def __init__(self, proc, pgid, on_output, tail_bytes, kill_grace):
-        self.proc = proc
-        self.pgid = pgid  # None when interactive: the process shares our group
+    def __init__(self, on_output, on_start, tail_bytes, kill_grace, timeout):
         self.on_output = on_output
+        self.on_start = on_start
         self.tail_bytes = tail_bytes
         self.kill_grace = kill_grace
-        self.timeout = None
-        self.streams = []
+        self.timeout = timeout if timeout > 0 else None
+        self.proc: subprocess.Popen[bytes]  # set by start()
+        self.pgid: int | None = None  # the command's own group; None when interactive (shares ours)
+        self.streams: list[_Stream] = []  # per captured output
+        self.fds: list[int] = []  # descriptors to close at the end
+        self.reading = 0  # captured streams still open
+        self.exited = False  # the main process has exited (not reaped yet)
+        self.drain_until: float | None = None  # after the exit: how long output is still read
+        self.alarm: float | None = None  # when the timeout acts next: SIGTERM, SIGKILL, give up
         self.timed_out = False
-        self.term_at = None  # when SIGTERM was sent (timeout)
+        self.term_at: float | None = None  # when SIGTERM was sent (timeout or terminate_all)
         self.killed = False  # SIGKILL sent
         self.held_open = False  # pipes still open after the main process exited
         self.stop_requested = False  # terminate_all was called
-        self.fds = []
+        self.tree: dict[int, int] = {}  # interactive: pid -> start ticks of the processes signalled
+
+    # -- starting ------------------------------------------------------------------------
+
+    def start(self, argv, script, full_env, cwd, interactive, started):
+        """Start the command and supervise it to the end."""
+        script_r = script_w = out_r = out_w = err_r = err_w = None
+        pass_fds: tuple[int, ...] = ()
+        if script is not None:
+            fd_dir = _fd_dir()
+            if fd_dir is None:
+                return CommandResult(
+                    error="cannot start: #! scripts need /dev/fd, which this system lacks",
+                    duration=time.monotonic() - started,
+                )
+            script_r, script_w = os.pipe()
+            argv.append("%s/%d" % (fd_dir, script_r))
+            pass_fds = (script_r,)
+        if not interactive:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=None if interactive else subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=not interactive,
+                pass_fds=pass_fds,
+            )
+        except (OSError, ValueError) as e:
+            _close((out_r, err_r, script_w))
+            return CommandResult(
+                error=_start_error(e, argv, cwd), duration=time.monotonic() - started
+            )
+        finally:
+            _close((out_w, err_w, script_r))
+        if not interactive:
+            self.pgid = self.proc.pid
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
+        try:
+            return self.supervise(started, out_r, err_r, script_w, script)
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self)
 
     def send_signal(self, sig):
-        """Signal the command: its group, or just its process when interactive."""
+        """Signal the command: its group, or when interactive its process and descendants."""
         # The main process is never reaped before the loop ends, so its pid (and group id)
         # cannot have been reused.
+        if self.pgid is not None:
+            _killpg(self.pgid, sig)
+            return
+        # An interactive command shares our group: signal the processes it started, found
+        # through /proc now, and those found before (orphans once the shell has died).
+        self.tree.update(_descendants(self.proc.pid))
         try:
-            if self.pgid is not None:
-                os.killpg(self.pgid, sig)
-            else:
-                os.kill(self.proc.pid, sig)
+            os.kill(self.proc.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+        for pid, ticks in list(self.tree.items()):
+            if process_start_ticks(pid) == ticks:
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    # -- supervising ---------------------------------------------------------------------
 
     def supervise(self, started, out_r, err_r, script_w, script):
         sel = selectors.DefaultSelector()
-        pidfd = None
         try:
-            for name, fd in (("stdout", out_r), ("stderr", err_r)):
-                if fd is not None:
-                    self.fds.append(fd)
-                    os.set_blocking(fd, False)
-                    stream = _Stream(name, fd, self.tail_bytes, self.on_output)
-                    self.streams.append(stream)
-                    sel.register(fd, selectors.EVENT_READ, stream)
-            if script_w is not None:
-                self.fds.append(script_w)
-                os.set_blocking(script_w, False)
-                sel.register(script_w, selectors.EVENT_WRITE, _SCRIPT)
-            pidfd = _open_pidfd(self.proc.pid)
-            if pidfd is not None:
-                self.fds.append(pidfd)
-                sel.register(pidfd, selectors.EVENT_READ, _PIDFD)
-            self._loop(sel, started, pidfd, memoryview(script) if script else None)
+            pidfd = self._register(sel, out_r, err_r, script_w, script)
+            if self.on_start is not None and self.pgid is not None:
+                self.on_start(self.pgid, process_start_ticks(self.pgid))
+            self._loop(sel, pidfd, started)
             for stream in self.streams:
                 stream.finish()
             sel.close()
@@ -569,7 +694,7 @@ class _Run:
         except BaseException as exc:
             result = self._abort(exc, started)
             try:
-                exc.command_result = result
+                setattr(exc, "command_result", result)  # noqa: B010 (any exception type)
             except Exception:
                 pass
             raise
@@ -580,102 +705,123 @@ class _Run:
         if self.pgid is None and result.exit_code == -signal.SIGINT:
             result.interrupted = True
             result.error = "interrupted (SIGINT)"
-            exc = KeyboardInterrupt()
-            exc.command_result = result
-            raise exc
+            interrupt = KeyboardInterrupt()
+            setattr(interrupt, "command_result", result)  # noqa: B010
+            raise interrupt
         return result
 
-    def _loop(self, sel, started, pidfd, script):
-        """Pump output (and the script) until the main process has exited and output is done."""
-        proc = self.proc
-        reading = len(self.streams)
-        written = 0
-        exited = False
-        drain_until = None
-        deadline = started + self.timeout if self.timeout is not None else None
-        kill_at = None
-        poll = _POLL_MIN
+    def _register(self, sel, out_r, err_r, script_w, script):
+        """Watch the output pipes, the script pipe and (pidfd) the exit; returns the pidfd."""
+        for name, fd in (("stdout", out_r), ("stderr", err_r)):
+            if fd is not None:
+                self.fds.append(fd)
+                os.set_blocking(fd, False)
+                stream = _Stream(name, fd, self.tail_bytes, self.on_output)
+                self.streams.append(stream)
+                sel.register(fd, selectors.EVENT_READ, stream)
+        self.reading = len(self.streams)
+        if script_w is not None:
+            self.fds.append(script_w)
+            os.set_blocking(script_w, False)
+            sel.register(script_w, selectors.EVENT_WRITE, _Script(script))
+        pidfd = _open_pidfd(self.proc.pid)
+        if pidfd is not None:
+            self.fds.append(pidfd)
+            sel.register(pidfd, selectors.EVENT_READ, _PIDFD)
+        return pidfd
+
+    def _loop(self, sel, pidfd, started):
+        """Pump output (and the script) until the main process has exited and output is done.
+
+        Without a pidfd the exit is polled, at intervals doubling from _POLL_MIN to _POLL_MAX
+        (back to _POLL_MIN whenever something happens: the exit may follow soon).
+        """
+        if self.timeout is not None:
+            self.alarm = started + self.timeout
+        poll = _POLL_MIN if pidfd is None else None
         while True:
-            # How long to wait for the next event.
-            if exited:
-                wait = drain_until - time.monotonic()
-            else:
-                wait = None
-                if kill_at is not None:
-                    wait = kill_at - time.monotonic()
-                elif deadline is not None:
-                    wait = deadline - time.monotonic()
-                if pidfd is None:
-                    wait = poll if wait is None else min(wait, poll)
-                    poll = min(poll * 2, _POLL_MAX)
-            if wait is not None and wait < 0:
-                wait = 0
-            if sel.get_map():
-                events = sel.select(wait)
-            else:  # polling, nothing left to read: sleep (epoll would round up to 1 ms)
-                time.sleep(wait if wait is not None else _POLL_MAX)
-                events = ()
-            if events:
-                poll = _POLL_MIN  # something happened: the exit may follow soon
+            events = self._wait(sel, poll)
+            if poll is not None:
+                poll = _POLL_MIN if events else min(poll * 2, _POLL_MAX)
             for key, _ in events:
-                data = key.data
-                if data is _PIDFD:
-                    exited = True
-                elif data is _SCRIPT:
-                    try:
-                        written += os.write(key.fd, script[written : written + _CHUNK])
-                    except BlockingIOError:
-                        continue
-                    except OSError:  # BrokenPipeError: the interpreter stopped reading
-                        written = len(script)
-                    if written >= len(script):
-                        self._drop(sel, key.fd)
-                else:
-                    try:
-                        chunk = os.read(key.fd, _CHUNK)
-                    except BlockingIOError:
-                        continue
-                    if chunk:
-                        data.feed(chunk)
-                    else:
-                        self._drop(sel, key.fd)
-                        data.finish()
-                        reading -= 1
-            if not exited and pidfd is None:
-                exited = _exited(proc)
-            if exited:
-                if reading == 0:
+                self._handle(sel, key)
+            if not self.exited and pidfd is None:
+                self.exited = _exited(self.proc)
+            if self.exited:
+                if self._drained(sel, pidfd):
                     return
-                now = time.monotonic()
-                if drain_until is None:
-                    drain_until = now + DRAIN_SECONDS
-                    if pidfd is not None:
-                        self._drop(sel, pidfd)
-                    if script is not None and written < len(script):
-                        # Nobody will read the rest of the script.
-                        for key in list(sel.get_map().values()):
-                            if key.data is _SCRIPT:
-                                self._drop(sel, key.fd)
-                elif now >= drain_until:
-                    self.held_open = True
-                    return
-                continue
-            if deadline is None:
-                continue
-            now = time.monotonic()
-            if kill_at is None and not self.killed:
-                if now >= deadline:
-                    self.timed_out = True
-                    self.send_signal(signal.SIGTERM)
-                    self.term_at = now
-                    kill_at = now + self.kill_grace
-            elif kill_at is not None and now >= kill_at:
-                self.send_signal(signal.SIGKILL)
-                self.killed = True
-                kill_at = None
-                deadline = now + _REAP_LIMIT  # re-used as "give up waiting" below
-            elif self.killed and now >= deadline:
-                return  # the process ignores SIGKILL (uninterruptible sleep): give up
+            elif self._enforce_timeout():
+                return
+
+    def _wait(self, sel, poll):
+        """The next events, waiting at most until the next thing to do."""
+        until = self.drain_until if self.exited else self.alarm
+        wait = None if until is None else max(until - time.monotonic(), 0)
+        if poll is not None and not self.exited:
+            wait = poll if wait is None else min(wait, poll)
+        if sel.get_map():
+            return sel.select(wait)
+        # polling, nothing left to read: sleep (epoll would round up to 1 ms)
+        time.sleep(wait if wait is not None else _POLL_MAX)
+        return ()
+
+    def _handle(self, sel, key):
+        """One ready descriptor: the exit (pidfd), the script pipe, or output."""
+        if key.data is _PIDFD:
+            self.exited = True
+        elif isinstance(key.data, _Script):
+            if key.data.write(key.fd):
+                self._drop(sel, key.fd)
+        else:
+            try:
+                chunk = os.read(key.fd, _CHUNK)
+            except BlockingIOError:
+                return
+            if chunk:
+                key.data.feed(chunk)
+            else:
+                self._drop(sel, key.fd)
+                key.data.finish()
+                self.reading -= 1
+
+    def _drained(self, sel, pidfd):
+        """After the main process exited: True once its output has ended, or DRAIN_SECONDS
+        later (something it left running holds the pipes open)."""
+        if self.reading == 0:
+            return True
+        now = time.monotonic()
+        if self.drain_until is None:
+            self.drain_until = now + DRAIN_SECONDS
+            if pidfd is not None:
+                self._drop(sel, pidfd)
+            for key in list(sel.get_map().values()):
+                if isinstance(key.data, _Script):  # nobody will read the rest of the script
+                    self._drop(sel, key.fd)
+            return False
+        if now >= self.drain_until:
+            self.held_open = True
+            return True
+        return False
+
+    def _enforce_timeout(self):
+        """At the alarm: SIGTERM (the timeout), then SIGKILL after kill_grace, then, after
+        _REAP_LIMIT, give up on a process that ignores even SIGKILL (uninterruptible sleep):
+        True means stop waiting."""
+        now = time.monotonic()
+        if self.alarm is None or now < self.alarm:
+            return False
+        if not self.timed_out:
+            self.timed_out = True
+            self.send_signal(signal.SIGTERM)
+            self.term_at = now
+            self.alarm = now + self.kill_grace
+        elif not self.killed:
+            self.send_signal(signal.SIGKILL)
+            self.killed = True
+            self.alarm = now + _REAP_LIMIT
+        else:
+            return True
+        return False
 
     def _drop(self, sel, fd):
         try:
@@ -685,6 +831,8 @@ class _Run:
         if fd in self.fds:
             self.fds.remove(fd)
             _close((fd,))
+
+    # -- the result ----------------------------------------------------------------------
 
     def _finish(self, started):
         """After the loop: end the group's leftovers, reap, build the result."""
@@ -748,21 +896,16 @@ class _Run:
                 if not terminate_group(self.pgid, self.kill_grace, proc):
                     how = "killed"
             elif proc.poll() is None:
-                proc.terminate()
+                self.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(self.kill_grace)
                 except subprocess.TimeoutExpired:
-                    proc.kill()
+                    self.send_signal(signal.SIGKILL)
                     how = "killed"
         except BaseException:  # a second Ctrl-C: no more grace
             how = "killed"
-            if self.pgid is not None:
-                _killpg(self.pgid, signal.SIGKILL)
-            else:
-                try:
-                    proc.kill()
-                except OSError:
-                    pass
+            if proc.returncode is None:
+                self.send_signal(signal.SIGKILL)
         exit_code = _reap(proc, _REAP_LIMIT)
         what = "process group" if self.pgid is not None else "process"
         return self._result(
@@ -819,7 +962,7 @@ def _ignore_terminal_signals():
     started (no window where Ctrl-C would hit the runner) and, unlike SIG_IGN, it is not
     inherited through exec — the command gets the default behaviour.
     """
-    saved = []
+    saved: list[tuple[int, object]] = []
     if threading.current_thread() is not threading.main_thread():
         return saved
     try:

@@ -143,9 +143,10 @@ class _Lines:
             self.parts = []
             self.size = 0
             for line in complete:
-                pieces, last = _cut(line)
-                shown.extend(pieces)
-                shown.append(last)
+                if len(line) > LINE_LIMIT:
+                    pieces, line = _cut(line)
+                    shown.extend(pieces)
+                shown.append(line)
         if rest:
             self.parts.append(rest)
             self.size += len(rest)
@@ -182,6 +183,20 @@ def _silence(stream):
         _os.close(devnull)
 
 
+def _is_terminal(stream):
+    """Is ``stream`` a terminal, one that has hung up included? (isatty() then says no: every
+    terminal operation on a hung-up terminal fails with EIO, unlike on a file or pipe.)"""
+    import termios
+
+    try:
+        termios.tcgetattr(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor
+        return False
+    except termios.error as exc:
+        return exc.args[0] == _errno.EIO
+    return True
+
+
 def _shown(renderable):
     """A string or rich Text as it may be shown (terminal.clean); other renderables as they are."""
     if isinstance(renderable, str):
@@ -198,7 +213,6 @@ class PlainUI:
     """Line-oriented output for logs and pipes: timestamped, one line per event, never prompts."""
 
     interactive = False
-    keep_sgr = False  # command output's colour is removed (see the module docstring)
 
     def __init__(self, out=None, err=None, parallel=False, show_output=True, timestamps=True):
         self.out = out or _sys.stdout
@@ -209,6 +223,11 @@ class PlainUI:
         self.output_lost = False  # the output went away: nothing is written or asked any more
         self._gone = set()  # id() of the streams that went away
         self._lines = {}  # (node id, stream) -> _Lines
+
+    @property
+    def keep_sgr(self):
+        """Does command output keep its colour? Not in plain output (see the module docstring)."""
+        return False
 
     # output primitives (TerminalUI overrides these)
     def write(self, text):
@@ -241,22 +260,20 @@ class PlainUI:
         Output redirected to a file or pipe goes on."""
         self.interactive = False
         for stream in (self.out, self.err):
-            try:
-                tty = stream.isatty()
-            except (AttributeError, OSError, ValueError):
-                tty = False
-            if tty:
+            if _is_terminal(stream):
                 self._gone_away(stream)
 
     def line(self, text, style=None):
         stamp = _time.strftime("%H:%M:%S ") if self.timestamps else ""
         self.write("%s%s\n" % (stamp, text))
 
-    def output_line(self, node, stream, text):
+    def output_lines(self, node, stream, lines):
+        """Lines of command output (cleaned already), written at once."""
         prefix = "[%s] " % node.id if self.parallel else "  │ "
         if stream == "stderr":
             prefix += "! " if not self.parallel else "stderr: "
-        self.write("%s%s\n" % (prefix, text))
+        prefix = terminal.clean(prefix)
+        self._write(self.out, "".join(prefix + line + "\n" for line in lines))
 
     def error(self, text):
         self._write(self.err, terminal.clean("error: %s\n" % text))
@@ -287,13 +304,15 @@ class PlainUI:
         lines = self._lines.get((node.id, stream))
         if lines is None:
             lines = self._lines[(node.id, stream)] = _Lines(self.keep_sgr)
-        for line in lines.feed(text):
-            self.output_line(node, stream, line)
+        shown = lines.feed(text)
+        if shown:
+            self.output_lines(node, stream, shown)
 
     def _flush_partial(self, node):
         for key in [k for k in self._lines if k[0] == node.id]:
-            for line in self._lines.pop(key).flush():
-                self.output_line(node, key[1], line)
+            shown = self._lines.pop(key).flush()
+            if shown:
+                self.output_lines(node, key[1], shown)
 
     def on_node_finished(self, node, status, attempt, duration, fields=None, **_):
         self._flush_partial(node)
@@ -361,13 +380,14 @@ class TerminalUI(PlainUI):
             file=out, highlight=False, no_color=not color or None, soft_wrap=True, color_system=None if theme == "none" else "auto"
         )
         # rich's own answer to EPIPE is SystemExit(1); here the run goes on
-        self.console.on_broken_pipe = lambda: self._gone_away(self.console.file)
+        setattr(self.console, "on_broken_pipe", lambda: self._gone_away(self.console.file))  # noqa: B010
         self.styles = THEMES.get(theme, {})
         self.progress = progress
         self.prompt_timeout = prompt_timeout or 0
         self._timed_out = None
         self._total = 0
         self._settled = set()
+        self._frames = {}  # (node id or None, stream) -> (head, tail) of an output line
 
     @property
     def keep_sgr(self):
@@ -402,15 +422,30 @@ class TerminalUI(PlainUI):
         stamp = _time.strftime("%H:%M:%S ") if self.timestamps else ""
         self._print(Text(stamp + text, style=self._style(style)))
 
-    def output_line(self, node, stream, text):
-        from rich.text import Text
+    def output_lines(self, node, stream, lines):
+        """Lines of command output (cleaned already: text, and colour if kept), written at once
+        in a frame rendered by rich once per node and stream: rich's work per line would cost
+        more than the command's output is worth."""
+        if self.output_lost:
+            return
+        head, tail = self._frame(node.id if self.parallel else None, stream)
+        self._write(self.console.file, "".join(
+            head + line + ("\x1b[0m" if "\x1b" in line else "") + tail for line in lines
+        ))
 
-        prefix = "[%s] " % node.id if self.parallel else "  │ "
-        style = self._style("red") if stream == "stderr" else ""
-        # command output is text, never markup (Text() does not interpret [/] or similar); its
-        # colour, if kept, is turned into rich styles
-        body = Text.from_ansi(text, style=style, end="") if "\x1b" in text else Text(text, style=style)
-        self._print(Text(prefix, style=self._style("dim")) + body)
+    def _frame(self, node_id, stream):
+        """(what comes before a line of output, what comes after it): prefix, styles, newline."""
+        frame = self._frames.get((node_id, stream))
+        if frame is None:
+            from rich.text import Text
+
+            prefix = terminal.clean("[%s] " % node_id if node_id is not None else "  │ ")
+            body = Text("\0", style=self._style("red") if stream == "stderr" else "")
+            with self.console.capture() as captured:
+                self.console.print(Text(prefix, style=self._style("dim")) + body)
+            head, _, tail = captured.get().partition("\0")
+            frame = self._frames[(node_id, stream)] = (head, tail)
+        return frame
 
     # [ui] progress_style = "bar": a progress line after each step settles
     def on_run_started(self, run_id, title, nodes, resumed=False, **data):

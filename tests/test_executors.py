@@ -1,8 +1,12 @@
 """The Command process runner, on real subprocesses.
 
-Time limits are generous (seconds) so that the tests hold on a busy 2-core machine.
+Time limits are generous (seconds) so that the tests hold on a busy 2-core machine. No test
+leaves a process behind: every process a test starts inherits a mark in its environment, and
+``leaves_no_process`` fails the test if a marked process is still alive afterwards.
 """
 
+import dataclasses
+import itertools
 import os
 import shutil
 import signal
@@ -14,7 +18,15 @@ import time
 import pytest
 
 from playbook.runtime import executors
-from playbook.runtime.executors import CommandResult, run_command, terminate_all, terminate_group
+from playbook.runtime.executors import (
+    CommandResult,
+    group_alive,
+    process_start_ticks,
+    run_command,
+    stop_group,
+    terminate_all,
+    terminate_group,
+)
 
 HAVE_BASH = shutil.which("bash") is not None
 HAVE_PYTHON3 = shutil.which("python3") is not None
@@ -59,6 +71,42 @@ def _pids(text):
     return [int(word) for word in text.split() if word.isdigit()]
 
 
+_MARK = "PLAYBOOK_TEST_PROCESS_MARK"
+_marks = itertools.count()
+
+
+def _marked(needle):
+    """The live pids whose environment holds ``needle``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/environ" % name, "rb") as f:
+                if needle in b"\0" + f.read() and _alive(int(name)):
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def leaves_no_process(monkeypatch):
+    """Fail a test that leaves a process it started alive (and kill what it left)."""
+    mark = "%d-%d" % (os.getpid(), next(_marks))
+    monkeypatch.setenv(_MARK, mark)
+    yield
+    needle = ("\0%s=%s\0" % (_MARK, mark)).encode()
+    deadline = time.monotonic() + 5
+    left = _marked(needle)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = _marked(needle)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "the test left processes running"
+
+
 @pytest.fixture
 def reaper():
     """Kill any pid a failing test left behind."""
@@ -83,6 +131,13 @@ def test_exit_codes(exit_detection):
 
 
 def test_result_shape():
+    assert dataclasses.is_dataclass(CommandResult)
+    assert [f.name for f in dataclasses.fields(CommandResult)] == [
+        "exit_code", "stdout", "stderr", "stdout_truncated", "stderr_truncated",
+        "timed_out", "interrupted", "error", "duration", "note",
+    ]
+    assert CommandResult(exit_code=0, stdout="x") == CommandResult(exit_code=0, stdout="x")
+    assert CommandResult(exit_code=0) != CommandResult(exit_code=1)
     result = CommandResult(exit_code=0)
     assert result.ok
     assert not CommandResult(exit_code=0, timed_out=True).ok
@@ -138,6 +193,22 @@ def test_big_output_streams_completely_but_keeps_only_the_tail():
     assert total[0] == 5000000
     assert result.stdout == "a" * 1000
     assert result.stdout_truncated
+
+
+def test_the_tail_stays_bounded_while_a_long_line_streams():
+    """One 5 MB line without a newline: the runner never holds more than the tail (plus the
+    chunk just read) of it."""
+    held = []
+
+    def on_output(stream, text):
+        with executors._RUNNING_LOCK:
+            runs = list(executors._RUNNING)
+        held.append(max(sum(len(c) for c in s.chunks) for run in runs for s in run.streams))
+
+    result = run_command("head -c 5000000 /dev/zero | tr '\\0' a", on_output=on_output)
+    assert len(held) > 10
+    assert max(held) <= 65536
+    assert result.stdout == "a" * 65536 and result.stdout_truncated
 
 
 def test_zero_tail_bytes_keeps_nothing():
@@ -492,11 +563,52 @@ def test_interactive_shebang(capfd):
     assert "interactive-script" in capfd.readouterr().out
 
 
-def test_interactive_timeout(exit_detection):
-    result = run_command("sleep 300", interactive=True, timeout=0.5)
+def _timed_out_interactive(tmp_path, reaper, command, **kwargs):
+    """Run an interactive ``command`` that writes pids to ``{pids}``; (result, those pids)."""
+    pids = tmp_path / "pids"
+    result = run_command(command.format(pids=pids), interactive=True, **kwargs)
+    started = _pids(pids.read_text())
+    reaper.extend(started)
+    return result, started
+
+
+def test_interactive_timeout(exit_detection, tmp_path, reaper):
+    result, started = _timed_out_interactive(
+        tmp_path, reaper, "echo $$ > {pids}; sleep 300 & echo $! >> {pids}; sleep 300", timeout=0.5
+    )
+    assert len(started) == 2
     assert result.timed_out
     assert result.error == "timed out after 0.5 s (process terminated)"
     assert result.exit_code == -signal.SIGTERM
+    # The command shares our process group, so its children were found and signalled
+    # one by one: the background job and the foreground `sleep` are gone with the shell.
+    assert _survivors(started) == []
+
+
+def test_interactive_timeout_escalates_to_sigkill_for_the_whole_tree(tmp_path, reaper):
+    result, started = _timed_out_interactive(
+        tmp_path, reaper,
+        "trap '' TERM; echo $$ > {pids}; sh -c 'trap \"\" TERM; sleep 300' & echo $! >> {pids}; "
+        "sleep 300",
+        timeout=0.5, kill_grace=0.5,
+    )
+    assert result.error == "timed out after 0.5 s (process killed)"
+    assert result.exit_code == -signal.SIGKILL
+    assert _survivors(started) == []
+
+
+def test_interactive_timeout_spares_what_left_the_session(tmp_path, reaper):
+    # the pid is written from inside the new session: the timeout comes after the setsid
+    result, (daemon,) = _timed_out_interactive(
+        tmp_path, reaper,
+        "setsid sh -c 'echo $$ > {pids}; exec sleep 300' & "
+        "while [ ! -s {pids} ]; do sleep 0.01; done; sleep 300",
+        timeout=3,
+    )
+    assert result.timed_out
+    assert _alive(daemon)  # it left the session on purpose: not the command's to end
+    os.kill(daemon, signal.SIGKILL)
+    assert _survivors([daemon]) == []
 
 
 def test_interactive_child_killed_by_sigint_raises_keyboard_interrupt():
@@ -563,3 +675,139 @@ def test_terminate_all_escalates_to_sigkill(reaper):
     assert result.exit_code == -signal.SIGKILL
     assert result.error == "interrupted (process group killed)"
     assert _survivors(pids) == []
+
+
+# --------------------------------------------------------------------------- process identity
+
+
+def test_on_start_gives_the_group_and_its_start_before_waiting():
+    seen = []
+
+    def on_start(pgid, start_ticks):
+        # called while the command runs: the group is there, and it is the command's own
+        seen.append((pgid, start_ticks, group_alive(pgid, start_ticks), os.getpgid(pgid)))
+
+    result = run_command("sleep 0.3; echo done", on_start=on_start)
+    assert result.ok and result.stdout == "done\n"
+    ((pgid, start_ticks, alive, group),) = seen
+    assert alive and group == pgid
+    assert isinstance(start_ticks, int) and start_ticks > 0
+    assert start_ticks >= process_start_ticks(os.getpid())
+    assert not group_alive(pgid, start_ticks)  # ended with the command
+
+
+def test_on_start_is_not_called_without_a_group_of_its_own_or_a_start():
+    calls = []
+    assert run_command("true", interactive=True, on_start=lambda *a: calls.append(a)).ok
+    assert run_command("true", cwd="/nonexistent", on_start=lambda *a: calls.append(a)).error
+    assert run_command("true", shell="/nonexistent/sh", on_start=lambda *a: calls.append(a)).error
+    assert calls == []
+
+
+def test_an_exception_from_on_start_ends_the_command(reaper):
+    groups = []
+
+    def on_start(pgid, start_ticks):
+        groups.append((pgid, start_ticks))
+        raise OSError("database is full")
+
+    with pytest.raises(OSError) as info:
+        run_command("sleep 300", on_start=on_start)
+    reaper.extend(pgid for pgid, _ in groups)
+    assert info.value.command_result.interrupted
+    ((pgid, start_ticks),) = groups
+    assert not group_alive(pgid, start_ticks)
+
+
+def test_start_ticks_name_one_process():
+    assert process_start_ticks(os.getpid()) == process_start_ticks(os.getpid())
+    proc = subprocess.Popen(["sleep", "300"])
+    try:
+        assert process_start_ticks(proc.pid) >= process_start_ticks(os.getpid())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert process_start_ticks(proc.pid) is None  # no such process any more
+
+
+CRASHING_RUNNER = """
+import sys
+from playbook.runtime.executors import run_command
+
+def on_start(pgid, start_ticks):
+    with open(sys.argv[1], "w") as f:
+        f.write("%d %d" % (pgid, start_ticks))
+
+run_command("sleep 300 & sleep 300", on_start=on_start)
+"""
+
+
+def test_a_command_outliving_a_killed_runner_is_seen_and_stopped(tmp_path, reaper):
+    """The crash case: the runner dies of SIGKILL, its command's group lives on."""
+    record = tmp_path / "group"
+    runner = subprocess.Popen([sys.executable, "-c", CRASHING_RUNNER, str(record)])
+    deadline = time.monotonic() + 30
+    while not record.exists() or not record.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pgid, start_ticks = map(int, record.read_text().split())
+    reaper.append(pgid)
+    runner.kill()
+    runner.wait()
+    assert group_alive(pgid, start_ticks)
+    assert not group_alive(pgid, start_ticks + 1)  # the same pid, another start: reused
+    assert stop_group(pgid, start_ticks, grace=5) is True
+    assert not group_alive(pgid, start_ticks)
+    assert stop_group(pgid, start_ticks) is True  # nothing left to stop
+
+
+def test_a_group_whose_leader_has_gone_is_alive_while_a_member_is(reaper):
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"],
+        stdout=subprocess.PIPE, start_new_session=True,
+    )
+    start_ticks = process_start_ticks(proc.pid)
+    member = int(proc.stdout.readline())
+    reaper.append(member)
+    proc.stdout.close()
+    assert proc.wait(10) == 0
+    assert group_alive(proc.pid, start_ticks)
+    assert stop_group(proc.pid, start_ticks, grace=5)
+    assert _survivors([member]) == []
+    assert not group_alive(proc.pid, start_ticks)
+
+
+def test_stop_group_escalates_to_sigkill(reaper):
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", "trap '' TERM; echo ready; sleep 300"],
+        stdout=subprocess.PIPE, start_new_session=True,
+    )
+    reaper.append(proc.pid)
+    proc.stdout.readline()
+    proc.stdout.close()
+    assert stop_group(proc.pid, process_start_ticks(proc.pid), grace=0.3)
+    assert proc.wait(10) == -signal.SIGKILL
+
+
+def test_group_alive_refuses_groups_that_are_not_a_commands():
+    assert not group_alive(0, None)
+    assert not group_alive(1, None)
+    assert not group_alive(os.getpgrp(), None)
+    assert stop_group(os.getpgrp(), None)  # and so never signals them
+
+
+def test_process_identity_without_proc(tmp_path, monkeypatch, reaper):
+    """Where /proc is missing (a macOS workstation), ps gives the start time instead."""
+    if shutil.which("ps") is None:
+        pytest.skip("ps not installed")
+    monkeypatch.setattr(executors, "_PROC", str(tmp_path / "no-proc"))
+    proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    reaper.append(proc.pid)
+    start = process_start_ticks(proc.pid)
+    assert isinstance(start, int) and abs(start - time.time()) < 300
+    assert process_start_ticks(proc.pid) == start
+    assert group_alive(proc.pid, start)
+    assert group_alive(proc.pid, None)
+    assert not group_alive(proc.pid, start - 3600)  # started at another time: reused
+    proc.kill()
+    proc.wait()
+    assert not group_alive(proc.pid, start)

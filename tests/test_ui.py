@@ -20,7 +20,15 @@ from playbook.runtime.plan import Node
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import finish, make_env, pb, playbook_exe, spawn, write_runbook  # noqa: E402
+from test_executors import leaves_no_process  # noqa: E402,F401  (autouse: no test leaves a process)
+from test_runtime_support import (  # noqa: E402
+    finish,
+    make_env,
+    pb,
+    playbook_exe,
+    spawn,
+    write_runbook,
+)
 
 ESC = "\x1b"
 # Everything a hostile or careless command may print: colour, clear screen and cursor home, a
@@ -249,24 +257,31 @@ HUNG_UP_CHILD = textwrap.dedent(
     from playbook.runtime.plan import Node
 
     ui = ui_mod.{kind}()
-    signal.signal(signal.SIGHUP, lambda *_: ui.hang_up())
+    seen = []
+
+    def on_hangup(*_):
+        ui.hang_up()
+        seen.append("lost" if ui.output_lost else "not lost")
+
+    signal.signal(signal.SIGHUP, on_hangup)
     node = Node("n", "Command", command="x")
     ui.line("ready")
     deadline = time.monotonic() + 30
-    while not ui.output_lost and time.monotonic() < deadline:
-        ui.event("node_output", node=node, stream="stdout", text="tick\\n")
+    while not seen and time.monotonic() < deadline:
         time.sleep(0.01)
+    print("print() works too")  # the first write since the hang-up
+    sys.stdout.flush()
     for _ in range(100):
         ui.event("node_output", node=node, stream="stdout", text="after\\n")
-        print("print() works too")
     ui.error("still fine")
     try:
         ui.confirm(node, "asked?")
-        answer = "asked"
+        seen.append("asked")
     except EOFError:
-        answer = "not asked"
+        seen.append("not asked")
+    seen.append(str(ui.interactive))
     with open(sys.argv[1], "w") as f:
-        f.write("%s %s %s" % (ui.output_lost, ui.interactive, answer))
+        f.write(" ".join(seen))
     """
 )
 
@@ -295,13 +310,13 @@ def test_a_hung_up_terminal_never_stops_the_ui(kind, tmp_path):
     )
     os.close(slave)
     seen = b""
-    while b"tick" not in seen:
+    while b"ready" not in seen:
         chunk = os.read(master, 4096)
         assert chunk, seen
         seen += chunk
     os.close(master)  # the terminal goes away
     assert proc.wait(30) == 0
-    assert marker.read_text() == "True False not asked"
+    assert marker.read_text() == "lost not asked False"
 
 
 # --------------------------------------------------------------------------- playbook run
