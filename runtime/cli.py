@@ -483,6 +483,17 @@ def _waits_for(store: Any, run_id: int) -> list[str]:
     return needed
 
 
+def _alive_note(attempt: dict) -> dict:
+    """An attempt left running or interrupted whose command is still alive says so."""
+    if attempt.get("status") in ("running", "interrupted") and attempt.get("pgid"):
+        from .executors import group_alive
+
+        if group_alive(attempt["pgid"], attempt.get("proc_start")):
+            attempt["still_running"] = True
+            attempt["error"] = "its command is still running (process group %d)" % attempt["pgid"]
+    return attempt
+
+
 def cmd_show(inv: Invocation) -> int:
     from . import report
 
@@ -493,7 +504,7 @@ def cmd_show(inv: Invocation) -> int:
         args.run = _latest_run_id(store, workflow)
     if args.run is not None:
         run = _get_run(store, args.run)
-        attempts = store.attempts(args.run)
+        attempts = [_alive_note(a) for a in store.attempts(args.run)]
         events = store.events(args.run)
         if args.json:
             run = dict(run)

@@ -376,6 +376,7 @@ class Engine:
                     timeout=node.timeout if node.timeout is not None else self.options.default_timeout,
                     interactive=node.interactive,
                     on_output=on_output,
+                    on_start=lambda pgid, ticks: self.store.set_attempt_process(attempt_id, pgid, ticks),
                     kill_grace=self.options.kill_grace,
                 )
             except BaseException:

@@ -65,7 +65,9 @@ def run_text(run: dict, attempts: list, events: list, output: bool = False) -> s
         for a in attempts:
             lines.extend(_attempt_output(a))
     lines.extend(_audit_lines(events))
-    return "\n".join(lines)
+    from . import terminal  # stored output is shown, never obeyed: no control sequence gets through
+
+    return terminal.clean("\n".join(lines))
 
 
 def _attempt_row(a):

@@ -245,6 +245,9 @@ class _Signals:
     def _hang_up(self, signum: int, frame: Any) -> None:
         self.hung_up = True
         self.eng.halt(HANGUP_REASON)
+        hang_up = getattr(self.ui, "hang_up", None)
+        if hang_up is not None:
+            hang_up()  # writes nothing more to the dead terminal, asks nothing more
         self.ui.interactive = False
         try:
             devnull = os.open(os.devnull, os.O_RDWR)
@@ -386,6 +389,7 @@ class Session:
                 if self.header:
                     self.ui.event("message", text=self.header)
                 for node_id in interrupted:
+                    self._still_running(run_id, plan.by_id[node_id], (prior or {}).get(node_id) or {})
                     self._interrupted_step(eng, run_id, plan.by_id[node_id])
                 status, code, reason = eng.run()
         except engine_mod.Stop as stop:  # raised while handling interrupted steps
@@ -430,6 +434,33 @@ class Session:
             "run_finished", run_id=run_id, status="aborted", exit_code=EXIT_INTERRUPTED, reason=reason, hint=self.hint(run_id)
         )
         return EXIT_INTERRUPTED
+
+    def _still_running(self, run_id: int, node: Any, row: Mapping[str, Any]) -> None:
+        """A step interrupted with its runner may still be running (the runner was killed, or
+        lost its terminal): never start it a second time while it does. On a terminal, offer
+        to stop it; otherwise stop the resume with how to check."""
+        from . import executors
+
+        pgid, ticks = row.get("pgid"), row.get("proc_start")
+        if not pgid or not executors.group_alive(pgid, ticks):
+            return
+        what = "%s's command from before is still running (process group %d)" % (node.id, pgid)
+        if self.ui.interactive:
+            choices = [("s", "stop it", "end it (SIGTERM, then SIGKILL), then decide"), ("a", "abort", "leave it running; stop here")]
+            try:
+                choice = self.ui.choose(node, "%s. What now?" % what, choices)
+            except EOFError:
+                choice = "a"
+            if choice == "s":
+                stopped = executors.stop_group(pgid, ticks, self.options.kill_grace)
+                self.store.add_event(run_id, "decision", "%s: stopped its earlier command (process group %d)" % (node.id, pgid), who=self.who, node_id=node.id)
+                if stopped:
+                    return
+        raise engine_mod.Stop(
+            "aborted",
+            "%s; it is not started again while it runs: wait for it to end (or stop it: kill -TERM -- -%d), "
+            "then resume" % (what, pgid),
+        )
 
     def _interrupted_step(self, eng: engine_mod.Engine, run_id: int, node: Any) -> None:
         """A step found `running` after a crash: re-run, mark succeeded, or abort."""

@@ -279,3 +279,56 @@ def test_hangup_at_a_question_stops_asking_and_ends_aborted_129(tmp_path):
     assert not (tmp_path / "side.log").exists()
     assert "hangup" in [e["kind"] for e in events(dbp)]
     assert final(dbp)["gate"]["status"] != "succeeded"
+
+
+def test_a_command_alive_after_the_runner_was_killed_is_never_started_twice(tmp_path):
+    """SIGKILL of the runner leaves its step's command running in its own process group:
+    `show` says so, `resume --rerun-interrupted` refuses to start it again while it runs, and
+    once it has ended the step runs again and the run finishes."""
+    import json as json_mod
+
+    from test_runtime_support import spawn
+
+    rb = write_runbook(tmp_path, """
+    [long]
+    type = "Command"
+    command_name = "echo $$ > long.pid; echo started >> side.log; while [ ! -e release ]; do sleep 0.1; done; echo done >> side.log"
+
+    [after]
+    type = "Command"
+    command_name = "echo after >> side.log"
+    """)
+    dbp = tmp_path / "state.db"
+    proc = pb_start(tmp_path, "run", rb, "--state-path", dbp)
+    long_pid = read_pid(tmp_path / "long.pid")
+    try:
+        proc.kill()  # SIGKILL: nothing is recorded, the command lives on
+        proc.wait(timeout=10)
+        assert alive(long_pid)
+        shown = json_mod.loads(pb(tmp_path, "show", "--run", "1", "--json", "--state-path", dbp).stdout)
+        (row,) = [a for a in shown["attempts"] if a["node_id"] == "long"]
+        assert row.get("still_running") is True and "still running (process group" in row["error"]
+        assert shown["run"]["status"] == "interrupted"
+        r = pb(tmp_path, "resume", rb, "--rerun-interrupted", "--state-path", dbp)
+        assert r.returncode == 3, r.text
+        assert "long's command from before is still running" in r.text
+        assert (tmp_path / "side.log").read_text().splitlines() == ["started"]  # not started twice
+        # on a terminal the operator may stop it, then decide
+        child = spawn(tmp_path, "resume", rb, "--state-path", dbp)
+        child.expect("still running")
+        child.expect(r"Choose \[")
+        child.sendline("s")
+        child.expect("was interrupted")
+        child.expect(r"Choose \[")
+        child.sendline("r")
+        child.expect(r"started")
+        (tmp_path / "release").touch()
+        from test_runtime_support import finish
+
+        code, out = finish(child)
+        assert code == 0, out
+        wait_gone(long_pid)
+        assert (tmp_path / "side.log").read_text().splitlines() == ["started", "started", "done", "after"]
+    finally:
+        (tmp_path / "release").touch()
+        kill_quietly(long_pid, group=True)
