@@ -370,8 +370,12 @@ def _typed(value, kind, field):
     except VariableError as exc:
         raise TemplateError("%s: %s" % (field, exc)) from None
     if kind == "float":
-        if result <= 0:
-            raise TemplateError("%s must be a positive number of seconds, got %s" % (field, value))
+        from .durations import DurationError, check_duration
+
+        try:
+            check_duration(result, field)
+        except DurationError as exc:  # finite, positive, at most the documented maximum
+            raise TemplateError(str(exc)) from None
         if result.is_integer():
             result = int(result)
     return result

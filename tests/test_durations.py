@@ -48,11 +48,6 @@ def test_refused_with_a_message_naming_the_field_not_the_value(value, what, mess
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: runtime/templating._typed must check a rendered timeout with durations.check_duration "
-    "(templating belongs to another branch; the lead wires it and removes this mark)",
-)
 def test_a_templated_timeout_rendered_at_run_time_is_bounded_too():
     from playbook.runtime import templating
     from playbook.runtime.plan import Node
