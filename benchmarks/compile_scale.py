@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchenv import PLAYBOOK, bench_env  # noqa: E402
+from benchenv import PLAYBOOK, bench_env
 ENV = None  # set by main(): see bench_env
 
 

@@ -114,7 +114,7 @@ def _compile_source(src, sources=None, bake=False, registry=None):
         text = meta.get(key)
         if templating.is_template(text):
             if used.get(("runbook", key), set()) <= set(values):
-                meta[key] = _render(src, lambda: templating.render(text, values), "runbook", key)
+                meta[key] = _render(src, lambda text=text: templating.render(text, values), "runbook", key)
             else:
                 meta_templates.append(key)
     if meta_templates:

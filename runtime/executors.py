@@ -444,7 +444,7 @@ def _argv_for(command, shell):
         try:
             argv = shlex.split(shell) if isinstance(shell, str) else [str(a) for a in shell]
         except ValueError as e:
-            raise _StartError("cannot start: invalid shell %r: %s" % (shell, e))
+            raise _StartError("cannot start: invalid shell %r: %s" % (shell, e)) from None
         if not argv:
             argv = ["/bin/sh"]
     else:

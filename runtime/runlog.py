@@ -46,7 +46,7 @@ def open_run_log(cfg):
         handler = _RotatingLog(path, maxBytes=max_bytes, backupCount=int(cfg.get("logging", "backup_count")), encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem(cfg.origin("logging", "file_path"), None,
-                                   "logging.file_path %s cannot be opened: %s" % (path, exc.strerror or exc))])
+                                   "logging.file_path %s cannot be opened: %s" % (path, exc.strerror or exc))]) from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.Logger("playbook.run")  # not registered: no global logging state touched
     logger.setLevel(getattr(logging, cfg.get("logging", "level")))

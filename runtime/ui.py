@@ -16,7 +16,10 @@ A console that goes away — the terminal hung up (EIO, ENXIO) or the reader of 
 """
 
 import errno as _errno
+import json as _json
 import os as _os
+import sys as _sys
+import time as _time
 
 from . import conditions, terminal
 
@@ -80,9 +83,6 @@ def _params(params):
 
 
 # -- run output ---------------------------------------------------------------------------------
-import json as _json
-import sys as _sys
-import time as _time
 
 SYMBOLS = {"succeeded": "✓", "failed": "✗", "skipped": "-", "interrupted": "!"}
 LINE_LIMIT = 16384  # characters: a longer line of command output is shown in pieces this long

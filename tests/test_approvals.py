@@ -20,9 +20,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import final, pb, run_row, status_of, write_runbook  # noqa: E402
+from test_runtime_support import final, pb, run_row, status_of, write_runbook
 
-from playbook.runtime import approvals  # noqa: E402
+from playbook.runtime import approvals
 
 GATE = """
 [prep]

@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import (  # noqa: E402
+from test_runtime_support import (
     attempts,
     final,
     finish,
@@ -32,10 +32,10 @@ from test_runtime_support import (  # noqa: E402
     write_runbook,
 )
 
-from playbook.runtime import session  # noqa: E402
-from playbook.runtime import config  # noqa: E402
-from playbook.runtime import runlog  # noqa: E402
-from playbook.runtime import state  # noqa: E402
+from playbook.runtime import session
+from playbook.runtime import config
+from playbook.runtime import runlog
+from playbook.runtime import state
 
 ECHO = '[a]\ntype = "Command"\ncommand_name = "echo hello-output"\n'
 TWO = ECHO + '\n[b]\ntype = "Command"\ncommand_name = "echo second-output"\n'

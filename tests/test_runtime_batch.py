@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import (  # noqa: E402
+from test_runtime_support import (
     EXAMPLES,
     attempts,
     compat,

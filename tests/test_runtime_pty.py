@@ -149,6 +149,7 @@ def test_pty_rejection_cannot_be_skipped_into_and_blocks_plain_dependents(tmp_pa
     assert run_row(dbp)["status"] == "failed"
     # resume keeps the rejection: the gated step still does not run
     r = pb(tmp_path, "resume", rb, "--state-path", dbp, "1")
+    assert "Traceback" not in r.text
     assert "DROPPING" not in (tmp_path / "side.log").read_text()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import (  # noqa: E402
+from test_runtime_support import (
     alive,
     attempts,
     counts,
@@ -51,7 +51,7 @@ def _start_slow(tmp_path, *extra):
     except AssertionError:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError("the slow node never started:\n%s%s" % (out.decode(), err.decode()))
+        raise AssertionError("the slow node never started:\n%s%s" % (out.decode(), err.decode())) from None
     return rb, dbp, proc, sh, bg
 
 

@@ -275,7 +275,7 @@ def json_lines(text):
         try:
             obj = json.loads(line)
         except ValueError:
-            raise AssertionError("line %d is not JSON: %r" % (number, line))
+            raise AssertionError("line %d is not JSON: %r" % (number, line)) from None
         assert isinstance(obj, dict), "line %d is not a JSON object: %r" % (number, line)
         objects.append(obj)
     return objects
