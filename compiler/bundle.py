@@ -243,7 +243,7 @@ def collect_distribution(name: str, role: str) -> Dist:
     return Dist(
         name=dist.metadata["Name"] or name,
         version=dist.version,
-        requires_python=dist.metadata.get("Requires-Python") or "",
+        requires_python=dist.metadata.get("Requires-Python") or "",  # type: ignore[attr-defined]
         role=role,
         files=files,
         metadata=_metadata_text(dist),
@@ -345,7 +345,7 @@ def playbook_requires_python():
     import importlib.metadata as md
 
     try:
-        return md.distribution("playbook").metadata.get("Requires-Python") or ">=3.9"
+        return md.distribution("playbook").metadata.get("Requires-Python") or ">=3.9"  # type: ignore[attr-defined]
     except md.PackageNotFoundError:
         return ">=3.9"
 

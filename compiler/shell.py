@@ -159,7 +159,7 @@ _OPEN = re.compile(r"\{[{%#]")
 
 def placeholder_offsets(source: str) -> list:
     """The offset of each `{{` that starts a Jinja expression, in order (Jinja's default syntax)."""
-    found = []
+    found: list[int] = []
     pos = 0
     while True:
         match = _OPEN.search(source, pos)
@@ -231,7 +231,7 @@ class _Walk:
     def __init__(self, expressions):
         self.expressions = expressions
         self.index = {id(expression): i for i, expression in enumerate(expressions)}
-        self.contexts = [None] * len(expressions)
+        self.contexts: list[str | None] = [None] * len(expressions)
         self.refused = {}  # index -> (message, hint)
         self.blocks = []  # (template line, message)
         self.foreign = None  # the interpreter, when it is not a shell we quote for

@@ -530,8 +530,8 @@ class Engine:
             if len(counted) >= policy.approvals:
                 self.store.use_approvals(self.run_id, node.id)
                 auto = all(d["how"] == "auto-approve" for d in decisions if d["decision"] == "approved")
-                who = [d["who"] for d in decisions if d["decision"] == "approved" and approvals.person(d["who"]) in counted]
-                return ("auto-approved" if auto else "approved"), ", ".join(dict.fromkeys(who))
+                givers = [d["who"] for d in decisions if d["decision"] == "approved" and approvals.person(d["who"]) in counted]
+                return ("auto-approved" if auto else "approved"), ", ".join(dict.fromkeys(givers))
             me = approvals.person(self.who)
             if self.ui.interactive and policy.allows(me) and me not in counted:
                 self._record(node, question, self.ui.confirm(node, question), self.who, "terminal")
