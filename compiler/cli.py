@@ -363,6 +363,47 @@ def _bundle_plan_hash(path):
         raise BundleError("%s is not a Playbook bundle: %s" % (path, exc)) from None
 
 
+def _recorded_run_dot(run_id, state_path, file, sources):
+    """(DOT text of run `run_id` coloured by what happened, the run's runbook source); errors
+    exit 2 (no such run) or 4 (state database or plan problem)."""
+    from playbook.runtime import graph as dag
+    from playbook.runtime.errors import PlaybookError
+    from playbook.runtime.plan import PlanError
+    from playbook.runtime.session import open_store
+    from playbook.runtime.state import StateError
+
+    explicit = state_path or os.environ.get("PLAYBOOK_DB_PATH")
+    if explicit and not os.path.isfile(os.path.expanduser(explicit)):
+        click.echo("error: no state database at %s" % explicit, err=True)
+        sys.exit(4)
+    try:
+        store = open_store(state_path)
+    except PlaybookError as exc:
+        click.echo("error: %s" % exc, err=True)
+        sys.exit(exc.code)
+    try:
+        run = store.get_run(run_id)
+        if run is None:
+            click.echo("error: no run %d in %s" % (run_id, store.path), err=True)
+            sys.exit(EXIT_INVALID)
+        states = dag.run_states(store.attempts(run_id))
+    except StateError as exc:
+        click.echo("error: %s" % exc, err=True)
+        sys.exit(4)
+    finally:
+        store.close()
+    try:
+        drawn = dag.plan_for_run(run)
+    except (PlanError, TypeError) as exc:
+        click.echo("error: run %d has no usable plan in %s: %s" % (run_id, store.path, exc), err=True)
+        sys.exit(4)
+    if file is not None:
+        current = _compile(file, sources, bake=False)
+        if current.plan.digest() != run.get("plan_hash"):
+            click.echo("note: %s differs from the plan run %d used; drawing the run's plan" % (file, run_id), err=True)
+    return dag.to_dot(drawn, states, title=dag.run_caption(drawn, run)), run.get("source") or "run"
+
+
 @cli.command("view-dag")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @_variable_options
@@ -404,45 +445,10 @@ def view_dag(file, var_pairs, vars_file, vars_env, fmt, output, keep_dot, no_ope
         compiled = _compile(file, sources, bake=True)
         dot_text = dag.to_dot(graph_mod.picture_plan(compiled.plan))
     else:
-        from playbook.runtime.errors import PlaybookError
-        from playbook.runtime.plan import PlanError
-        from playbook.runtime.session import open_store
-        from playbook.runtime.state import StateError
-
         if var_pairs or vars_file or vars_env:
             click.echo("note: with --run the run's own variables are used; --var/--vars-file/--vars-env are ignored", err=True)
-        explicit = state_path or os.environ.get("PLAYBOOK_DB_PATH")
-        if explicit and not os.path.isfile(os.path.expanduser(explicit)):
-            click.echo("error: no state database at %s" % explicit, err=True)
-            sys.exit(4)
-        try:
-            store = open_store(state_path)
-        except PlaybookError as exc:
-            click.echo("error: %s" % exc, err=True)
-            sys.exit(exc.code)
-        try:
-            run = store.get_run(run_id)
-            if run is None:
-                click.echo("error: no run %d in %s" % (run_id, store.path), err=True)
-                sys.exit(EXIT_INVALID)
-            states = dag.run_states(store.attempts(run_id))
-        except StateError as exc:
-            click.echo("error: %s" % exc, err=True)
-            sys.exit(4)
-        finally:
-            store.close()
-        try:
-            drawn = dag.plan_for_run(run)
-        except (PlanError, TypeError) as exc:
-            click.echo("error: run %d has no usable plan in %s: %s" % (run_id, store.path, exc), err=True)
-            sys.exit(4)
-        if file is not None:
-            current = _compile(file, sources, bake=False)
-            if current.plan.digest() != run.get("plan_hash"):
-                click.echo("note: %s differs from the plan run %d used; drawing the run's plan" % (file, run_id), err=True)
-        else:
-            name = run.get("source") or "run"
-        dot_text = dag.to_dot(drawn, states, title=dag.run_caption(drawn, run))
+        dot_text, recorded_source = _recorded_run_dot(run_id, state_path, file, sources)
+        name = file if file is not None else recorded_source
     fmt = graph_mod.format_for(output, fmt)
     output = output or graph_mod.default_output(name, fmt, run_id)
     if output == "-":

@@ -209,6 +209,39 @@ class Engine:
     # -- the schedule ----------------------------------------------------------------------
     def run(self) -> tuple[str, int, str | None]:
         """Drive the run to its end. Returns (status, exit code, reason)."""
+        waiting, ready = self._initial()
+        running: dict[Any, Any] = {}  # future -> node
+        pools: list[Any] = []  # the thread pool, made when a second node runs at once
+        try:
+            while ready or running:
+                self._start_ready(waiting, ready, running, pools)
+                if running:
+                    self._collect(waiting, ready, running)
+        except Stop as stop:
+            self._drain(running, waiting, ready, quiet=True)
+            return stop.status, EXIT_FAILED if stop.status == FAILED else EXIT_ABORTED, self.mask.text(stop.reason)
+        except (KeyboardInterrupt, Interrupted):
+            executors.terminate_all(self.options.kill_grace)
+            for pool in pools:
+                pool.shutdown(wait=True)
+            raise Interrupted() from None
+        except BaseException:
+            # the state database failed, or a bug: stop the steps in flight rather than let
+            # them run unrecorded; their attempts stay `running` and resume asks about them
+            executors.terminate_all(self.options.kill_grace)
+            raise
+        finally:
+            for pool in pools:
+                pool.shutdown(wait=True)
+        self.completed = True
+        failed = [n.id for n in self.nodes if self.results[n.id].status == FAILED]
+        if failed:
+            return FAILED, EXIT_FAILED, "failed: %s (every step reached its end)" % ", ".join(failed)
+        return SUCCEEDED, EXIT_OK, None
+
+    def _initial(self) -> tuple[dict[str, int], list[int]]:
+        """How many unfinished upstream nodes each node waits for, and the heap of those ready
+        (by position in the plan)."""
         waiting = {}
         ready = []
         for node in self.nodes:
@@ -219,65 +252,45 @@ class Engine:
             if count == 0:
                 ready.append(self.index[node.id])
         heapq.heapify(ready)
-        running: dict[Any, Any] = {}  # future -> node
-        pool = None
-        try:
-            while ready or running:
-                while ready and len(running) < self.options.parallel:
-                    if self.halted:
-                        raise Stop("aborted", self.halted)
-                    node = self.nodes[heapq.heappop(ready)]
-                    verdict, reason = conditions.decide(node, self.results, self.values)
-                    if verdict == "skip":
-                        self._skip(node, reason)
-                        self._release(node, waiting, ready)
-                        continue
-                    if self.options.parallel > 1 and not self._needs_prompt(node):
-                        if pool is None:
-                            from concurrent.futures import ThreadPoolExecutor
+        return waiting, ready
 
-                            pool = ThreadPoolExecutor(self.options.parallel, thread_name_prefix="node")
-                        attempt = self._begin(node)
-                        running[pool.submit(self._attempts, node, attempt)] = node
-                        continue
-                    if running:  # prompts wait until the nodes in flight are done
-                        heapq.heappush(ready, self.index[node.id])
-                        break
-                    self._drive(node)
-                    self._release(node, waiting, ready)
-                if running:
-                    done = self._wait(running)
-                    for future in done:
-                        if future not in running:  # settled already by a _drain before a prompt
-                            continue
-                        node = running.pop(future)
-                        outcome = future.result()
-                        if outcome[0] == FAILED and self._failure_needs_prompt(node) and running:
-                            # settle prompts once nothing else is in flight
-                            self._drain(running, waiting, ready)
-                        self._settle(node, outcome)
-                        self._release(node, waiting, ready)
-        except Stop as stop:
-            self._drain(running, waiting, ready, quiet=True)
-            return stop.status, EXIT_FAILED if stop.status == FAILED else EXIT_ABORTED, self.mask.text(stop.reason)
-        except (KeyboardInterrupt, Interrupted):
-            executors.terminate_all(self.options.kill_grace)
-            if pool is not None:
-                pool.shutdown(wait=True)
-            raise Interrupted() from None
-        except BaseException:
-            # the state database failed, or a bug: stop the steps in flight rather than let
-            # them run unrecorded; their attempts stay `running` and resume asks about them
-            executors.terminate_all(self.options.kill_grace)
-            raise
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
-        self.completed = True
-        failed = [n.id for n in self.nodes if self.results[n.id].status == FAILED]
-        if failed:
-            return FAILED, EXIT_FAILED, "failed: %s (every step reached its end)" % ", ".join(failed)
-        return SUCCEEDED, EXIT_OK, None
+    def _start_ready(self, waiting, ready, running, pools) -> None:
+        """Start ready nodes up to --parallel: skip what its conditions skip, run a node with a
+        question (or everything, with --parallel 1) here, the others in the pool."""
+        while ready and len(running) < self.options.parallel:
+            if self.halted:
+                raise Stop("aborted", self.halted)
+            node = self.nodes[heapq.heappop(ready)]
+            verdict, reason = conditions.decide(node, self.results, self.values)
+            if verdict == "skip":
+                self._skip(node, reason)
+                self._release(node, waiting, ready)
+                continue
+            if self.options.parallel > 1 and not self._needs_prompt(node):
+                if not pools:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    pools.append(ThreadPoolExecutor(self.options.parallel, thread_name_prefix="node"))
+                attempt = self._begin(node)
+                running[pools[0].submit(self._attempts, node, attempt)] = node
+                continue
+            if running:  # prompts wait until the nodes in flight are done
+                heapq.heappush(ready, self.index[node.id])
+                return
+            self._drive(node)
+            self._release(node, waiting, ready)
+
+    def _collect(self, waiting, ready, running) -> None:
+        """Settle the nodes in flight that have finished."""
+        for future in self._wait(running):
+            if future not in running:  # settled already by a _drain before a prompt
+                continue
+            node = running.pop(future)
+            outcome = future.result()
+            if outcome[0] == FAILED and self._failure_needs_prompt(node) and running:
+                self._drain(running, waiting, ready)  # settle prompts once nothing else is in flight
+            self._settle(node, outcome)
+            self._release(node, waiting, ready)
 
     def _wait(self, running):
         from concurrent.futures import FIRST_COMPLETED, wait

@@ -63,6 +63,7 @@ class FakeRunner:
         on_output=None,
         tail_bytes=65536,
         kill_grace=2.0,
+        on_start=None,
     ):
         with self._lock:
             self.calls.append(
