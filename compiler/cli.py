@@ -282,6 +282,17 @@ _runtime("set-status", "Correct the recorded status of a step (audited).")
 _runtime("report", "Write a run's report: self-contained HTML, JUnit XML for CI, JSON.")
 
 
+@cli.command("fleet", help="Roll a runbook out over many servers, with Ansible as the engine.", **_PASS)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def fleet_command(args):
+    """Roll a runbook out over many servers: see `playbook fleet --help` (compiler/fleet.py)."""
+    from playbook.runtime.errors import guard
+
+    from .fleet import main as fleet_main
+
+    sys.exit(guard(lambda: fleet_main(list(args))))
+
+
 @cli.command("view-dag")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @_variable_options
