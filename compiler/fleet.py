@@ -408,6 +408,8 @@ class Rollout:
             for host in record.get("hosts") or []:
                 if host not in self.hosts:
                     self.hosts.append(host)
+            if record.get("batch"):
+                self.say("batch %d: %s" % (self.batches, ", ".join(record["batch"])))
             return
         if kind != "result":
             return
@@ -849,7 +851,7 @@ def fleet_junit(data: Mapping[str, Any]) -> bytes:
 
 
 COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e", "aborted": "#ef6c00", "waiting": "#f9a825",
-           "unreachable": "#6a1b9a", "not started": "#e0e0e0", "not reached": "#eeeeee", "running": "#1565c0", "interrupted": "#ef6c00"}
+           "unreachable": "#6a1b9a", "not started": "#e0e0e0", "not_reached": "#eeeeee", "running": "#1565c0", "interrupted": "#ef6c00"}
 
 
 def fleet_html(data: Mapping[str, Any]) -> str:
@@ -858,8 +860,9 @@ def fleet_html(data: Mapping[str, Any]) -> str:
 
     def cell(status: str, title: str = "") -> str:
         colour = COLOURS.get(status, "#bdbdbd")
-        ink = "#000" if status in ("not started", "not reached", "waiting", "skipped") else "#fff"
-        return '<td style="background:%s;color:%s" title="%s">%s</td>' % (colour, ink, escape(title or status), escape(status))
+        ink = "#000" if status in ("not started", "not_reached", "waiting", "skipped") else "#fff"
+        words = status.replace("_", " ")
+        return '<td style="background:%s;color:%s" title="%s">%s</td>' % (colour, ink, escape(title or words), escape(words))
 
     title = (data.get("runbook") or {}).get("title") or "runbook"
     out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Fleet: %s</title>' % escape(title),
@@ -874,7 +877,7 @@ def fleet_html(data: Mapping[str, Any]) -> str:
         row = ['<tr><th><a href="#host-%s">%s</a></th>' % (escape(host["host"]), escape(host["host"])), cell(host["status"], host.get("reason") or "")]
         for step in data["steps"]:
             node = by_id.get(step)
-            row.append(cell(node["status"], node.get("reason") or "") if node else cell("not reached"))
+            row.append(cell(node["status"], node.get("reason") or "") if node else cell("not_reached"))
         out.append("".join(row) + "</tr>")
     out.append("</table><h2>Hosts</h2>")
     for host in data["hosts"]:

@@ -44,13 +44,14 @@ class CallbackModule(CallbackBase):
             self._out.write(json.dumps(data, sort_keys=True, default=str) + "\n")
 
     def v2_playbook_on_play_start(self, play):
-        hosts = []
-        try:  # every host the play targets (after --limit), in order: those never started are reported
-            manager = play.get_variable_manager()
-            hosts = [h.get_name() for h in manager._inventory.get_hosts(play.hosts, order=play.order)]
+        batch, every = [], []
+        try:  # this batch, and every host the play targets (after --limit): those never started are reported
+            inventory = play._variable_manager._inventory  # no public way to the play's hosts
+            batch = [h.get_name() for h in inventory.get_hosts(play.hosts, order=play.order)]
+            every = [h.get_name() for h in inventory.get_hosts(play.hosts, order=play.order, ignore_restrictions=True)]
         except Exception:  # an older or newer inventory API: the hosts are then learnt from the results
-            hosts = []
-        self._record(kind="batch", hosts=hosts)
+            pass
+        self._record(kind="batch", batch=batch, hosts=every)
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._record(kind="task", task=task.get_name())
