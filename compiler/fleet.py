@@ -608,7 +608,8 @@ def _controller_values(var_pairs: Sequence[str], vars_file: str | None, plan: An
         raise UsageError(str(exc)) from None
     merged = dict(sources.file)
     merged.update(sources.cli)
-    plain, secret = {}, {}
+    plain: dict[str, str] = {}
+    secret: dict[str, str] = {}
     for name, value in merged.items():
         text = value if isinstance(value, str) else json.dumps(value)
         spec = plan.variables.get(name) or {}
