@@ -326,6 +326,7 @@ def ssh_host(tmp_path: Path, sshd: dict, name: str, address: str, **variables) -
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(keys / "user_key"),
         "ansible_ssh_args": "-o ControlMaster=no -o ControlPath=none",  # no master left running
+        "ansible_pipelining": True,  # one connection per module
         "ansible_ssh_common_args": "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes -o ConnectTimeout=5" % (keys / "known_hosts"),
         "ansible_python_interpreter": "/usr/bin/python3",
         "playbook_remote_dir": str(tmp_path / "remote" / name),
