@@ -404,6 +404,17 @@ def _recorded_run_dot(run_id, state_path, file, sources):
     return dag.to_dot(drawn, states, title=dag.run_caption(drawn, run)), run.get("source") or "run"
 
 
+@cli.command("fleet", help="Roll a runbook out over many servers, with Ansible as the engine.", **_PASS)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def fleet_command(args):
+    """Roll a runbook out over many servers: see `playbook fleet --help` (compiler/fleet.py)."""
+    from playbook.runtime.errors import guard
+
+    from .fleet import main as fleet_main
+
+    sys.exit(guard(lambda: fleet_main(list(args))))
+
+
 @cli.command("view-dag")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @_variable_options

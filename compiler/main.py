@@ -16,6 +16,10 @@ RUNTIME_COMMANDS = ("run", "resume", "show", "info", "set-status", "report", "ap
 
 
 def dispatch(args: list[str]) -> int:
+    if args[:1] == ["report"] and any(a == "--fleet" or a.startswith("--fleet=") for a in args):
+        from .fleet import report_main  # the report of a fleet rollout (many hosts' databases)
+
+        return report_main(args[1:])
     if args and args[0] in RUNTIME_COMMANDS:
         from playbook.runtime.cli import main as runtime_main
 
