@@ -140,12 +140,6 @@ def attempts(db: Path) -> dict:
     return result
 
 
-def runtime_knows_fleet_approvals() -> bool:
-    import playbook.runtime.cli as runtime_cli
-
-    return "--approved-via" in Path(runtime_cli.__file__).read_text()
-
-
 # -- the fast path: local-connection hosts -----------------------------------------------------------
 def test_local_rollout_vars_failure_secret_report_and_resume(tmp_path, playbook, bundles):
     marker = tmp_path / "marker-c"
@@ -243,8 +237,6 @@ def test_confirm_batches_asks_before_each_batch_after_the_canary(tmp_path, spawn
     assert statuses(out) == {"p": "succeeded", "q": "succeeded", "r": "not started"}
 
 
-@pytest.mark.xfail(not runtime_knows_fleet_approvals(), strict=True,
-                   reason="the runtime does not take --approve/--approved-via yet (runtime/cli.py)")
 def test_approvals_given_once_on_the_controller(tmp_path, playbook, bundles):
     inventory = write_inventory(tmp_path, {name: local_host(tmp_path, name) for name in ("m1", "m2")})
     out = tmp_path / "out"
