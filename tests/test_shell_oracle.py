@@ -308,7 +308,7 @@ VALUES = st.one_of(
 )
 
 
-@settings(max_examples=30, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=VALUES)
 def test_generated_values_arrive_exactly_in_every_shell(value):
     failed = {}
@@ -320,7 +320,7 @@ def test_generated_values_arrive_exactly_in_every_shell(value):
     assert failed == {}
 
 
-@settings(max_examples=10, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=VALUES)
 def test_generated_values_arrive_exactly_in_scripts(value):
     with tempfile.TemporaryDirectory() as root:
@@ -406,7 +406,7 @@ def _accepted(template):
     return None if analysis.problems or not analysis.quoting else analysis.quoting
 
 
-@settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=60, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(template=COMMANDS)
 def test_fuzzed_commands_never_run_a_value(template):
     quoting = _accepted(template)
