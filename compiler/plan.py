@@ -39,7 +39,7 @@ class Compiled:
 
     def summary(self):
         plan = self.plan
-        counts: dict = {}
+        counts: dict[str, int] = {}
         for node in plan.nodes:
             counts[node.type] = counts.get(node.type, 0) + 1
         supplied = self.sources.names() if self.sources is not None else set()
@@ -197,7 +197,7 @@ def _check_names(src, runbook, nodes, specs, sources):
     """Parse every template; check the names it uses. Returns {(node, field): names}."""
     supplied = sources.names()
     used = {}
-    undeclared: dict = {}
+    undeclared: dict[str, list] = {}
 
     def check(text, path, allowed=frozenset()):
         try:
@@ -438,7 +438,7 @@ def _check_plugins(src, nodes, registry):
     from playbook.runtime import plugins
 
     registry = registry or plugins.Registry()
-    missing: dict = {}
+    missing: dict[str, list] = {}
     for node in functions:
         if node.plugin in missing:
             missing[node.plugin].append(node.id)

@@ -54,7 +54,10 @@ from playbook.runtime.templating import DOUBLE, JSON, PLAIN, RAW, SINGLE, WORD
 
 SHELLS = ("sh", "dash", "bash", "ash")
 
-HINT = 'pass the value through env (env = { %(name)s = "{{ %(name)s }}" } and use "$%(name)s") or mark it | raw deliberately'
+HINT = (
+    'pass the value through env (env = { %(name)s = "{{ %(name)s }}" } and use "$%(name)s") '
+    "or mark it | raw deliberately"
+)
 HEREDOC_HINT = (
     'pass the value through env (env = { %(name)s = "{{ %(name)s }}" }) and write $%(name)s in a here-document '
     "with an unquoted delimiter (<<EOF), or mark it | raw deliberately"
@@ -384,7 +387,9 @@ _CODE_COMMANDS = {
 # Reserved words (sh and bash), which count only where a command's first word stands: the word
 # after one may be a first word again; after those of the second set, every word up to the end
 # of the command may be (`for x in …`, `case x in …`, `time -p …`).
-_RESERVED = frozenset("! { } [[ ]] if then else elif fi do done while until case esac in for select function time coproc".split())
+_RESERVED = frozenset(
+    "! { } [[ ]] if then else elif fi do done while until case esac in for select function time coproc".split()
+)
 _RESERVED_ALL = frozenset("case for select function time coproc".split())
 _LONGEST = 5  # the longest word that matters here ("alias", "while")
 _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_")

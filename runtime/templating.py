@@ -25,6 +25,8 @@ JINJA_GLOBALS = frozenset(("range", "dict", "lipsum", "cycler", "joiner", "names
 class TemplateError(Exception):
     """A template that cannot be parsed or rendered."""
 
+    lineno: int | None = None  # the line of a syntax error, within the template
+
 
 class Raw(str):
     """A value marked `| raw`: inserted into a shell command without quoting."""
@@ -157,7 +159,9 @@ def _quote_outputs(ast, quoting):
     from jinja2 import nodes
 
     if sum(1 for _ in output_expressions(ast)) != len(quoting):
-        raise TemplateError("the plan does not record how to quote the values of this command; compile the runbook again")
+        raise TemplateError(
+            "the plan does not record how to quote the values of this command; compile the runbook again"
+        )
     contexts = iter(quoting)
     for output in list(ast.find_all(nodes.Output)):
         for position, child in enumerate(output.nodes):
@@ -260,8 +264,8 @@ def names_used(ast):
     """
     from jinja2 import nodes
 
-    loaded = set()
-    stored = set()
+    loaded: set[str] = set()
+    stored: set[str] = set()
     for name in ast.find_all(nodes.Name):
         (loaded if name.ctx == "load" else stored).add(name.name)
     return loaded - stored - JINJA_GLOBALS

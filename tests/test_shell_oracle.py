@@ -45,7 +45,9 @@ def _why_not(name):
 
 
 AVAILABLE = [name for name in SHELLS if _why_not(name) is None]
-SHELL_PARAMS = [pytest.param(name, marks=pytest.mark.skipif(bool(_why_not(name)), reason=str(_why_not(name)))) for name in SHELLS]
+SHELL_PARAMS = [
+    pytest.param(name, marks=pytest.mark.skipif(bool(_why_not(name)), reason=str(_why_not(name)))) for name in SHELLS
+]
 
 
 def _same(value):
@@ -308,7 +310,7 @@ VALUES = st.one_of(
 )
 
 
-@settings(max_examples=30, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=VALUES)
 def test_generated_values_arrive_exactly_in_every_shell(value):
     failed = {}
@@ -320,7 +322,7 @@ def test_generated_values_arrive_exactly_in_every_shell(value):
     assert failed == {}
 
 
-@settings(max_examples=10, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=VALUES)
 def test_generated_values_arrive_exactly_in_scripts(value):
     with tempfile.TemporaryDirectory() as root:
@@ -406,7 +408,13 @@ def _accepted(template):
     return None if analysis.problems or not analysis.quoting else analysis.quoting
 
 
-@settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(template=COMMANDS)
 def test_fuzzed_commands_never_run_a_value(template):
     quoting = _accepted(template)
