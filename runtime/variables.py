@@ -3,13 +3,20 @@
 Priority, highest first: ``--var`` > ``--vars-file`` > ``--vars-env PREFIX`` > an interactive
 prompt (only on a terminal) > the spec's default. Values reach templates and `when` typed.
 
+A variable declared ``required = false`` without a default may be absent: when nobody gives a
+value it stays undefined, so templates can use ``default()`` and ``is defined``; it is never
+prompted for. Given values are all checked before anyone is prompted.
+
 Standard library and tomli (``--vars-file``, via runtime/tomlfile.py) only: goes into bundles.
 """
+
+from __future__ import annotations
 
 import json
 import math
 import os
 import re
+from typing import Any, Callable, Iterable, Mapping
 
 from . import patterns, tomlfile
 from .suggest import did_you_mean
@@ -64,6 +71,8 @@ def parse_spec(name, raw):
     if not NAME_RE.match(name):
         errors.append(VariableError("variable name %r is not a valid identifier" % name))
     _spec_flags(name, raw, spec, errors)
+    if raw.get("required") is False and "default" not in raw:
+        spec["optional"] = True  # may be absent: undefined in templates when not given
     if "description" in raw:
         spec["description"] = str(raw["description"])
     declared_type = raw.get("type")
@@ -301,17 +310,33 @@ def from_env(prefix, environ=None):
 
 
 class Sources:
-    """The values people supplied, by source, before resolution."""
+    """The values people supplied, by source, before resolution. `defaults` is a last layer
+    that only previews use (`plan`): the runbook's defaults, labelled "default"."""
 
-    def __init__(self, cli=None, file=None, env=None, file_name=None, env_prefix=None):
+    def __init__(
+        self,
+        cli: dict[str, Any] | None = None,
+        file: dict[str, Any] | None = None,
+        env: dict[str, Any] | None = None,
+        file_name: str | None = None,
+        env_prefix: str | None = None,
+        defaults: dict[str, Any] | None = None,
+    ) -> None:
         self.cli = cli or {}
         self.file = file or {}
         self.env = env or {}
         self.file_name = file_name
         self.env_prefix = env_prefix
+        self.defaults = defaults or {}
 
     @classmethod
-    def gather(cls, var_pairs=(), vars_file=None, vars_env=None, environ=None):
+    def gather(
+        cls,
+        var_pairs: Iterable[str] = (),
+        vars_file: str | None = None,
+        vars_env: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Sources:
         return cls(
             cli=parse_assignments(var_pairs),
             file=load_vars_file(vars_file) if vars_file else {},
@@ -320,10 +345,21 @@ class Sources:
             env_prefix=vars_env,
         )
 
-    def names(self):
+    def with_defaults(self, specs: Mapping[str, dict]) -> Sources:
+        """These sources, then the defaults of `specs` (never a secret's, nor a required
+        variable's: that one is asked for)."""
+        defaults = {
+            name: spec["default"]
+            for name, spec in specs.items()
+            if "default" in spec and not spec.get("secret") and not spec.get("required")
+        }
+        return Sources(self.cli, self.file, self.env, self.file_name, self.env_prefix, defaults)
+
+    def names(self) -> set[str]:
+        """The names people supplied (defaults are not supplied)."""
         return set(self.cli) | set(self.file) | set(self.env)
 
-    def lookup(self, name):
+    def lookup(self, name: str) -> tuple[Any, str] | None:
         """(value, source label) of the highest-priority source that has `name`, or None."""
         if name in self.cli:
             return self.cli[name], "--var"
@@ -331,6 +367,8 @@ class Sources:
             return self.file[name], "--vars-file %s" % self.file_name
         if name in self.env:
             return self.env[name], "environment %s%s" % (self.env_prefix, name)
+        if name in self.defaults:
+            return self.defaults[name], "default"
         return None
 
 
@@ -350,50 +388,105 @@ def describe_missing(name, spec):
     return text
 
 
-def resolve(specs, sources, fixed=None, prompt=None, names=None):
+def needs_value(spec: Mapping[str, Any]) -> bool:
+    """Whether a variable must get a value (given, prompted) when it has none by default."""
+    return bool(spec.get("required")) or ("default" not in spec and not spec.get("optional"))
+
+
+def resolve(
+    specs: Mapping[str, dict],
+    sources: Sources,
+    fixed: Mapping[str, Any] | None = None,
+    prompt: Callable[[str, dict], Any] | None = None,
+    names: Iterable[str] | None = None,
+) -> dict[str, Any]:
     """Resolve the value of every variable in `specs` (or of those in `names`).
 
     `fixed` holds values baked at compile time: they win and may not be given again.
-    `prompt(name, spec)` asks a person (only passed on a terminal); it returns the raw answer.
+    Every given value is checked first, so nobody types a prompt (a secret) for a run that a bad
+    `--var` stops anyway. Then `prompt(name, spec)` asks a person for each variable that needs
+    a value (only passed on a terminal; it returns the raw answer); the others take their
+    default, or stay absent when they may be absent.
     Raises VariableError listing every problem at once.
     """
     fixed = fixed or {}
+    order = sorted(specs) if names is None else list(names)
+    values, problems = _given(specs, sources, fixed, order)
+    if problems:
+        if prompt is None:
+            absent = [n for n in order if n not in values and sources.lookup(n) is None and needs_value(specs[n])]
+            problems.extend(_missing_text(specs, absent))
+        raise VariableError("\n".join(problems))
+    missing = []
+    for name in order:
+        spec = specs[name]
+        if name in values:
+            continue
+        if needs_value(spec):
+            if prompt is None:
+                missing.append(name)
+            else:
+                values[name] = ask(name, spec, prompt)
+        elif "default" in spec:
+            values[name] = spec["default"]
+    if missing:
+        raise VariableError("\n".join(_missing_text(specs, missing)))
+    return values
+
+
+def origins(
+    specs: Mapping[str, dict], sources: Sources, values: Mapping[str, Any], fixed: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Where each variable's value comes from, by name: "compiled in", the source's label
+    ("--var", "--vars-file F", "environment PREFIX_NAME"), "default" or "prompt"; for a
+    variable without a value, "may be absent" or "needed when run"."""
+    fixed = fixed or {}
+    found = {}
+    for name in sorted(set(specs) | set(values)):
+        spec = specs.get(name, {})
+        given = sources.lookup(name)
+        if name in fixed:
+            found[name] = "compiled in"
+        elif given is not None:
+            found[name] = given[1]
+        elif name in values:
+            found[name] = "default" if "default" in spec and values[name] == spec["default"] else "prompt"
+        else:
+            found[name] = "may be absent" if spec.get("optional") else "needed when run"
+    return found
+
+
+def _given(
+    specs: Mapping[str, dict], sources: Sources, fixed: Mapping[str, Any], order: Iterable[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """(fixed and given values, problems) — the values people supplied, coerced and checked."""
     values = dict(fixed)
     problems = []
-    missing = []
-    for name in sorted(specs) if names is None else names:
+    for name in order:
         spec = specs[name]
+        found = sources.lookup(name)
         if name in fixed:
-            found = sources.lookup(name)
             if found is not None and not spec.get("secret") and not _same(spec, found[0], fixed[name]):
                 problems.append(
                     "%s was fixed to %s when the runbook was compiled; %s cannot change it"
                     % (name, show(spec, fixed[name]), found[1])
                 )
-            continue
-        found = sources.lookup(name)
-        if found is not None:
+        elif found is not None:
             raw, label = found
             try:
                 values[name] = check(name, spec, coerce(spec, raw, label))
             except VariableError as exc:
                 problems.append("%s (from %s): %s" % (name, label, exc))
-            continue
-        if spec.get("required") or "default" not in spec:
-            if prompt is not None:
-                values[name] = ask(name, spec, prompt)
-                continue
-            missing.append(name)
-            continue
-        values[name] = spec["default"]
-    if missing:
-        problems.append(
-            "missing required variable%s (give them with --var NAME=VALUE, --vars-file or --vars-env):\n%s"
-            % ("s" if len(missing) > 1 else "", "\n".join(describe_missing(n, specs[n]) for n in missing))
-        )
-    if problems:
-        raise VariableError("\n".join(problems))
-    return values
+    return values, problems
+
+
+def _missing_text(specs: Mapping[str, dict], missing: list[str]) -> list[str]:
+    if not missing:
+        return []
+    return [
+        "missing required variable%s (give them with --var NAME=VALUE, --vars-file or --vars-env):\n%s"
+        % ("s" if len(missing) > 1 else "", "\n".join(describe_missing(n, specs[n]) for n in missing))
+    ]
 
 
 def _same(spec, raw, value):
