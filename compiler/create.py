@@ -9,6 +9,8 @@ Prompts go through click (click.prompt / click.confirm): Ctrl-D or Ctrl-C at any
 click.Abort, and the caller writes nothing.
 """
 
+from __future__ import annotations
+
 import datetime
 import json
 import math

@@ -5,6 +5,8 @@ this module renders it with the `graphviz` package and the `dot` program, writes
 opens it in a viewer when there is one.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import subprocess
@@ -110,7 +112,7 @@ def open_file(path):
         return False, reason
     try:
         if command == "start":
-            os.startfile(path)  # pragma: no cover - Windows only
+            os.startfile(path)  # type: ignore[attr-defined,unused-ignore]  # pragma: no cover - Windows only
         else:
             subprocess.Popen(
                 [command, path],

@@ -4,7 +4,10 @@ Unknown keys are errors with a "did you mean" hint; every problem is collected a
 on the source, located at its table or key.
 """
 
+from __future__ import annotations
+
 import re
+from typing import Any
 
 from playbook.runtime import suggest, templating
 from playbook.runtime import variables as var_specs
@@ -14,7 +17,7 @@ from playbook.runtime.plan import NODE_TYPES, Node
 NUMBER = (int, float)
 
 # field: (accepted python types, what to call them in messages)
-COMMON_FIELDS = {
+COMMON_FIELDS: dict[str, tuple[Any, str]] = {
     "type": (str, "a string"),
     "name": (str, "a string"),
     "description": (str, "a string"),
@@ -30,7 +33,7 @@ COMMON_FIELDS = {
     "approvers": (list, "a list of user names and @groups"),
     "approvals": (int, "a whole number"),
 }
-TYPE_FIELDS = {
+TYPE_FIELDS: dict[str, dict[str, tuple[Any, str]]] = {
     "Manual": {},
     "Command": {
         "command_name": (str, "a string"),
@@ -47,7 +50,7 @@ TYPE_FIELDS = {
     },
 }
 REQUIRED = {"Manual": (), "Command": ("command_name",), "Function": ("plugin", "function")}
-RUNBOOK_FIELDS = {
+RUNBOOK_FIELDS: dict[str, tuple[Any, str]] = {
     "id": (str, "a string"),
     "title": (str, "a string"),
     "description": (str, "a string"),
@@ -140,7 +143,7 @@ def _check_runbook(source, runbook):
             col=1 if missing else None,
         )
         runbook = {}
-    meta = {}
+    meta: dict[str, Any] = {}
     for key, value in runbook.items():
         if key not in RUNBOOK_FIELDS:
             source.error("unknown key %r in [runbook]" % key, "runbook", key, hint=did_you_mean(key, RUNBOOK_FIELDS))
@@ -154,7 +157,8 @@ def _check_runbook(source, runbook):
     if runbook and "title" not in runbook:
         source.error("[runbook] has no title", "runbook", hint='add title = "…"')
     plugin_config = {}
-    for name, table in meta.pop("plugin_config", {}).items():
+    tables: dict[str, Any] = meta.pop("plugin_config", {})
+    for name, table in tables.items():
         if isinstance(table, dict):
             plugin_config[name] = table
         else:
@@ -282,7 +286,7 @@ def _literal_texts(source, node_id, fields):
         value = fields.get(key)
         if isinstance(value, str) and not templating.is_template(value):
             try:
-                holder = Node(node_id, "Manual", **{key: value})  # only the field is read
+                holder = Node(node_id, "Manual").copy(**{key: value})  # only the field is read
                 fields[key] = templating.render_field(holder, key, {})
             except templating.TemplateError as exc:
                 source.error(str(exc), node_id, key)

@@ -23,8 +23,11 @@ cannot carry (control characters, U+FFFE/U+FFFF, lone surrogates) are replaced, 
 Standard library only: this module goes into bundles (run reports draw the DAG too).
 """
 
+from __future__ import annotations
+
 import re
 import textwrap
+from typing import Any
 
 FONT = "Helvetica"
 MONO = "Courier"
@@ -306,8 +309,7 @@ def _node_line(node, state, with_states):
         peripheries = "2"
     elif critical is not False:
         penwidth = "2"
-    seen = []
-    style = ",".join(s for s in styles if not (s in seen or seen.append(s)))
+    style = ",".join(dict.fromkeys(styles))  # each style once, in order
     pairs = [
         ("label", _label(node, state, with_states)),
         ("shape", shape),
@@ -407,7 +409,7 @@ def run_states(attempts):
     that are neither skips nor an operator's set-status); ``reason`` says why it was skipped,
     how it failed, or who set its status.
     """
-    states = {}
+    states: dict[str, dict[str, Any]] = {}
     for row in sorted(attempts, key=lambda r: r.get("id") or 0):
         entry = states.setdefault(row["node_id"], {"status": None, "attempts": 0, "reason": None})
         ran = row.get("status") != "skipped" and row.get("decision") != "set-status"

@@ -11,6 +11,8 @@ The 1.x import path ``playbook.domain.plugins`` re-exports the API defined here.
 Standard library only, Python 3.9 syntax: this module goes into bundles.
 """
 
+from __future__ import annotations
+
 import json
 import re
 import threading
@@ -135,10 +137,11 @@ def _scan_entry_points():
     """{name: (spec, distribution name or None)} of the `playbook.plugins` group."""
     import importlib.metadata as md
 
+    entry_points: Any = md.entry_points  # its result's type differs between Python versions
     try:
-        found = md.entry_points(group=GROUP)  # Python 3.10+
+        found = entry_points(group=GROUP)  # Python 3.10+
     except TypeError:  # Python 3.9: a dict of group -> entry points
-        found = md.entry_points().get(GROUP, ())
+        found = entry_points().get(GROUP, ())
     result = {}
     for ep in found:
         if ep.name in result:  # the first on sys.path wins, as for imports

@@ -59,7 +59,7 @@ def effective_timeout(node: Node, default: float = DEFAULT_TIMEOUT) -> tuple[Any
 
 def secret_texts(plan: Plan, values: Mapping[str, Any]) -> list[str]:
     """The texts that must not be shown: each secret value, also as a shell word; longest first."""
-    found = set()
+    found: set[str] = set()
     for name, spec in plan.variables.items():
         value = values.get(name)
         if spec.get("secret") and value is not None and str(value) not in ("", MASK):

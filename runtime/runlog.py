@@ -1,5 +1,7 @@
 """[logging]: a rotating log file of run events (imported only when a log file is configured)."""
 
+from __future__ import annotations
+
 import logging
 import logging.handlers
 import os
@@ -46,7 +48,7 @@ def open_run_log(cfg):
         handler = _RotatingLog(path, maxBytes=max_bytes, backupCount=int(cfg.get("logging", "backup_count")), encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem(cfg.origin("logging", "file_path"), None,
-                                   "logging.file_path %s cannot be opened: %s" % (path, exc.strerror or exc))])
+                                   "logging.file_path %s cannot be opened: %s" % (path, exc.strerror or exc))]) from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.Logger("playbook.run")  # not registered: no global logging state touched
     logger.setLevel(getattr(logging, cfg.get("logging", "level")))

@@ -33,13 +33,13 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class VariableError(Exception):
     """A variable value or spec that cannot be used. `key` names the spec key at fault."""
 
-    def __init__(self, message, key=None, hint=None):
+    def __init__(self, message: str, key: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
         self.key = key
         self.hint = hint
 
 
-def type_of(value):
+def type_of(value: Any) -> str:
     """The spec type name of a TOML/JSON value."""
     if isinstance(value, bool):
         return "bool"
@@ -54,14 +54,14 @@ def type_of(value):
     return "str"
 
 
-def parse_spec(name, raw):
+def parse_spec(name: str, raw: Any) -> tuple[dict[str, Any], list[VariableError]]:
     """Check one `[variables]` entry and return (spec dict, [VariableError]).
 
     `NAME = value` is shorthand for a default of that value and type.
     """
     if not isinstance(raw, dict):
         raw = {"default": raw}
-    spec = {"required": False, "secret": False, "declared": True}
+    spec: dict[str, Any] = {"required": False, "secret": False, "declared": True}
     errors = [
         VariableError("unknown key %r in variable %s" % (key, name), key,
                       did_you_mean(key, SPEC_KEYS) or "allowed: %s" % ", ".join(SPEC_KEYS))
@@ -149,7 +149,7 @@ def _spec_default(name, raw, spec, errors):
 _SPEC_STEPS = (_spec_bounds, _spec_pattern, _spec_choices, _spec_default)
 
 
-def coerce(spec, value, source="value"):
+def coerce(spec: Mapping[str, Any], value: Any, source: str = "value") -> Any:
     """Convert `value` (a string from the command line, or a TOML value) to the spec's type."""
     kind = spec.get("type", "str")
     if kind not in _CONVERTERS:
@@ -232,7 +232,7 @@ def _quoted(spec, value):
     return MASK if spec.get("secret") else repr(value)
 
 
-def check(name, spec, value):
+def check(name: str | None, spec: Mapping[str, Any], value: Any) -> Any:
     """Apply choices, min, max and pattern. Returns the value or raises VariableError."""
     choices = spec.get("choices")
     if choices and value not in choices:
@@ -257,7 +257,7 @@ def _matches(pattern, value):
         raise VariableError("the pattern %s %s" % (pattern, exc), hint=exc.hint) from None
 
 
-def show(spec, value):
+def show(spec: Mapping[str, Any], value: Any) -> str:
     """A value as it may be shown to people: secrets masked."""
     if spec.get("secret"):
         return MASK
@@ -266,12 +266,12 @@ def show(spec, value):
     return json.dumps(value)
 
 
-def masked(specs, values):
+def masked(specs: Mapping[str, Mapping[str, Any]], values: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `values` with every secret replaced by the mask."""
     return {k: (MASK if specs.get(k, {}).get("secret") else v) for k, v in values.items()}
 
 
-def parse_assignments(pairs, flag="--var"):
+def parse_assignments(pairs: Iterable[str] | None, flag: str = "--var") -> dict[str, str]:
     """`["K=V", ...]` from the command line → {K: "V"}; a malformed pair is a VariableError."""
     result = {}
     for pair in pairs or ():
@@ -283,7 +283,7 @@ def parse_assignments(pairs, flag="--var"):
     return result
 
 
-def load_vars_file(path):
+def load_vars_file(path: str) -> dict[str, Any]:
     """Read a `*.vars.toml` file: top-level `NAME = value` pairs (or one [variables] table).
     TOML dates and times become ISO-8601 text, as in runbooks."""
     try:
@@ -301,7 +301,7 @@ def load_vars_file(path):
     return data
 
 
-def from_env(prefix, environ=None):
+def from_env(prefix: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Variables from environment variables named PREFIX + NAME."""
     if not prefix:
         return {}
@@ -372,12 +372,12 @@ class Sources:
         return None
 
 
-def adhoc_spec():
+def adhoc_spec() -> dict[str, Any]:
     """The spec given to a variable a template uses without declaring it, when supplied."""
     return {"type": "str", "required": True, "secret": False, "declared": False}
 
 
-def describe_missing(name, spec):
+def describe_missing(name: str, spec: Mapping[str, Any]) -> str:
     text = "  %s" % name
     if spec.get("description"):
         text += " — %s" % spec["description"]
@@ -496,7 +496,7 @@ def _same(spec, raw, value):
         return False
 
 
-def ask(name, spec, prompt):
+def ask(name: str, spec: Mapping[str, Any], prompt: Callable[[str, Any], Any]) -> Any:
     """Prompt until the answer is valid; `prompt` returns the raw text (or raises EOFError)."""
     while True:
         raw = prompt(name, spec)
