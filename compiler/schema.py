@@ -7,12 +7,15 @@ on the source, located at its table or key.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from playbook.runtime import suggest, templating
 from playbook.runtime import variables as var_specs
 from playbook.runtime.durations import DurationError, check_duration
 from playbook.runtime.plan import NODE_TYPES, Node
+
+if TYPE_CHECKING:
+    from .source import Source
 
 NUMBER = (int, float)
 
@@ -78,7 +81,15 @@ RENAMED = {
 class Runbook:
     """The checked content of a runbook file, before dependencies are resolved."""
 
-    def __init__(self, meta, plugin_config, variables, nodes, raw_deps, rejected=()):
+    def __init__(
+        self,
+        meta: dict[str, Any],
+        plugin_config: dict[str, Any],
+        variables: dict[str, dict[str, Any]],
+        nodes: list[Node],
+        raw_deps: dict[str, Any],
+        rejected: Iterable[str] = (),
+    ) -> None:
         self.rejected = set(rejected)  # ids of nodes left out because of their own errors
         self.meta = meta
         self.plugin_config = plugin_config
@@ -87,7 +98,7 @@ class Runbook:
         self.raw_deps = raw_deps  # node id -> list of entries as written, or None when absent
 
 
-def did_you_mean(word, candidates):
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     if word in RENAMED:
         return "did you mean %s? (%s is the Playbook 1.x name)" % (RENAMED[word], word)
     return suggest.did_you_mean(word, candidates)
@@ -104,7 +115,7 @@ def _check_type(source, value, spec, *path):
     return ok
 
 
-def check(source):
+def check(source: Source) -> Runbook:
     """Check the parsed data of `source` and return a Runbook (diagnostics go to source)."""
     meta, plugin_config = _check_runbook(source, source.data.get("runbook"))
     variables = _check_variables(source, source.data.get("variables", {}))

@@ -6,11 +6,10 @@ on the first diagnostic (a 100,000-node runbook that validates never pays for it
 
 from __future__ import annotations
 
-from typing import Any, Iterable
-
 import hashlib
 import os
 import re
+from typing import Any, Iterable
 
 from playbook.runtime import tomlfile
 

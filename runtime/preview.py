@@ -20,9 +20,10 @@ DEFAULT_TIMEOUT = 300  # seconds: [execution] default_timeout when no configurat
 
 
 def render_known(plan: Plan, values: Mapping[str, Any]) -> Plan:
-    """The plan with every template rendered that `values` complete; a variable that may be
-    absent stays undefined (`default()` and `is defined` work), a field that needs a value
-    not known here stays a template."""
+    """A copy of `plan` with every template rendered that `values` complete, one field at a
+    time; a variable that may be absent stays undefined (`default()` and `is defined` work); a
+    field that cannot be rendered (a value not known here, or masked) keeps its template.
+    `plan` and `view-dag` show plans this way."""
     from . import templating
 
     runbook = dict(plan.runbook)
