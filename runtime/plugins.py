@@ -171,7 +171,7 @@ class Registry:
     are always available.
     """
 
-    def __init__(self, entry_points: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, entry_points: Optional[Mapping[str, str]] = None) -> None:
         self._explicit = None if entry_points is None else dict(entry_points)
         self._found: Optional[Dict[str, Tuple[str, Optional[str]]]] = None  # {name: (spec, distribution)} once known
         self._classes: Dict[str, type] = {}
