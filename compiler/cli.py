@@ -153,22 +153,74 @@ def _validation_passed(compiled, check_vars, as_json):
 @_variable_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan document (JSON).")
 def plan(file, var_pairs, vars_file, vars_env, as_json):
-    """Show what will run, in execution order, with each node's run condition in words.
+    """Show what will run here, in execution order: each node's command rendered with the
+    values a run would use, its effective timeout, and its run condition in words.
 
-    Variables given here are baked in; conditions that depend only on them are decided now.
+    Values given here come first, then the runbook's defaults (marked "default"); conditions
+    that depend only on them are decided now. Secrets are never shown. Every Command step
+    shows its timeout: its own, or [execution] default_timeout (300 s unless configured).
+    --json prints the plan document with `effective` values (and where each comes from) and
+    timeouts, sorted, for diffs in CI.
 
     \b
     Example:
       playbook plan deploy.playbook.toml --var ENVIRONMENT=staging
+      playbook plan deploy.playbook.toml --var ENVIRONMENT=prod --json > plan.json
     """
+    from playbook.runtime import preview
+
     sources = _sources(var_pairs, vars_file, vars_env)
     compiled = _compile(file, sources, bake=True, as_json=as_json)
+    cfg = _configuration()
+    shown, values, origins = _plan_here(file, compiled, sources)
+    timeout = (cfg.get("execution", "default_timeout"), cfg.origin("execution", "default_timeout"))
     if as_json:
-        click.echo(json.dumps(compiled.plan.to_json(), indent=2, sort_keys=True, ensure_ascii=False))
+        document = preview.document(shown, values, origins, *timeout)
+        click.echo(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
         return
     from playbook.runtime.ui import plan_text
 
-    click.echo(plan_text(compiled.plan))
+    click.echo(plan_text(shown, values, origins, *timeout))
+
+
+def _configuration():
+    """The effective configuration, or exit 2 naming every problem."""
+    from playbook.runtime import config as config_mod
+
+    try:
+        return config_mod.load()
+    except config_mod.ConfigError as exc:
+        for problem in exc.problems:
+            click.echo("error: %s" % problem.format(), err=True)
+        click.echo("(`playbook config --validate` checks the configuration files)", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+def _plan_here(file, compiled, sources):
+    """(plan rendered with the given values and the defaults, the values, where each comes from).
+
+    The given values were checked by the first compilation; this one adds the defaults so that
+    what they complete is rendered and decided too. A secret is never baked: it shows masked."""
+    from playbook.runtime import preview, variables
+
+    from .plan import compile_file
+    from .source import CompileError
+
+    specs = dict(compiled.runbook.variables)
+    layered = sources.with_defaults(specs)
+    try:
+        shown = compile_file(file, layered, bake=True).plan
+    except CompileError as exc:  # a default that cannot be used where it is used
+        _print_diagnostics(exc.diagnostics)
+        click.echo("%s: the runbook's defaults do not render" % exc.diagnostics[0].file, err=True)
+        sys.exit(EXIT_INVALID)
+    values = dict(shown.values)
+    for name, spec in specs.items():
+        if spec.get("secret") and sources.lookup(name) is not None:
+            values[name] = variables.MASK
+    shown = preview.render_known(shown, values)
+    specs.update({name: {} for name in values if name not in specs})  # undeclared, supplied
+    return shown, values, variables.origins(specs, layered, values)
 
 
 @cli.command()

@@ -9,14 +9,20 @@ Prompts go through click (click.prompt / click.confirm): Ctrl-D or Ctrl-C at any
 click.Abort, and the caller writes nothing.
 """
 
+from __future__ import annotations
+
 import datetime
 import json
 import math
 import os
 import re
 from importlib import resources
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import click
+
+if TYPE_CHECKING:
+    from .source import Diagnostic
 
 NODE_KINDS = {"m": "Manual", "c": "Command", "f": "Function"}
 RESERVED_IDS = ("runbook", "variables")
@@ -26,7 +32,7 @@ DEFAULT_PROMPT_AFTER = "Continue?"
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def default_name(title):
+def default_name(title: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "runbook"
     return "%s.playbook.toml" % slug
 
@@ -37,11 +43,11 @@ def _toml_string(text):
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-def toml_key(key):
+def toml_key(key: str) -> str:
     return key if _BARE_KEY.match(key) else _toml_string(key)
 
 
-def toml_value(value):
+def toml_value(value: Any) -> str:
     """A Python value (str, bool, int, float, list, dict) as TOML text (inline)."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -77,7 +83,7 @@ def _now(now=None):
 
 
 # -- the commented scaffold ----------------------------------------------------------------------
-def render(title, author, description, now=None):
+def render(title: str, author: str, description: str, now: datetime.datetime | None = None) -> str:
     text = resources.files("playbook.templates").joinpath("create.playbook.toml").read_text("utf-8")
     replacements = {
         "@TITLE_COMMENT@": " ".join(title.split()),
@@ -91,11 +97,11 @@ def render(title, author, description, now=None):
     return text
 
 
-def write_runbook(path, title, author, description):
+def write_runbook(path: str, title: str, author: str, description: str) -> None:
     write_text(path, render(title, author, description))
 
 
-def write_text(path, text):
+def write_text(path: str, text: str) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
 
@@ -104,13 +110,15 @@ def write_text(path, text):
 class NodeDraft:
     """One node as the wizard collected it: id, type and its fields in file order."""
 
-    def __init__(self, node_id, node_type, fields=None):
+    def __init__(self, node_id: str, node_type: str, fields: Mapping[str, Any] | None = None) -> None:
         self.id = node_id
         self.type = node_type
         self.fields = dict(fields or {})
 
 
-def render_nodes(title, author, description, nodes, now=None):
+def render_nodes(
+    title: str, author: str, description: str, nodes: list[NodeDraft], now: datetime.datetime | None = None
+) -> str:
     """The text of a runbook with these nodes (every node states its depends_on)."""
     lines = [
         "# %s" % " ".join(title.split()),
@@ -137,7 +145,7 @@ def render_nodes(title, author, description, nodes, now=None):
     return "\n".join(lines) + "\n"
 
 
-def check_text(text, path="<new runbook>", registry=None):
+def check_text(text: str, path: str = "<new runbook>", registry: Any = None) -> list[Diagnostic]:
     """Compile a runbook text in memory; returns the error diagnostics (empty when valid)."""
     from .plan import compile_source
     from .source import CompileError, parse
@@ -150,7 +158,7 @@ def check_text(text, path="<new runbook>", registry=None):
 
 
 # -- answer checks (each raises click.BadParameter, and click asks again) ------------------------
-def check_node_id(text, taken):
+def check_node_id(text: str, taken: Iterable[str]) -> str:
     from .schema import NODE_ID_RE
 
     node_id = text.strip()
@@ -165,7 +173,7 @@ def check_node_id(text, taken):
     return node_id
 
 
-def parse_depends_on(text, known):
+def parse_depends_on(text: str, known: list[str]) -> list[str]:
     """Comma-separated dependencies → a list; `-` or `none` → []. Checked against `known` ids."""
     text = text.strip()
     if text.lower() in NO_DEPS or not text:
@@ -195,8 +203,8 @@ def parse_depends_on(text, known):
     return entries
 
 
-def required_text(what):
-    def check(text):
+def required_text(what: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
         if not text.strip():
             raise click.BadParameter("%s is needed" % what)
         return text.strip()
@@ -204,7 +212,7 @@ def required_text(what):
     return check
 
 
-def param_value(pdef, text):
+def param_value(pdef: Any, text: str) -> Any:
     """A parameter answer → the typed value written to the file (templates stay text)."""
     from playbook.runtime import plugins, templating
 
@@ -230,17 +238,23 @@ def param_value(pdef, text):
 class Wizard:
     """Asks for the runbook node by node. `prompt`/`confirm`/`echo` default to click's."""
 
-    def __init__(self, registry=None, prompt=None, confirm=None, echo=None):
+    def __init__(
+        self,
+        registry: Any = None,
+        prompt: Callable[..., Any] | None = None,
+        confirm: Callable[..., bool] | None = None,
+        echo: Callable[..., None] | None = None,
+    ) -> None:
         from playbook.runtime import plugins
 
         self.registry = registry or plugins.Registry()
         self.prompt = prompt or click.prompt
         self.confirm = confirm or click.confirm
         self.echo = echo or click.echo
-        self.nodes = []
+        self.nodes: list[NodeDraft] = []
 
     # one node --------------------------------------------------------------------------------
-    def ask_kind(self):
+    def ask_kind(self) -> str | None:
         default = "d" if self.nodes else "c"
         answer = self.prompt(
             "Add a node? [m]anual/[c]ommand/[f]unction/[d]one",
@@ -251,7 +265,7 @@ class Wizard:
         answer = answer.lower()[0]
         return None if answer == "d" else NODE_KINDS[answer]
 
-    def ask_node(self, node_type, again=None):
+    def ask_node(self, node_type: str, again: NodeDraft | None = None) -> NodeDraft:
         """Ask for one node; `again` is the draft that did not validate (its answers are the
         defaults)."""
         taken = [n.id for n in self.nodes]
@@ -284,7 +298,7 @@ class Wizard:
             fields["prompt_after"] = self.prompt("  Question to approve the step", default=DEFAULT_PROMPT_AFTER)
         return NodeDraft(node_id, node_type, fields)
 
-    def ask_function(self):
+    def ask_function(self) -> dict[str, Any]:
         from playbook.runtime import plugins
 
         def check_plugin(text):
@@ -336,7 +350,7 @@ class Wizard:
         return fields
 
     # the whole runbook -----------------------------------------------------------------------
-    def run(self, title, author, description, path="<new runbook>"):
+    def run(self, title: str, author: str, description: str, path: str = "<new runbook>") -> str | None:
         """Ask for nodes until [d]one; returns the runbook text, or None when no node was added."""
         self.echo("")
         self.echo("Add the steps in the order they run. [d]one with no step writes a commented example.")
@@ -366,7 +380,9 @@ class Wizard:
         return render_nodes(title, author, description, self.nodes)
 
 
-def interactive_create(title, author, description, output, force):
+def interactive_create(
+    title: str | None, author: str | None, description: str | None, output: str | None, force: bool
+) -> str:
     """The terminal path of `playbook create`; returns the file written.
 
     Raises click.Abort on Ctrl-D/Ctrl-C at a prompt (nothing is written then)."""

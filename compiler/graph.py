@@ -5,10 +5,16 @@ this module renders it with the `graphviz` package and the `dot` program, writes
 opens it in a viewer when there is one.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import subprocess
 import sys
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from playbook.runtime.plan import Plan
 
 FORMATS = ("png", "svg", "pdf", "dot")
 SUFFIXES = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
@@ -22,12 +28,12 @@ INSTALL_HINT = (
 class GraphError(Exception):
     """A picture that cannot be made; `code` is the exit code (4: environment problem)."""
 
-    def __init__(self, message, code=4):
+    def __init__(self, message: str, code: int = 4) -> None:
         super().__init__(message)
         self.code = code
 
 
-def default_output(runbook_path, fmt, run_id=None):
+def default_output(runbook_path: str | None, fmt: str, run_id: int | None = None) -> str:
     """`deploy.png` for `path/to/deploy.playbook.toml` (in the current directory)."""
     name = os.path.basename(runbook_path) if runbook_path else "run"
     for suffix in (".toml", ".playbook"):
@@ -38,7 +44,7 @@ def default_output(runbook_path, fmt, run_id=None):
     return name + "." + fmt
 
 
-def format_for(output, fmt):
+def format_for(output: str | None, fmt: str | None) -> str:
     """The format to write: --format if given, else from the output's suffix, else png."""
     if fmt:
         return fmt
@@ -47,10 +53,10 @@ def format_for(output, fmt):
     return "png"
 
 
-def picture_plan(plan):
+def picture_plan(plan: Plan) -> Plan:
     """The plan as the picture shows it: templates completed with the given values and the
     defaults of non-secret variables (the rest stay templates)."""
-    from playbook.runtime.graph import render_templates
+    from playbook.runtime.preview import render_known
 
     values = {
         name: spec["default"]
@@ -58,10 +64,10 @@ def picture_plan(plan):
         if "default" in spec and not spec.get("secret")
     }
     values.update(plan.values)
-    return render_templates(plan, values)
+    return render_known(plan, values)
 
 
-def render(dot_text, fmt):
+def render(dot_text: str, fmt: str) -> bytes:
     """The picture as bytes, made by the `dot` program; GraphError when it cannot be."""
     if fmt == "dot":
         return dot_text.encode("utf-8")
@@ -78,7 +84,7 @@ def render(dot_text, fmt):
         raise GraphError("cannot run `dot`: %s; %s" % (exc, INSTALL_HINT)) from None
 
 
-def write(path, data):
+def write(path: str, data: bytes) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
@@ -88,7 +94,7 @@ def write(path, data):
         raise GraphError("cannot write %s: %s" % (path, exc.strerror or exc)) from None
 
 
-def viewer(environ=None, platform=None):
+def viewer(environ: Mapping[str, str] | None = None, platform: str | None = None) -> tuple[str | None, str | None]:
     """The command that opens a file on this machine's display, or None (with the reason)."""
     environ = os.environ if environ is None else environ
     platform = platform or sys.platform
@@ -103,14 +109,14 @@ def viewer(environ=None, platform=None):
     return "xdg-open", None
 
 
-def open_file(path):
+def open_file(path: str) -> tuple[bool, str | None]:
     """Open `path` in the desktop's viewer without waiting; returns (opened, reason)."""
     command, reason = viewer()
     if command is None:
         return False, reason
     try:
         if command == "start":
-            os.startfile(path)  # pragma: no cover - Windows only
+            os.startfile(path)  # type: ignore[attr-defined,unused-ignore]  # pragma: no cover - Windows only
         else:
             subprocess.Popen(
                 [command, path],

@@ -8,16 +8,24 @@
   in that order.
 """
 
+from __future__ import annotations
+
 import heapq
 
+from typing import TYPE_CHECKING, Any
+
 from playbook.runtime import conditions, templating
+from playbook.runtime.plan import DEP_KINDS, Dep, Node
 from playbook.runtime.suggest import did_you_mean
-from playbook.runtime.plan import DEP_KINDS, Dep
+
+if TYPE_CHECKING:
+    from .schema import Runbook
+    from .source import Source
 
 SUFFIXES = {"success": "success", "failure": "failure", "done": "done"}
 
 
-def resolve(source, runbook):
+def resolve(source: Source, runbook: Runbook) -> list[Node]:
     """Fill in each node's deps and when_nodes; return the nodes in execution order.
 
     Problems are reported on `source`; a runbook with a cycle returns declaration order.
@@ -52,7 +60,7 @@ def _failure_checks(nodes):
                     yield arg, node.id
 
 
-_CALLS = {}
+_CALLS: dict[str, list[tuple[str, Any]]] = {}
 
 
 def _calls_cached(expression):
@@ -152,9 +160,9 @@ def _when_nodes(source, node, index, known):
     return found
 
 
-def order(source, nodes, index):
+def order(source: Source, nodes: list[Node], index: dict[str, int]) -> list[Node]:
     """Kahn's algorithm with a heap on declaration index; reports a cycle with its path."""
-    downstream = {node.id: [] for node in nodes}
+    downstream: dict[str, list[str]] = {node.id: [] for node in nodes}
     pending = {}
     for node in nodes:
         ups = node.upstream()
@@ -184,13 +192,13 @@ def order(source, nodes, index):
     return list(nodes)
 
 
-def find_cycle(nodes, index, remaining):
+def find_cycle(nodes: list[Node], index: dict[str, int], remaining: set[str]) -> list[str]:
     """A cycle among `remaining` nodes, as a path that starts and ends with the same id."""
     by_id = {node.id: node for node in nodes}
-    start = min(remaining, key=index.get)
+    start = min(remaining, key=lambda node_id: index[node_id])
     # Every remaining node has an upstream node that is also remaining: walk until we repeat.
-    path = []
-    position = {}
+    path: list[str] = []
+    position: dict[str, int] = {}
     current = start
     while current not in position:
         position[current] = len(path)

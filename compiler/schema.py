@@ -4,17 +4,23 @@ Unknown keys are errors with a "did you mean" hint; every problem is collected a
 on the source, located at its table or key.
 """
 
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING, Any, Iterable
 
 from playbook.runtime import suggest, templating
 from playbook.runtime import variables as var_specs
 from playbook.runtime.durations import DurationError, check_duration
 from playbook.runtime.plan import NODE_TYPES, Node
 
+if TYPE_CHECKING:
+    from .source import Source
+
 NUMBER = (int, float)
 
 # field: (accepted python types, what to call them in messages)
-COMMON_FIELDS = {
+COMMON_FIELDS: dict[str, tuple[Any, str]] = {
     "type": (str, "a string"),
     "name": (str, "a string"),
     "description": (str, "a string"),
@@ -30,7 +36,7 @@ COMMON_FIELDS = {
     "approvers": (list, "a list of user names and @groups"),
     "approvals": (int, "a whole number"),
 }
-TYPE_FIELDS = {
+TYPE_FIELDS: dict[str, dict[str, tuple[Any, str]]] = {
     "Manual": {},
     "Command": {
         "command_name": (str, "a string"),
@@ -47,7 +53,7 @@ TYPE_FIELDS = {
     },
 }
 REQUIRED = {"Manual": (), "Command": ("command_name",), "Function": ("plugin", "function")}
-RUNBOOK_FIELDS = {
+RUNBOOK_FIELDS: dict[str, tuple[Any, str]] = {
     "id": (str, "a string"),
     "title": (str, "a string"),
     "description": (str, "a string"),
@@ -75,7 +81,15 @@ RENAMED = {
 class Runbook:
     """The checked content of a runbook file, before dependencies are resolved."""
 
-    def __init__(self, meta, plugin_config, variables, nodes, raw_deps, rejected=()):
+    def __init__(
+        self,
+        meta: dict[str, Any],
+        plugin_config: dict[str, Any],
+        variables: dict[str, dict[str, Any]],
+        nodes: list[Node],
+        raw_deps: dict[str, Any],
+        rejected: Iterable[str] = (),
+    ) -> None:
         self.rejected = set(rejected)  # ids of nodes left out because of their own errors
         self.meta = meta
         self.plugin_config = plugin_config
@@ -84,7 +98,7 @@ class Runbook:
         self.raw_deps = raw_deps  # node id -> list of entries as written, or None when absent
 
 
-def did_you_mean(word, candidates):
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     if word in RENAMED:
         return "did you mean %s? (%s is the Playbook 1.x name)" % (RENAMED[word], word)
     return suggest.did_you_mean(word, candidates)
@@ -101,7 +115,7 @@ def _check_type(source, value, spec, *path):
     return ok
 
 
-def check(source):
+def check(source: Source) -> Runbook:
     """Check the parsed data of `source` and return a Runbook (diagnostics go to source)."""
     meta, plugin_config = _check_runbook(source, source.data.get("runbook"))
     variables = _check_variables(source, source.data.get("variables", {}))
@@ -140,7 +154,7 @@ def _check_runbook(source, runbook):
             col=1 if missing else None,
         )
         runbook = {}
-    meta = {}
+    meta: dict[str, Any] = {}
     for key, value in runbook.items():
         if key not in RUNBOOK_FIELDS:
             source.error("unknown key %r in [runbook]" % key, "runbook", key, hint=did_you_mean(key, RUNBOOK_FIELDS))
@@ -154,7 +168,8 @@ def _check_runbook(source, runbook):
     if runbook and "title" not in runbook:
         source.error("[runbook] has no title", "runbook", hint='add title = "…"')
     plugin_config = {}
-    for name, table in meta.pop("plugin_config", {}).items():
+    tables: dict[str, Any] = meta.pop("plugin_config", {})
+    for name, table in tables.items():
         if isinstance(table, dict):
             plugin_config[name] = table
         else:
@@ -282,7 +297,7 @@ def _literal_texts(source, node_id, fields):
         value = fields.get(key)
         if isinstance(value, str) and not templating.is_template(value):
             try:
-                holder = Node(node_id, "Manual", **{key: value})  # only the field is read
+                holder = Node(node_id, "Manual").copy(**{key: value})  # only the field is read
                 fields[key] = templating.render_field(holder, key, {})
             except templating.TemplateError as exc:
                 source.error(str(exc), node_id, key)

@@ -4,9 +4,12 @@ Line numbers are only needed when something is wrong, so the key → line map is
 on the first diagnostic (a 100,000-node runbook that validates never pays for it).
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import re
+from typing import Any, Iterable
 
 from playbook.runtime import tomlfile
 
@@ -16,7 +19,15 @@ class Diagnostic:
 
     __slots__ = ("severity", "message", "file", "line", "col", "hint")
 
-    def __init__(self, severity, message, file=None, line=None, col=None, hint=None):
+    def __init__(
+        self,
+        severity: str,
+        message: str,
+        file: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+        hint: str | None = None,
+    ) -> None:
         self.severity = severity
         self.message = message
         self.file = file
@@ -24,7 +35,7 @@ class Diagnostic:
         self.col = col
         self.hint = hint
 
-    def format(self):
+    def format(self) -> str:
         where = self.file or "<input>"
         if self.line:
             where += ":%d:%d" % (self.line, self.col or 1)
@@ -33,7 +44,7 @@ class Diagnostic:
             text += "\n  hint: %s" % self.hint
         return text
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         return {
             "severity": self.severity,
             "message": self.message,
@@ -43,14 +54,14 @@ class Diagnostic:
             "hint": self.hint,
         }
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Diagnostic(%r)" % self.format()
 
 
 class CompileError(Exception):
     """The runbook has errors; `diagnostics` holds all of them (and the warnings)."""
 
-    def __init__(self, diagnostics):
+    def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
         diagnostics = sorted(diagnostics, key=lambda d: (d.file or "", d.line or 0))
         super().__init__("\n".join(d.format() for d in diagnostics))
         self.diagnostics = diagnostics
@@ -59,26 +70,26 @@ class CompileError(Exception):
 class Source:
     """A runbook file's text, parsed data and the place of each key (computed on demand)."""
 
-    def __init__(self, path, text, data, display=None):
+    def __init__(self, path: str, text: str, data: dict[str, Any], display: str | None = None) -> None:
         self.path = path
         self.display = display or path
         self.text = text
         self.data = data
         self.sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        self._where = None
-        self.diagnostics = []
+        self._where: dict[tuple[str, ...], Any] | None = None
+        self.diagnostics: list[Diagnostic] = []
 
     # -- diagnostics -------------------------------------------------------------------------
-    def where(self, *path):
+    def where(self, *path: str) -> tuple[int, int]:
         """(line, col) of a table or key path such as ("deploy", "depends_on"); best effort."""
         if self._where is None:
             self._where = tomlfile.locate_keys(self.text)
         return tomlfile.find(self._where, tuple(path))
 
-    def error(self, message, *path, hint=None, line=None, col=None):
+    def error(self, message: str, *path: str, hint: str | None = None, line: int | None = None, col: int | None = None) -> None:
         self._add("error", message, path, hint, line, col)
 
-    def warning(self, message, *path, hint=None, line=None, col=None):
+    def warning(self, message: str, *path: str, hint: str | None = None, line: int | None = None, col: int | None = None) -> None:
         self._add("warning", message, path, hint, line, col)
 
     def _add(self, severity, message, path, hint, line, col):
@@ -95,7 +106,7 @@ class Source:
         return [d for d in self.diagnostics if d.severity == "warning"]
 
 
-def read(path, display=None):
+def read(path: str, display: str | None = None) -> Source:
     """Read and parse a runbook; raises CompileError with a located diagnostic on failure."""
     display = display or path
     try:
@@ -111,7 +122,7 @@ def read(path, display=None):
     return parse(text, path, display)
 
 
-def parse(text, path="<string>", display=None):
+def parse(text: str, path: str = "<string>", display: str | None = None) -> Source:
     display = display or path
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -128,7 +139,7 @@ def parse(text, path="<string>", display=None):
 _DATE_OR_TIME = re.compile(r"[=\[,{]\s*(\d{4}-\d\d-\d\d|\d\d:\d\d)")
 
 
-def relative_display(path):
+def relative_display(path: str) -> str:
     """A path as shown in messages: relative to the working directory when below it."""
     try:
         rel = os.path.relpath(path)

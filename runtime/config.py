@@ -18,12 +18,15 @@ rotating log file of run events (``open_run_log`` + ``LoggingUI``).
 Standard library and tomli (runtime/tomlfile.py) only: this module goes into bundles.
 """
 
+from __future__ import annotations
+
 import glob
 import json
 import os
 import re
 import sqlite3
 import time
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import tomlfile
 from .durations import DurationError, check_duration
@@ -33,7 +36,7 @@ SYSTEM_FILE = "/etc/playbook/config.toml"
 USER_FILE = "~/.config/playbook/config.toml"
 LOCAL_FILE = "playbook.toml"
 
-DEFAULTS = {
+DEFAULTS: Dict[str, Dict[str, Any]] = {
     "database": {"path": "~/.config/playbook/run.db", "timeout": 30, "backup_enabled": True, "backup_count": 5},
     "execution": {"default_timeout": 300, "max_retries": 3, "interactive_timeout": 1800, "parallel_execution": 1},
     "logging": {"level": "INFO", "file_path": "", "max_size_mb": 10, "backup_count": 3},
@@ -50,7 +53,7 @@ MAX_LOG_SIZE_MB = 1024 * 1024
 # section.key -> (kind, rule). Kinds and their rules: str (None, "nonempty" or the choices),
 # bool, int (the minimum), number (minimum, maximum), duration (runtime/durations.py: finite,
 # 0 or more, at most 7 days), parallel (an int with its minimum, or true/false).
-RULES = {
+RULES: Dict[str, Tuple[str, Any]] = {
     "database.path": ("str", "nonempty"),
     "database.timeout": ("duration", None),
     "database.backup_enabled": ("bool", None),
@@ -91,30 +94,30 @@ KIND_WORDS = {
 class Problem:
     """One configuration mistake: where (file and line, or an environment variable) and what."""
 
-    def __init__(self, where, line, message, hint=None):
+    def __init__(self, where: str, line: Optional[int], message: str, hint: Optional[str] = None) -> None:
         self.where = where
         self.line = line
         self.message = message
         self.hint = hint
 
-    def format(self, label=None):
+    def format(self, label: Optional[str] = None) -> str:
         place = "%s:%d" % (self.where, self.line) if self.line else self.where
         text = "%s: %s%s" % (place, label + ": " if label else "", self.message)
         if self.hint:
             text += " (%s)" % self.hint
         return text
 
-    def to_json(self):
+    def to_json(self) -> Dict[str, Any]:
         return {"file": self.where, "line": self.line, "message": self.message, "hint": self.hint}
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.format()
 
 
 class ConfigError(Exception):
     """A bad configuration: `problems` lists every mistake found."""
 
-    def __init__(self, problems):
+    def __init__(self, problems: str | Iterable[Problem]) -> None:
         if isinstance(problems, str):
             problems = [_Text(problems)]
         self.problems = list(problems)
@@ -122,15 +125,15 @@ class ConfigError(Exception):
 
 
 class _Text(Problem):
-    def __init__(self, text):
+    def __init__(self, text: str) -> None:
         super().__init__(text, None, "")
 
-    def format(self, label=None):
+    def format(self, label: Optional[str] = None) -> str:
         return self.where
 
 
 # -- discovery ----------------------------------------------------------------------------------
-def candidates(environ=None, cwd=None):
+def candidates(environ: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None) -> List[str]:
     """The files searched, highest priority first (PLAYBOOK_CONFIG alone when set)."""
     environ = os.environ if environ is None else environ
     if environ.get("PLAYBOOK_CONFIG"):
@@ -146,13 +149,13 @@ def candidates(environ=None, cwd=None):
 class _File:
     """One configuration file: its text, its parsed data and where each key is."""
 
-    def __init__(self, path, text, data):
+    def __init__(self, path: str, text: str, data: Dict[str, Any]) -> None:
         self.path = path
         self.text = text
         self.data = data
-        self._where = None
+        self._where: Optional[Dict[Tuple[str, ...], Any]] = None
 
-    def line(self, *path):
+    def line(self, *path: str) -> Optional[int]:
         """The line of a key path (or of its nearest enclosing table); None when unknown."""
         if self._where is None:
             self._where = tomlfile.locate_keys(self.text)
@@ -163,7 +166,7 @@ class _File:
         return None
 
 
-def read_file(path):
+def read_file(path: str) -> Tuple[Optional[_File], List[Problem]]:
     """(_File or None, [Problem]) for one existing file."""
     try:
         with open(path, "rb") as handle:
@@ -203,7 +206,7 @@ def _toml(value):
     return repr(value)
 
 
-def check_value(section, key, value):
+def check_value(section: str, key: str, value: Any) -> Tuple[Any, Optional[Tuple[str, Optional[str]]]]:
     """(normalized value, None) or (None, (message, hint))."""
     name = "%s.%s" % (section, key)
     kind, rule = RULES[name]
@@ -227,7 +230,7 @@ _IS_KIND = {
 }
 
 
-def _type_hint(key, kind, value):
+def _type_hint(key: str, kind: str, value: Any) -> Optional[str]:
     """How to write a value whose TOML type is wrong (a number or boolean in quotes, 2.0)."""
     if isinstance(value, float):
         return "write %s = %d" % (key, int(value)) if kind == "int" and value.is_integer() else None
@@ -315,9 +318,10 @@ def _check_sections(file, tables, prefix, problems):
     return found
 
 
-def _unknown_section(file, path, keys):
+def _unknown_section(file: _File, path: Tuple[str, ...], keys: Any) -> Problem:
     section = path[-1]
     top = len(path) == 1
+    hint: Optional[str]
     if top and section in ("runbook", "variables"):
         hint = "this looks like a runbook; configuration files hold [%s] and [environments.NAME]" % "], [".join(DEFAULTS)
     else:
@@ -329,7 +333,7 @@ def _unknown_section(file, path, keys):
     return Problem(file.path, file.line(*path), message, hint or "known: %s" % ", ".join(DEFAULTS))
 
 
-def _unknown_key(where, line, path, key):
+def _unknown_key(where: str, line: Optional[int], path: Tuple[str, ...], key: str) -> Problem:
     section = path[-1]
     hint = did_you_mean(key, DEFAULTS[section])
     if not hint:
@@ -338,10 +342,10 @@ def _unknown_key(where, line, path, key):
     return Problem(where, line, "unknown key %r in [%s]" % (key, ".".join(path)), hint)
 
 
-def check_file(file):
+def check_file(file: _File) -> Tuple[Dict[Tuple[str, str], Any], Dict[str, Any], List[Problem]]:
     """(base values, {environment: values}, problems) of one parsed file; every environment
     section is checked, selected or not."""
-    problems = []
+    problems: List[Problem] = []
     data = dict(file.data)
     environments = data.pop("environments", None)
     base = _check_sections(file, data, (), problems)
@@ -359,7 +363,7 @@ def check_file(file):
     return base, envs, problems
 
 
-def _env_value(name, text):
+def _env_value(name: str, text: str) -> Tuple[Any, Optional[Problem]]:
     """(value, None) or (None, Problem) of the environment variable `name` set to `text`."""
     section, key = ENV_OVERRIDES[name]
     kind = RULES["%s.%s" % (section, key)][0]
@@ -387,27 +391,34 @@ def _env_parallel(text):
     return int(text)
 
 
-_ENV_PARSERS = {"int": int, "number": _env_number, "duration": _env_number, "parallel": _env_parallel}
+_ENV_PARSERS: Dict[str, Callable[[str], Any]] = {"int": int, "number": _env_number, "duration": _env_number, "parallel": _env_parallel}
 
 
 # -- the effective configuration ----------------------------------------------------------------
 class Config:
     """Effective values with their origins ("section.key" -> where the value came from)."""
 
-    def __init__(self, values, origins, files=(), searched=(), env_name=None):
+    def __init__(
+        self,
+        values: Dict[str, Dict[str, Any]],
+        origins: Dict[str, str],
+        files: Iterable[str] = (),
+        searched: Iterable[str] = (),
+        env_name: Optional[str] = None,
+    ) -> None:
         self.values = values
         self.origins = origins
         self.files = list(files)  # the files read, highest priority first
         self.searched = list(searched)
         self.env_name = env_name
 
-    def get(self, section, key):
+    def get(self, section: str, key: str) -> Any:
         return self.values[section][key]
 
-    def origin(self, section, key):
+    def origin(self, section: str, key: str) -> str:
         return self.origins["%s.%s" % (section, key)]
 
-    def to_json(self):
+    def to_json(self) -> Dict[str, Any]:
         return {
             "files": [{"path": p, "found": p in self.files} for p in self.searched],
             "environment": self.env_name,
@@ -418,14 +429,16 @@ class Config:
         }
 
 
-def gather(environ=None, cwd=None, paths=None):
+def gather(
+    environ: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None, paths: Optional[Sequence[str]] = None
+) -> Tuple[Config, List[str], List[Problem]]:
     """(Config or None, files read, problems) — everything `load` and `--validate` need.
 
     `paths` replaces the discovery list (tests use it for the system layer)."""
     environ = os.environ if environ is None else environ
     explicit = paths is None and bool(environ.get("PLAYBOOK_CONFIG"))
     searched = list(paths) if paths is not None else candidates(environ, cwd)
-    problems = []
+    problems: List[Problem] = []
     layers = _read_layers(searched, explicit, problems)
     values = {s: dict(keys) for s, keys in DEFAULTS.items()}
     origins = {"%s.%s" % (s, k): "default" for s, keys in DEFAULTS.items() for k in keys}
@@ -494,7 +507,9 @@ def _apply_environment(values, origins, layers, env_name, problems):
     ))
 
 
-def load(environ=None, cwd=None, paths=None):
+def load(
+    environ: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None, paths: Optional[Sequence[str]] = None
+) -> Config:
     """The effective configuration; raises ConfigError listing every problem."""
     cfg, _, problems = gather(environ, cwd, paths)
     if problems:
@@ -503,7 +518,7 @@ def load(environ=None, cwd=None, paths=None):
 
 
 # -- playbook config --show / --init / --template ----------------------------------------------
-def show_text(cfg):
+def show_text(cfg: Config) -> str:
     lines = ["Configuration files (the first listed wins, key by key):"]
     for path in cfg.searched:
         lines.append("  %s%s" % (path, "" if path in cfg.files else "  (not found)"))
@@ -519,7 +534,7 @@ def show_text(cfg):
     return "\n".join(lines)
 
 
-def init_target(environ=None):
+def init_target(environ: Optional[Mapping[str, str]] = None) -> str:
     environ = os.environ if environ is None else environ
     if environ.get("PLAYBOOK_CONFIG"):
         return os.path.abspath(os.path.expanduser(environ["PLAYBOOK_CONFIG"]))
@@ -527,7 +542,7 @@ def init_target(environ=None):
     return os.path.join(home, USER_FILE[2:])
 
 
-def environment_text(name):
+def environment_text(name: str) -> str:
     lines = [
         "[environments.%s]" % name,
         "# Used when PLAYBOOK_ENV=%s: keys set here override the plain sections of every file." % name,
@@ -539,7 +554,7 @@ def environment_text(name):
     return "\n".join(lines) + "\n"
 
 
-def init_environment(name, environ=None, force=False):
+def init_environment(name: str, environ: Optional[Mapping[str, str]] = None, force: bool = False) -> Tuple[str, str]:
     """Write or extend the user's configuration file with [environments.NAME].
 
     Returns (path, what was done). Raises ConfigError when it would overwrite existing
@@ -599,7 +614,7 @@ def _remove_environment(text, name):
     return "".join(out).rstrip("\n") + "\n", removed
 
 
-def template_text():
+def template_text() -> str:
     """The fully commented template (templates/config.toml)."""
     try:
         from importlib.resources import files
@@ -612,7 +627,7 @@ def template_text():
 
 
 # -- [database] backup_enabled / backup_count ---------------------------------------------------
-def backup_database(path, keep):
+def backup_database(path: str, keep: int) -> str:
     """Copy the database to `<db>.bak-<UTC timestamp>` (sqlite3 backup API: consistent even
     with a WAL) and delete all but the newest `keep` copies. Returns the copy's path."""
     from .state import StateError
@@ -658,10 +673,10 @@ def _backup_order(path):
     return (base, int(number) if number.isdigit() else 1)
 
 
-def backup_hook(keep):
+def backup_hook(keep: int) -> Callable[[str, int], None]:
     """A Store `before_migrate` callback that backs the database up first."""
 
-    def before_migrate(path, from_version):
+    def before_migrate(path: str, from_version: int) -> None:
         backup_database(path, keep)
 
     return before_migrate

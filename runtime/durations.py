@@ -50,3 +50,9 @@ def check_duration(value: object, what: str) -> float:
 def _days(seconds: int) -> str:
     days = seconds // 86400
     return "%d day%s" % (days, "" if days == 1 else "s")
+
+
+def default_timeout_note(error: str) -> str:
+    """The error of a step killed by the default timeout (it has no `timeout` of its own),
+    saying so and how to change it."""
+    return "%s; that is the default timeout: set timeout = SECONDS on the step, or [execution] default_timeout" % error

@@ -23,8 +23,14 @@ cannot carry (control characters, U+FFFE/U+FFFF, lone surrogates) are replaced, 
 Standard library only: this module goes into bundles (run reports draw the DAG too).
 """
 
+from __future__ import annotations
+
 import re
 import textwrap
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 FONT = "Helvetica"
 MONO = "Courier"
@@ -68,7 +74,7 @@ NOT_REACHED = "not reached"
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-def clean(text):
+def clean(text: Any) -> str:
     """`text` as a str that XML (hence SVG) can carry: other characters become U+FFFD."""
     if text is None:
         return ""
@@ -78,14 +84,14 @@ def clean(text):
     return _NOT_XML.sub("\ufffd", text)
 
 
-def quote(text):
+def quote(text: Any) -> str:
     """A DOT double-quoted string whose label/tooltip text is exactly `text`."""
     text = clean(text)
     text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return '"%s"' % text
 
 
-def html(text):
+def html(text: Any) -> str:
     """Text for an HTML-like label (no markup, no line breaks). Graphviz substitutes \\N, \\G
     and \\E in label text too, and reads \\\\ as one backslash: backslashes are doubled."""
     return clean(text).replace("\n", " ").replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace("[", "&#91;").replace("]", "&#93;")
@@ -174,11 +180,11 @@ def _section(lines, font=None, color=None, size=None, bold=False, italic=False):
     return '<TR><TD ALIGN="LEFT" BALIGN="LEFT">%s</TD></TR>' % body
 
 
-def attempts_words(count):
+def attempts_words(count: int) -> str:
     return "%d attempt%s" % (count, "" if count == 1 else "s")
 
 
-def state_words(state):
+def state_words(state: Mapping[str, Any] | None) -> str:
     """One line saying what happened to a node, e.g. 'failed · 3 attempts: exit code 1'."""
     if not state or not state.get("status"):
         return NOT_REACHED
@@ -306,8 +312,7 @@ def _node_line(node, state, with_states):
         peripheries = "2"
     elif critical is not False:
         penwidth = "2"
-    seen = []
-    style = ",".join(s for s in styles if not (s in seen or seen.append(s)))
+    style = ",".join(dict.fromkeys(styles))  # each style once, in order
     pairs = [
         ("label", _label(node, state, with_states)),
         ("shape", shape),
@@ -358,7 +363,7 @@ def _edge_lines(plan):
     return lines
 
 
-def to_dot(plan, states=None, title=None):
+def to_dot(plan: Plan, states: Mapping[str, Mapping[str, Any]] | None = None, title: str | None = None) -> str:
     """The DOT source of `plan`; with `states`, every node coloured by its state in a run."""
     with_states = states is not None
     states = states or {}
@@ -400,14 +405,14 @@ def to_dot(plan, states=None, title=None):
 # -- states from the state database ----------------------------------------------------------
 
 
-def run_states(attempts):
+def run_states(attempts: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """``{node_id: {"status", "attempts", "reason"}}`` from a run's attempt rows (oldest first).
 
     The status is that of the node's last row; ``attempts`` counts the times it ran (rows
     that are neither skips nor an operator's set-status); ``reason`` says why it was skipped,
     how it failed, or who set its status.
     """
-    states = {}
+    states: dict[str, dict[str, Any]] = {}
     for row in sorted(attempts, key=lambda r: r.get("id") or 0):
         entry = states.setdefault(row["node_id"], {"status": None, "attempts": 0, "reason": None})
         ran = row.get("status") != "skipped" and row.get("decision") != "set-status"
@@ -435,48 +440,19 @@ def _reason(row):
     return None
 
 
-def render_templates(plan, values):
-    """A copy of `plan` with the templates that `values` can complete rendered, one field at a
-    time; a field that cannot be rendered (a missing or masked value) keeps its template."""
-    from . import templating
-    from .plan import Plan
-
-    runbook = dict(plan.runbook)
-    left = []
-    for key in runbook.get("templates", ()):
-        try:
-            runbook[key] = templating.render(runbook[key], values)
-        except Exception:
-            left.append(key)
-    if "templates" in runbook:
-        runbook["templates"] = left
-    nodes = []
-    for node in plan.nodes:
-        changes = {}
-        for field in node.templates:
-            try:
-                changes[field] = templating.render_field(node, field, values)
-            except Exception:
-                pass
-        if changes:
-            changes["templates"] = tuple(f for f in node.templates if f not in changes)
-            node = node.copy(**changes)
-        nodes.append(node)
-    return Plan(runbook, plan.variables, plan.values, nodes, plan.source, plan.plugin_config)
-
-
-def plan_for_run(run):
+def plan_for_run(run: Mapping[str, Any]) -> Plan:
     """The plan a run recorded (a ``Store.get_run`` row), rendered with the run's variables
     where they allow it (secrets stay masked)."""
     from .plan import Plan
+    from .preview import render_known
 
     plan = Plan.loads(run["plan"])
     values = dict(plan.values)
     values.update(run.get("variables") or {})
-    return render_templates(plan, values)
+    return render_known(plan, values)
 
 
-def run_caption(plan, run):
+def run_caption(plan: Plan, run: Mapping[str, Any]) -> str:
     """The caption of a run's picture: its title, then 'run 3 · failed · started …'."""
     title = run.get("title") or plan.title
     started = str(run.get("started_at") or "")

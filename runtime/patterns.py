@@ -24,12 +24,14 @@ from __future__ import annotations
 import functools
 import re
 
-try:  # Python 3.11+
-    from re import _constants as _sre  # type: ignore[attr-defined]
-    from re import _parser as _sre_parse  # type: ignore[attr-defined]
-except ImportError:  # Python 3.9, 3.10
-    import sre_constants as _sre  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+import sys
+
+if sys.version_info >= (3, 11):
+    from re import _constants as _sre
+    from re import _parser as _sre_parse
+else:  # Python 3.9, 3.10
+    import sre_constants as _sre
+    import sre_parse as _sre_parse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -11,12 +11,14 @@ The 1.x import path ``playbook.domain.plugins`` re-exports the API defined here.
 Standard library only, Python 3.9 syntax: this module goes into bundles.
 """
 
+from __future__ import annotations
+
 import json
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Tuple
 
 from playbook.runtime.suggest import did_you_mean
 from playbook.runtime.variables import VariableError, check, coerce
@@ -106,16 +108,16 @@ class Plugin:
     plugin configuration (runbook-level overlaid by the node's) and `cleanup` runs once at the end
     of the run."""
 
-    def get_metadata(self):
+    def get_metadata(self) -> PluginMetadata:
         raise NotImplementedError("%s must implement get_metadata()" % type(self).__name__)
 
-    def initialize(self, config):
+    def initialize(self, config: Dict[str, Any]) -> None:
         self.config = config
 
-    def execute(self, function_name, params):
+    def execute(self, function_name: str, params: Dict[str, Any]) -> Any:
         raise NotImplementedError("%s must implement execute()" % type(self).__name__)
 
-    def cleanup(self):
+    def cleanup(self) -> None:
         pass
 
 
@@ -131,14 +133,15 @@ def _one_line(exc):
     return "%s: %s" % (type(exc).__name__, text[0]) if text else type(exc).__name__
 
 
-def _scan_entry_points():
+def _scan_entry_points() -> Dict[str, Tuple[str, Optional[str]]]:
     """{name: (spec, distribution name or None)} of the `playbook.plugins` group."""
     import importlib.metadata as md
 
+    entry_points: Any = md.entry_points  # its result's type differs between Python versions
     try:
-        found = md.entry_points(group=GROUP)  # Python 3.10+
+        found = entry_points(group=GROUP)  # Python 3.10+
     except TypeError:  # Python 3.9: a dict of group -> entry points
-        found = md.entry_points().get(GROUP, ())
+        found = entry_points().get(GROUP, ())
     result = {}
     for ep in found:
         if ep.name in result:  # the first on sys.path wins, as for imports
@@ -168,13 +171,13 @@ class Registry:
     are always available.
     """
 
-    def __init__(self, entry_points=None):
+    def __init__(self, entry_points: Optional[Mapping[str, str]] = None) -> None:
         self._explicit = None if entry_points is None else dict(entry_points)
-        self._found = None  # {name: (spec, distribution)} once known
-        self._classes = {}
-        self._metadata = {}
+        self._found: Optional[Dict[str, Tuple[str, Optional[str]]]] = None  # {name: (spec, distribution)} once known
+        self._classes: Dict[str, type] = {}
+        self._metadata: Dict[str, PluginMetadata] = {}
 
-    def _entries(self):
+    def _entries(self) -> Dict[str, Tuple[str, Optional[str]]]:
         if self._found is None:
             if self._explicit is not None:
                 self._found = {n: (spec, None) for n, spec in self._explicit.items()}
@@ -184,12 +187,12 @@ class Registry:
                 self._found[name] = (spec, None)
         return self._found
 
-    def names(self):
+    def names(self) -> List[str]:
         """Built-in plugins first, then the others sorted."""
         others = sorted(n for n in self._entries() if n not in BUILTINS)
         return list(BUILTINS) + others
 
-    def entry_point_spec(self, name):
+    def entry_point_spec(self, name: str) -> str:
         """"module:Class" of a plugin."""
         if name in BUILTINS:
             return BUILTINS[name]
@@ -198,7 +201,7 @@ class Registry:
             raise self._unknown(name)
         return entry[0]
 
-    def distribution(self, name):
+    def distribution(self, name: str) -> Optional[str]:
         """The distribution providing the plugin; None for built-ins (and when unknown in the
         explicit mode)."""
         if name in BUILTINS:
@@ -218,7 +221,7 @@ class Registry:
             "plugin %r is not installed (%s installed plugins: %s)" % (name, advice, ", ".join(installed))
         )
 
-    def load(self, name):
+    def load(self, name: str) -> type:
         """The plugin class registered as `name`."""
         if name in self._classes:
             return self._classes[name]
@@ -238,7 +241,7 @@ class Registry:
         self._classes[name] = obj
         return obj
 
-    def metadata(self, name):
+    def metadata(self, name: str) -> PluginMetadata:
         """The PluginMetadata of a plugin."""
         if name not in self._metadata:
             cls = self.load(name)
@@ -249,7 +252,7 @@ class Registry:
             self._metadata[name] = meta
         return self._metadata[name]
 
-    def signature(self, name, function):
+    def signature(self, name: str, function: str) -> FunctionSignature:
         """The FunctionSignature of `function` of plugin `name`."""
         functions = self.metadata(name).functions or {}
         if function not in functions:
@@ -266,7 +269,7 @@ class Registry:
 # --------------------------------------------------------------------------------------------
 
 
-def convert_param(pdef, value):
+def convert_param(pdef: ParameterDef, value: Any) -> Any:
     """Convert `value` to the declared type and apply choices, min/max and pattern.
 
     Returns the converted value or raises PluginError (message without the parameter name).
@@ -274,7 +277,7 @@ def convert_param(pdef, value):
     kind = TYPE_ALIASES.get(pdef.type, pdef.type)
     if kind == "any":
         return value
-    spec = {"type": kind}
+    spec: Dict[str, Any] = {"type": kind}
     if pdef.choices:
         spec["choices"] = pdef.choices
     if pdef.min_value is not None:
@@ -289,7 +292,9 @@ def convert_param(pdef, value):
         raise PluginError(str(exc)) from None
 
 
-def check_params(signature, params, deferred=()):
+def check_params(
+    signature: FunctionSignature, params: Optional[Dict[str, Any]], deferred: Iterable[str] = ()
+) -> Tuple[Dict[str, Any], List[str]]:
     """Check and convert the parameters of a call.
 
     Returns `(converted, errors)`: converted values (defaults filled in for missing optional
@@ -330,14 +335,14 @@ def check_params(signature, params, deferred=()):
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def merge_config(runbook_level, node_level):
+def merge_config(runbook_level: Optional[Dict[str, Any]], node_level: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """The node's plugin_config overlaid (shallowly) on the runbook-level one."""
     merged = dict(runbook_level or {})
     merged.update(node_level or {})
     return merged
 
 
-def expand_env(config, environ=None, where="plugin_config"):
+def expand_env(config: Any, environ: Optional[Mapping[str, str]] = None, where: str = "plugin_config") -> Any:
     """Expand `${NAME}` and `${NAME:-default}` in the string values of `config`, recursively.
 
     Other uses of `$` (including `$$` and `$NAME`) stay literal. A variable that is not set and
@@ -388,13 +393,13 @@ class PluginHost:
     """Runs plugin calls: one initialised instance per (plugin, distinct expanded config),
     cleaned up once by `close()`."""
 
-    def __init__(self, registry, environ=None):
+    def __init__(self, registry: Registry, environ: Optional[Mapping[str, str]] = None) -> None:
         self.registry = registry
         self.environ = environ
-        self._instances = {}  # (name, canonical config) -> instance, in creation order
+        self._instances: Dict[Tuple[str, str], Plugin] = {}  # (name, canonical config) -> instance, in creation order
         self._lock = threading.Lock()
 
-    def instance(self, plugin, config=None, where=None):
+    def instance(self, plugin: str, config: Optional[Dict[str, Any]] = None, where: Optional[str] = None) -> Plugin:
         """The initialised instance of `plugin` for `config` (expanded here)."""
         where = where or "plugin_config of plugin %r" % plugin
         expanded = expand_env(config or {}, self.environ, where)
@@ -412,7 +417,14 @@ class PluginHost:
                 self._instances[key] = instance
             return self._instances[key]
 
-    def call(self, plugin, function, params=None, config=None, where=None):
+    def call(
+        self,
+        plugin: str,
+        function: str,
+        params: Optional[Dict[str, Any]] = None,
+        config: Optional[Dict[str, Any]] = None,
+        where: Optional[str] = None,
+    ) -> Any:
         """Check and convert `params`, then call `plugin.function`; returns its result.
 
         A PluginError raised by the plugin passes through; other exceptions become a PluginError
@@ -430,7 +442,7 @@ class PluginHost:
         except Exception as exc:
             raise PluginError("%s.%s failed: %s" % (plugin, function, _one_line(exc))) from exc
 
-    def close(self):
+    def close(self) -> List[str]:
         """Call `cleanup()` on every instance once. Never raises; returns the error messages."""
         with self._lock:
             instances, self._instances = self._instances, {}
@@ -442,10 +454,10 @@ class PluginHost:
                 errors.append("plugin %r cleanup failed: %s" % (name, _one_line(exc)))
         return errors
 
-    def __enter__(self):
+    def __enter__(self) -> PluginHost:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: Any) -> Literal[False]:
         self.close()
         return False
 
@@ -460,7 +472,7 @@ THROW_DEFAULT = "Intentional exception for testing purposes"
 class PythonPlugin(Plugin):
     """Built-in utilities: notify, sleep, throw."""
 
-    def get_metadata(self):
+    def get_metadata(self) -> PluginMetadata:
         from playbook import __version__
 
         return PluginMetadata(
@@ -499,7 +511,7 @@ class PythonPlugin(Plugin):
             },
         )
 
-    def execute(self, function_name, params):
+    def execute(self, function_name: str, params: Dict[str, Any]) -> Any:
         if function_name == "notify":
             return "Notification sent: %s" % params["message"]
         if function_name == "sleep":
@@ -515,7 +527,7 @@ class PythonPlugin(Plugin):
 # --------------------------------------------------------------------------------------------
 
 
-def describe_plugins(registry):
+def describe_plugins(registry: Registry) -> List[Dict[str, Any]]:
     """Every plugin with its functions, for `playbook info --plugins`. A plugin that cannot be
     loaded is listed with an `error` instead."""
     result = []
@@ -524,7 +536,7 @@ def describe_plugins(registry):
             distribution = registry.distribution(name)
         except Exception:
             distribution = None
-        entry = {"name": name, "distribution": distribution}
+        entry: Dict[str, Any] = {"name": name, "distribution": distribution}
         try:
             meta = registry.metadata(name)
         except PluginError as exc:

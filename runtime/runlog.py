@@ -1,10 +1,13 @@
 """[logging]: a rotating log file of run events (imported only when a log file is configured)."""
 
+from __future__ import annotations
+
 import logging
 import logging.handlers
 import os
+from typing import Any, Sequence
 
-from .config import ConfigError, Problem
+from .config import Config, ConfigError, Problem
 
 
 class _RotatingLog(logging.handlers.RotatingFileHandler):
@@ -34,7 +37,7 @@ class _RotatingLog(logging.handlers.RotatingFileHandler):
                 pass
 
 
-def open_run_log(cfg):
+def open_run_log(cfg: Config) -> logging.Logger | None:
     """A logger writing run events to [logging] file_path, or None when file_path is empty."""
     path = cfg.get("logging", "file_path")
     if not path:
@@ -62,7 +65,7 @@ class LoggingUI:
     WARNING: failures only (failed nodes, retries, runs that failed or were aborted, prompts
     left unanswered). DEBUG adds the commands and the questions asked. Output never goes in."""
 
-    def __init__(self, ui, logger, who=None):
+    def __init__(self, ui: Any, logger: logging.Logger, who: str | None = None) -> None:
         self.__dict__.update(_ui=ui, _log=logger, _who=who or "operator", _run=None)
 
     def __getattr__(self, name):
@@ -78,7 +81,7 @@ class LoggingUI:
         except Exception:  # the log never stops a run
             pass
 
-    def event(self, kind, **data):
+    def event(self, kind: str, **data: Any) -> Any:
         try:
             self._record(kind, data)
         except Exception:
@@ -101,7 +104,7 @@ class LoggingUI:
         why = "no answer within %s s (interactive_timeout)" % _seconds(seconds) if seconds else "no answer (end of input)"
         self._write(logging.WARNING, "%s: %s" % (getattr(node, "id", "prompt"), why))
 
-    def confirm(self, node, question):
+    def confirm(self, node: Any, question: str) -> bool:
         self._write(logging.DEBUG, "%s asks: %s" % (node.id, question))
         try:
             answer = self._ui.confirm(node, question)
@@ -111,7 +114,7 @@ class LoggingUI:
         self._write(logging.INFO, "%s approval %r: %s by %s" % (node.id, question, "approved" if answer else "rejected", self._who))
         return answer
 
-    def choose(self, node, question, options, critical=False):
+    def choose(self, node: Any, question: str, options: Sequence[tuple[str, str, Any]], critical: bool = False) -> str:
         self._write(logging.DEBUG, "%s asks: %s [%s]" % (node.id, question, "/".join(k for k, _, _ in options)))
         try:
             choice = self._ui.choose(node, question, options, critical=critical)

@@ -24,51 +24,101 @@ import time as _time
 from . import conditions, terminal
 
 
-def plan_text(plan, values=None):
-    """The plan in execution order, each node with its command and run condition in words."""
-    lines = []
-    title = plan.title
-    lines.append("Plan: %s — %d node%s" % (title, len(plan.nodes), "" if len(plan.nodes) == 1 else "s"))
-    if plan.values:
-        lines.append("Given: %s" % ", ".join("%s=%s" % (k, _short(v)) for k, v in sorted(plan.values.items())))
-    pending = sorted(k for k in plan.variables if k not in plan.values)
+def plan_text(plan, values=None, origins=None, default_timeout=None, timeout_origin="default"):
+    """The plan in execution order, each node with its command, effective timeout and run
+    condition in words.
+
+    `values` are the variable values a run would use (default: the plan's baked ones) and
+    `origins` where each comes from (runtime/variables.origins): given values are listed
+    first, then those from defaults, marked "(default)"; secrets are masked everywhere.
+    `default_timeout` (seconds, from [execution] default_timeout, which `timeout_origin`
+    names) is shown on every Command step without its own timeout, marked "default".
+    """
+    from . import preview
+
+    values = dict(plan.values if values is None else values)
+    origins = origins or {}
+    default_timeout = preview.DEFAULT_TIMEOUT if default_timeout is None else default_timeout
+    lines = ["Plan: %s — %d node%s" % (plan.title, len(plan.nodes), "" if len(plan.nodes) == 1 else "s")]
+    secrets = preview.secret_texts(plan, values)
+    shown = preview.shown_values(plan, values)
+    by_default = sorted(k for k in shown if origins.get(k) == "default")
+    given = sorted(k for k in shown if k not in by_default)
+    if shown:
+        lines.append("Values: %s" % ", ".join(
+            ["%s=%s" % (k, _value_text(shown[k])) for k in given]
+            + ["%s=%s (default)" % (k, _value_text(shown[k])) for k in by_default]
+        ))
+    unset = sorted(k for k in plan.variables if k not in values)
+    pending = [k for k in unset if not plan.variables[k].get("optional")]
     if pending:
         lines.append("Resolved when run: %s" % ", ".join(pending))
+    absent = [k for k in unset if plan.variables[k].get("optional")]
+    if absent:
+        lines.append("Not given (may be absent): %s" % ", ".join(absent))
     width = len(str(len(plan.nodes)))
     for number, node in enumerate(plan.nodes, 1):
-        flags = []
-        if node.critical is True:
-            flags.append("critical")
-        elif node.critical not in (False, None):
-            flags.append("critical: %s" % node.critical)
-        if node.timeout is not None:
-            flags.append("timeout %ss" % node.timeout)
-        if node.retries:
-            flags.append("retries %d" % node.retries)
-        if node.handled:
-            flags.append("failure handled")
         head = "%*d. %s [%s]" % (width, number, node.id, node.type)
         if node.name:
             head += " %s" % node.name
+        flags = _plan_flags(node, default_timeout, timeout_origin)
         if flags:
             head += " (%s)" % ", ".join(flags)
         lines.append(head)
-        indent = " " * (width + 2)
-        if node.type == "Command":
-            text = node.command.strip("\n")
-            note = "  (template: completed when run)" if "command" in node.templates else ""
-            first, *rest = text.split("\n")
-            lines.append("%s$ %s%s" % (indent, first, note if not rest else ""))
-            for extra in rest[:12]:
-                lines.append("%s  %s" % (indent, extra))
-            if len(rest) > 12:
-                lines.append("%s  … %d more lines%s" % (indent, len(rest) - 12, note))
-        elif node.type == "Function":
-            lines.append("%s%s.%s(%s)" % (indent, node.plugin, node.function, _params(node.function_params)))
-        else:
-            lines.append("%sasks: %s" % (indent, node.prompt_after or "Continue?"))
-        lines.append("%s%s" % (indent, conditions.in_words(node)))
-    return "\n".join(lines)
+        lines.extend(_plan_body(node, " " * (width + 2), secrets))
+    return preview.mask("\n".join(lines), secrets)
+
+
+def _plan_flags(node, default_timeout, timeout_origin):
+    from . import preview
+
+    flags = []
+    if node.critical is True:
+        flags.append("critical")
+    elif node.critical not in (False, None):
+        flags.append("critical: %s" % node.critical)
+    limit = preview.effective_timeout(node, default_timeout)
+    if limit is not None and limit[1] == "step":
+        flags.append("timeout %ss" % limit[0])
+    elif limit is not None:
+        where = "" if timeout_origin == "default" else " from %s" % timeout_origin
+        flags.append("default timeout %ss%s" % (_seconds(limit[0]), where))
+    if node.retries:
+        flags.append("retries %d" % node.retries)
+    if node.handled:
+        flags.append("failure handled")
+    return flags
+
+
+def _value_text(value):
+    """A variable's value in the plan's header: text as it is, anything else as JSON."""
+    return _short(value if isinstance(value, str) else _json.dumps(value, ensure_ascii=False))
+
+
+def _seconds(value):
+    return "%g" % value if isinstance(value, (int, float)) else str(value)
+
+
+def _plan_body(node, indent, secrets):
+    from . import preview
+
+    lines = []
+    if node.type == "Command":
+        text = node.command.strip("\n")
+        note = "  (template: completed when run)" if "command" in node.templates else ""
+        first, *rest = text.split("\n")
+        lines.append("%s$ %s%s" % (indent, first, note if not rest else ""))
+        for extra in rest[:12]:
+            lines.append("%s  %s" % (indent, extra))
+        if len(rest) > 12:
+            lines.append("%s  … %d more lines%s" % (indent, len(rest) - 12, note))
+    elif node.type == "Function":
+        params = preview.mask(node.function_params, secrets)  # before repr() escapes them
+        lines.append("%s%s.%s(%s)" % (indent, node.plugin, node.function, _params(params)))
+    else:
+        lines.append("%sasks: %s" % (indent, node.prompt_after or "Continue?"))
+    lines.append("%s%s" % (indent, conditions.in_words(node)))
+    return lines
 
 
 def _short(value, limit=60):

@@ -3,13 +3,20 @@
 Priority, highest first: ``--var`` > ``--vars-file`` > ``--vars-env PREFIX`` > an interactive
 prompt (only on a terminal) > the spec's default. Values reach templates and `when` typed.
 
+A variable declared ``required = false`` without a default may be absent: when nobody gives a
+value it stays undefined, so templates can use ``default()`` and ``is defined``; it is never
+prompted for. Given values are all checked before anyone is prompted.
+
 Standard library and tomli (``--vars-file``, via runtime/tomlfile.py) only: goes into bundles.
 """
+
+from __future__ import annotations
 
 import json
 import math
 import os
 import re
+from typing import Any, Callable, Iterable, Mapping
 
 from . import patterns, tomlfile
 from .suggest import did_you_mean
@@ -26,13 +33,13 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class VariableError(Exception):
     """A variable value or spec that cannot be used. `key` names the spec key at fault."""
 
-    def __init__(self, message, key=None, hint=None):
+    def __init__(self, message: str, key: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
         self.key = key
         self.hint = hint
 
 
-def type_of(value):
+def type_of(value: Any) -> str:
     """The spec type name of a TOML/JSON value."""
     if isinstance(value, bool):
         return "bool"
@@ -47,14 +54,14 @@ def type_of(value):
     return "str"
 
 
-def parse_spec(name, raw):
+def parse_spec(name: str, raw: Any) -> tuple[dict[str, Any], list[VariableError]]:
     """Check one `[variables]` entry and return (spec dict, [VariableError]).
 
     `NAME = value` is shorthand for a default of that value and type.
     """
     if not isinstance(raw, dict):
         raw = {"default": raw}
-    spec = {"required": False, "secret": False, "declared": True}
+    spec: dict[str, Any] = {"required": False, "secret": False, "declared": True}
     errors = [
         VariableError("unknown key %r in variable %s" % (key, name), key,
                       did_you_mean(key, SPEC_KEYS) or "allowed: %s" % ", ".join(SPEC_KEYS))
@@ -64,6 +71,8 @@ def parse_spec(name, raw):
     if not NAME_RE.match(name):
         errors.append(VariableError("variable name %r is not a valid identifier" % name))
     _spec_flags(name, raw, spec, errors)
+    if raw.get("required") is False and "default" not in raw:
+        spec["optional"] = True  # may be absent: undefined in templates when not given
     if "description" in raw:
         spec["description"] = str(raw["description"])
     declared_type = raw.get("type")
@@ -140,7 +149,7 @@ def _spec_default(name, raw, spec, errors):
 _SPEC_STEPS = (_spec_bounds, _spec_pattern, _spec_choices, _spec_default)
 
 
-def coerce(spec, value, source="value"):
+def coerce(spec: Mapping[str, Any], value: Any, source: str = "value") -> Any:
     """Convert `value` (a string from the command line, or a TOML value) to the spec's type."""
     kind = spec.get("type", "str")
     if kind not in _CONVERTERS:
@@ -223,7 +232,7 @@ def _quoted(spec, value):
     return MASK if spec.get("secret") else repr(value)
 
 
-def check(name, spec, value):
+def check(name: str | None, spec: Mapping[str, Any], value: Any) -> Any:
     """Apply choices, min, max and pattern. Returns the value or raises VariableError."""
     choices = spec.get("choices")
     if choices and value not in choices:
@@ -248,7 +257,7 @@ def _matches(pattern, value):
         raise VariableError("the pattern %s %s" % (pattern, exc), hint=exc.hint) from None
 
 
-def show(spec, value):
+def show(spec: Mapping[str, Any], value: Any) -> str:
     """A value as it may be shown to people: secrets masked."""
     if spec.get("secret"):
         return MASK
@@ -257,12 +266,12 @@ def show(spec, value):
     return json.dumps(value)
 
 
-def masked(specs, values):
+def masked(specs: Mapping[str, Mapping[str, Any]], values: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `values` with every secret replaced by the mask."""
     return {k: (MASK if specs.get(k, {}).get("secret") else v) for k, v in values.items()}
 
 
-def parse_assignments(pairs, flag="--var"):
+def parse_assignments(pairs: Iterable[str] | None, flag: str = "--var") -> dict[str, str]:
     """`["K=V", ...]` from the command line → {K: "V"}; a malformed pair is a VariableError."""
     result = {}
     for pair in pairs or ():
@@ -274,7 +283,7 @@ def parse_assignments(pairs, flag="--var"):
     return result
 
 
-def load_vars_file(path):
+def load_vars_file(path: str) -> dict[str, Any]:
     """Read a `*.vars.toml` file: top-level `NAME = value` pairs (or one [variables] table).
     TOML dates and times become ISO-8601 text, as in runbooks."""
     try:
@@ -292,7 +301,7 @@ def load_vars_file(path):
     return data
 
 
-def from_env(prefix, environ=None):
+def from_env(prefix: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Variables from environment variables named PREFIX + NAME."""
     if not prefix:
         return {}
@@ -301,17 +310,33 @@ def from_env(prefix, environ=None):
 
 
 class Sources:
-    """The values people supplied, by source, before resolution."""
+    """The values people supplied, by source, before resolution. `defaults` is a last layer
+    that only previews use (`plan`): the runbook's defaults, labelled "default"."""
 
-    def __init__(self, cli=None, file=None, env=None, file_name=None, env_prefix=None):
+    def __init__(
+        self,
+        cli: dict[str, Any] | None = None,
+        file: dict[str, Any] | None = None,
+        env: dict[str, Any] | None = None,
+        file_name: str | None = None,
+        env_prefix: str | None = None,
+        defaults: dict[str, Any] | None = None,
+    ) -> None:
         self.cli = cli or {}
         self.file = file or {}
         self.env = env or {}
         self.file_name = file_name
         self.env_prefix = env_prefix
+        self.defaults = defaults or {}
 
     @classmethod
-    def gather(cls, var_pairs=(), vars_file=None, vars_env=None, environ=None):
+    def gather(
+        cls,
+        var_pairs: Iterable[str] = (),
+        vars_file: str | None = None,
+        vars_env: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Sources:
         return cls(
             cli=parse_assignments(var_pairs),
             file=load_vars_file(vars_file) if vars_file else {},
@@ -320,10 +345,21 @@ class Sources:
             env_prefix=vars_env,
         )
 
-    def names(self):
+    def with_defaults(self, specs: Mapping[str, dict]) -> Sources:
+        """These sources, then the defaults of `specs` (never a secret's, nor a required
+        variable's: that one is asked for)."""
+        defaults = {
+            name: spec["default"]
+            for name, spec in specs.items()
+            if "default" in spec and not spec.get("secret") and not spec.get("required")
+        }
+        return Sources(self.cli, self.file, self.env, self.file_name, self.env_prefix, defaults)
+
+    def names(self) -> set[str]:
+        """The names people supplied (defaults are not supplied)."""
         return set(self.cli) | set(self.file) | set(self.env)
 
-    def lookup(self, name):
+    def lookup(self, name: str) -> tuple[Any, str] | None:
         """(value, source label) of the highest-priority source that has `name`, or None."""
         if name in self.cli:
             return self.cli[name], "--var"
@@ -331,15 +367,17 @@ class Sources:
             return self.file[name], "--vars-file %s" % self.file_name
         if name in self.env:
             return self.env[name], "environment %s%s" % (self.env_prefix, name)
+        if name in self.defaults:
+            return self.defaults[name], "default"
         return None
 
 
-def adhoc_spec():
+def adhoc_spec() -> dict[str, Any]:
     """The spec given to a variable a template uses without declaring it, when supplied."""
     return {"type": "str", "required": True, "secret": False, "declared": False}
 
 
-def describe_missing(name, spec):
+def describe_missing(name: str, spec: Mapping[str, Any]) -> str:
     text = "  %s" % name
     if spec.get("description"):
         text += " — %s" % spec["description"]
@@ -350,50 +388,105 @@ def describe_missing(name, spec):
     return text
 
 
-def resolve(specs, sources, fixed=None, prompt=None, names=None):
+def needs_value(spec: Mapping[str, Any]) -> bool:
+    """Whether a variable must get a value (given, prompted) when it has none by default."""
+    return bool(spec.get("required")) or ("default" not in spec and not spec.get("optional"))
+
+
+def resolve(
+    specs: Mapping[str, dict],
+    sources: Sources,
+    fixed: Mapping[str, Any] | None = None,
+    prompt: Callable[[str, dict], Any] | None = None,
+    names: Iterable[str] | None = None,
+) -> dict[str, Any]:
     """Resolve the value of every variable in `specs` (or of those in `names`).
 
     `fixed` holds values baked at compile time: they win and may not be given again.
-    `prompt(name, spec)` asks a person (only passed on a terminal); it returns the raw answer.
+    Every given value is checked first, so nobody types a prompt (a secret) for a run that a bad
+    `--var` stops anyway. Then `prompt(name, spec)` asks a person for each variable that needs
+    a value (only passed on a terminal; it returns the raw answer); the others take their
+    default, or stay absent when they may be absent.
     Raises VariableError listing every problem at once.
     """
     fixed = fixed or {}
+    order = sorted(specs) if names is None else list(names)
+    values, problems = _given(specs, sources, fixed, order)
+    if problems:
+        if prompt is None:
+            absent = [n for n in order if n not in values and sources.lookup(n) is None and needs_value(specs[n])]
+            problems.extend(_missing_text(specs, absent))
+        raise VariableError("\n".join(problems))
+    missing = []
+    for name in order:
+        spec = specs[name]
+        if name in values:
+            continue
+        if needs_value(spec):
+            if prompt is None:
+                missing.append(name)
+            else:
+                values[name] = ask(name, spec, prompt)
+        elif "default" in spec:
+            values[name] = spec["default"]
+    if missing:
+        raise VariableError("\n".join(_missing_text(specs, missing)))
+    return values
+
+
+def origins(
+    specs: Mapping[str, dict], sources: Sources, values: Mapping[str, Any], fixed: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Where each variable's value comes from, by name: "compiled in", the source's label
+    ("--var", "--vars-file F", "environment PREFIX_NAME"), "default" or "prompt"; for a
+    variable without a value, "may be absent" or "needed when run"."""
+    fixed = fixed or {}
+    found = {}
+    for name in sorted(set(specs) | set(values)):
+        spec = specs.get(name, {})
+        given = sources.lookup(name)
+        if name in fixed:
+            found[name] = "compiled in"
+        elif given is not None:
+            found[name] = given[1]
+        elif name in values:
+            found[name] = "default" if "default" in spec and values[name] == spec["default"] else "prompt"
+        else:
+            found[name] = "may be absent" if spec.get("optional") else "needed when run"
+    return found
+
+
+def _given(
+    specs: Mapping[str, dict], sources: Sources, fixed: Mapping[str, Any], order: Iterable[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """(fixed and given values, problems) — the values people supplied, coerced and checked."""
     values = dict(fixed)
     problems = []
-    missing = []
-    for name in sorted(specs) if names is None else names:
+    for name in order:
         spec = specs[name]
+        found = sources.lookup(name)
         if name in fixed:
-            found = sources.lookup(name)
             if found is not None and not spec.get("secret") and not _same(spec, found[0], fixed[name]):
                 problems.append(
                     "%s was fixed to %s when the runbook was compiled; %s cannot change it"
                     % (name, show(spec, fixed[name]), found[1])
                 )
-            continue
-        found = sources.lookup(name)
-        if found is not None:
+        elif found is not None:
             raw, label = found
             try:
                 values[name] = check(name, spec, coerce(spec, raw, label))
             except VariableError as exc:
                 problems.append("%s (from %s): %s" % (name, label, exc))
-            continue
-        if spec.get("required") or "default" not in spec:
-            if prompt is not None:
-                values[name] = ask(name, spec, prompt)
-                continue
-            missing.append(name)
-            continue
-        values[name] = spec["default"]
-    if missing:
-        problems.append(
-            "missing required variable%s (give them with --var NAME=VALUE, --vars-file or --vars-env):\n%s"
-            % ("s" if len(missing) > 1 else "", "\n".join(describe_missing(n, specs[n]) for n in missing))
-        )
-    if problems:
-        raise VariableError("\n".join(problems))
-    return values
+    return values, problems
+
+
+def _missing_text(specs: Mapping[str, dict], missing: list[str]) -> list[str]:
+    if not missing:
+        return []
+    return [
+        "missing required variable%s (give them with --var NAME=VALUE, --vars-file or --vars-env):\n%s"
+        % ("s" if len(missing) > 1 else "", "\n".join(describe_missing(n, specs[n]) for n in missing))
+    ]
 
 
 def _same(spec, raw, value):
@@ -403,7 +496,7 @@ def _same(spec, raw, value):
         return False
 
 
-def ask(name, spec, prompt):
+def ask(name: str, spec: Mapping[str, Any], prompt: Callable[[str, Any], Any]) -> Any:
     """Prompt until the answer is valid; `prompt` returns the raw text (or raises EOFError)."""
     while True:
         raw = prompt(name, spec)

@@ -248,7 +248,7 @@ def test_plan_with_variables_renders_and_folds(script_runner, workdir):
     result = script_runner.run(["playbook", "plan", "conditions.playbook.toml", "--var", "ENVIRONMENT=dev"], cwd=workdir)
     assert result.returncode == 0
     text = result.stdout
-    assert "Given: ENVIRONMENT=dev" in text
+    assert "Values: ENVIRONMENT=dev\n" in text
     assert "$ echo deploy to dev\n" in text
     assert "never runs: condition: ENVIRONMENT == 'prod' is false (ENVIRONMENT='dev')" in text
 
@@ -261,6 +261,125 @@ def test_plan_json_is_the_plan_document(script_runner, workdir):
     assert set(data) >= {"plan_version", "source", "runbook", "variables", "values", "nodes"}
     assert data["values"] == {"ENVIRONMENT": "prod"}
     assert [n["id"] for n in data["nodes"]] == ["deploy", "rollback", "verify", "report", "prod_only"]
+
+
+PLAN_HERE = """\
+[runbook]
+title = "Deploy {{ APP_NAME }} to {{ ENVIRONMENT }}"
+
+[variables]
+ENVIRONMENT = { required = true, choices = ["dev", "prod"] }
+APP_NAME = { default = "myapp" }
+REPLICAS = { default = 2 }
+REGION = { required = false }
+API_TOKEN = { secret = true }
+
+[build]
+type = "Command"
+command_name = "echo build {{ APP_NAME }} x{{ REPLICAS }} in {{ REGION | default('eu') }}"
+timeout = 60
+
+[migrate]
+type = "Command"
+command_name = "echo migrate {{ APP_NAME }} with {{ API_TOKEN }}"
+depends_on = ["build"]
+
+[prod_gate]
+type = "Manual"
+depends_on = ["migrate"]
+when = "ENVIRONMENT == 'prod'"
+
+[notify]
+type = "Function"
+plugin = "python"
+function = "notify"
+function_params = { message = "{{ APP_NAME }} done" }
+depends_on = ["migrate"]
+"""
+
+
+def test_plan_renders_with_given_values_then_defaults(playbook_cli, tmp_path):
+    (tmp_path / "here.playbook.toml").write_text(PLAN_HERE)
+    secret = "TOPSECRET-5c4b3a"
+    result = playbook_cli(["plan", "here.playbook.toml", "--var", "ENVIRONMENT=dev", "--var", "API_TOKEN=" + secret], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [
+        "Plan: Deploy myapp to dev — 4 nodes",
+        "Values: API_TOKEN=***, ENVIRONMENT=dev, APP_NAME=myapp (default), REPLICAS=2 (default)",
+        "Not given (may be absent): REGION",
+    ]
+    assert "1. build [Command] (timeout 60s)" in lines
+    assert "   $ echo build myapp x2 in eu" in lines
+    assert "2. migrate [Command] (default timeout 300s)" in lines
+    assert "   $ echo migrate myapp with '***'" in lines
+    assert "3. prod_gate [Manual]" in lines
+    assert "   never runs: condition: ENVIRONMENT == 'prod' is false (ENVIRONMENT='dev')" in lines
+    assert "4. notify [Function]" in lines  # no timeout unless it sets one
+    assert "   python.notify(message='myapp done')" in lines
+    assert "{{" not in result.stdout
+    assert secret not in result.stdout + result.stderr
+
+
+def test_plan_without_values_shows_what_is_resolved_when_run(playbook_cli, tmp_path):
+    (tmp_path / "here.playbook.toml").write_text(PLAN_HERE)
+    result = playbook_cli(["plan", "here.playbook.toml"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:4] == [
+        "Plan: Deploy {{ APP_NAME }} to {{ ENVIRONMENT }} — 4 nodes",  # ENVIRONMENT is needed
+        "Values: APP_NAME=myapp (default), REPLICAS=2 (default)",
+        "Resolved when run: API_TOKEN, ENVIRONMENT",
+        "Not given (may be absent): REGION",
+    ]
+    assert "   $ echo migrate {{ APP_NAME }} with {{ API_TOKEN }}  (template: completed when run)" in lines
+    assert "   $ echo build myapp x2 in eu" in lines
+
+
+def test_plan_shows_the_configured_default_timeout(playbook_cli, tmp_path):
+    (tmp_path / "here.playbook.toml").write_text(PLAN_HERE)
+    config = tmp_path / "ops.toml"
+    config.write_text("[execution]\ndefault_timeout = 900\n")
+    env = {"PLAYBOOK_CONFIG": str(config)}
+    result = playbook_cli(["plan", "here.playbook.toml", "--var", "ENVIRONMENT=prod"], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "2. migrate [Command] (default timeout 900s from %s:2)" % config in result.stdout.splitlines()
+    assert "1. build [Command] (timeout 60s)" in result.stdout.splitlines()
+    config.write_text("[execution]\ndefault_timeout = -1\n")
+    bad = playbook_cli(["plan", "here.playbook.toml", "--var", "ENVIRONMENT=prod"], cwd=tmp_path, env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: %s:2: execution.default_timeout" % config), bad.stderr
+    assert bad.stdout == ""
+
+
+def test_plan_json_has_effective_values_and_timeouts(playbook_cli, tmp_path):
+    (tmp_path / "here.playbook.toml").write_text(PLAN_HERE)
+    (tmp_path / "prod.vars.toml").write_text('ENVIRONMENT = "prod"\n')
+    secret = "TOPSECRET-0a1b2c"
+    args = ["plan", "--json", "here.playbook.toml", "--vars-file", "prod.vars.toml", "--vars-env", "PB_"]
+    result = playbook_cli(args, cwd=tmp_path, env={"PB_API_TOKEN": secret, "PLAYBOOK_DEFAULT_TIMEOUT": "600"})
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert data["plan_version"] == 1
+    assert data["runbook"]["title"] == "Deploy myapp to prod"
+    assert data["values"] == {"APP_NAME": "myapp", "ENVIRONMENT": "prod", "REPLICAS": 2}
+    assert data["effective"] == {
+        "values": {
+            "API_TOKEN": {"from": "environment PB_API_TOKEN", "value": "***"},
+            "APP_NAME": {"from": "default", "value": "myapp"},
+            "ENVIRONMENT": {"from": "--vars-file prod.vars.toml", "value": "prod"},
+            "REGION": {"from": "may be absent"},
+            "REPLICAS": {"from": "default", "value": 2},
+        },
+        "default_timeout": {"from": "environment variable PLAYBOOK_DEFAULT_TIMEOUT", "seconds": 600},
+        "timeouts": {"build": {"from": "step", "seconds": 60}, "migrate": {"from": "default", "seconds": 600}},
+    }
+    by_id = {node["id"]: node for node in data["nodes"]}
+    assert by_id["migrate"]["command"] == "echo migrate myapp with '***'"
+    assert by_id["build"]["command"] == "echo build myapp x2 in eu"
+    assert "templates" not in by_id["build"]
+    assert result.stdout == json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"  # sorted
 
 
 def test_plan_of_invalid_runbook_exits_2(script_runner):

@@ -1,9 +1,16 @@
 """runtime/variables.py: specs, coercion and checks, sources and their priority, secrets."""
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from playbook.runtime import variables as V
 from playbook.runtime.variables import Sources, VariableError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_runtime_support import finish, pb, spawn, write_runbook
 
 
 # -- coercion --------------------------------------------------------------------------------
@@ -243,6 +250,68 @@ def test_fixed_values_cannot_be_changed_at_run_time():
     assert V.resolve(specs, Sources(cli={"ENV": "dev"}), fixed={"ENV": "dev"}) == {"ENV": "dev"}
 
 
+def test_required_false_without_default_may_be_absent():
+    specs = {"REGION": spec({"required": False}), "TICKET": spec({"description": "Change ticket"})}
+    assert specs["REGION"]["optional"] is True and "optional" not in specs["TICKET"]
+    prompt = FakePrompt({"TICKET": "CHG-1"})
+    assert V.resolve(specs, Sources(), prompt=prompt) == {"TICKET": "CHG-1"}  # REGION stays undefined
+    assert prompt.asked == ["TICKET"]  # never asked about a variable that may be absent
+    assert V.resolve(specs, Sources(cli={"REGION": "us", "TICKET": "x"})) == {"REGION": "us", "TICKET": "x"}
+    with pytest.raises(VariableError) as info:
+        V.resolve(specs, Sources())
+    assert "TICKET" in str(info.value) and "REGION" not in str(info.value)
+    assert not V.needs_value(specs["REGION"]) and V.needs_value(specs["TICKET"])
+    assert "optional" not in spec({"required": False, "default": "eu"})
+
+
+def test_given_values_are_checked_before_anyone_is_prompted():
+    specs = {
+        "API_TOKEN": spec({"required": True, "secret": True}),
+        "ENV": spec({"choices": ["dev", "prod"]}),
+        "N": spec({"type": "int"}),
+    }
+    prompt = FakePrompt({"API_TOKEN": "hunter2"})
+    with pytest.raises(VariableError) as info:
+        V.resolve(specs, Sources(cli={"ENV": "qa", "N": "many"}), prompt=prompt)
+    assert prompt.asked == []
+    assert str(info.value).splitlines() == [
+        "ENV (from --var): 'qa' is not one of the allowed values: 'dev', 'prod'",
+        "N (from --var): 'many' is not an integer",
+    ]
+    # without a prompt, the missing ones are listed with the bad ones, at once
+    with pytest.raises(VariableError) as info:
+        V.resolve(specs, Sources(cli={"ENV": "qa", "N": "1"}))
+    assert "ENV (from --var): 'qa'" in str(info.value)
+    assert "  API_TOKEN" in str(info.value).splitlines()
+
+
+def test_origins_say_where_each_value_comes_from():
+    specs = {
+        "A": spec({"default": "x"}),
+        "B": spec({"default": "y"}),
+        "C": spec({"required": True}),
+        "D": spec({"required": False}),
+        "E": spec({"required": True}),
+        "F": spec({"default": "z"}),
+    }
+    sources = Sources(cli={"A": "given"}, env={"B": "env"}, env_prefix="PB_")
+    values = {"A": "given", "B": "env", "C": "typed", "F": "z", "G": 1}
+    assert V.origins(specs, sources, values, fixed={"G": 1}) == {
+        "A": "--var",
+        "B": "environment PB_B",
+        "C": "prompt",
+        "D": "may be absent",
+        "E": "needed when run",
+        "F": "default",
+        "G": "compiled in",
+    }
+    with_defaults = sources.with_defaults(dict(specs, S=spec({"secret": True, "default": "s"})))
+    assert with_defaults.lookup("F") == ("z", "default")
+    assert with_defaults.lookup("A") == ("given", "--var")
+    assert with_defaults.lookup("S") is None and with_defaults.lookup("C") is None
+    assert with_defaults.names() == {"A", "B"}
+
+
 # -- secrets -----------------------------------------------------------------------------------
 def test_show_and_masked_hide_secrets():
     secret = spec({"secret": True})
@@ -324,3 +393,53 @@ def test_from_env_uses_only_the_prefix():
     environ = {"PB_APP": "web", "PB_": "empty name", "APP": "other", "PB_bad-name": "x"}
     assert V.from_env("PB_", environ) == {"APP": "web"}
     assert V.from_env(None, environ) == {}
+
+
+# -- on real processes -------------------------------------------------------------------------
+OPTIONAL_REGION = """
+    [variables]
+    REGION = { required = false, description = "Region; eu unless given" }
+
+    [show]
+    type = "Command"
+    command_name = "echo region={{ REGION | default('eu') }}{% if REGION is defined %} given{% endif %} >> side.log"
+"""
+
+
+def test_run_with_a_variable_that_may_be_absent(tmp_path):
+    rb = write_runbook(tmp_path, OPTIONAL_REGION)
+    dbp = tmp_path / "state.db"
+    absent = pb(tmp_path, "run", rb, "--state-path", dbp)
+    assert absent.returncode == 0, absent.text
+    given = pb(tmp_path, "run", rb, "--state-path", dbp, "--var", "REGION=us")
+    assert given.returncode == 0, given.text
+    assert (tmp_path / "side.log").read_text().splitlines() == ["region=eu", "region=us given"]
+    plan = pb(tmp_path, "plan", rb)
+    assert plan.returncode == 0, plan.text
+    assert "Not given (may be absent): REGION" in plan.out.splitlines()
+    assert "$ echo region=eu >> side.log" in plan.out  # rendered: REGION stays undefined
+
+
+def test_an_undeclared_name_is_still_an_error(tmp_path):
+    rb = write_runbook(tmp_path, OPTIONAL_REGION.replace("REGION is defined", "REGOIN is defined"))
+    result = pb(tmp_path, "validate", rb)
+    assert result.returncode == 2
+    assert "undeclared variable REGOIN used in show.command_name" in result.err
+
+
+def test_pty_bad_var_is_reported_before_any_prompt(tmp_path):
+    rb = write_runbook(tmp_path, """
+        [variables]
+        API_TOKEN = { required = true, secret = true }
+        ENV = { choices = ["dev", "prod"] }
+
+        [a]
+        type = "Command"
+        command_name = "echo {{ ENV }} {{ API_TOKEN }} >> side.log"
+    """)
+    child = spawn(tmp_path, "run", rb, "--var", "ENV=qa", "--state-path", tmp_path / "state.db")
+    code, out = finish(child)
+    assert code == 2, out
+    assert "ENV (from --var): 'qa' is not one of the allowed values: 'dev', 'prod'" in out
+    assert "Value for" not in out  # nobody was asked for the token
+    assert not (tmp_path / "side.log").exists()

@@ -55,3 +55,12 @@ def test_a_templated_timeout_rendered_at_run_time_is_bounded_too():
     node = Node("n", "Command", timeout="{{ T }}")
     with pytest.raises(templating.TemplateError, match=r"timeout must be at most 604800 seconds \(7 days\)"):
         templating.render_field(node, "timeout", {"T": 1e308})
+
+
+def test_the_default_timeout_note_says_how_to_change_it():
+    from playbook.runtime.durations import default_timeout_note
+
+    assert default_timeout_note("timed out after 300 s (process group terminated)") == (
+        "timed out after 300 s (process group terminated); that is the default timeout: "
+        "set timeout = SECONDS on the step, or [execution] default_timeout"
+    )
