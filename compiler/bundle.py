@@ -954,6 +954,15 @@ def sign(path, key):
     return sig
 
 
+def floor_line(manifest):
+    """The bundle's Python floor in one line: the distributions that raise it above the
+    project's own floor are named; the usual case is not spelled out per distribution."""
+    floor = manifest["python_floor"]
+    raised = sorted({entry.split(" ", 1)[0] for entry in manifest["floor_from"]}) if floor != "%d.%d" % MIN_FLOOR else []
+    why = "raised by %s" % ", ".join(raised) if raised else "the floor of its distributions"
+    return "CPython %s or newer (%s)" % (floor, why)
+
+
 def describe(report):
     """Lines for the `compile` command's output."""
     manifest = report["manifest"]
@@ -961,7 +970,7 @@ def describe(report):
     trees = ", ".join(b["python"] for b in manifest["bytecode"]) or "none (sources only)"
     lines = [
         "wrote %s (%.1f MB) — %s" % (report["output"], size, manifest["runbook"]["title"]),
-        "  runs on: CPython %s or newer (%s)" % (manifest["python_floor"], "; ".join(manifest["floor_from"])),
+        "  runs on: %s" % floor_line(manifest),
         "  bytecode for: %s" % trees,
         "  contents: playbook %s, %s"
         % (manifest["playbook_version"], ", ".join("%s %s" % (d["name"], d["version"]) for d in manifest["distributions"])),
