@@ -257,7 +257,7 @@ def test_version_inspect_and_run(deploy, home, tmp_path, python):
     proc = run([deploy, "run", "--auto-approve", "--var", "ENVIRONMENT=staging", "--state-path", db], env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "deploy_application succeeded" in proc.stdout and "run 1 succeeded" in proc.stdout
-    assert "deploying myapp 1.4.2 to staging" in proc.stdout
+    assert "deploying myapp-1.4.2.tar.gz to staging" in proc.stdout  # build_app's output
     proc = run([deploy, "plan", "--var", "ENVIRONMENT=staging"], env)
     assert proc.returncode == 0 and "Plan: Deploy myapp to staging" in proc.stdout
     html = tmp_path / "report.html"  # the report template is read from the bundle
