@@ -45,6 +45,7 @@ BUNDLE_FORMAT = 1
 BOOT_MARK = b"\n#=playbook-boot=\n"
 DEFAULT_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
 MIN_FLOOR = (3, 9)
+FILES_PREFIX = "files/"  # the runbook's [runbook] files, under their paths relative to it
 SUPPORTED = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
 PREFIX_LIMIT = 65536  # the boot code is read from the first 64 KiB of the file
 
@@ -653,10 +654,10 @@ def zip_time(epoch):
     return time.gmtime(epoch)[:6]
 
 
-def write_archive(prefix: bytes, entries: dict, epoch: int) -> bytes:
-    """prefix + zip of entries (sorted, fixed time and modes), with the SHA-256 of the whole
-    file (computed with the digest field as zeros) written into the launcher's line 2.
-    Returns the bytes of the file."""
+def write_archive(prefix: bytes, entries: dict, epoch: int, executables=frozenset()) -> bytes:
+    """prefix + zip of entries (sorted, fixed time and modes: 755 for the names in
+    `executables`, else 644), with the SHA-256 of the whole file (computed with the digest
+    field as zeros) written into the launcher's line 2. Returns the bytes of the file."""
     buf = io.BytesIO()
     buf.write(prefix)
     date_time = zip_time(epoch)
@@ -665,7 +666,7 @@ def write_archive(prefix: bytes, entries: dict, epoch: int) -> bytes:
             info = zipfile.ZipInfo(name, date_time)
             info.compress_type = zipfile.ZIP_STORED if name == "__main__.py" else zipfile.ZIP_DEFLATED
             info.create_system = 3
-            info.external_attr = 0o100644 << 16
+            info.external_attr = (0o100755 if name in executables else 0o100644) << 16
             archive.writestr(info, entries[name], compresslevel=9)
     data = bytearray(buf.getvalue())
     start = prefix.find(DIGEST_MARK) + len(DIGEST_MARK)
@@ -711,9 +712,13 @@ def build(
     manifest = make_manifest(plan, compiled.summary()["title"], plugins, dists, floor, floor_from, trees, epoch)
     if approval_signers:
         manifest["approval_signers"] = read_allowed_signers(approval_signers)
+    carried = {FILES_PREFIX + f.path: f.read() for f in compiled.files}
+    manifest["files"] = [f.manifest_entry(carried[FILES_PREFIX + f.path]) for f in compiled.files]
     entries = archive_entries(plan, manifest, sources, dists, trees)
+    entries.update(carried)
     prefix = launcher(os.path.basename(output), manifest["runbook"]["title"], __version__, floor, trees.magic)
-    data = write_archive(prefix, entries, epoch if epoch is not None else DEFAULT_EPOCH)
+    executables = {FILES_PREFIX + f.path for f in compiled.files if f.executable}
+    data = write_archive(prefix, entries, epoch if epoch is not None else DEFAULT_EPOCH, executables)
     _write_executable(output, data)
     signature = sign(output, sign_key) if sign_key else None
     return {
@@ -954,6 +959,15 @@ def sign(path, key):
     return sig
 
 
+def floor_line(manifest):
+    """The bundle's Python floor in one line: the distributions that raise it above the
+    project's own floor are named; the usual case is not spelled out per distribution."""
+    floor = manifest["python_floor"]
+    raised = sorted({entry.split(" ", 1)[0] for entry in manifest["floor_from"]}) if floor != "%d.%d" % MIN_FLOOR else []
+    why = "raised by %s" % ", ".join(raised) if raised else "the floor of its distributions"
+    return "CPython %s or newer (%s)" % (floor, why)
+
+
 def describe(report):
     """Lines for the `compile` command's output."""
     manifest = report["manifest"]
@@ -961,7 +975,7 @@ def describe(report):
     trees = ", ".join(b["python"] for b in manifest["bytecode"]) or "none (sources only)"
     lines = [
         "wrote %s (%.1f MB) — %s" % (report["output"], size, manifest["runbook"]["title"]),
-        "  runs on: CPython %s or newer (%s)" % (manifest["python_floor"], "; ".join(manifest["floor_from"])),
+        "  runs on: %s" % floor_line(manifest),
         "  bytecode for: %s" % trees,
         "  contents: playbook %s, %s"
         % (manifest["playbook_version"], ", ".join("%s %s" % (d["name"], d["version"]) for d in manifest["distributions"])),
@@ -971,6 +985,9 @@ def describe(report):
             "  plugins: %s"
             % ", ".join("%s (%s %s)" % (n, p["distribution"], p["version"]) for n, p in sorted(manifest["plugins"].items()))
         )
+    if manifest.get("files"):
+        count = len(manifest["files"])
+        lines.append("  files: %d next to the runbook (%s)" % (count, ", ".join(f["path"] for f in manifest["files"][:5]) + (" …" if count > 5 else "")))
     if manifest["plan"]["host_variables"]:
         lines.append("  variables taken on the host: %s" % ", ".join(manifest["plan"]["host_variables"]))
     lines.append("  " + identity_text(report["sha256"]))

@@ -15,22 +15,24 @@ and returns a Compiled (plan, summary, warnings) or raises CompileError with eve
 
 import bisect
 import hashlib
+import os
 import re
 
 from playbook.runtime import conditions, templating
 from playbook.runtime import variables as var_specs
 from playbook.runtime.plan import TEMPLATED_FIELDS, Plan
 
-from . import resolve, schema, shell, source as source_mod
+from . import files as files_mod, resolve, schema, shell, source as source_mod
 from .source import CompileError
+from playbook.runtime.suggest import did_you_mean
 
 RUNBOOK_TEMPLATED = ("title", "description")
-# Where each node field lives in the TOML file, for messages.
-TOML_KEY = {"command": "command_name"}
+TOML_KEY = resolve.TOML_KEY  # where each node field lives in the TOML file, for messages
 
 
 class Compiled:
-    def __init__(self, plan, source, runbook, sources=None):
+    def __init__(self, plan, source, runbook, sources=None, files=()):
+        self.files = list(files)  # the RunbookFiles of [runbook] files (compiler/files.py)
         self.sources = sources
         self.plan = plan
         self.source = source
@@ -95,6 +97,7 @@ def _compile_source(src, sources=None, bake=False, registry=None):
     specs = dict(runbook.variables)
     used = _check_names(src, runbook, nodes, specs, sources)
     _check_commands(src, runbook, nodes)
+    runbook_files = files_mod.collect(src, runbook.meta.get("files"))
     values = _bake(src, specs, sources) if bake else {}
     for name, spec in sorted(specs.items()):
         if spec.get("secret") and "default" in spec:
@@ -134,7 +137,7 @@ def _compile_source(src, sources=None, bake=False, registry=None):
         source={"name": src.path.rsplit("/", 1)[-1], "sha256": src.sha256},
         plugin_config=plugin_config,
     )
-    return Compiled(plan, src, runbook, sources)
+    return Compiled(plan, src, runbook, sources, runbook_files)
 
 
 def runbook_identity(meta):
@@ -177,20 +180,9 @@ def _field_templates(node):
             if templating.is_template(value):
                 yield field, value
             continue
-        for text in _strings(value):
+        for text in templating.strings(value):
             if templating.is_template(text):
                 yield field, text
-
-
-def _strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
 
 
 def _check_names(src, runbook, nodes, specs, sources):
@@ -207,6 +199,14 @@ def _check_names(src, runbook, nodes, specs, sources):
             return set()
         names = names - allowed
         called = called - allowed
+        for name in sorted((names | called) & templating.RUN_TIME_NAMES):
+            src.error(
+                "%s in %s: only %s may use it (they are rendered when the step starts)"
+                % (_shown_name(name), ".".join(path), templating.RUN_TIME_KEYS),
+                *path,
+            )
+        names -= templating.RUN_TIME_NAMES
+        called -= templating.RUN_TIME_NAMES
         for name in sorted(called - set(specs)):
             src.error(
                 "unknown function %s() in %s" % (name, ".".join(path)),
@@ -223,15 +223,35 @@ def _check_names(src, runbook, nodes, specs, sources):
         if templating.is_template(text):
             used[("runbook", key)] = check(text, ("runbook", key))
     for name, config in runbook.plugin_config.items():
-        for text in _strings(config):
+        for text in templating.strings(config):
             if templating.is_template(text):
                 used.setdefault(("runbook", "plugin_config"), set()).update(
                     check(text, ("runbook", "plugin_config", name))
                 )
     node_functions = frozenset(conditions.NODE_FUNCTIONS)
+    if "runbook_dir" in specs:
+        src.error("runbook_dir is not a variable name a runbook may declare: Playbook provides it (the runbook's directory)", "variables", "runbook_dir")
+    files = runbook.meta.get("files") or []
     for node in nodes:
+        runtime = []
         for field, text in _field_templates(node):
-            used.setdefault((node.id, field), set()).update(check(text, (node.id, TOML_KEY.get(field, field))))
+            path = (node.id, TOML_KEY.get(field, field))
+            if field in templating.RUN_TIME_FIELDS and not templating.RUN_TIME_NAMES.isdisjoint(set().union(*_analysis(text))):
+                names = check(text, path, templating.RUN_TIME_NAMES)
+                _check_outputs(src, text, path)
+                if "runbook_dir" in templating.analyze(text)[0] and not files:
+                    src.error(
+                        "%s uses runbook_dir, but [runbook] files lists nothing: a bundle provides only the files listed there"
+                        % ".".join(path),
+                        *path,
+                        hint='list the files the steps use: [runbook] files = ["scripts/"]',
+                    )
+                if field not in runtime:
+                    runtime.append(field)
+            else:
+                names = check(text, path)
+            used.setdefault((node.id, field), set()).update(names)
+        node.runtime_templates = tuple(runtime)
         if node.when is not None and ("{{" in node.when or "}}" in node.when or "{%" in node.when):
             src.error(
                 "the when of node %s must be one expression, written as \"{{ … }}\" or bare" % node.id,
@@ -240,6 +260,7 @@ def _check_names(src, runbook, nodes, specs, sources):
             )
         elif node.when is not None:
             used[(node.id, "when")] = check("{{ %s }}" % node.when, (node.id, "when"), node_functions)
+            _check_outputs(src, "{{ %s }}" % node.when, (node.id, "when"))
     for name, paths in sorted(undeclared.items()):
         where = ", ".join(".".join(p) for p in paths[:3]) + (" …" if len(paths) > 3 else "")
         if name in supplied:
@@ -258,6 +279,29 @@ def _check_names(src, runbook, nodes, specs, sources):
     for name in sorted(supplied - set(specs)):
         src.warning("variable %s was supplied but the runbook does not use it" % name)
     return used
+
+
+def _analysis(text):
+    try:
+        return templating.analyze(text)
+    except templating.TemplateError:
+        return frozenset(), frozenset()  # reported by check()
+
+
+def _shown_name(name):
+    return "%s()" % name if name == "previous_node" else name
+
+
+def _check_outputs(src, text, path):
+    """previous_node('x') is followed by one of its fields (`.stdout`, ...): a misspelt field is
+    an error here rather than when the step starts."""
+    for field in templating.output_fields(templating.parse(text)):
+        if field not in conditions.PREVIOUS_NODE_FIELDS:
+            src.error(
+                "previous_node() has no field %r in %s" % (field, ".".join(path)),
+                *path,
+                hint=did_you_mean(field, conditions.PREVIOUS_NODE_FIELDS) or "its fields: %s" % ", ".join(conditions.PREVIOUS_NODE_FIELDS),
+            )
 
 
 def _check_commands(src, runbook, nodes):
@@ -394,8 +438,8 @@ def _bake_node(src, node, used, values, specs):
     changes = {}
     for field in TEMPLATED_FIELDS:
         names = used.get((node.id, field))
-        if names is None:
-            continue
+        if names is None or field in node.runtime_templates:
+            continue  # not a template, or rendered when the step starts
         if names <= known:
             rendered = _render(
                 src, lambda f=field: templating.render_field(node, f, values), node.id, TOML_KEY.get(field, field)
@@ -403,7 +447,7 @@ def _bake_node(src, node, used, values, specs):
             changes[field] = rendered
         else:
             pending.append(field)
-    if "command" not in pending:
+    if "command" not in pending and "command" not in node.runtime_templates:
         changes["command_quoting"] = ()  # rendered now (or never a template): nothing to quote later
     if node.when is not None:
         names = used.get((node.id, "when"), set())
@@ -455,7 +499,7 @@ def _check_plugins(src, nodes, registry):
             src.error("node %s: %s" % (node.id, exc), node.id, "function")
             continue
         params = node.function_params or {}
-        templated = [k for k, v in params.items() if any(templating.is_template(t) for t in _strings(v))]
+        templated = [k for k, v in params.items() if any(templating.is_template(t) for t in templating.strings(v))]
         _, errors = plugins.check_params(signature, params, deferred=templated)
         for error in errors:
             src.error("node %s: %s" % (node.id, error), node.id, "function_params")
@@ -485,4 +529,6 @@ def load_plan(file, sources):
         raise UsageError("%s has %d error%s; nothing was run" % (file, errors, "" if errors == 1 else "s")) from None
     for diag in compiled.warnings:
         sys.stderr.write(diag.format() + "\n")
+    # run from the file: {{ runbook_dir }} and every command's PLAYBOOK_RUNBOOK_DIR are its directory
+    os.environ[templating.RUNBOOK_DIR_ENV] = files_mod.runbook_dir(file)
     return compiled.plan

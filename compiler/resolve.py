@@ -15,13 +15,14 @@ import heapq
 from typing import TYPE_CHECKING, Any
 
 from playbook.runtime import conditions, templating
-from playbook.runtime.plan import DEP_KINDS, Dep, Node
+from playbook.runtime.plan import DEP_KINDS, TEMPLATED_FIELDS, Dep, Node
 from playbook.runtime.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from .schema import Runbook
     from .source import Source
 
+TOML_KEY = {"command": "command_name"}  # where a node field lives in the file
 SUFFIXES = {"success": "success", "failure": "failure", "done": "done"}
 
 
@@ -38,6 +39,7 @@ def resolve(source: Source, runbook: Runbook) -> list[Node]:
         if node.when is not None:
             node.when = templating.strip_braces(node.when)
             node.when_nodes = tuple(_when_nodes(source, node, index, known))
+        node.output_nodes = tuple(_output_nodes(source, node, index, known))
     handled = set()
     for node in nodes:
         for dep in node.deps:
@@ -129,29 +131,55 @@ def _deps(source, node, position, nodes, index, raw, known):
 
 
 def _when_nodes(source, node, index, known):
-    try:
-        ast = templating.parse("{{ %s }}" % node.when)
-    except templating.TemplateError:
-        return []  # reported with the other template checks
+    return _named_nodes(source, node, "{{ %s }}" % node.when, "when", conditions.NODE_FUNCTIONS, index, known, [])
+
+
+def _output_nodes(source, node, index, known):
+    """Nodes whose outputs the node's templated fields read with previous_node(): ordering
+    edges, like the nodes a `when` names."""
     found = []
-    for function, arg in templating.calls(ast, conditions.NODE_FUNCTIONS):
+    for field in TEMPLATED_FIELDS:
+        key = TOML_KEY.get(field, field)
+        for text in templating.strings(getattr(node, field)):
+            if templating.is_template(text) and "previous_node" in text:
+                _named_nodes(source, node, text, key, ("previous_node",), index, known, found)
+    return found
+
+
+def _reading_field(source, node, writer, index):
+    """The file key of the first field of `node` that reads previous_node(writer)."""
+    for field in TEMPLATED_FIELDS:
+        key = TOML_KEY.get(field, field)
+        for text in templating.strings(getattr(node, field)):
+            if templating.is_template(text) and writer in _named_nodes(source, node, text, key, ("previous_node",), index, (), []):
+                return key
+    return "depends_on"
+
+
+def _named_nodes(source, node, text, key, functions, index, known, found):
+    """Add to `found` the nodes that `text` (field `key` of `node`) names in calls of
+    `functions`; report calls without a constant id, about the node itself or unknown nodes."""
+    try:
+        ast = templating.parse(text)
+    except templating.TemplateError:
+        return found  # reported with the other template checks
+    where = "the %s of node %s" % (key, node.id)
+    for function, arg in templating.calls(ast, functions):
         if arg is None or not isinstance(arg, str):
             source.error(
-                "%s() in the when of node %s needs a node id in quotes, e.g. %s('build')" % (function, node.id, function),
-                node.id,
-                "when",
+                "%s() in %s needs a node id in quotes, e.g. %s('build')" % (function, where, function), node.id, key
             )
             continue
         if arg == node.id:
-            source.error("the when of node %s asks about the node itself (%s)" % (node.id, function), node.id, "when")
+            source.error("%s asks about the node itself (%s)" % (where, function), node.id, key)
             continue
         if arg not in index:
             if arg in known:
                 continue
             source.error(
-                "the when of node %s names unknown node %r in %s()" % (node.id, arg, function),
+                "%s names unknown node %r in %s()" % (where, arg, function),
                 node.id,
-                "when",
+                key,
                 hint=did_you_mean(arg, index),
             )
             continue
@@ -183,6 +211,20 @@ def order(source: Source, nodes: list[Node], index: dict[str, int]) -> list[Node
         return result
     remaining = {node_id for node_id, count in pending.items() if count > 0}
     cycle = find_cycle(nodes, index, remaining)
+    by_id = {node.id: node for node in nodes}
+    for i, (reader, writer) in enumerate(zip(cycle, cycle[1:])):
+        node = by_id[reader]
+        if writer in node.output_nodes and writer not in node.when_nodes and writer not in [d.node for d in node.deps]:
+            key = _reading_field(source, node, writer, index)
+            path = cycle[i + 1 :] + cycle[1 : i + 1]  # from the writer on to the reader
+            source.error(
+                "node %s reads previous_node(%r) in %s, but %s cannot have finished before %s: it waits for %s (%s)"
+                % (reader, writer, key, writer, reader, reader, " -> ".join(path)),
+                reader,
+                key,
+                hint="an output can only be read by a step that runs after it",
+            )
+            return list(nodes)
     source.error(
         "dependency cycle: %s" % " -> ".join(cycle),
         cycle[0],

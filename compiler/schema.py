@@ -62,6 +62,7 @@ RUNBOOK_FIELDS: dict[str, tuple[Any, str]] = {
     "created_at": (str, "a date-time"),
     "plugin_config": (dict, "a table of plugin tables"),
     "shell": (str, "a string"),
+    "files": (list, "a list of paths relative to the runbook"),
 }
 ALLOWED = {kind: dict(COMMON_FIELDS, **fields) for kind, fields in TYPE_FIELDS.items()}
 ALL_NODE_FIELDS = set(COMMON_FIELDS).union(*[set(f) for f in TYPE_FIELDS.values()])

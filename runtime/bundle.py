@@ -134,6 +134,13 @@ def _dispatch(path, argv, digest, tree):
         return command(argv[0], argv[1:], bundle)
     from . import cli
 
+    if argv and argv[0] in ("run", "resume"):
+        directory = provide_files(bundle)
+        try:
+            return cli.main(argv, bundle=bundle)
+        finally:
+            if directory:
+                remove_files(directory)
     if not argv or argv[0] in ("-h", "--help", "help"):
         prog = "./%s" % bundle.name
         sys.stdout.write("%s\n\n" % version_line(bundle))
@@ -144,6 +151,81 @@ def _dispatch(path, argv, digest, tree):
         )
         return EXIT_OK if argv else EXIT_INVALID
     return cli.main(argv, bundle=bundle)
+
+
+# -- the runbook's files ---------------------------------------------------------------------------
+FILES_PREFIX = "files/"  # where the bundle holds the runbook's [runbook] files
+
+
+def files_base() -> str:
+    """Where a run's copy of the runbook's files goes: $XDG_RUNTIME_DIR (the user's own
+    directory, in memory, private) when it is usable, else the temporary directory
+    ($TMPDIR, /tmp, /var/tmp). Never the home directory, which may be read-only."""
+    import tempfile
+
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime) and os.access(runtime, os.W_OK | os.X_OK):
+        return runtime
+    return tempfile.gettempdir()
+
+
+def provide_files(bundle: BundleContext) -> str | None:
+    """Copy the files the bundle carries into a fresh private directory (0700 while it is
+    filled, then directories 0500, files 0400, executables 0500), each checked against its
+    SHA-256 in the manifest, and point PLAYBOOK_RUNBOOK_DIR (and so `{{ runbook_dir }}`) at
+    it. Returns the directory (the caller removes it) or None when the bundle carries none."""
+    import hashlib
+    import tempfile
+    import zipimport
+
+    from .errors import BundleError
+    from .templating import RUNBOOK_DIR_ENV
+
+    entries = bundle.manifest.get("files") or []
+    os.environ.pop(RUNBOOK_DIR_ENV, None)  # never a directory inherited from another run
+    if not entries:
+        return None
+    try:
+        directory = tempfile.mkdtemp(prefix="playbook-files-", dir=files_base())
+    except OSError as exc:
+        raise BundleError("cannot provide the runbook's files: %s" % (exc.strerror or exc)) from None
+    try:
+        archive = zipimport.zipimporter(bundle.path)
+        for entry in entries:
+            path = entry["path"]
+            parts = path.split("/")
+            if path.startswith("/") or ".." in parts or "" in parts:
+                raise BundleError("the bundle lists the file %r, which is outside the runbook's directory" % path)
+            data = archive.get_data(FILES_PREFIX + path)
+            if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                raise BundleError("the bundle's file %s does not match its SHA-256 in the manifest" % path)
+            target = os.path.join(directory, *parts)
+            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(target, 0o500 if entry.get("executable") else 0o400)
+        for top, _, _ in os.walk(directory, topdown=False):
+            os.chmod(top, 0o500)
+    except BaseException as exc:
+        remove_files(directory)
+        if isinstance(exc, (OSError, KeyError)):
+            raise BundleError("cannot provide the runbook's files in %s: %s" % (directory, exc)) from None
+        raise
+    os.environ[RUNBOOK_DIR_ENV] = directory
+    return directory
+
+
+def remove_files(directory: str) -> None:
+    """Remove a directory made by provide_files (read-only as it is)."""
+    import shutil
+
+    for top, _, _ in os.walk(directory):
+        try:
+            os.chmod(top, 0o700)
+        except OSError:
+            pass
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def command(name, argv, bundle):
@@ -287,6 +369,9 @@ def _contents_lines(bundle, found):
     for dist in m.get("distributions", []):
         why = "needed by %s" % ", ".join(dist["required_by"]) if dist.get("required_by") else dist.get("role", "")
         lines.append("    %s %s (%s; Python %s)" % (dist["name"], dist["version"], why, dist.get("requires_python") or "any"))
+    for entry in m.get("files", []):
+        mode = "executable" if entry.get("executable") else "read-only"
+        lines.append("    file %s (%d bytes, %s, sha256 %s)" % (entry["path"], entry.get("size", 0), mode, entry["sha256"]))
     size = _size(bundle.path)
     if size is not None:
         lines.append("  size:         %.1f MB" % (size / 1e6))

@@ -10,6 +10,7 @@ failure stopped the run) · aborted (operator abort, missing approval, EOF at a 
 from __future__ import annotations
 
 import heapq
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -85,6 +86,24 @@ class StepResult:
         return {k: v for k, v in asdict(self).items() if k not in ("status", "reason")}
 
 
+class StepOutputs(dict):
+    """What previous_node(id) gives a step's fields: status, exit_code, stdout, stderr, output.
+    A stream the state keeps only the end of is refused when read (exact or refused)."""
+
+    def __init__(self, node_id: str, result: StepResult) -> None:
+        super().__init__({k: getattr(result, k) for k in conditions.PREVIOUS_NODE_FIELDS})
+        self.node_id = node_id
+        self.cut = {s for s in ("stdout", "stderr") if getattr(result, s + "_truncated")}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.cut:
+            raise templating.TemplateError(
+                "the %s of %s was longer than the state keeps; only its end is known, so it is not passed on"
+                % (key, self.node_id)
+            )
+        return super().__getitem__(key)
+
+
 class Engine:
     def __init__(
         self,
@@ -128,6 +147,7 @@ class Engine:
             for up in node.upstream():
                 self._downstream[up].append(node.id)
         self._lock = threading.Lock()
+        self._prepared: dict[str, Any] = {}  # node id -> the node rendered at its start (or the TemplateError)
         self.waiting_for: str | None = None  # the step whose approval the run waits for
         self.halted: str | None = None  # why nothing new may start (the terminal hung up), or None
 
@@ -356,8 +376,47 @@ class Engine:
         number = self._next_attempt(node.id)
         self.session_attempts[node.id] = self.session_attempts.get(node.id, 0) + 1
         attempt_id = self.store.start_attempt(self.run_id, node.id, number)
-        self.ui.event("node_started", node=node, attempt=number, command=node.command)
+        prepared = self._prepared[node.id] = self._prepare(node)
+        command = node.command if isinstance(prepared, templating.TemplateError) else prepared.command
+        self.ui.event("node_started", node=node, attempt=number, command=command)
         return attempt_id, number
+
+    # -- fields rendered when the step starts ----------------------------------------------
+    def _prepare(self, node):
+        """The node with the fields that wait for its start rendered (`runtime_templates`:
+        those reading earlier steps' outputs or `runbook_dir`), or the TemplateError."""
+        if not node.runtime_templates:
+            return node
+        try:
+            return templating.render_node(node, self._start_values(), at_start=True)
+        except templating.TemplateError as exc:
+            return exc
+
+    def _start_values(self):
+        """The variables, `runbook_dir` (the runbook's directory, or the copy of its files a
+        bundle provides) and `previous_node(id)`: what a step's fields are rendered with."""
+        values = dict(self.values)
+        directory = os.environ.get(templating.RUNBOOK_DIR_ENV)
+        if directory:
+            values["runbook_dir"] = directory
+        values["previous_node"] = self._outputs
+        return values
+
+    def _outputs(self, node_id):
+        """previous_node(id) in a step's fields: the step's result. A stream kept only in part
+        (longer than the state database keeps) is refused rather than passed on cut."""
+        result = self.results.get(node_id)
+        if result is None:
+            raise templating.TemplateError("previous_node(%r): there is no step %r" % (node_id, node_id))
+        return StepOutputs(node_id, result)
+
+    def _render_question(self, node, question):
+        if not templating.is_template(question):
+            return question
+        try:
+            return templating.render(question, self._start_values())
+        except templating.TemplateError as exc:
+            raise Stop(FAILED, "cannot ask the question of %s: %s" % (node.id, exc)) from None
 
     def _attempts(self, node, attempt):
         """Execute with automatic retries (`retries`, `retry_delay`). Runs in a worker in parallel mode."""
@@ -376,7 +435,13 @@ class Engine:
     def _execute(self, node, attempt_id, number):
         """One attempt of a Command or Function node; records it. Returns (status, fields)."""
         started = time.monotonic()
-        if node.type == "Command":
+        prepared = self._prepared.pop(node.id, None) or self._prepare(node)
+        if isinstance(prepared, templating.TemplateError):
+            fields = {"error": self.mask.text("cannot render the step when it starts: %s" % prepared)}
+            status = FAILED
+            self.ui.event("message", text="%s: %s" % (node.id, fields["error"]))
+        elif node.type == "Command":
+            node = prepared
             def on_output(stream, text):
                 self.ui.event("node_output", node=node, stream=stream, text=text)
 
@@ -408,6 +473,7 @@ class Engine:
                 self.store.finish_attempt(attempt_id, "interrupted", **fields)
                 raise Interrupted()
         else:
+            node = prepared
             try:
                 from .plugins import merge_config  # plugins load only when a Function node runs
 
@@ -531,6 +597,7 @@ class Engine:
         terminal may answer (once), or --approve NODE / --auto-approve give one approval
         without a terminal. When the step's policy still wants more approvals the run stops
         waiting (Stop "waiting"). EOFError: no answer at the terminal."""
+        question = self._render_question(node, question)
         policy = approvals.policy_of(node)
         flagged = False
         while True:

@@ -94,6 +94,8 @@ class Node:
     approvals: int = 1  # how many distinct people must approve
     handled: bool = False  # some node takes the failure path of this one
     templates: Tuple[str, ...] = ()  # fields still holding templates that need run-time variables
+    runtime_templates: Tuple[str, ...] = ()  # fields rendered just before the step starts (earlier outputs, runbook_dir)
+    output_nodes: Tuple[str, ...] = ()  # nodes whose outputs those fields read (previous_node)
     line: int = 0
 
     def __post_init__(self) -> None:
@@ -108,7 +110,7 @@ class Node:
 
     def upstream(self) -> list[str]:
         """Every node this one waits for: its dependencies and the nodes its `when` names."""
-        return list(dict.fromkeys([dep.node for dep in self.deps] + list(self.when_nodes)))
+        return list(dict.fromkeys([dep.node for dep in self.deps] + list(self.when_nodes) + list(self.output_nodes)))
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "type": self.type, "deps": [d.to_json() for d in self.deps]}
@@ -130,7 +132,7 @@ class Node:
         unknown = set(data) - _NODE_DEFAULTS.keys()
         if unknown:
             raise TypeError("unknown node fields: %s" % ", ".join(sorted(unknown)))
-        for key in ("when_nodes", "templates", "approvers", "command_quoting"):
+        for key in ("when_nodes", "templates", "approvers", "command_quoting", "runtime_templates", "output_nodes"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(node_id, node_type, deps, **data)

@@ -22,6 +22,14 @@ _SINGLE_EXPR = re.compile(r"^\s*\{\{-?(?P<expr>.*?)-?\}\}\s*$", re.S)
 JINJA_GLOBALS = frozenset(("range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none", "True", "False", "None"))
 
 
+# Fields that may read earlier steps' outputs (`previous_node('x').stdout`) and the runbook's
+# directory (`runbook_dir`): they stay templates until the step is about to start.
+RUN_TIME_FIELDS = ("command", "env", "cwd", "function_params", "prompt_before", "prompt_after")
+RUN_TIME_KEYS = "command_name, env, cwd, function_params, prompt_before and prompt_after"
+RUN_TIME_NAMES = frozenset(("previous_node", "runbook_dir"))
+RUNBOOK_DIR_ENV = "PLAYBOOK_RUNBOOK_DIR"  # the runbook's directory, in every command's environment
+
+
 class TemplateError(Exception):
     """A template that cannot be parsed or rendered."""
 
@@ -286,6 +294,33 @@ def calls(ast, functions):
     return found
 
 
+def output_fields(ast):
+    """The field named right after each `previous_node(…)` call (`.stdout`, `['stdout']`)."""
+    from jinja2 import nodes
+
+    for access in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        call = access.node
+        if isinstance(call, nodes.Call) and isinstance(call.node, nodes.Name) and call.node.name == "previous_node":
+            if isinstance(access, nodes.Getattr):
+                yield access.attr
+            elif isinstance(access.arg, nodes.Const) and isinstance(access.arg.value, str):
+                yield access.arg.value
+
+
+def outputs_read(node, field):
+    """The ids of the steps whose outputs a field of a plan node reads (for `plan`: "from
+    build's output"); empty when the field reads none."""
+    if field not in node.runtime_templates:
+        return []
+    found = []
+    for text in strings(getattr(node, field)):
+        if is_template(text):
+            for _, arg in calls(parse(text), ("previous_node",)):
+                if arg not in found:
+                    found.append(arg)
+    return found
+
+
 def render(source, values, shell=False, quoting=()):
     """Render one template string with `values`; raises TemplateError.
 
@@ -329,6 +364,18 @@ def evaluate(expression, values):
         return result
     except Exception as exc:
         raise TemplateError(_describe(exc)) from None
+
+
+def strings(value):
+    """Every string inside a field's value (a string, or lists and dicts of them)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
 
 
 def render_value(value, values, shell=False, native=False):
@@ -385,10 +432,14 @@ def _typed(value, kind, field):
     return result
 
 
-def render_node(node, values):
-    """A copy of `node` with every field still holding a template rendered."""
-    if not node.templates:
+def render_node(node, values, at_start=False):
+    """A copy of `node` with every field still holding a template rendered: those that wait
+    for run-time variables, or with `at_start` those rendered when the step starts
+    (`runtime_templates`: `values` then also holds `runbook_dir` and `previous_node`)."""
+    key = "runtime_templates" if at_start else "templates"
+    pending = getattr(node, key)
+    if not pending:
         return node
-    changes = {field: render_field(node, field, values) for field in node.templates}
-    changes["templates"] = ()
+    changes = {field: render_field(node, field, values) for field in pending}
+    changes[key] = ()
     return node.copy(**changes)

@@ -144,6 +144,8 @@ def test_compile_writes_an_executable_named_after_the_runbook(tmp_path):
     assert out.is_file() and os.access(out, os.X_OK)
     assert "wrote deploy.pyz" in proc.stdout and "Deploy myapp to staging" in proc.stdout
     assert "bytecode for: none" in proc.stdout
+    runs_on = [line for line in proc.stdout.splitlines() if "runs on:" in line]
+    assert runs_on == ["  runs on: CPython 3.9 or newer (the floor of its distributions)"], proc.stdout
 
 
 def test_compile_reports_runbook_errors_like_validate(tmp_path):
@@ -255,7 +257,7 @@ def test_version_inspect_and_run(deploy, home, tmp_path, python):
     proc = run([deploy, "run", "--auto-approve", "--var", "ENVIRONMENT=staging", "--state-path", db], env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "deploy_application succeeded" in proc.stdout and "run 1 succeeded" in proc.stdout
-    assert "deploying myapp 1.4.2 to staging" in proc.stdout
+    assert "deploying myapp-1.4.2.tar.gz to staging" in proc.stdout  # build_app's output
     proc = run([deploy, "plan", "--var", "ENVIRONMENT=staging"], env)
     assert proc.returncode == 0 and "Plan: Deploy myapp to staging" in proc.stdout
     html = tmp_path / "report.html"  # the report template is read from the bundle
@@ -789,6 +791,7 @@ def test_plugin_requirements_are_followed_and_raise_the_floor(tmp_path, monkeypa
     report = bundle_mod.build(compiled, str(tmp_path / "fake.pyz"), targets=targets, warn=notes.append)
     manifest = report["manifest"]
     assert manifest["python_floor"] == "3.10" and manifest["floor_from"] == ["fakeplug >=3.10"]
+    assert "  runs on: CPython 3.10 or newer (raised by fakeplug)" in bundle_mod.describe(report)
     assert manifest["plugins"] == {"fakeplug": {"entry_point": "fakeplug:Hello", "distribution": "fakeplug", "version": "1.0"}}
     roles = {d["name"]: (d["role"], d["required_by"]) for d in manifest["distributions"]}
     assert roles["fakeplug"] == ("plugin", []) and roles["fakedep"] == ("dependency", ["fakeplug"])
