@@ -50,7 +50,7 @@ class Compiled:
             for name, spec in plan.variables.items()
             if name not in plan.values
             and name not in supplied  # a secret given here is not baked, but it is given
-            and (spec.get("required") or "default" not in spec)
+            and var_specs.needs_value(spec)
         )
         title = plan.title
         if "title" in plan.runbook.get("templates", ()):

@@ -137,7 +137,7 @@ def _when_nodes(source, node, index, known):
 def _output_nodes(source, node, index, known):
     """Nodes whose outputs the node's templated fields read with previous_node(): ordering
     edges, like the nodes a `when` names."""
-    found = []
+    found: list[str] = []
     for field in TEMPLATED_FIELDS:
         key = TOML_KEY.get(field, field)
         for text in templating.strings(getattr(node, field)):

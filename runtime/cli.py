@@ -428,11 +428,17 @@ def cmd_plan(inv: Invocation) -> int:
     interactive = sys.stdin.isatty() and not args.no_interactive_vars
     ui = ui_mod.TerminalUI() if interactive else ui_mod.PlainUI()
     ui.interactive = interactive
-    bound = session.bind(plan, session.resolve_values(plan, sources, ui, interactive))
+    from . import preview
+
+    values = session.resolve_values(plan, sources, ui, interactive)
+    bound = session.bind(plan, values)
+    origins = var_mod.origins(plan.variables, sources, values, fixed=plan.values)
+    timeout = (inv.cfg.get("execution", "default_timeout"), inv.cfg.origin("execution", "default_timeout"))
     if args.json:
-        sys.stdout.write(json.dumps(bound.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        document = preview.document(bound, values, origins, *timeout)
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(ui_mod.plan_text(bound) + "\n")
+        sys.stdout.write(ui_mod.plan_text(bound, values, origins, *timeout) + "\n")
     return EXIT_OK
 
 

@@ -437,11 +437,12 @@ class Engine:
         started = time.monotonic()
         prepared = self._prepared.pop(node.id, None) or self._prepare(node)
         if isinstance(prepared, templating.TemplateError):
-            fields = {"error": self.mask.text("cannot render the step when it starts: %s" % prepared)}
+            fields: dict[str, Any] = {"error": self.mask.text("cannot render the step when it starts: %s" % prepared)}
             status = FAILED
             self.ui.event("message", text="%s: %s" % (node.id, fields["error"]))
         elif node.type == "Command":
             node = prepared
+
             def on_output(stream, text):
                 self.ui.event("node_output", node=node, stream=stream, text=text)
 
@@ -468,6 +469,10 @@ class Engine:
                 "stderr_truncated": result.stderr_truncated,
                 "error": result.error,
             }
+            if result.timed_out and node.timeout is None:
+                from .durations import default_timeout_note
+
+                fields["error"] = default_timeout_note(fields["error"])
             status = SUCCEEDED if result.ok else FAILED
             if result.interrupted:
                 self.store.finish_attempt(attempt_id, "interrupted", **fields)
