@@ -41,7 +41,10 @@ HOLDER = r"""
 import os, sqlite3, sys, time
 db, go, ready, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 if go != "-":
+    deadline = time.monotonic() + 60
     while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            sys.exit("never told to take the lock")
         time.sleep(0.02)
 con = sqlite3.connect(db, isolation_level=None, timeout=30)
 con.execute("BEGIN IMMEDIATE")
@@ -104,8 +107,10 @@ def test_lock_held_past_the_timeout_mid_run_is_exit_4_and_resumable(tmp_path):
     try:
         r = pb(tmp_path, "run", rb, "--state-path", dbp, env=_config(tmp_path, 0.3))
         assert ready.exists()
-    finally:
         proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
     assert r.returncode == errors.EXIT_STATE, r.text
     line = _one_line_error(r.stderr)
     assert "is locked" in line and "resume with: playbook resume %s 1" % rb in line
