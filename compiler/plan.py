@@ -22,7 +22,7 @@ from playbook.runtime import conditions, templating
 from playbook.runtime import variables as var_specs
 from playbook.runtime.plan import TEMPLATED_FIELDS, Plan
 
-from . import files as files_mod, resolve, schema, shell, source as source_mod
+from . import files as files_mod, resolve, schema, source as source_mod
 from .source import CompileError
 from playbook.runtime.suggest import did_you_mean
 
@@ -307,6 +307,8 @@ def _check_outputs(src, text, path):
 def _check_commands(src, runbook, nodes):
     """Find where each `{{ }}` of every templated command stands (compiler/shell.py); the plan
     records it in `command_quoting`. A value whose place is not certain is an error."""
+    from . import shell  # the shell analysis loads only for templated commands
+
     default_shell = runbook.meta.get("shell")
     for node in nodes:
         if node.type != "Command" or not templating.is_template(node.command):

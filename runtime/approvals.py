@@ -17,11 +17,8 @@ Standard library only: this module goes into bundles.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -142,11 +139,15 @@ def payload(plan_hash: str, run_id: int, node: str, decision: str, principal: st
 
 
 def _canonical(data: Mapping[str, Any]) -> bytes:
+    import json
+
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def sign(data: Mapping[str, Any], key: str, ssh_keygen: str = "ssh-keygen") -> str:
     """The `ssh-keygen -Y sign` signature (armored text) of the canonical payload."""
+    import subprocess
+
     try:
         proc = subprocess.run(
             [ssh_keygen, "-Y", "sign", "-q", "-f", key, "-n", SIGN_NAMESPACE],
@@ -160,6 +161,8 @@ def sign(data: Mapping[str, Any], key: str, ssh_keygen: str = "ssh-keygen") -> s
 
 
 def signed_document(data: Mapping[str, Any], signature: str) -> str:
+    import json
+
     return json.dumps({"payload": data, "signature": signature}, indent=2, sort_keys=True) + "\n"
 
 
@@ -175,6 +178,8 @@ def verify(
     path: str, allowed_signers: str, plan_hash: str, run_id: int, node: str, ssh_keygen: str = "ssh-keygen"
 ) -> Verified:
     """Check a signed approval file for this run's plan, run and node; raises ApprovalError."""
+    import json
+
     try:
         with open(path, encoding="utf-8") as handle:
             document = json.load(handle)
@@ -203,6 +208,9 @@ def verify(
 
 
 def _ssh_verify(allowed_signers: str, principal: str, data: Mapping[str, Any], signature: str, path: str, ssh_keygen: str) -> str:
+    import subprocess
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="playbook-approval-") as tmp:
         signers = os.path.join(tmp, "allowed_signers")
         sig = os.path.join(tmp, "approval.sig")

@@ -14,7 +14,6 @@ import os
 import sqlite3
 import sys
 import time
-import traceback
 from typing import Callable, Iterable
 
 EXIT_OK = 0  # the run succeeded (no step ended failed); a command did what it was asked
@@ -158,6 +157,7 @@ def set_crash_dir(path: str | None) -> None:
 def write_crash_report(exc: BaseException) -> str | None:
     """Write the traceback of `exc` (secrets masked) to a file; returns its path, or None."""
     import tempfile
+    import traceback
 
     text = mask("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     name = "playbook-crash-%s-%d.txt" % (time.strftime("%Y%m%dT%H%M%S", time.gmtime()), os.getpid())
