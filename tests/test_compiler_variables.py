@@ -417,7 +417,7 @@ def test_run_with_a_variable_that_may_be_absent(tmp_path):
     plan = pb(tmp_path, "plan", rb)
     assert plan.returncode == 0, plan.text
     assert "Not given (may be absent): REGION" in plan.out.splitlines()
-    assert "$ echo region=eu >> side.log" in plan.out  # rendered: REGION stays undefined
+    assert "$ echo region='eu' >> side.log" in plan.out  # rendered: REGION stays undefined
 
 
 def test_an_undeclared_name_is_still_an_error(tmp_path):

@@ -76,8 +76,9 @@ def test_effective_timeout():
 
 def test_render_known_renders_what_the_values_complete():
     nodes = [
-        Node("a", "Command", command="echo {{ APP }} {{ ZONE | default('eu') }}", templates=("command",)),
-        Node("b", "Command", command="echo {{ TOKEN }}", templates=("command",)),
+        Node("a", "Command", command="echo {{ APP }} {{ ZONE | default('eu') }}", templates=("command",),
+             command_quoting=("plain", "plain")),
+        Node("b", "Command", command="echo {{ TOKEN }}", templates=("command",), command_quoting=("plain",)),
     ]
     plan = Plan({"title": "{{ APP }}", "templates": ["title"]}, {}, {}, nodes)
     shown = preview.render_known(plan, {"APP": "web"})
