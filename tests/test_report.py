@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import VENV_BIN, attempts, by_title, events, final, pb, run_row
+from cli_support import VENV_BIN, attempts, by_title, events, final, pb, run_row
 
 SECRET = "hunter2-s3cr3t-value"
 

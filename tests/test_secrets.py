@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import pb, write_runbook
+from cli_support import pb, write_runbook
 
 from playbook.runtime.secrets import MASK, Masker, MaskedUI
 

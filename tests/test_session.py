@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import pb, run_row, status_of, write_runbook
+from cli_support import pb, run_row, status_of, write_runbook
 
 from playbook.runtime import engine, errors, session, state
 from playbook.runtime.executors import CommandResult

@@ -21,7 +21,7 @@ from playbook.runtime.plan import Node
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_executors import leaves_no_process  # noqa: F401  (autouse: no test leaves a process)
-from test_runtime_support import (
+from cli_support import (
     finish,
     make_env,
     pb,

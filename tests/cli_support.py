@@ -1,4 +1,4 @@
-"""Helpers shared by the runtime tests (tests/test_runtime_*.py); this module holds no tests.
+"""Helpers shared by the command-line tests (tests/test_cli_*.py and others); this module holds no tests.
 
 Everything here drives real parts: the installed `playbook` console script as a subprocess,
 real SQLite files (read back with sqlite3), real pseudo-terminals through pexpect.

@@ -10,7 +10,7 @@ from playbook.runtime.variables import Sources, VariableError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import finish, pb, spawn, write_runbook
+from cli_support import finish, pb, spawn, write_runbook
 
 
 # -- coercion --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import (
+from cli_support import (
     EXAMPLES,
     attempts,
     compat,
@@ -903,7 +903,7 @@ def test_timeout_kills_command_and_grandchild(tmp_path):
         timeout = 1
     """)
     dbp = tmp_path / "state.db"
-    from test_runtime_support import alive, kill_quietly, read_pid, wait_gone
+    from cli_support import alive, kill_quietly, read_pid, wait_gone
 
     started = time.monotonic()
     r = pb(tmp_path, "run", rb, "--state-path", dbp)

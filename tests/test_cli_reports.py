@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import (
+from cli_support import (
     by_title,
     attempts,
     counts,

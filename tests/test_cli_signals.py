@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import (
+from cli_support import (
     alive,
     attempts,
     counts,
@@ -216,7 +216,7 @@ def test_hangup_mid_step_lets_it_finish_starts_nothing_new_and_is_resumable(tmp_
     """A real pty closed while a step runs (an SSH connection drops): the runner asks nothing
     more, the step finishes and is recorded, nothing new starts, the run ends aborted with
     "terminal hung up" and exit 129, and `resume` finishes it."""
-    from test_runtime_support import spawn
+    from cli_support import spawn
 
     rb = write_runbook(tmp_path, HANGUP)
     dbp = tmp_path / "state.db"
@@ -238,7 +238,7 @@ def test_hangup_mid_step_lets_it_finish_starts_nothing_new_and_is_resumable(tmp_
     st = final(dbp)
     assert st["slow"]["status"] == "succeeded" and st["slow"]["exit_code"] == 0
     assert "three" not in st
-    kinds = [e["kind"] for e in __import__("test_runtime_support").events(dbp)]
+    kinds = [e["kind"] for e in __import__("cli_support").events(dbp)]
     assert "hangup" in kinds
     wait_gone(pid)
     r = pb(tmp_path, "resume", rb, "--state-path", dbp)
@@ -248,7 +248,7 @@ def test_hangup_mid_step_lets_it_finish_starts_nothing_new_and_is_resumable(tmp_
 
 
 def test_hangup_at_a_question_stops_asking_and_ends_aborted_129(tmp_path):
-    from test_runtime_support import events, spawn
+    from cli_support import events, spawn
 
     rb = write_runbook(
         tmp_path,
@@ -287,7 +287,7 @@ def test_a_command_alive_after_the_runner_was_killed_is_never_started_twice(tmp_
     once it has ended the step runs again and the run finishes."""
     import json as json_mod
 
-    from test_runtime_support import spawn
+    from cli_support import spawn
 
     rb = write_runbook(tmp_path, """
     [long]
@@ -323,7 +323,7 @@ def test_a_command_alive_after_the_runner_was_killed_is_never_started_twice(tmp_
         child.sendline("r")
         child.expect(r"started")
         (tmp_path / "release").touch()
-        from test_runtime_support import finish
+        from cli_support import finish
 
         code, out = finish(child)
         assert code == 0, out

@@ -10,7 +10,7 @@ pexpect = pytest.importorskip("pexpect")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_runtime_support import (  # noqa: E402
+from cli_support import (  # noqa: E402
     attempts,
     counts,
     db_bytes,
