@@ -152,7 +152,9 @@ def _validation_passed(compiled, check_vars, as_json):
 @click.argument("file", type=click.Path(dir_okay=False))
 @_variable_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan document (JSON).")
-def plan(file, var_pairs, vars_file, vars_env, as_json):
+@click.option("--run", "run_id", type=int, metavar="ID", help="Show what `resume --replan` would do to run ID with the runbook as it is now.")
+@click.option("--state-path", metavar="DB", help="State database for --run (default: $PLAYBOOK_DB_PATH or ~/.config/playbook/run.db).")
+def plan(file, var_pairs, vars_file, vars_env, as_json, run_id, state_path):
     """Show what will run here, in execution order: each node's command rendered with the
     values a run would use, its effective timeout, and its run condition in words.
 
@@ -170,6 +172,9 @@ def plan(file, var_pairs, vars_file, vars_env, as_json):
     from playbook.runtime import preview
 
     sources = _sources(var_pairs, vars_file, vars_env)
+    if run_id is not None:
+        _replan_preview(file, sources, run_id, state_path, as_json)
+        return
     compiled = _compile(file, sources, bake=True, as_json=as_json)
     cfg = _configuration()
     shown, values, origins = _plan_here(file, compiled, sources)
@@ -221,6 +226,49 @@ def _plan_here(file, compiled, sources):
     shown = preview.render_known(shown, values)
     specs.update({name: {} for name in values if name not in specs})  # undeclared, supplied
     return shown, values, variables.origins(specs, layered, values)
+
+
+def _replan_preview(file, sources, run_id, state_path, as_json):
+    """`plan FILE --run ID`: which steps of the run would keep their results, run again, be new
+    or be removed if it were continued with the runbook as it is now."""
+    from playbook.runtime import session
+    from playbook.runtime.errors import PlaybookError, guard
+    from playbook.runtime.plan import Plan
+
+    current = _compile(file, sources, bake=False).plan
+
+    def show():
+        store = session.open_store(state_path)
+        run = session.find_resumable(store, run_id, current, replan=True)
+        recorded = Plan.loads(run["plan"])
+        kept = session.recorded_values(run, recorded)
+        values = dict(kept, **{k: v for k, v in current.values.items()})
+        try:
+            new = session.bind(current, session.resolve_values(current, sources, _Quiet(), False, fixed={
+                k: v for k, v in kept.items() if sources.lookup(k) is None and k in current.variables}))
+            old = session.bind(recorded, dict(values, **kept))
+        except PlaybookError as exc:
+            raise PlaybookError("cannot preview the replan of run %d: %s" % (run_id, exc)) from None
+        changes = session.replan_changes(old, new, store.final_attempts(run_id))
+        if as_json:
+            click.echo(json.dumps({"run": run_id, "plan_before": run["plan_hash"], "plan_now": current.digest(), **changes},
+                                  indent=2, sort_keys=True))
+        else:
+            click.echo(session.replan_text(run_id, changes))
+        return 0
+
+    code = guard(show)
+    if code:
+        sys.exit(code)
+
+
+class _Quiet:
+    """A UI that asks nothing (plan never prompts for a preview)."""
+
+    interactive = False
+
+    def error(self, text):
+        click.echo(text, err=True)
 
 
 @cli.command()

@@ -370,3 +370,17 @@ def test_a_changed_var_is_accepted_only_with_replan(tmp_path):
     assert r.returncode == 0, r.text
     assert (tmp_path / "side.log").read_text().splitlines() == ["a", "b"]  # its command changed: it ran again
     assert __import__("json").loads(run_row(dbp)["variables"]) == {"TARGET": "b"}  # recorded
+
+
+def test_plan_run_shows_what_a_replan_would_do(tmp_path):
+    rb = write_runbook(tmp_path, FIX.format(command="ehco migrated >> side.log"))
+    dbp = tmp_path / "state.db"
+    assert pb(tmp_path, "run", rb, "--state-path", dbp).returncode == 1
+    rb.write_text(rb.read_text().replace("ehco", "echo"))
+    r = pb(tmp_path, "plan", rb, "--run", "1", "--state-path", dbp)
+    assert r.returncode == 0, r.text
+    assert "keep their results: prepare" in r.text and "run again (changed or failed): migrate" in r.text
+    r = pb(tmp_path, "plan", rb, "--run", "1", "--json", "--state-path", dbp)
+    doc = __import__("json").loads(r.stdout)
+    assert (doc["keep"], doc["rerun"], doc["removed"]) == (["prepare"], ["migrate"], [])
+    assert _events(dbp, "replan") == []  # a preview changes nothing
