@@ -520,7 +520,12 @@ def run_ansible(playbook: str, inventory: str, limit: str | None, forks: int | N
 
 # -- results --------------------------------------------------------------------------------------
 # A host's status from the exit code of its `playbook run`, when the run's own events do not say.
-_STATUS_BY_EXIT = {EXIT_OK: "succeeded", EXIT_ABORTED: "aborted", EXIT_HANGUP: "aborted", EXIT_INTERRUPTED: "aborted"}
+_STATUS_BY_EXIT: dict[int | None, str] = {
+    EXIT_OK: "succeeded",
+    EXIT_ABORTED: "aborted",
+    EXIT_HANGUP: "aborted",
+    EXIT_INTERRUPTED: "aborted",
+}
 
 
 def host_outcome(host: str, results: Sequence[dict], out_dir: str) -> dict:
