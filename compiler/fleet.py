@@ -26,6 +26,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from playbook.runtime.errors import (
     EXIT_ABORTED,
     EXIT_FAILED,
+    EXIT_HANGUP,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STATE,
     BundleError,
@@ -517,31 +519,52 @@ def run_ansible(playbook: str, inventory: str, limit: str | None, forks: int | N
 
 
 # -- results --------------------------------------------------------------------------------------
+# A host's status from the exit code of its `playbook run`, when the run's own events do not say.
+_STATUS_BY_EXIT: dict[int | None, str] = {
+    EXIT_OK: "succeeded",
+    EXIT_ABORTED: "aborted",
+    EXIT_HANGUP: "aborted",
+    EXIT_INTERRUPTED: "aborted",
+}
+
+
 def host_outcome(host: str, results: Sequence[dict], out_dir: str) -> dict:
     """One host's entry of summary.json from its task results."""
     entry: dict[str, Any] = {"host": host, "status": "not started", "exit_code": None, "run_id": None, "reason": None}
     run = next((r for r in reversed(results) if r.get("register") == "playbook_run" and r.get("status") == "ok"), None)
-    if run is not None:
-        events = run_events(run.get("stdout"))
-        finished = next((e for e in reversed(events) if e["event"] == "run_finished"), None)
-        started = next((e for e in events if e["event"] == "run_started"), None)
-        rc = run.get("rc")
-        entry["exit_code"] = rc
-        entry["run_id"] = (finished or started or {}).get("run_id")
-        if finished is not None and finished.get("status") in RUN_STATUSES:
-            entry["status"] = finished["status"]
-        else:
-            entry["status"] = {0: "succeeded", 3: "aborted", 129: "aborted", 130: "aborted"}.get(rc, "failed")
-        entry["reason"] = (finished or {}).get("reason") or (None if rc == 0 else _first_line(run.get("stderr")) or None)
+    entry.update(_run_outcome(run) if run is not None else _trouble_outcome(results))
+    entry["database"] = _fetched_database(host, results, out_dir)
+    return entry
+
+
+def _run_outcome(run: Mapping[str, Any]) -> dict:
+    """Status, exit code, run id and reason of a host whose `playbook run` task completed."""
+    events = run_events(run.get("stdout"))
+    finished = next((e for e in reversed(events) if e["event"] == "run_finished"), None)
+    started = next((e for e in events if e["event"] == "run_started"), None)
+    rc = run.get("rc")
+    if finished is not None and finished.get("status") in RUN_STATUSES:
+        status = finished["status"]
     else:
-        trouble = next((r for r in results if r.get("status") in ("unreachable", "failed")), None)
-        if trouble is not None:
-            entry["status"] = "unreachable" if trouble["status"] == "unreachable" else "failed"
-            entry["reason"] = "%s: %s" % (trouble.get("task"), _first_line(trouble.get("msg")))
+        status = _STATUS_BY_EXIT.get(rc, "failed")
+    reason = (finished or {}).get("reason") or (None if rc == 0 else _first_line(run.get("stderr")) or None)
+    return {"status": status, "exit_code": rc, "run_id": (finished or started or {}).get("run_id"), "reason": reason}
+
+
+def _trouble_outcome(results: Sequence[dict]) -> dict:
+    """Status and reason of a host that never completed its `playbook run`: the first task that
+    failed or found the host unreachable, if any."""
+    trouble = next((r for r in results if r.get("status") in ("unreachable", "failed")), None)
+    if trouble is None:
+        return {}
+    return {"status": trouble["status"], "reason": "%s: %s" % (trouble.get("task"), _first_line(trouble.get("msg")))}
+
+
+def _fetched_database(host: str, results: Sequence[dict], out_dir: str) -> str | None:
+    """hosts/HOST.db (relative to the rollout directory) when the host's database was fetched."""
     database = os.path.join("hosts", host + ".db")
     fetched = any(r.get("register") == "playbook_copy" and (r.get("stdout") or "").strip() == "copied" for r in results)
-    entry["database"] = database if fetched and os.path.isfile(os.path.join(out_dir, database)) else None
-    return entry
+    return database if fetched and os.path.isfile(os.path.join(out_dir, database)) else None
 
 
 def fleet_exit_code(hosts: Sequence[Mapping[str, Any]]) -> int:

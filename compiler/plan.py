@@ -336,9 +336,6 @@ def _check_commands(src, runbook, nodes):
             src.error(message, node.id, "command_name", hint=problem.hint, line=line, col=col)
 
 
-_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", "e": "\x1b", '"': '"', "\\": "\\"}
-
-
 def _string_places(src, path, value):
     """(line, col) in the file of each character of the TOML string at `path` (and one past the
     end), or None when the string cannot be found there as written."""
@@ -349,7 +346,20 @@ def _string_places(src, path, value):
         starts.append(starts[-1] + len(row) + 1)
     if line > len(starts) - 1:
         return None
-    pos = text.find("=", starts[line - 1] + col - 1)
+    opening = _string_opening(text, starts[line - 1] + col - 1)
+    read = None if opening is None else _string_body(text, *opening)
+    if read is None or read[0] != value:
+        return None
+    places = []
+    for offset in read[1]:
+        row = bisect.bisect_right(starts, offset) - 1
+        places.append((row + 1, offset - starts[row] + 1))
+    return places
+
+
+def _string_opening(text, pos):
+    """(where the string's text starts, its quote) for the `key = "…"` found from `pos`, or None."""
+    pos = text.find("=", pos)
     if pos < 0:
         return None
     pos += 1
@@ -363,49 +373,59 @@ def _string_places(src, path, value):
         pos += 1
     elif len(quote) == 3 and text.startswith("\r\n", pos):
         pos += 2
-    offsets = []
+    return pos, quote
+
+
+def _string_body(text, pos, quote):
+    """(the value of the TOML string whose text starts at `pos`, the offset each of its characters
+    comes from and that of the closing quote), or None for an escape it does not know."""
     decoded = []
+    offsets = []
     basic = quote[0] == '"'
     while pos < len(text) and not text.startswith(quote, pos):
-        char = text[pos]
-        if char == "\r" and text.startswith("\n", pos + 1):
+        if text.startswith("\r\n", pos):
             pos += 1  # TOML reads CRLF as a line break
             continue
-        if basic and char == "\\":
-            follow = text[pos + 1 : pos + 2]
-            if follow in _ESCAPES:
-                decoded.append(_ESCAPES[follow])
+        if basic and text[pos] == "\\":
+            escape = _escape(text, pos, multiline=len(quote) == 3)
+            if escape is None:
+                return None
+            char, end = escape
+            if char:  # "" for a line-ending backslash: the line break and blanks are dropped
+                decoded.append(char)
                 offsets.append(pos)
-                pos += 2
-                continue
-            width = {"u": 4, "U": 8, "x": 2}.get(follow)
-            if width:
-                try:
-                    decoded.append(chr(int(text[pos + 2 : pos + 2 + width], 16)))
-                except ValueError:
-                    return None
-                offsets.append(pos)
-                pos += 2 + width
-                continue
-            if len(quote) == 3:  # a line-ending backslash: the line break and blanks are dropped
-                end = pos + 1
-                while end < len(text) and text[end] in " \t\r\n":
-                    end += 1
-                if "\n" in text[pos + 1 : end]:
-                    pos = end
-                    continue
-            return None
-        decoded.append(char)
+            pos = end
+            continue
+        decoded.append(text[pos])
         offsets.append(pos)
         pos += 1
-    if "".join(decoded) != value:
-        return None
     offsets.append(pos)
-    places = []
-    for offset in offsets:
-        row = bisect.bisect_right(starts, offset) - 1
-        places.append((row + 1, offset - starts[row] + 1))
-    return places
+    return "".join(decoded), offsets
+
+
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", "e": "\x1b", '"': '"', "\\": "\\"}
+_HEX_ESCAPES = {"u": 4, "U": 8, "x": 2}  # the number of hex digits after \u, \U and \x
+
+
+def _escape(text, pos, multiline):
+    """The backslash at `pos` of a basic TOML string: (the character it stands for, or "" for a
+    line-ending backslash; where the string goes on), or None when it is not understood."""
+    follow = text[pos + 1 : pos + 2]
+    if follow in _ESCAPES:
+        return _ESCAPES[follow], pos + 2
+    width = _HEX_ESCAPES.get(follow)
+    if width:
+        try:
+            return chr(int(text[pos + 2 : pos + 2 + width], 16)), pos + 2 + width
+        except ValueError:
+            return None
+    if multiline:
+        end = pos + 1
+        while end < len(text) and text[end] in " \t\r\n":
+            end += 1
+        if "\n" in text[pos + 1 : end]:
+            return "", end
+    return None
 
 
 def _bake(src, specs, sources):

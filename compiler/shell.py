@@ -424,6 +424,33 @@ _NAMES = {
 }
 
 
+# Command text (Lexer._cmd): what the character after a pending one does (`Frame` field `pend`),
+# and what a character does otherwise (the rest are word characters: Lexer._literal).
+_CMD_AFTER = {
+    "\\": "_after_backslash",
+    "$": "_after_dollar",
+    "$(": "_after_dollar_paren",
+    "(": "_after_paren",
+    "<": "_after_less",
+    "<<": "_after_heredoc",
+}
+_CMD_CHARS = {
+    char: action
+    for chars, action in (
+        (" \t", "_blank"),
+        ("\n", "_newline"),
+        (";&|", "_separator"),
+        ("(", "_open_paren"),
+        (")", "_close_paren"),
+        ("<>", "_redirect"),
+        ("#", "_hash"),
+        ("'\"`", "_quote"),
+        ("\\$", "_pend"),
+    )
+    for char in chars
+}
+
+
 class Word(NamedTuple):
     """What matters about the word being read in command text."""
 
@@ -678,9 +705,7 @@ class Lexer:
                 self._opaque(frame)
             return self._push_command(), None
         if pend == "(":
-            if frame.get("nested"):
-                frame.set(depth=frame.get("depth") + 1)
-            frame.cmdpos = 1
+            self._subshell(frame)
         return frame, None  # after "<": a redirection's target
 
     def _unless_code(self, quoting):
@@ -721,108 +746,141 @@ class Lexer:
         getattr(self, "_" + frame.kind)(frame, char)
 
     def _cmd(self, frame, char):
-        if frame.get("array") and char in ";&|<>(" and frame.get("pend") not in ("$", "$("):
+        pend = frame.get("pend")
+        if frame.get("array") and char in ";&|<>(" and pend not in ("$", "$("):
             # A syntax error inside name=( … ) is not fatal to bash: it drops the rest of the line
             # and reads on, so what follows would be read differently from here.
             return self.lose("%r inside a bash array ( … )" % char)
-        pend = frame.get("pend")
         if pend:
             frame.set(pend="")
-            if pend == "\\":
-                if char == "\n":
-                    if frame.get("heredocs"):
-                        self.lose("a line continuation on a here-document's line")
-                    return None  # a line continuation: removed
-                return self._opaque(frame)
-            if pend == "$":
-                self._opaque(frame)
-                if char == "(":
-                    return frame.set(pend="$(")
-                if char == "{":
-                    return self._push("param", pend="")
-                if char == "'":
-                    return self._push("ansi")
-                if char == '"':
-                    return self._push("dq", pend="", locale=True)
-                if char == "[":
-                    return self.lose("$[ … ]")
-            elif pend == "$(":
-                if char == "(":
-                    return self._push("arith", depth=0, pend="", command=False)
-                self._push_command()
-                return self._char(char)
-            elif pend == "(":
-                frame.cmdpos = 1
-                if char == "(":
-                    return self._push("arith", depth=0, pend="", command=True)
-                if frame.get("nested"):
-                    frame.set(depth=frame.get("depth") + 1)
-            elif pend == "<":
-                if char == "<":
-                    return frame.set(pend="<<")
-            elif pend == "<<":
-                if char == "<":
-                    return None  # <<< : a here-string, an ordinary word follows
-                if frame.get("nested"):
-                    return self.lose("a here-document inside %s" % _inside(frame))
-                self._push("hdelim", buf="", quoted=False, q="", pend="", started=False, strip=char == "-")
-                if char == "-":
-                    return None
-                return self._char(char)
-        if char in " \t":
-            return self._end_word(frame)
-        if char == "\n":
-            self._end_word(frame)
-            frame.cmdpos = 1
-            frame.set(special="")
-            heredocs = frame.get("heredocs")
-            if heredocs:
-                frame.set(heredocs=())
-                for delimiter, quoted, strip in reversed(heredocs):
-                    self._push("hbody", delimiter=delimiter, quoted=quoted, strip=strip, line="", pend="")
-            return None
-        if char in ";&|":
-            self._end_word(frame)
-            frame.cmdpos = 1
-            return frame.set(special="")
-        if char == "(":
-            if any(word.assign == 1 and word.last == "=" for word in frame.words):
-                self._end_word(frame)  # name=( … ): a bash array
-                self._push_command(array=True)
+            if getattr(self, _CMD_AFTER[pend])(frame, char):
                 return None
-            self._end_word(frame)
-            return frame.set(special="", pend="(")
-        if char == ")":
-            self._end_word(frame)
-            frame.cmdpos = 1
-            frame.set(special="")
-            if frame.get("nested"):
-                if frame.get("depth") == 0:
-                    self.frames.pop()
-                else:
-                    frame.set(depth=frame.get("depth") - 1)
-            return None
-        if char in "<>":
-            self._end_word(frame)
-            return frame.set(pend="<") if char == "<" else None
-        if char == "#":
-            if frame.words == {NO_WORD}:
-                if frame.get("nested"):
-                    return self.lose("a comment inside %s" % _inside(frame))
-                return self._push("comment")
-            if NO_WORD in frame.words:
-                return self.lose("a # that starts a comment or not, depending on a {% … %} block")
-            return self._literal(frame, char)
-        if char in "'\"`":
+        return getattr(self, _CMD_CHARS.get(char, "_literal"))(frame, char)
+
+    # -- command text: the character after one that needs the next (`frame.pend`) ---------------
+    # Each returns True when it has dealt with the character, False when it is read as usual.
+    def _after_backslash(self, frame, char):
+        if char != "\n":
             self._opaque(frame)
-            if char == "'":
-                return self._push("sq")
-            if char == '"':
-                return self._push("dq", pend="", locale=False)
-            return self._push("backtick", pend="")
-        if char in "\\$":
-            return frame.set(pend=char)
+        elif frame.get("heredocs"):
+            self.lose("a line continuation on a here-document's line")
+        return True  # a quoted character, or a line continuation (removed)
+
+    def _after_dollar(self, frame, char):
+        self._opaque(frame)
+        if char == "(":
+            frame.set(pend="$(")
+        elif char == "{":
+            self._push("param", pend="")
+        elif char == "'":
+            self._push("ansi")
+        elif char == '"':
+            self._push("dq", pend="", locale=True)
+        elif char == "[":
+            self.lose("$[ … ]")
+        else:
+            return False
+        return True
+
+    def _after_dollar_paren(self, frame, char):
+        if char == "(":
+            self._push("arith", depth=0, pend="", command=False)
+        else:
+            self._push_command()
+            self._char(char)
+        return True
+
+    def _after_paren(self, frame, char):
+        if char == "(":
+            frame.cmdpos = 1
+            self._push("arith", depth=0, pend="", command=True)
+            return True
+        self._subshell(frame)
+        return False
+
+    def _after_less(self, frame, char):
+        if char == "<":
+            frame.set(pend="<<")
+            return True
+        return False
+
+    def _after_heredoc(self, frame, char):
+        if char == "<":
+            return True  # <<< : a here-string, an ordinary word follows
+        if frame.get("nested"):
+            self.lose("a here-document inside %s" % _inside(frame))
+            return True
+        self._push("hdelim", buf="", quoted=False, q="", pend="", started=False, strip=char == "-")
+        if char != "-":
+            self._char(char)
+        return True
+
+    # -- command text: a character read as usual -------------------------------------------------
+    def _blank(self, frame, char):
+        self._end_word(frame)
+
+    def _separator(self, frame, char):
+        self._end_word(frame)
+        frame.cmdpos = 1
+        frame.set(special="")
+
+    def _newline(self, frame, char):
+        self._separator(frame, char)
+        heredocs = frame.get("heredocs")
+        if heredocs:
+            frame.set(heredocs=())
+            for delimiter, quoted, strip in reversed(heredocs):
+                self._push("hbody", delimiter=delimiter, quoted=quoted, strip=strip, line="", pend="")
+
+    def _open_paren(self, frame, char):
+        array = any(word.assign == 1 and word.last == "=" for word in frame.words)
+        self._end_word(frame)
+        if array:
+            self._push_command(array=True)  # name=( … ): a bash array
+        else:
+            frame.set(special="", pend="(")
+
+    def _close_paren(self, frame, char):
+        self._separator(frame, char)
+        if frame.get("nested"):
+            if frame.get("depth") == 0:
+                self.frames.pop()
+            else:
+                frame.set(depth=frame.get("depth") - 1)
+
+    def _redirect(self, frame, char):
+        self._end_word(frame)
+        if char == "<":
+            frame.set(pend="<")
+
+    def _hash(self, frame, char):
+        if frame.words == {NO_WORD}:
+            if frame.get("nested"):
+                return self.lose("a comment inside %s" % _inside(frame))
+            return self._push("comment")
+        if NO_WORD in frame.words:
+            return self.lose("a # that starts a comment or not, depending on a {% … %} block")
         return self._literal(frame, char)
+
+    def _quote(self, frame, char):
+        self._opaque(frame)
+        if char == "'":
+            self._push("sq")
+        elif char == '"':
+            self._push("dq", pend="", locale=False)
+        else:
+            self._push("backtick", pend="")
+
+    @staticmethod
+    def _pend(frame, char):
+        frame.set(pend=char)
+
+    @staticmethod
+    def _subshell(frame):
+        """After `(` in command text: a first word may follow; count the level inside $( )."""
+        frame.cmdpos = 1
+        if frame.get("nested"):
+            frame.set(depth=frame.get("depth") + 1)
 
     @staticmethod
     def _literal(frame, text):
@@ -877,10 +935,7 @@ class Lexer:
                 if char == "{":
                     return self._push("param", pend="")
             elif pend == "$(":
-                if char == "(":
-                    return self._push("arith", depth=0, pend="", command=False)
-                self._push_command()
-                return self._char(char)
+                return self._after_dollar_paren(frame, char)
         if frame.get("locale") and char in "\\$`":
             return self.lose('$"…" with \\, $ or ` inside')
         if char == '"':
