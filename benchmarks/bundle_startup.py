@@ -17,7 +17,14 @@ hashing the file, in this process.
 Targets (issue 4): with bytecode within 50 ms of the installed tool; without under 1 s; size
 under 6 MB with five bytecode trees.
 
-    .venv/bin/python benchmarks/bundle_startup.py [--runs 15]
+Then the launcher's interpreter search (issue 13), `./deploy.pyz --version` without
+PLAYBOOK_PYTHON: with the machine's real PATH (where pyenv or asdf shims may come first), with a
+PATH of slow fake shims (shell scripts that sleep 0.15 s, as a pyenv shim takes to say "command
+not found") in front of /usr/bin:/bin, and with PLAYBOOK_PYTHON set to the interpreter the search
+picks, the floor (target: the search costs at most 5 ms). `--compare OLD.pyz` times another
+bundle (e.g. one built before a change) in the same rounds; `--discovery-only` skips the table.
+
+    .venv/bin/python benchmarks/bundle_startup.py [--runs 15] [--compare OLD.pyz] [--discovery-only]
 """
 
 import argparse
@@ -103,6 +110,8 @@ def build(out, *extra):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="rounds of measurements (medians are reported)")
+    parser.add_argument("--compare", metavar="OLD.pyz", help="also time the interpreter search of this bundle")
+    parser.add_argument("--discovery-only", action="store_true", help="only the interpreter search")
     args = parser.parse_args()
     if not os.path.exists(PLAYBOOK):
         raise SystemExit("run with the virtual environment's python (.venv/bin/python): %s not found" % PLAYBOOK)
@@ -118,6 +127,10 @@ def report(args, work):
     os.mkdir(home)
     fast = os.path.join(work, "deploy.pyz")
     slow = os.path.join(work, "deploy-nobytecode.pyz")
+    if args.discovery_only:
+        build(fast)
+        discovery(args, work, home, fast)
+        return
     start = time.perf_counter()
     size_fast = build(fast)
     built = time.perf_counter() - start
@@ -172,6 +185,61 @@ def report(args, work):
     print("sources only: slowest start %.0f ms (%s) (target: under 1000 ms)" % max(worst_src))
     print("size: %.2f MB (target: under 6 MB with five bytecode trees)" % (size_fast / 1e6))
     print("identity (bundle sha256, computed when first shown): %.1f ms for the %.1f MB bundle" % (identity_cost(fast, args.runs), size_fast / 1e6))
+    print()
+    discovery(args, work, home, fast)
+
+
+def chosen_interpreter(bundle, env):
+    """The interpreter the launcher picks with this environment, from a traced dry run."""
+    trace = subprocess.run(["sh", "-x", bundle, "--version"], env=env, capture_output=True, text=True).stderr
+    picked = [line.split()[2] for line in trace.splitlines() if line.startswith("+ exec ") and " -I -S -c " in line]
+    return picked[-1] if picked else None
+
+
+def fake_shims(work):
+    """A directory of slow shell-script shims, like pyenv's with the system Python selected:
+    after 0.15 s, python3 and python run the system python3, python3.X say "command not found"."""
+    shims = os.path.join(work, "fake-pyenv", "shims")
+    os.makedirs(shims)
+    system = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    for name in ["python3", "python"] + ["python3.%d" % minor for minor in range(9, 14)]:
+        path = os.path.join(shims, name)
+        with open(path, "w") as handle:
+            handle.write("#!/bin/sh\nsleep 0.15\n")
+            if name in ("python3", "python"):
+                handle.write('exec %s "$@"\n' % system)
+            handle.write('echo "pyenv: $0: command not found" >&2\nexit 127\n')
+        os.chmod(path, 0o755)
+    return shims
+
+
+def discovery(args, work, home, bundle):
+    """The launcher's interpreter search: real PATH, a PATH of slow shims, an explicit one."""
+    real_path = os.environ.get("PATH", "")
+    shims = fake_shims(work)
+    bundles = [("this build", bundle)] + ([("--compare", os.path.abspath(args.compare))] if args.compare else [])
+    paths = [("real PATH", real_path), ("slow shims first", shims + ":/usr/bin:/bin")]
+    commands = {}
+    for label, path in paths:
+        env = {"HOME": home, "PATH": path}
+        python = chosen_interpreter(bundle, env)
+        if python:
+            commands[(label, "PLAYBOOK_PYTHON")] = ([bundle, "--version"], dict(env, PLAYBOOK_PYTHON=python))
+        for name, path_ in bundles:
+            commands[(label, name)] = ([path_, "--version"], env)
+    results = measure(commands, args.runs, work)
+    print("Interpreter search: ./deploy.pyz --version without PLAYBOOK_PYTHON (median of %d, ms wall/CPU)" % args.runs)
+    print("  real PATH: %s" % (real_path if len(real_path) < 100 else real_path[:97] + "..."))
+    for label, path in paths:
+        python = chosen_interpreter(bundle, {"HOME": home, "PATH": path})
+        explicit = results.get((label, "PLAYBOOK_PYTHON"))
+        cells = ["%s %s" % (name, cell(results[(label, name)])) for name, _ in bundles]
+        if explicit:
+            cells.append("PLAYBOOK_PYTHON=%s %s" % (python, cell(explicit)))
+            mine = results[(label, "this build")]
+            cells.append("search costs %+.1f ms wall, %+.1f ms CPU" % (mine[0] - explicit[0], mine[1] - explicit[1]))
+        print("  %-17s %s" % (label + ":", " · ".join(cells)))
+    print("(target: the search within 5 ms of PLAYBOOK_PYTHON)")
 
 
 if __name__ == "__main__":

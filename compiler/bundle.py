@@ -616,7 +616,7 @@ def _launcher_template():
 
 def launcher(name, title, version, floor, trees):
     """The sh launcher with the boot code, filled in for this bundle."""
-    candidates = ["python%d.%d" % v for v in reversed(SUPPORTED) if v >= floor] + ["python3", "python"]
+    candidates = ["python3"] + ["python%d.%d" % v for v in reversed(SUPPORTED) if v >= floor] + ["python"]
     one_line = re.sub(r"\s+", " ", title or "").strip() or "(untitled)"
     safe_name = re.sub(r"[^A-Za-z0-9._+-]", "_", name)
     text = _launcher_template()

@@ -208,10 +208,18 @@ def _stat(pid: int) -> list[bytes] | None:
     (field 22).
     """
     try:
-        with open("%s/%d/stat" % (_PROC, pid), "rb") as f:
-            data = f.read()
+        fd = os.open("%s/%d/stat" % (_PROC, pid), os.O_RDONLY | os.O_CLOEXEC)
     except (OSError, ValueError):
         return None
+    try:  # plain reads: this runs once per command started
+        data = piece = os.read(fd, 4096)
+        while piece:
+            piece = os.read(fd, 4096)
+            data += piece
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     # "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
     fields = data[data.rfind(b")") + 2 :].split()
     return fields if len(fields) > 19 else None

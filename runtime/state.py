@@ -48,6 +48,9 @@ ATTEMPT_FIELDS = (
     "decided_by",
 )
 
+_FLAGS = frozenset(name for name in ATTEMPT_FIELDS if name.endswith("_truncated"))
+_FINISH_SQL: dict = {}  # finish_attempt's statement per set of fields given
+
 # Seconds between two ISO timestamps, rounded to the millisecond (SQLite accepts the 'Z').
 _SECONDS_BETWEEN = "round((julianday({end}) - julianday({start})) * 86400.0, 3)"
 
@@ -55,12 +58,18 @@ _SECONDS_BETWEEN = "round((julianday({end}) - julianday({start})) * 86400.0, 3)"
 from .errors import LockedError, StateError, database_error  # noqa: E402  (re-exported)
 
 
+_last_second = [(-1, "")]  # (the last whole second formatted by now_iso, its text), replaced whole
+
+
 def now_iso():
     """The current UTC time as ``2026-11-29T04:18:05.123Z``."""
     now = time.time()
     seconds = int(now)
     millis = int((now - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%03dZ" % millis
+    last = _last_second[0]
+    if last[0] != seconds:  # steps come many a second: format the date and time once
+        last = _last_second[0] = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return "%s.%03dZ" % (last[1], millis)
 
 
 def current_user():
@@ -567,26 +576,27 @@ class Store:
         ``output`` may be any JSON-able value (others are stored as their str())."""
         if status not in ATTEMPT_STATUSES or status == "running":
             raise ValueError("cannot finish an attempt as %r" % (status,))
-        sets = ["status = ?", "ended_at = ?"]
-        params = [status, now_iso()]
-        for name in sorted(fields):
-            if name not in ATTEMPT_FIELDS:
-                raise TypeError("finish_attempt() got an unknown field %r" % (name,))
+        names = tuple(sorted(fields))
+        sql = _FINISH_SQL.get(names)
+        if sql is None:
+            for name in names:
+                if name not in ATTEMPT_FIELDS:
+                    raise TypeError("finish_attempt() got an unknown field %r" % (name,))
+            sets = ["status = ?", "ended_at = ?"] + [name + " = ?" for name in names]
+            sets.append("duration = " + _SECONDS_BETWEEN.format(end="?", start="started_at"))
+            sql = _FINISH_SQL[names] = "UPDATE attempts SET %s WHERE id = ?" % ", ".join(sets)
+        ended = now_iso()
+        params = [status, ended]
+        for name in names:
             value = fields[name]
             if name == "output":
                 value = None if value is None else _to_json(value)
-            elif name.endswith("_truncated"):
+            elif name in _FLAGS:
                 value = 1 if value else 0
-            sets.append(name + " = ?")
             params.append(value)
-        sets.append("duration = " + _SECONDS_BETWEEN.format(end="?", start="started_at"))
-        params.append(params[1])
+        params.append(ended)
         params.append(attempt_id)
-        self._update(
-            "UPDATE attempts SET %s WHERE id = ?" % ", ".join(sets),
-            params,
-            "attempt %s" % attempt_id,
-        )
+        self._update(sql, params, "attempt %s" % attempt_id)
 
     @_guarded
     def record_skip(

@@ -28,12 +28,49 @@ if [ -n "${PLAYBOOK_PYTHON:-}" ]; then
     echo "playbook: PLAYBOOK_PYTHON=$PLAYBOOK_PYTHON $v; this bundle needs Python @FLOOR@ or newer" >&2
     exit 127
 fi
+# The interpreter search costs next to nothing whatever PATH holds. Each name (python3 first,
+# then python3.X newest first, then python) is looked up in every PATH directory in turn with
+# shell built-ins. A wrapper (a file in a directory named shims, as pyenv and asdf make, or a
+# shell script) is tried only when no real interpreter qualifies: running one starts a shell,
+# and a pyenv shim takes about 150 ms just to say "command not found".
 found=""
-for py in @CANDIDATES@; do
-    command -v "$py" >/dev/null 2>&1 || continue
-    v=$("$py" -E -s -S -c "$PROBE" 2>/dev/null) && exec "$py" -I -S -c "$BOOT" "$0" "$@"
-    found="$found${found:+, }$py (${v:-does not run})"
-done
+last=""
+search() {  # $1: real or wrapper; probes the candidates of that kind, sets py to the first good one
+    want=$1
+    set -f
+    IFS=:
+    for name in @CANDIDATES@; do
+        for dir in $PATH; do
+            unset IFS
+            py=${dir:-.}/$name
+            [ -f "$py" ] && [ -x "$py" ] || continue
+            [ "$py" -ef "$last" ] 2>/dev/null && continue  # /bin/X when /bin is /usr/bin
+            kind=real
+            case $dir in */shims | */shims/) kind=wrapper ;; *)
+                first=""
+                IFS= read -r first 2>/dev/null <"$py"
+                unset IFS
+                case $first in "#!"*)
+                    set -- ${first#??}
+                    [ "${1##*/}" = env ] && shift
+                    [ "${1:-}" = -S ] && shift
+                    case ${1##*/} in *sh) kind=wrapper ;; esac ;;
+                esac ;;
+            esac
+            [ "$kind" = "$want" ] || continue
+            last=$py
+            v=$("$py" -E -s -S -c "$PROBE" 2>/dev/null) && { set +f; return 0; }
+            found="$found${found:+, }$py (${v:-does not run})"
+        done
+        IFS=:
+    done
+    unset IFS
+    set +f
+    return 1
+}
+if search real || search wrapper; then
+    exec "$py" -I -S -c "$BOOT" "$0" "$@"
+fi
 echo "playbook: this bundle needs Python @FLOOR@ or newer; found: ${found:-no python3 or python on PATH} (set PLAYBOOK_PYTHON to a suitable interpreter)" >&2
 exit 127
 #=playbook-boot=

@@ -349,9 +349,10 @@ def test_launcher_skips_broken_candidates_and_names_what_it_found(deploy, tmp_pa
         (fake / "python3").symlink_to(OLD_PYTHON)
     proc = run(["/bin/sh", deploy, "--version"], env)
     assert proc.returncode == 127
-    assert "this bundle needs Python 3.9 or newer; found: python3.13 (does not run)" in proc.stderr
+    assert "this bundle needs Python 3.9 or newer; found: " in proc.stderr
+    assert "%s (does not run)" % (fake / "python3.13") in proc.stderr
     if OLD_PYTHON:
-        assert "python3 (3." in proc.stderr
+        assert "found: %s (3." % (fake / "python3") in proc.stderr
         (fake / "python3").unlink()
     (fake / "python3").symlink_to(INTERPRETERS[0])
     proc = run(["/bin/sh", deploy, "--version"], env)

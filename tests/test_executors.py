@@ -557,6 +557,37 @@ def test_process_groups():
     assert run_command(check % (sys.executable, ours), interactive=True).ok
 
 
+_WHAT_THE_SHELL_GOT = (
+    'read -r stat < /proc/$$/stat; set -- $stat; echo "ids $1 $5 $6"; '
+    "sed -n 's/^SigIgn:[[:space:]]*/ignored /p' /proc/$$/status; "
+    'echo "stdin $(readlink /proc/$$/fd/0)"; '
+    "for fd in %s; do [ -e /dev/fd/$fd ] && echo leaked $fd; done; true"
+)
+
+
+@pytest.mark.parametrize("how", ["plain", "cwd", "shell-by-name"])
+def test_every_way_of_starting_gives_the_same_process(how, tmp_path):
+    """With or without a working directory, the shell named by path or by name: a session and
+    group of its own, stdin /dev/null, SIGPIPE and SIGXFSZ not ignored (Python ignores SIGPIPE),
+    and no descriptor of ours, even an inheritable one."""
+    inherited = os.pipe()
+    for fd in inherited:
+        os.set_inheritable(fd, True)
+    try:
+        command = _WHAT_THE_SHELL_GOT % " ".join(map(str, inherited))
+        kwargs = {"cwd": tmp_path} if how == "cwd" else {"shell": "sh"} if how == "shell-by-name" else {}
+        result = run_command(command, **kwargs)
+    finally:
+        executors._close(inherited)
+    assert result.ok, result
+    lines = result.stdout.splitlines()
+    pid, group, session = lines[0].split()[1:]
+    assert lines[0].startswith("ids ") and pid == group == session
+    ignored = int(lines[1].split()[1], 16)
+    assert lines[1].startswith("ignored ") and not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1))
+    assert lines[2:] == ["stdin /dev/null"]
+
+
 def test_interactive_shebang(capfd):
     result = run_command("\n#!/bin/sh\necho interactive-script\n", interactive=True)
     assert result.ok

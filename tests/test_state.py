@@ -57,6 +57,19 @@ def test_now_iso_format():
     assert ISO.match(state.now_iso())
 
 
+def test_now_iso_is_the_current_time_each_call(monkeypatch):
+    """The text of a whole second is kept between calls: a new second gets its own."""
+    clock = [1700000000.25]
+    monkeypatch.setattr(state.time, "time", lambda: clock[0])
+    assert state.now_iso() == "2023-11-14T22:13:20.250Z"
+    clock[0] = 1700000000.999
+    assert state.now_iso() == "2023-11-14T22:13:20.999Z"
+    clock[0] = 1700000061.5
+    assert state.now_iso() == "2023-11-14T22:14:21.500Z"
+    clock[0] = 1600000000.0  # backwards too (the clock was set)
+    assert state.now_iso() == "2020-09-13T12:26:40.000Z"
+
+
 def test_create_sets_version_wal_and_reopens(db_path):
     with Store(db_path) as s:
         assert user_version(s) == len(state.MIGRATIONS)
@@ -323,6 +336,11 @@ def test_attempt_lifecycle(store):
 
     with pytest.raises(TypeError, match="colour"):
         store.finish_attempt(second, "succeeded", colour="red")
+    with pytest.raises(TypeError, match="colour"):  # not once the known ones were seen together
+        store.finish_attempt(second, "succeeded", colour="red", exit_code=0, output="done")
+    store.finish_attempt(second, "failed", exit_code=0, output=None, stdout_truncated="yes")
+    row = store.attempts(run_id, "build")[1]
+    assert (row["status"], row["exit_code"], row["output"], row["stdout_truncated"]) == ("failed", 0, None, 1)
     with pytest.raises(ValueError):
         store.finish_attempt(second, "running")
     with pytest.raises(StateError, match="no attempt"):

@@ -1,0 +1,109 @@
+"""The per-step hot path in one process: the state writes and the spawn, each on its own.
+
+`engine_overhead.py` times whole `playbook run`s; this splits one Command step into its parts
+and times each in a loop inside one Python process (no start-up), wall-clock and CPU per step:
+
+  state      what the engine writes per attempt: next_attempt_number (first attempt of a node),
+             start_attempt (committed before the command starts), set_attempt_process (the
+             process group, committed before the command is waited for) and finish_attempt
+             (committed after it ends), on a real SQLite file in a temporary directory
+  spawn      executors.run_command("true"): the runner's way of starting and supervising a
+             command (process group, pipes for stdout and stderr, pidfd, selector)
+  floor      subprocess.run(["sh", "-c", "true"]) in a loop: the bare spawn
+
+CPU time is given for the runner itself and for the children it reaped (the shells) apart: the
+runner's CPU is what the runner can change, and other load disturbs it much less than wall time.
+Rounds alternate between the cases, so that other load hits them alike; medians are reported.
+To compare a change, run this file once with the tree under test and once with another checkout
+first on PYTHONPATH (it prints which `playbook` package it measured).
+
+    .venv/bin/python benchmarks/step_path.py [--steps 500] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(function, steps: int) -> tuple:
+    """(wall, CPU of this process, CPU of the children it reaped), ms per step of `function(i)`."""
+    before = (_cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN))
+    start = time.perf_counter()
+    for i in range(steps):
+        function(i)
+    wall = time.perf_counter() - start
+    after = (_cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN))
+    return wall * 1e3 / steps, (after[0] - before[0]) * 1e3 / steps, (after[1] - before[1]) * 1e3 / steps
+
+
+def state_case(store, run_id: int):
+    def step(i: int) -> None:
+        node = "n%d" % i
+        number = store.next_attempt_number(run_id, node)
+        attempt = store.start_attempt(run_id, node, number)
+        store.set_attempt_process(attempt, 100000 + i, 123456)
+        store.finish_attempt(
+            attempt, "succeeded", exit_code=0, stdout="", stderr="", stdout_truncated=False, stderr_truncated=False, error=None
+        )
+
+    return step
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=500, help="steps per round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (medians are reported)")
+    args = parser.parse_args()
+
+    import playbook
+    from playbook.runtime.executors import run_command
+    from playbook.runtime.state import Store
+
+    print("playbook package: %s" % os.path.dirname(playbook.__file__))
+    print("python %s, %d CPUs, load average %.2f %.2f %.2f" % ((sys.version.split()[0], os.cpu_count() or 0) + os.getloadavg()))
+    with tempfile.TemporaryDirectory(prefix="playbook-bench-") as tmp:
+        store = Store(os.path.join(tmp, "state.db"))
+        cases = {
+            "state": state_case(store, 0),
+            "spawn": lambda i: run_command("true", timeout=60),
+            "floor": lambda i: subprocess.run(["sh", "-c", "true"], stdin=subprocess.DEVNULL),
+        }
+        samples: dict = {name: [] for name in cases}
+        for round_number in range(args.rounds + 1):
+            for name, function in cases.items():
+                if name == "state":
+                    run_id = store.create_run("bench", None, "hash", "{}", {})
+                    function = cases[name] = state_case(store, run_id)
+                result = timed(function, args.steps)
+                if round_number:  # the first round warms up
+                    samples[name].append(result)
+        store.close()
+    print()
+    print("%-8s %12s %12s %15s" % ("case", "wall ms/step", "CPU ms/step", "children's CPU"))
+    medians = {}
+    for name, values in samples.items():
+        medians[name] = tuple(statistics.median(v[k] for v in values) for k in range(3))
+        print("%-8s %12.3f %12.3f %15.3f" % ((name,) + medians[name]))
+    print()
+    print("run_command above the floor: %+.3f ms wall, %+.3f ms CPU of the runner per step" % (
+        medians["spawn"][0] - medians["floor"][0], medians["spawn"][1] - medians["floor"][1]))
+    print("state + run_command above the floor: %+.3f ms wall, %+.3f ms CPU of the runner per step" % (
+        medians["state"][0] + medians["spawn"][0] - medians["floor"][0], medians["state"][1] + medians["spawn"][1] - medians["floor"][1]))
+    print("(%d steps per round, median of %d rounds; load average at end %.2f %.2f %.2f)" % ((args.steps, args.rounds) + os.getloadavg()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
