@@ -100,12 +100,15 @@ def _seconds(value):
 
 
 def _plan_body(node, indent, secrets):
-    from . import preview
+    from . import preview, templating
 
     lines = []
     if node.type == "Command":
         text = node.command.strip("\n")
         note = "  (template: completed when run)" if "command" in node.templates else ""
+        read = templating.outputs_read(node, "command")
+        if read:
+            note = "  (from %s output: rendered when the step starts)" % ", ".join("%s's" % n for n in read)
         first, *rest = text.split("\n")
         lines.append("%s$ %s%s" % (indent, first, note if not rest else ""))
         for extra in rest[:12]:

@@ -183,3 +183,24 @@ def test_plan_json_lists_the_fields_rendered_at_start(playbook, tmp_path):
     nodes = {n["id"]: n for n in json.loads(ran.stdout)["nodes"]}
     assert nodes["use"]["runtime_templates"] == ["command", "env", "cwd"]
     assert nodes["use"]["output_nodes"] == ["build", "dir"]
+
+
+def test_plan_says_which_output_a_command_reads(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from cli_support import pb, write_runbook
+
+    rb = write_runbook(tmp_path, """
+    [build]
+    type = "Command"
+    command_name = "echo app-1.2.tar.gz"
+
+    [deploy]
+    type = "Command"
+    command_name = "echo deploying {{ previous_node('build').stdout | trim }}"
+    """)
+    r = pb(tmp_path, "plan", rb)
+    assert r.returncode == 0, r.text
+    assert "(from build's output: rendered when the step starts)" in r.text
