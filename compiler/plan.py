@@ -307,12 +307,12 @@ def _check_outputs(src, text, path):
 def _check_commands(src, runbook, nodes):
     """Find where each `{{ }}` of every templated command stands (compiler/shell.py); the plan
     records it in `command_quoting`. A value whose place is not certain is an error."""
-    from . import shell  # the shell analysis loads only for templated commands
-
     default_shell = runbook.meta.get("shell")
     for node in nodes:
         if node.type != "Command" or not templating.is_template(node.command):
             continue
+        from . import shell  # the shell analysis (and Jinja) load only for templated commands
+
         try:
             analysis = shell.analyse(node.command, node.shell or default_shell)
         except templating.TemplateError:

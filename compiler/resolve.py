@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import heapq
 
-from typing import TYPE_CHECKING, Any
 
 from playbook.runtime import conditions, templating
 from playbook.runtime.plan import DEP_KINDS, TEMPLATED_FIELDS, Dep, Node
 from playbook.runtime.suggest import did_you_mean
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     from .schema import Runbook

@@ -7,12 +7,15 @@ on the source, located at its table or key.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable
 
 from playbook.runtime import suggest, templating
 from playbook.runtime import variables as var_specs
 from playbook.runtime.durations import DurationError, check_duration
 from playbook.runtime.plan import NODE_TYPES, Node
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 if TYPE_CHECKING:
     from .source import Source

@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Any, Iterable
 
 from playbook.runtime import tomlfile
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 
 class Diagnostic:

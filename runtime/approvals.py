@@ -20,9 +20,12 @@ import datetime
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
 
 from .errors import EXIT_INVALID, EXIT_STATE, PlaybookError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Mapping
 
 SIGN_NAMESPACE = "playbook-approval"
 HOW = ("terminal", "flag", "auto-approve", "out-of-band", "signed")

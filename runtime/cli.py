@@ -13,13 +13,16 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable
 
 from . import session
 from . import variables as var_mod
 from .errors import EXIT_INVALID, EXIT_OK, EXIT_STATE, BundleError, UsageError
 from .plan import Plan, PlanError
 from .state import whoami
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 # -- the options, defined once -------------------------------------------------------------------

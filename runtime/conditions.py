@@ -10,10 +10,13 @@ The rules (DESIGN.md section 3):
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
 
 from . import templating
 from .errors import UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping
 
 NODE_FUNCTIONS = ("has_succeeded", "has_failed", "has_run", "is_skipped", "previous_node")
 PREVIOUS_NODE_FIELDS = ("status", "exit_code", "stdout", "stderr", "output")

@@ -26,11 +26,14 @@ import os
 import re
 import sqlite3
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import tomlfile
 from .durations import DurationError, check_duration
 from .suggest import did_you_mean
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 SYSTEM_FILE = "/etc/playbook/config.toml"
 USER_FILE = "~/.config/playbook/config.toml"

@@ -14,12 +14,15 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 
-from . import approvals, conditions, executors, templating
+from . import conditions, executors, templating
 from .conditions import FAILED, SKIPPED, SUCCEEDED
 from .errors import EXIT_ABORTED, EXIT_FAILED, EXIT_OK
 from .secrets import Masker, MaskedUI
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Mapping, Optional
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -603,6 +606,8 @@ class Engine:
         without a terminal. When the step's policy still wants more approvals the run stops
         waiting (Stop "waiting"). EOFError: no answer at the terminal."""
         question = self._render_question(node, question)
+        from . import approvals  # loaded only when a step asks a question
+
         policy = approvals.policy_of(node)
         flagged = False
         while True:

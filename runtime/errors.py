@@ -14,7 +14,10 @@ import os
 import sqlite3
 import sys
 import time
-from typing import Callable, Iterable
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Callable, Iterable
 
 EXIT_OK = 0  # the run succeeded (no step ended failed); a command did what it was asked
 EXIT_FAILED = 1  # the run failed (a step ended failed)

@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import re
 import textwrap
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Mapping
 
 if TYPE_CHECKING:
     from .plan import Plan

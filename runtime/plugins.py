@@ -18,10 +18,13 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Tuple
 
 from playbook.runtime.suggest import did_you_mean
 from playbook.runtime.variables import VariableError, check, coerce
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Tuple
 
 GROUP = "playbook.plugins"
 BUILTINS = {"python": "playbook.runtime.plugins:PythonPlugin"}

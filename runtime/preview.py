@@ -11,10 +11,13 @@ Standard library only (jinja2 through runtime/templating.py when rendering): goe
 from __future__ import annotations
 
 import shlex
-from typing import Any, Mapping
 
 from .plan import Node, Plan
 from .variables import MASK
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 DEFAULT_TIMEOUT = 300  # seconds: [execution] default_timeout when no configuration says otherwise
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
-from typing import Any, Sequence
 
 from .config import Config, ConfigError, Problem
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 
 class _RotatingLog(logging.handlers.RotatingFileHandler):

@@ -18,7 +18,10 @@ Standard library only: this module goes into bundles.
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 MASK = "***"
 

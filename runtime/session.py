@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any, Callable, Mapping
 
 from . import engine as engine_mod
 from . import errors
@@ -29,6 +28,10 @@ from .errors import EXIT_ABORTED, EXIT_HANGUP, EXIT_INTERRUPTED, StateError, Usa
 from .plan import Plan
 from .secrets import Masker, MaskedUI
 from .state import Store, whoami
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping
 
 
 # -- configuration and the store -----------------------------------------------------------------

@@ -28,7 +28,10 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Iterable, Mapping
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Mapping
 
 RUN_STATUSES = ("running", "succeeded", "failed", "aborted", "waiting")
 RUN_TRIGGERS = ("run", "resume")

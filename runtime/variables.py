@@ -16,10 +16,13 @@ import json
 import math
 import os
 import re
-from typing import Any, Callable, Iterable, Mapping
 
 from . import patterns, tomlfile
 from .suggest import did_you_mean
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Mapping
 
 TYPES = ("str", "int", "float", "bool", "list", "dict")
 SPEC_KEYS = ("default", "required", "type", "choices", "min", "max", "pattern", "description", "secret")
