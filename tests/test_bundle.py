@@ -846,3 +846,23 @@ def test_bundle_report_never_asks_to_install_graphviz(ops, home, tmp_path):
     page = (tmp_path / "r.html").read_text()
     assert "install" not in (proc.stdout + proc.stderr).lower()
     assert "install graphviz" not in page.lower() and "shown as a table" in page
+
+
+def test_a_newer_bundle_continues_an_older_bundles_run_with_replan(tmp_path, home):
+    """Fix the runbook, compile it again, and continue the same run on the server with the new
+    bundle: the succeeded step keeps its result, the fixed one runs."""
+    runbook = tmp_path / "fix.playbook.toml"
+    body = '[runbook]\ntitle = "fix me"\n\n[one]\ntype = "Command"\ncommand_name = "echo one >> %s"\n\n[two]\ntype = "Command"\ncommand_name = "%s"\n'
+    side = tmp_path / "side.log"
+    runbook.write_text(body % (side, "exit 3"))
+    old = compile_bundle(runbook, tmp_path / "old.pyz", "--no-bytecode")
+    runbook.write_text(body % (side, "echo two >> %s" % side))
+    new = compile_bundle(runbook, tmp_path / "new.pyz", "--no-bytecode")
+    env = bare_env(home, INTERPRETERS[0])
+    db = tmp_path / "run.db"
+    assert run([old, "run", "--state-path", db], env).returncode == 1
+    refused = run([new, "resume", "--state-path", db], env)
+    assert refused.returncode == 2 and "resume --replan" in refused.stderr
+    done = run([new, "resume", "--replan", "--state-path", db], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert side.read_text().splitlines() == ["one", "two"]
