@@ -295,7 +295,11 @@ def _shown_name(name):
 def _check_outputs(src, text, path):
     """previous_node('x') is followed by one of its fields (`.stdout`, ...): a misspelt field is
     an error here rather than when the step starts."""
-    for field in templating.output_fields(templating.parse(text)):
+    try:
+        fields = templating.output_fields(templating.parse(text))
+    except templating.TemplateError:
+        return  # a template that does not parse is reported by check()
+    for field in fields:
         if field not in conditions.PREVIOUS_NODE_FIELDS:
             src.error(
                 "previous_node() has no field %r in %s" % (field, ".".join(path)),

@@ -332,3 +332,11 @@ def test_plan_nodes_are_in_execution_order_with_edges():
     assert verify["when"] == "ENVIRONMENT == 'prod'"
     deploy = next(n for n in data["nodes"] if n["id"] == "deploy")
     assert deploy["handled"] is True
+
+
+def test_an_empty_when_is_a_diagnostic_not_a_crash():
+    """Found by the property test: `when = ""` once escaped as a TemplateError from the check of
+    previous_node() fields."""
+    with pytest.raises(CompileError) as caught:
+        compile_source(source.parse('[runbook]\ntitle = "t"\n\n[a]\ntype = "Manual"\nwhen = ""\n', "w.toml"))
+    assert "invalid template in a.when" in str(caught.value.diagnostics[0].format())
