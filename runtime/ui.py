@@ -120,6 +120,12 @@ def _plan_body(node, indent, secrets):
         lines.append("%s%s.%s(%s)" % (indent, node.plugin, node.function, _params(params)))
     else:
         lines.append("%sasks: %s" % (indent, node.prompt_after or "Continue?"))
+    for when, question in (("before it runs", node.prompt_before), ("after it ran", node.prompt_after)):
+        if question and node.type != "Manual":
+            lines.append("%sasks %s: %s" % (indent, when, question))
+    if node.approvers or node.approvals > 1:
+        who = ", ".join(node.approvers) if node.approvers else "anyone"
+        lines.append("%sapproval: %d approval%s by %s" % (indent, node.approvals, "" if node.approvals == 1 else "s", who))
     lines.append("%s%s" % (indent, conditions.in_words(node)))
     return lines
 

@@ -299,3 +299,10 @@ def test_signed_approval_refusals(tmp_path, signing, case, code, message):
     assert message in r.stderr
     assert "Traceback" not in r.stderr
     assert _rows(dbp) == []
+
+
+def test_plan_shows_the_policy(tmp_path):
+    rb = write_runbook(tmp_path, GATE.format(policy='approvers = ["alice", "@ops"]\napprovals = 2'))
+    r = pb(tmp_path, "plan", rb)
+    assert r.returncode == 0, r.text
+    assert "approval: 2 approvals by alice, @ops" in r.text
