@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from typing import Any, Iterable, Mapping
 
 SIGN_NAMESPACE = "playbook-approval"
-HOW = ("terminal", "flag", "auto-approve", "out-of-band", "signed")
 
 
 class ApprovalError(PlaybookError):

@@ -27,15 +27,6 @@ EXIT_STATE = 4  # state database, bundle or environment problem; also an interna
 EXIT_HANGUP = 129  # the operator's terminal hung up (SIGHUP); resumable
 EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM; resumable
 
-EXIT_CODES = {
-    EXIT_OK: "succeeded",
-    EXIT_FAILED: "failed",
-    EXIT_INVALID: "invalid input",
-    EXIT_ABORTED: "aborted or waiting (resumable)",
-    EXIT_STATE: "state, bundle or environment problem",
-    EXIT_HANGUP: "terminal hung up (resumable)",
-    EXIT_INTERRUPTED: "interrupted (resumable)",
-}
 
 
 class PlaybookError(Exception):
