@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -27,6 +28,7 @@ from playbook.runtime.errors import (
     EXIT_ABORTED,
     EXIT_FAILED,
     EXIT_HANGUP,
+    EXIT_INVALID,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STATE,
@@ -223,6 +225,16 @@ con.close()
 print("copied")
 """
 
+# Follows a run started in the background: prints the events written so far, then whether the
+# job has ended (Ansible's job record says "finished": false/0 until the command has ended).
+WATCH_SCRIPT = (
+    'cat -- "$1" 2>/dev/null; echo; '
+    'if [ -s "$2" ] && ! grep -Eq \'"finished": *(false|0)[,}]\' "$2"; then echo "playbook-job: done"; '
+    'else echo "playbook-job: running"; fi'
+)
+DEFAULT_RUN_TIMEOUT = 7 * 24 * 3600  # seconds; a run still going then is stopped by Ansible's async wrapper
+DEFAULT_POLL_INTERVAL = 2  # seconds between two looks at a host's events file
+
 VARS_FILE = """\
 # variables of {{ inventory_hostname }}, written by `playbook fleet`
 {% set ns = namespace(merged=playbook_fleet_vars | combine(playbook_fleet_secrets | dict2items | rejectattr('value', 'equalto', '') | items2dict)) %}
@@ -293,11 +305,14 @@ def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secre
         "    playbook_resume_runs: {}",
         "    playbook_replan: false",
         "    # Per host: playbook_remote_dir (default %s, made 0700), playbook_state_path" % DEFAULT_REMOTE_DIR,
-        "    # (default %s), playbook_python (for the state copy, default python3)." % DEFAULT_STATE_PATH,
+        "    # (default %s), playbook_python (for the state copy, default python3)," % DEFAULT_STATE_PATH,
+        "    # playbook_run_timeout (seconds the run may take, default %d: then it is stopped)," % DEFAULT_RUN_TIMEOUT,
+        "    # playbook_poll_interval (seconds between looks at the run's progress, default %d)." % DEFAULT_POLL_INTERVAL,
         "    playbook_remote_bundle: \"{{ playbook_remote.path }}/{{ playbook_bundle }}\"",
         "    playbook_host_state: \"{{ playbook_state_path | default('%s') }}\"" % DEFAULT_STATE_PATH,
         "    playbook_host_vars_file: \"{{ playbook_remote.path }}/{{ inventory_hostname }}.vars.toml\"",
         "    playbook_host_copy: \"{{ playbook_remote.path }}/{{ inventory_hostname }}.state-copy.db\"",
+        "    playbook_host_events: \"{{ playbook_remote.path }}/{{ inventory_hostname }}.events.jsonl\"",
         "    playbook_argv: %s" % _y(ARGV),
         "    playbook_copy_script: %s" % _block(COPY_SCRIPT, 6).rstrip("\n"),
         "  tasks:",
@@ -335,17 +350,44 @@ def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secre
         "            dest: \"{{ playbook_host_vars_file }}\"",
         "            mode: \"0600\"",
         "          no_log: true",
-        "        - name: Run the bundle",
+        "        - name: Start the bundle (in the background, so a lost connection does not stop the run)",
         "          ansible.builtin.command:",
-        "            argv: \"{{ playbook_argv }}\"",
-        "          register: playbook_run",
+        "            argv: \"{{ playbook_argv + ['--events-file', playbook_host_events] }}\"",
+        "          async: \"{{ playbook_run_timeout | default(%d) | int }}\"" % DEFAULT_RUN_TIMEOUT,
+        "          poll: 0",
+        "          register: playbook_job",
         "          changed_when: true",
+        "        - name: Follow the run (the controller prints each step's events as they come)",
+        "          ansible.builtin.command:",
+        "            argv: [\"sh\", \"-c\", %s, \"sh\", \"{{ playbook_host_events }}\", \"{{ playbook_job.results_file }}\"]" % _y(WATCH_SCRIPT),
+        "          register: playbook_watch",
+        "          until: %s" % _y("playbook_watch.rc != 0 or (playbook_watch.stdout_lines | last | default('')) == 'playbook-job: done'"),
+        "          retries: \"{{ ((playbook_run_timeout | default(%d) | int) / (playbook_poll_interval | default(%d) | int)) | int + 1 }}\""
+        % (DEFAULT_RUN_TIMEOUT, DEFAULT_POLL_INTERVAL),
+        "          delay: \"{{ playbook_poll_interval | default(%d) | int }}\"" % DEFAULT_POLL_INTERVAL,
+        "          changed_when: false",
+        "          failed_when: false",
+        "        - name: Collect the run's result",
+        "          ansible.builtin.async_status:",
+        "            jid: \"{{ playbook_job.ansible_job_id }}\"",
+        "          vars:  # where the job's record is (a ~ could be resolved to another home)",
+        "            ansible_async_dir: \"{{ playbook_job.results_file | dirname }}\"",
+        "          register: playbook_run",
         "          failed_when: false",
         "      always:",
-        "        - name: Remove the variables file",
+        "        - name: Remove the variables and events files",
         "          ansible.builtin.file:",
-        "            path: \"{{ playbook_host_vars_file }}\"",
+        "            path: \"{{ item }}\"",
         "            state: absent",
+        "          loop: [\"{{ playbook_host_vars_file }}\", \"{{ playbook_host_events }}\"]",
+        "        - name: Remove the background job's record",
+        "          ansible.builtin.async_status:",
+        "            jid: \"{{ playbook_job.ansible_job_id }}\"",
+        "            mode: cleanup",
+        "          vars:",
+        "            ansible_async_dir: \"{{ playbook_job.results_file | dirname }}\"",
+        "          when: playbook_job.results_file is defined",
+        "          failed_when: false",
         "    - name: Take a consistent copy of the state database (SQLite backup API)",
         "      ansible.builtin.command:",
         "        argv: [\"{{ playbook_python | default('python3') }}\", \"-c\", \"{{ playbook_copy_script }}\", \"{{ playbook_host_state }}\", \"{{ playbook_host_copy }}\"]",
@@ -363,8 +405,8 @@ def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secre
         "        state: absent",
         "    - name: The run's result",
         "      ansible.builtin.fail:",
-        "        msg: \"the run ended with exit code {{ playbook_run.rc }}\"",
-        "      when: playbook_run.rc != 0",
+        "        msg: \"the run ended with exit code {{ playbook_run.rc | default('none') }}\"",
+        "      when: (playbook_run.rc | default(-1)) != 0",
     ]
     head = [
         "# Generated by `playbook fleet` for %s." % title,
@@ -395,6 +437,8 @@ class Rollout:
         self.results: dict[str, list[dict]] = {}
         self.out = out or sys.stdout
         self.batches = 0
+        self.shown: dict[str, int] = {}  # host -> lines of its run already printed
+        self.interrupted = False  # Ctrl-C on the controller
 
     def _host(self, host: str) -> list[dict]:
         if host not in self.results:
@@ -417,7 +461,13 @@ class Rollout:
             return
         host = record["host"]
         self._host(host).append(record)
-        for line in live_lines(record):
+        lines = live_lines(record)
+        if record.get("register") in ("playbook_watch", "playbook_run"):
+            # each look at the run shows every event so far: print only those not printed yet
+            shown = self.shown.get(host, 0)
+            self.shown[host] = max(shown, len(lines))
+            lines = lines[shown:]
+        for line in lines:
             self.say("%s  %s" % (host, line))
 
     def say(self, line: str) -> None:
@@ -440,30 +490,41 @@ def run_events(stdout: str | None) -> list[dict]:
     return events
 
 
+def event_lines(events: Sequence[dict]) -> list[str]:
+    """A line per step that finished or was skipped, and one for the end of the run."""
+    lines = []
+    for event in events:
+        kind = event["event"]
+        if kind in ("node_finished", "node_skipped"):
+            state = event.get("status") or ("skipped" if kind == "node_skipped" else "?")
+            detail = []
+            if event.get("exit_code") not in (None, 0):
+                detail.append("exit %s" % event["exit_code"])
+            if event.get("decision"):
+                detail.append(str(event["decision"]))
+            if event.get("reason"):
+                detail.append(_first_line(event["reason"]))
+            lines.append("%s  %s%s" % (event.get("node"), state, "  (%s)" % ", ".join(detail) if detail else ""))
+        elif kind == "run_finished":
+            lines.append("run %s %s (exit %s)%s" % (event.get("run_id"), event.get("status"), event.get("exit_code"),
+                                                   "  " + _first_line(event["reason"]) if event.get("reason") else ""))
+    return lines
+
+
 def live_lines(record: dict) -> list[str]:
-    """The lines one task result gives: a node per line for the run, problems, the fetch."""
+    """The lines one task result gives: the run's events so far (a look at a run in progress, or
+    its result), problems, the fetch. `Rollout.feed` prints only the run's lines not yet printed."""
     status, register = record.get("status"), record.get("register")
     if status == "unreachable":
         return ["unreachable: %s" % _first_line(record.get("msg"))]
+    if register == "playbook_watch" and status in ("ok", "retry"):
+        return event_lines(run_events(record.get("stdout")))
     if register == "playbook_run" and status == "ok":
-        lines = []
-        for event in run_events(record.get("stdout")):
-            kind = event["event"]
-            if kind in ("node_finished", "node_skipped"):
-                state = event.get("status") or ("skipped" if kind == "node_skipped" else "?")
-                detail = []
-                if event.get("exit_code") not in (None, 0):
-                    detail.append("exit %s" % event["exit_code"])
-                if event.get("decision"):
-                    detail.append(str(event["decision"]))
-                if event.get("reason"):
-                    detail.append(_first_line(event["reason"]))
-                lines.append("%s  %s%s" % (event.get("node"), state, "  (%s)" % ", ".join(detail) if detail else ""))
-            elif kind == "run_finished":
-                lines.append("run %s %s (exit %s)%s" % (event.get("run_id"), event.get("status"), event.get("exit_code"),
-                                                       "  " + _first_line(event["reason"]) if event.get("reason") else ""))
-        if not any(e["event"] == "run_finished" for e in run_events(record.get("stdout"))):
-            lines.append("the bundle did not run (exit %s): %s" % (record.get("rc"), _first_line(record.get("stderr")) or "no output"))
+        events = run_events(record.get("stdout"))
+        lines = event_lines(events)
+        if not any(e["event"] == "run_finished" for e in events):
+            why = _first_line(record.get("stderr")) or _first_line(record.get("msg")) or "no output"
+            lines.append("the bundle did not run (exit %s): %s" % (record.get("rc"), why))
         return lines
     if status == "failed" and record.get("task") != "The run's result":
         return ["%s failed: %s" % (record.get("task"), _first_line(record.get("msg")))]
@@ -506,13 +567,28 @@ def run_ansible(playbook: str, inventory: str, limit: str | None, forks: int | N
     os.close(write_fd)
     try:
         with os.fdopen(read_fd, "r", encoding="utf-8") as records, open(records_log, "a", encoding="utf-8") as log:
-            for line in records:
-                log.write(line)
+
+            def follow() -> None:
+                for line in records:
+                    log.write(line)
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    rollout.feed(record)
+
+            try:
+                follow()
+            except KeyboardInterrupt:
+                # Ctrl-C reaches ansible-playbook too (one process group); a SIGINT sent to this
+                # process alone is passed on. Ansible stops starting tasks and ends; its last
+                # records are still read. The runs already started go on on their hosts.
+                rollout.interrupted = True
                 try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                rollout.feed(record)
+                    proc.wait(2)
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal.SIGINT)
+                follow()
     finally:
         code = proc.wait()
     return code
@@ -532,7 +608,13 @@ def host_outcome(host: str, results: Sequence[dict], out_dir: str) -> dict:
     """One host's entry of summary.json from its task results."""
     entry: dict[str, Any] = {"host": host, "status": "not started", "exit_code": None, "run_id": None, "reason": None}
     run = next((r for r in reversed(results) if r.get("register") == "playbook_run" and r.get("status") == "ok"), None)
-    entry.update(_run_outcome(run) if run is not None else _trouble_outcome(results))
+    started = any(r.get("register") == "playbook_job" and r.get("status") == "ok" for r in results)
+    if run is not None:
+        entry.update(_run_outcome(run))
+    elif started:
+        entry.update(_unfollowed_outcome(results))
+    else:
+        entry.update(_trouble_outcome(results))
     entry["database"] = _fetched_database(host, results, out_dir)
     return entry
 
@@ -545,10 +627,25 @@ def _run_outcome(run: Mapping[str, Any]) -> dict:
     rc = run.get("rc")
     if finished is not None and finished.get("status") in RUN_STATUSES:
         status = finished["status"]
+    elif rc == EXIT_INVALID and ALREADY_SUCCEEDED in (run.get("stderr") or ""):
+        # a resume of a run that ended well in the background after the controller stopped following it
+        return {"status": "succeeded", "exit_code": EXIT_OK, "run_id": None, "reason": None}
     else:
         status = _STATUS_BY_EXIT.get(rc, "failed")
     reason = (finished or {}).get("reason") or (None if rc == 0 else _first_line(run.get("stderr")) or None)
     return {"status": status, "exit_code": rc, "run_id": (finished or started or {}).get("run_id"), "reason": reason}
+
+
+ALREADY_SUCCEEDED = "succeeded; there is nothing to resume"  # what `resume` says of a run that succeeded
+UNFOLLOWED = "the controller stopped following this run; it goes on on the host (`playbook fleet resume` picks it up)"
+
+
+def _unfollowed_outcome(results: Sequence[dict]) -> dict:
+    """A host whose run was started in the background but whose end the controller did not see
+    (the rollout was interrupted): aborted as far as this rollout knows; the run goes on there."""
+    events = next((run_events(r.get("stdout")) for r in reversed(results) if r.get("register") == "playbook_watch"), [])
+    started = next((e for e in events if e["event"] == "run_started"), {})
+    return {"status": "aborted", "run_id": started.get("run_id"), "reason": UNFOLLOWED}
 
 
 def _trouble_outcome(results: Sequence[dict]) -> dict:
@@ -668,8 +765,12 @@ def _rollout(out_dir: str, summary: dict, inventory: str, limit: str | None, for
     if previous is not None:  # a resume: the hosts not resumed keep their entries
         fresh = {h["host"]: h for h in hosts}
         hosts = [fresh.get(name, entry) for name, entry in previous.items()] + [h for h in hosts if h["host"] not in previous]
+    elif not hosts and rollout.interrupted:
+        raise KeyboardInterrupt
+    elif not hosts and code == 0:
+        raise UsageError("no host of %s matches%s" % (inventory, " --limit %s" % limit if limit else ""))
     elif not hosts:
-        raise UsageError("no host of %s matches%s (ansible-playbook exit %d)" % (inventory, " --limit %s" % limit if limit else "", code))
+        raise UsageError("ansible-playbook ended with exit %d before any host ran (its message is above)" % code)
     summary["hosts"] = hosts
     summary["ended_at"] = _now()
     summary["ansible_exit_code"] = code
@@ -677,6 +778,11 @@ def _rollout(out_dir: str, summary: dict, inventory: str, limit: str | None, for
     for line in summary_lines(summary):
         rollout.say(line)
     rollout.say("summary: %s · report: playbook report --fleet %s --html" % (os.path.join(out_dir, "summary.json"), out_dir))
+    if rollout.interrupted:
+        going = [h["host"] for h in hosts if h["reason"] == UNFOLLOWED]
+        rollout.say("interrupted: no further host was started%s" % (
+            "; still running in the background: %s (later: playbook fleet resume %s)" % (", ".join(going), out_dir) if going else ""))
+        return EXIT_INTERRUPTED
     return int(summary["exit_code"])
 
 

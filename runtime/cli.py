@@ -61,6 +61,10 @@ def _exec_args(parser):
     parser.add_argument("--approved-via", metavar="TEXT", help=argparse.SUPPRESS)  # e.g. "alice@ctl via fleet"
     parser.add_argument("--json", action="store_true", help="print one JSON object per event")
     parser.add_argument("--no-output", action="store_true", help="do not echo command output (it is still recorded)")
+    parser.add_argument(
+        "--events-file", metavar="FILE",
+        help="also append every run event to FILE as it happens, one JSON object per line (as --json prints them)",
+    )
 
 
 def build_parser(bundle=None, prog="playbook"):
@@ -352,6 +356,12 @@ class Invocation:
             show_output=not self.args.no_output and not cfg.get("ui", "compact_output"),
             prompt_timeout=cfg.get("execution", "interactive_timeout"),
         )
+        if self.args.events_file:
+            try:
+                fd = ui_mod.open_events_file(self.args.events_file)
+            except OSError as exc:
+                raise UsageError("--events-file %s: cannot be opened: %s" % (self.args.events_file, exc.strerror or exc)) from None
+            ui = ui_mod.EventsFileUI(ui, fd)
         if not cfg.get("logging", "file_path"):
             return ui
         from . import config, runlog  # logging is imported only when a log file is configured

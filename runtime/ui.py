@@ -642,22 +642,83 @@ class JsonUI(PlainUI):
         super().__init__(out=out, err=err)
 
     def emit(self, event, **data):
-        data["event"] = event
-        data["time"] = _time.time()
-        self.write(_json.dumps(data, sort_keys=True, default=str) + "\n")
+        self.write(json_line(event, data))
 
     def event(self, kind, **data):
-        node = data.pop("node", None)
-        if node is not None:
-            data["node"] = node.id
-            data["type"] = node.type
-        if "fields" in data:
-            data.update({k: v for k, v in (data.pop("fields") or {}).items() if k not in ("stdout", "stderr")})
-        self.emit(kind, **data)
+        self.write(json_line(kind, event_fields(data)))
 
     def error(self, text):
         self.emit("error", message=text)
         super().error(text)
+
+
+def event_fields(data):
+    """An engine event's data as JSON fields: the node as its id and type, the result's fields
+    (without the output, which is recorded in the state database) flattened in."""
+    node = data.pop("node", None)
+    if node is not None:
+        data["node"] = node.id
+        data["type"] = node.type
+    if "fields" in data:
+        data.update({k: v for k, v in (data.pop("fields") or {}).items() if k not in ("stdout", "stderr")})
+    return data
+
+
+def json_line(event, data):
+    """One event as a line of JSON (the --json and --events-file format)."""
+    data["event"] = event
+    data["time"] = _time.time()
+    return _json.dumps(data, sort_keys=True, default=str) + "\n"
+
+
+class EventsFileUI:
+    """--events-file FILE: forwards everything to the real UI and appends every run event to FILE
+    as it happens, one JSON object per line (the --json format), each line one write(2) to a file
+    opened O_APPEND, so a reader polling the file (`playbook fleet`) sees whole lines. Command output
+    is not written (it is in the state database). A file that
+    cannot be written any more (full disk) never stops the run: one warning, then it is dropped."""
+
+    def __init__(self, ui, fd):
+        self.__dict__.update(_ui=ui, _fd=fd)
+
+    def __getattr__(self, name):
+        return getattr(self._ui, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._ui, name, value)
+
+    def _append(self, line):
+        fd = self._fd
+        if fd is None:
+            return
+        data = line.encode("utf-8", "surrogateescape")
+        try:
+            while data:
+                data = data[_os.write(fd, data):]
+        except OSError as exc:
+            self.__dict__["_fd"] = None
+            try:
+                _os.close(fd)
+            except OSError:
+                pass
+            try:
+                _sys.stderr.write("warning: cannot write the events file any more (%s); the run goes on\n" % (exc.strerror or exc))
+            except OSError:
+                pass
+
+    def event(self, kind, **data):
+        if kind != "node_output":  # output is recorded in the state database, not here
+            self._append(json_line(kind, event_fields(dict(data))))
+        return self._ui.event(kind, **data)
+
+    def error(self, text):
+        self._append(json_line("error", {"message": text}))
+        return self._ui.error(text)
+
+
+def open_events_file(path):
+    """The descriptor of an events file opened for appending (0600 when created); OSError as is."""
+    return _os.open(path, _os.O_WRONLY | _os.O_APPEND | _os.O_CREAT | getattr(_os, "O_CLOEXEC", 0), 0o600)
 
 
 def make_ui(json_mode=False, parallel=False, interactive=None, color=True, timestamps=True, theme="auto",

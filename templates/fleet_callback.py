@@ -20,7 +20,7 @@ DOCUMENTATION = """
 """
 
 # The results whose whole output `playbook fleet` needs; of the others only the status and message.
-KEPT = ("playbook_run", "playbook_copy")
+KEPT = ("playbook_run", "playbook_watch", "playbook_copy")
 
 
 def _part(result, name):
@@ -71,6 +71,9 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self._result(result, "failed")
+
+    def v2_runner_retry(self, result):  # each look at a run in progress (an `until` loop)
+        self._result(result, "retry")
 
     def v2_runner_on_unreachable(self, result):
         self._result(result, "unreachable")

@@ -956,3 +956,57 @@ def test_events_record_the_run(tmp_path):
     assert approvals and approvals[0]["node_id"] == "gate"
     assert approvals[0]["who"] == "auto-approve"
     json.dumps(approvals)  # plain values
+
+
+# -- --events-file -------------------------------------------------------------------------------
+def test_events_file_appends_every_event_as_it_happens_masked_across_run_and_resume(tmp_path):
+    rb = write_runbook(tmp_path, """
+        [variables]
+        TOKEN = { secret = true }
+
+        [first]
+        type = "Command"
+        command_name = "echo {{ TOKEN }} > /dev/null; printf 'visible-%s\\n' output; echo first >> side.log"
+
+        [flaky]
+        type = "Command"
+        command_name = "test -e flag || { echo no flag >&2; exit 1; }"
+        depends_on = ["first"]
+        """)
+    dbp, log = tmp_path / "state.db", tmp_path / "events.jsonl"
+    r = pb(tmp_path, "run", rb, "--state-path", dbp, "--var", "TOKEN=hunter2-secret", "--events-file", log)
+    assert r.returncode == 1, r.text
+    assert "visible-output" in r.out  # the terminal output is as without the flag
+    assert (log.stat().st_mode & 0o777) == 0o600
+    first = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["event"], e.get("node"), e.get("status")) for e in first] == [
+        ("run_started", None, None), ("node_started", "first", None), ("node_finished", "first", "succeeded"),
+        ("node_started", "flaky", None), ("node_finished", "flaky", "failed"), ("run_finished", None, "failed"),
+    ]
+    assert first[1]["command"].startswith("echo *** > /dev/null")  # masked like everything else
+    (tmp_path / "flag").write_text("")
+    r = pb(tmp_path, "resume", rb, "--state-path", dbp, "--var", "TOKEN=hunter2-secret", "--events-file", log)
+    assert r.returncode == 0, r.text
+    lines = log.read_text().splitlines()
+    assert [json.loads(line) for line in lines[:len(first)]] == first  # appended, never rewritten
+    assert [json.loads(line)["event"] for line in lines[len(first):]] == ["run_started", "node_started", "node_finished", "run_finished"]
+    assert json.loads(lines[-1])["status"] == "succeeded"
+    text = log.read_text()
+    assert "hunter2-secret" not in text and "visible-output" not in text  # output stays in the state database
+
+
+def test_events_file_errors(tmp_path):
+    rb = write_runbook(tmp_path, """
+        [a]
+        type = "Command"
+        command_name = "true"
+        """)
+    r = pb(tmp_path, "run", rb, "--state-path", tmp_path / "s.db", "--events-file", tmp_path / "missing" / "e.jsonl")
+    assert r.returncode == 2
+    assert r.err.strip().splitlines() == ["error: --events-file %s: cannot be opened: No such file or directory" % (tmp_path / "missing" / "e.jsonl")]
+    assert not (tmp_path / "s.db").exists()
+    # a file that cannot be written any more (a full disk): one warning, and the run goes on
+    r = pb(tmp_path, "run", rb, "--state-path", tmp_path / "s.db", "--events-file", "/dev/full")
+    assert r.returncode == 0, r.text
+    assert r.err.count("warning: cannot write the events file any more (No space left on device); the run goes on") == 1
+    assert run_row(tmp_path / "s.db")["status"] == "succeeded"

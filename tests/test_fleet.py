@@ -74,6 +74,30 @@ type = "Command"
 command_name = "echo done"
 """
 
+# The `gate` step waits (up to 2 minutes) until the GATE file exists: a test can see what the
+# controller prints while a host's run is still going.
+GATED_RUNBOOK = """\
+[runbook]
+title = "Fleet gate"
+description = "one step, then a step that waits for a file"
+version = "1.0.0"
+author = "tests"
+created_at = 2025-01-20T12:00:00Z
+
+[variables]
+GATE = { required = true }
+
+[first]
+type = "Command"
+command_name = "echo first"
+depends_on = []
+
+[gate]
+type = "Command"
+command_name = "while [ ! -e {{ GATE }} ]; do sleep 0.1; done"
+timeout = 120
+"""
+
 TOKEN = "s3cr3t"
 
 
@@ -91,7 +115,8 @@ def _build(directory: Path, name: str, text: str) -> Path:
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> dict:
     directory = tmp_path_factory.mktemp("bundles")
-    return {"probe": _build(directory, "probe", RUNBOOK), "approval": _build(directory, "approval", APPROVAL_RUNBOOK)}
+    return {"probe": _build(directory, "probe", RUNBOOK), "approval": _build(directory, "approval", APPROVAL_RUNBOOK),
+            "gated": _build(directory, "gated", GATED_RUNBOOK)}
 
 
 def local_host(tmp_path: Path, name: str, **variables) -> dict:
@@ -249,6 +274,131 @@ def test_approvals_given_once_on_the_controller(tmp_path, playbook, bundles):
     assert statuses(out) == {"m1": "succeeded", "m2": "succeeded"}
     status, _, decided_by = attempts(out / "hosts" / "m1.db")["approve"]
     assert status == "succeeded" and decided_by.endswith("via fleet")
+
+
+def _run_status(db: Path) -> str | None:
+    if not db.exists():
+        return None
+    con = sqlite3.connect(str(db), timeout=10)
+    try:
+        row = con.execute("SELECT status FROM runs WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:  # the schema is still being created
+        return None
+    finally:
+        con.close()
+    return row[0] if row else None
+
+
+def test_a_line_per_host_event_while_the_host_still_runs(tmp_path, spawn_playbook, bundles):
+    """The line for `first` arrives while `gate` still waits on the host: only then does the test
+    open the gate. (Lines printed when a host's run returns would never open it.)"""
+    import io
+
+    pexpect = pytest.importorskip("pexpect")
+    gate = tmp_path / "gate"
+    inventory = write_inventory(tmp_path, {"h1": local_host(tmp_path, "h1"), "h2": local_host(tmp_path, "h2")})
+    out = tmp_path / "out"
+    child = spawn_playbook("fleet", bundles["gated"], "-i", inventory, "--out", out, "--var", "GATE=%s" % gate,
+                           "--forks", 2, timeout=90)
+    child.logfile_read = seen = io.StringIO()
+    child.expect(r"(h1|h2)  first  succeeded")
+    assert not gate.exists() and not (out / "summary.json").exists()
+    assert "  gate  " not in seen.getvalue() and "run 1" not in seen.getvalue()
+    gate.write_text("open")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, seen.getvalue()
+    assert statuses(out) == {"h1": "succeeded", "h2": "succeeded"}
+    assert '"status": "retry"' in (out / "records.jsonl").read_text()  # followed while it ran, not only read at its end
+    for host in ("h1", "h2"):  # each host's lines once, in the order of its run
+        lines = [line.split("  ", 1)[1].strip() for line in seen.getvalue().splitlines() if line.startswith(host + "  ")]
+        assert lines[:3] == ["first  succeeded", "gate  succeeded", "run 1 succeeded (exit 0)"], lines
+
+
+def test_a_lost_controller_does_not_stop_the_hosts_runs(tmp_path, spawn_playbook, bundles):
+    """The controller (playbook fleet and ansible-playbook) is killed mid-run; the host's run goes on
+    to its end in the background and its state database says so."""
+    import signal
+
+    gate = tmp_path / "gate"
+    inventory = write_inventory(tmp_path, {"h1": local_host(tmp_path, "h1")})
+    child = spawn_playbook("fleet", bundles["gated"], "-i", inventory, "--out", tmp_path / "out", "--var", "GATE=%s" % gate,
+                           timeout=90)
+    child.expect(r"h1  first  succeeded")
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    gate.write_text("open")
+    deadline = time.monotonic() + 60
+    while _run_status(tmp_path / "state" / "h1.db") != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _run_status(tmp_path / "state" / "h1.db") == "succeeded"
+    # Ansible's job wrapper (and the orphaned worker that followed the run) end on their own
+    # once the run has ended; anything still alive after 30 s is stopped and fails the test
+    from conftest import leftover_processes
+
+    def ours():
+        return [(pid, argv) for pid, argv, test in leftover_processes() if "test_a_lost_controller" in test]
+
+    deadline = time.monotonic() + 30
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = ours()
+    for pid, _ in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+
+
+def test_ctrl_c_on_the_controller_leaves_the_started_runs_going_and_resume_collects_them(tmp_path, spawn_playbook, playbook, bundles):
+    pexpect = pytest.importorskip("pexpect")
+    gate = tmp_path / "gate"
+    inventory = write_inventory(tmp_path, {"h1": local_host(tmp_path, "h1"), "h2": local_host(tmp_path, "h2")})
+    out = tmp_path / "out"
+    child = spawn_playbook("fleet", bundles["gated"], "-i", inventory, "--out", out, "--var", "GATE=%s" % gate,
+                           "--serial", 1, timeout=90)
+    child.expect(r"h1  first  succeeded")
+    child.sendintr()
+    child.expect(r"interrupted: no further host was started; still running in the background: h1 \(later: playbook fleet resume ")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    hosts = {h["host"]: h for h in summary(out)["hosts"]}
+    assert (hosts["h1"]["status"], hosts["h1"]["run_id"], hosts["h1"]["reason"]) == ("aborted", 1, fleet.UNFOLLOWED)
+    assert hosts["h2"]["status"] == "not started"
+    gate.write_text("open")  # h1's run ends well in the background
+    deadline = time.monotonic() + 60
+    while _run_status(tmp_path / "state" / "h1.db") != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    resumed = playbook("fleet", "resume", out, timeout=240)
+    assert resumed.returncode == 3, resumed.text  # h2 was never started: resume does not start it
+    assert statuses(out) == {"h1": "succeeded", "h2": "not started"}
+
+
+def test_each_event_line_is_printed_once_as_the_run_is_followed():
+    import io
+
+    events = [{"event": "run_started", "run_id": 4},
+              {"event": "node_finished", "node": "a", "status": "succeeded", "exit_code": 0},
+              {"event": "node_finished", "node": "b", "status": "failed", "exit_code": 2},
+              {"event": "run_finished", "run_id": 4, "status": "failed", "exit_code": 1, "reason": "b failed"}]
+
+    def look(n, status="retry"):
+        text = "\n".join(json.dumps(e) for e in events[:n]) + "\n\nplaybook-job: running"
+        return {"kind": "result", "host": "h", "register": "playbook_watch", "status": status, "stdout": text}
+
+    out = io.StringIO()
+    rollout = fleet.Rollout(out)
+    for record in (look(1), look(2), look(2), look(3), look(4, "ok")):
+        rollout.feed(record)
+    rollout.feed({"kind": "result", "host": "h", "register": "playbook_run", "status": "ok", "rc": 1,
+                  "stdout": "\n".join(json.dumps(e) for e in events), "stderr": ""})
+    assert out.getvalue().splitlines() == ["h  a  succeeded", "h  b  failed  (exit 2)", "h  run 4 failed (exit 1)  b failed"]
+    # a bundle that never started: the result says why, after nothing was printed
+    out = io.StringIO()
+    rollout = fleet.Rollout(out)
+    rollout.feed({"kind": "result", "host": "h", "register": "playbook_watch", "status": "ok", "stdout": "\n\nplaybook-job: done"})
+    rollout.feed({"kind": "result", "host": "h", "register": "playbook_run", "status": "ok", "rc": 127, "stdout": "",
+                  "stderr": "no Python 3.9 or newer found"})
+    assert out.getvalue().splitlines() == ["h  the bundle did not run (exit 127): no Python 3.9 or newer found"]
 
 
 # -- the SSH path: a real sshd on 127.0.0.2 and 127.0.0.3; 127.0.0.4 has none ---------------------------
