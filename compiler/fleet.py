@@ -225,13 +225,20 @@ con.close()
 print("copied")
 """
 
-# Follows a run started in the background: prints the events written so far, then whether the
-# job has ended (Ansible's job record says "finished": false/0 until the command has ended).
+# The events `playbook fleet` prints a line for (or needs: run_started has the run id).
+LIVE_EVENTS = ("run_started", "node_finished", "node_skipped", "run_finished")
+WATCH_WINDOW = 200  # at most this many of the latest live events per look (a long run's file is not sent again and again)
+# Follows a run started in the background. Prints the number of live events so far, the first
+# run_started event, the last WATCH_WINDOW live events, a blank line, then whether the job has
+# ended (Ansible's job record says "finished": false/0 until the command has ended).
 WATCH_SCRIPT = (
-    'cat -- "$1" 2>/dev/null; echo; '
+    '{ [ -f "$1" ] && awk -v n=%d \'/"event": "run_started"/ && !s {s = $0} '
+    '/"event": "(%s)"/ {c++; b[c %% n] = $0} '
+    'END {print c + 0; print s; for (i = (c > n ? c - n + 1 : 1); i <= c; i++) print b[i %% n]}\' "$1"; } '
+    '|| printf \'0\\n\\n\'; echo; '
     'if [ -s "$2" ] && ! grep -Eq \'"finished": *(false|0)[,}]\' "$2"; then echo "playbook-job: done"; '
     'else echo "playbook-job: running"; fi'
-)
+) % (WATCH_WINDOW, "|".join(LIVE_EVENTS))
 DEFAULT_RUN_TIMEOUT = 7 * 24 * 3600  # seconds; a run still going then is stopped by Ansible's async wrapper
 DEFAULT_POLL_INTERVAL = 2  # seconds between two looks at a host's events file
 
@@ -350,6 +357,10 @@ def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secre
         "            dest: \"{{ playbook_host_vars_file }}\"",
         "            mode: \"0600\"",
         "          no_log: true",
+        "        - name: Remove the events file of an earlier rollout (the run appends to it)",
+        "          ansible.builtin.file:",
+        "            path: \"{{ playbook_host_events }}\"",
+        "            state: absent",
         "        - name: Start the bundle (in the background, so a lost connection does not stop the run)",
         "          ansible.builtin.command:",
         "            argv: \"{{ playbook_argv + ['--events-file', playbook_host_events] }}\"",
@@ -461,14 +472,32 @@ class Rollout:
             return
         host = record["host"]
         self._host(host).append(record)
-        lines = live_lines(record)
-        if record.get("register") in ("playbook_watch", "playbook_run"):
-            # each look at the run shows every event so far: print only those not printed yet
-            shown = self.shown.get(host, 0)
-            self.shown[host] = max(shown, len(lines))
-            lines = lines[shown:]
+        register, status = record.get("register"), record.get("status")
+        if register == "playbook_watch" and status in ("ok", "retry"):
+            lines = self._followed(host, *watch_view(record.get("stdout")))
+        elif register == "playbook_run" and status == "ok":
+            events = [e for e in run_events(record.get("stdout")) if e["event"] in LIVE_EVENTS]
+            lines = self._followed(host, len(events), None, events)
+            if not any(e["event"] == "run_finished" for e in events):
+                why = _first_line(record.get("stderr")) or _first_line(record.get("msg")) or "no output"
+                lines.append("the bundle did not run (exit %s): %s" % (record.get("rc"), why))
+        else:
+            lines = live_lines(record)
         for line in lines:
             self.say("%s  %s" % (host, line))
+
+    def _followed(self, host: str, total: int, first: dict | None, window: list[dict]) -> list[str]:
+        """The lines of a host's live events not printed yet; `window` holds the last of its
+        `total` live events so far (a look at the run may leave out older ones: then one line
+        says how many)."""
+        shown, start = self.shown.get(host, 0), total - len(window)
+        lines = []
+        if start > shown:
+            lines.append("… %d step event%s not shown here (the report has them)" % (start - shown, "" if start - shown == 1 else "s"))
+            shown = start
+        lines += event_lines(window[shown - start:])
+        self.shown[host] = max(shown, total)
+        return lines
 
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -511,21 +540,21 @@ def event_lines(events: Sequence[dict]) -> list[str]:
     return lines
 
 
+def watch_view(stdout: str | None) -> tuple[int, dict | None, list[dict]]:
+    """What one look at a run in progress (WATCH_SCRIPT) printed: the number of live events so
+    far, the run's run_started event, and the latest live events."""
+    lines = (stdout or "").splitlines()
+    if len(lines) < 3 or not lines[0].isdigit() or "" not in lines[2:]:  # not the script's output: nothing seen
+        return 0, None, []
+    first = run_events(lines[1])
+    return int(lines[0]), (first[0] if first else None), run_events("\n".join(lines[2:lines.index("", 2)]))
+
+
 def live_lines(record: dict) -> list[str]:
-    """The lines one task result gives: the run's events so far (a look at a run in progress, or
-    its result), problems, the fetch. `Rollout.feed` prints only the run's lines not yet printed."""
+    """The lines a task result other than the run's gives: problems, the fetch."""
     status, register = record.get("status"), record.get("register")
     if status == "unreachable":
         return ["unreachable: %s" % _first_line(record.get("msg"))]
-    if register == "playbook_watch" and status in ("ok", "retry"):
-        return event_lines(run_events(record.get("stdout")))
-    if register == "playbook_run" and status == "ok":
-        events = run_events(record.get("stdout"))
-        lines = event_lines(events)
-        if not any(e["event"] == "run_finished" for e in events):
-            why = _first_line(record.get("stderr")) or _first_line(record.get("msg")) or "no output"
-            lines.append("the bundle did not run (exit %s): %s" % (record.get("rc"), why))
-        return lines
     if status == "failed" and record.get("task") != "The run's result":
         return ["%s failed: %s" % (record.get("task"), _first_line(record.get("msg")))]
     if register == "playbook_copy" and status == "ok":
@@ -643,8 +672,8 @@ UNFOLLOWED = "the controller stopped following this run; it goes on on the host 
 def _unfollowed_outcome(results: Sequence[dict]) -> dict:
     """A host whose run was started in the background but whose end the controller did not see
     (the rollout was interrupted): aborted as far as this rollout knows; the run goes on there."""
-    events = next((run_events(r.get("stdout")) for r in reversed(results) if r.get("register") == "playbook_watch"), [])
-    started = next((e for e in events if e["event"] == "run_started"), {})
+    looks = [watch_view(r.get("stdout"))[1] for r in results if r.get("register") == "playbook_watch"]
+    started = next((e for e in looks if e is not None), None) or {}
     return {"status": "aborted", "run_id": started.get("run_id"), "reason": UNFOLLOWED}
 
 

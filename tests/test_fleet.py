@@ -373,29 +373,54 @@ def test_ctrl_c_on_the_controller_leaves_the_started_runs_going_and_resume_colle
     assert statuses(out) == {"h1": "succeeded", "h2": "not started"}
 
 
+def _look(host: str, events: list, status: str = "retry", window: int = fleet.WATCH_WINDOW) -> dict:
+    """A record of one look at a run in progress, made by running WATCH_SCRIPT on a real events file."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path, job = os.path.join(tmp, "events.jsonl"), os.path.join(tmp, "job")
+        with open(path, "w") as f:
+            f.write("".join(json.dumps(e) + "\n" for e in events))
+        with open(job, "w") as f:
+            f.write('{"started": 1, "finished": 0}' if status == "retry" else '{"rc": 0}')
+        script = fleet.WATCH_SCRIPT.replace("n=%d" % fleet.WATCH_WINDOW, "n=%d" % window)
+        done = subprocess.run(["sh", "-c", script, "sh", path, job], capture_output=True, text=True, check=True)
+    return {"kind": "result", "host": host, "register": "playbook_watch", "status": status, "stdout": done.stdout.rstrip("\n")}
+
+
 def test_each_event_line_is_printed_once_as_the_run_is_followed():
     import io
 
     events = [{"event": "run_started", "run_id": 4},
+              {"event": "node_started", "node": "a"},
               {"event": "node_finished", "node": "a", "status": "succeeded", "exit_code": 0},
               {"event": "node_finished", "node": "b", "status": "failed", "exit_code": 2},
               {"event": "run_finished", "run_id": 4, "status": "failed", "exit_code": 1, "reason": "b failed"}]
-
-    def look(n, status="retry"):
-        text = "\n".join(json.dumps(e) for e in events[:n]) + "\n\nplaybook-job: running"
-        return {"kind": "result", "host": "h", "register": "playbook_watch", "status": status, "stdout": text}
-
     out = io.StringIO()
     rollout = fleet.Rollout(out)
-    for record in (look(1), look(2), look(2), look(3), look(4, "ok")):
+    assert fleet.watch_view(_look("h", [])["stdout"]) == (0, None, [])
+    for record in (_look("h", []), _look("h", events[:1]), _look("h", events[:3]), _look("h", events[:3]), _look("h", events[:4]),
+                   _look("h", events, "ok")):
         rollout.feed(record)
     rollout.feed({"kind": "result", "host": "h", "register": "playbook_run", "status": "ok", "rc": 1,
                   "stdout": "\n".join(json.dumps(e) for e in events), "stderr": ""})
     assert out.getvalue().splitlines() == ["h  a  succeeded", "h  b  failed  (exit 2)", "h  run 4 failed (exit 1)  b failed"]
+    # a look shows only the latest events: the lines left out are counted, never repeated
+    many = [{"event": "run_started", "run_id": 9}] + [{"event": "node_finished", "node": "n%d" % i, "status": "succeeded"} for i in range(7)]
+    out = io.StringIO()
+    rollout = fleet.Rollout(out)
+    rollout.feed(_look("w", many[:2], window=3))
+    assert fleet.watch_view(_look("w", many, window=3)["stdout"])[:2] == (8, many[0])
+    rollout.feed(_look("w", many, window=3))
+    rollout.feed({"kind": "result", "host": "w", "register": "playbook_run", "status": "ok", "rc": 0,
+                  "stdout": "\n".join(json.dumps(e) for e in many + [{"event": "run_finished", "run_id": 9, "status": "succeeded",
+                                                                       "exit_code": 0}]), "stderr": ""})
+    assert out.getvalue().splitlines() == ["w  n0  succeeded", "w  … 3 step events not shown here (the report has them)",
+                                           "w  n4  succeeded", "w  n5  succeeded", "w  n6  succeeded", "w  run 9 succeeded (exit 0)"]
     # a bundle that never started: the result says why, after nothing was printed
     out = io.StringIO()
     rollout = fleet.Rollout(out)
-    rollout.feed({"kind": "result", "host": "h", "register": "playbook_watch", "status": "ok", "stdout": "\n\nplaybook-job: done"})
+    rollout.feed(_look("h", [], "ok"))
     rollout.feed({"kind": "result", "host": "h", "register": "playbook_run", "status": "ok", "rc": 127, "stdout": "",
                   "stderr": "no Python 3.9 or newer found"})
     assert out.getvalue().splitlines() == ["h  the bundle did not run (exit 127): no Python 3.9 or newer found"]
