@@ -4,9 +4,11 @@ Builds a small runbook (three Command steps) into a bundle (sources only), write
 N local-connection hosts (default 20; each its own remote directory and state database under a
 temporary directory), then times, with --forks F (default 10):
 
-  playbook fleet BUNDLE -i INVENTORY --forks F   the whole rollout: copy, run with --json, fetch
-                                                 a consistent copy of every state database,
-                                                 summary.json
+  playbook fleet BUNDLE -i INVENTORY --forks F   the whole rollout: copy, start the run in the
+                                                 background, follow it (a look every
+                                                 playbook_poll_interval, default 2 s; --poll sets
+                                                 it), collect it, fetch a consistent copy of every
+                                                 state database, summary.json
   ansible all -m command -a "BUNDLE run ..."     the same bundle run directly by Ansible on the
                                                  same hosts (copied there beforehand, untimed)
 
@@ -52,7 +54,7 @@ command_name = "echo three"
 """
 
 
-def inventory(tmp, hosts):
+def inventory(tmp, hosts, poll=None):
     entries = {}
     for i in range(hosts):
         name = "h%02d" % i
@@ -62,6 +64,8 @@ def inventory(tmp, hosts):
             "playbook_remote_dir": os.path.join(tmp, "remote", name),
             "playbook_state_path": os.path.join(tmp, "state", name + ".db"),
         }
+        if poll is not None:
+            entries[name]["playbook_poll_interval"] = poll
     path = os.path.join(tmp, "inventory.yml")
     with open(path, "w") as handle:
         json.dump({"all": {"hosts": entries}}, handle)
@@ -82,6 +86,7 @@ def main():
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--forks", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--poll", type=int, help="seconds between looks at a run in progress (default: the playbook's, 2)")
     parser.add_argument("--quick", action="store_true", help="one run of each")
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
@@ -97,7 +102,7 @@ def main():
             handle.write(RUNBOOK)
         bundle = os.path.join(tmp, "bench.pyz")
         timed([PLAYBOOK, "compile", source, "-o", bundle, "--no-bytecode"], env)
-        inv, hosts = inventory(tmp, args.hosts)
+        inv, hosts = inventory(tmp, args.hosts, args.poll)
         fleet_times, ansible_times = [], []
         for run in range(runs + 1):  # the first round warms caches and is not counted
             out = os.path.join(tmp, "out-%d" % run)
@@ -110,8 +115,8 @@ def main():
                 fleet_times.append(fleet)
                 ansible_times.append(plain)
         fleet_median, plain_median = statistics.median(fleet_times), statistics.median(ansible_times)
-        print("fleet rollout of a 3-step runbook to %d local-connection hosts, --forks %d (median of %d; load %.1f)"
-              % (args.hosts, args.forks, runs, os.getloadavg()[0]))
+        print("fleet rollout of a 3-step runbook to %d local-connection hosts, --forks %d, poll interval %s s (median of %d; load %.1f)"
+              % (args.hosts, args.forks, args.poll if args.poll is not None else 2, runs, os.getloadavg()[0]))
         print("  %-44s %7.2f s" % ("playbook fleet (copy, run, fetch, summary)", fleet_median))
         print("  %-44s %7.2f s" % ("ansible -m command running the bundle", plain_median))
         print("  %-44s %7.0f ms" % ("overhead per host", 1000 * (fleet_median - plain_median) / args.hosts))
