@@ -132,7 +132,9 @@ def _dispatch(path, argv, digest, tree):
         return EXIT_OK
     if argv and argv[0] in COMMANDS:
         return command(argv[0], argv[1:], bundle)
-    from . import cli
+    from . import cli, templating
+
+    templating.use_precompiled(templating.Precompiled(lambda name: read(path, name), tree))
 
     if argv and argv[0] in ("run", "resume"):
         directory = provide_files(bundle)
