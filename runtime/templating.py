@@ -241,11 +241,34 @@ def _compile(source, shell, quoting=()):
 
 
 def _template_ast(env, source, shell, quoting):
-    """What a template is compiled from: its source, or for a command its syntax tree with each
-    value wrapped in the quoting the plan records."""
+    """The syntax tree a template is compiled from: a copy of the one `parse` keeps (the same
+    source is lexed and parsed once in a process, whether the compiler or the runtime asks
+    first), and for a command each value wrapped in the quoting the plan records."""
+    ast = _copy_tree(parse(source), env)
     if shell:
-        return _quote_outputs(env.parse(source), quoting)
-    return source
+        return _quote_outputs(ast, quoting)
+    return ast
+
+
+def _copy_tree(node, env):
+    """A copy of a parsed syntax tree for `env` (the parser's environments differ only in what
+    code generation uses). Jinja's code generation folds constants in place and the quoting
+    wraps values, so the tree `parse` shares is never compiled itself; copying costs a fifth to
+    a tenth of parsing again."""
+    from jinja2.nodes import Node
+
+    copy = object.__new__(type(node))
+    fields = {}
+    for name, value in node.__dict__.items():
+        if isinstance(value, Node):
+            value = _copy_tree(value, env)
+        elif type(value) is list:
+            value = [_copy_tree(item, env) if isinstance(item, Node) else item for item in value]
+        fields[name] = value
+    if "environment" in fields:
+        fields["environment"] = env
+    copy.__dict__.update(fields)
+    return copy
 
 
 def _expression_ast(env, source):
