@@ -706,6 +706,7 @@ def test_inspect_in_words(deploy, home):
     assert "CPython 3.9 or newer" in text
     assert "taken on this host:  APP_NAME, BREAK_HEALTH_CHECK, DEPLOY_TIMEOUT, ENVIRONMENT" in text
     assert "Jinja2 3." in text and "needed by Jinja2" in text
+    assert "    18 templates and expressions compiled at build time" in text
     assert "built:        2023-11-14T22:13:20Z" in text
 
 
