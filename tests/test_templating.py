@@ -479,7 +479,15 @@ def _render_everything(plan, values):
         templating.render_node(after, dict(values, previous_node=lambda n: {"stdout": "x'y"}), at_start=True).command,
         conditions.evaluate_when(after.when, values, {}),
         templating.outputs_read(after, "command"),
+        _error(lambda: conditions.evaluate_when(after.when, dict(values, N="x"), {})),  # fails at render time
+        _error(lambda: templating.render(after.command, dict(values, previous_node=None), shell=True, quoting=after.command_quoting)),
     )
+
+
+def _error(call):
+    with pytest.raises((TemplateError, conditions.ConditionError)) as info:
+        call()
+    return str(info.value)
 
 
 def test_a_precompiled_store_renders_exactly_as_the_sources_without_parsing(monkeypatch):
