@@ -24,11 +24,22 @@ not found") in front of /usr/bin:/bin, and with PLAYBOOK_PYTHON set to the inter
 picks, the floor (target: the search costs at most 5 ms). `--compare OLD.pyz` times another
 bundle (e.g. one built before a change) in the same rounds; `--discovery-only` skips the table.
 
+Then the templates compiled at build time (issue 13): `./deploy.pyz plan --var ENVIRONMENT=prod`
+per interpreter (PLAYBOOK_PYTHON set) in three versions of the same bundle, in interleaved
+rounds: as built (each bytecode tree holds the templates compiled by its interpreter, marshal),
+with only the generated Python source (the host runs compile() on it, as an interpreter without
+a tree does), and without precompiled templates (Jinja lexes, parses and generates code on the
+host, as before); with the sizes. Then, in this process, the store of a runbook with 1,000 and
+10,000 distinct templates read through the zip importer: the first lookup (reading the index)
+and each further one, against Jinja compiling one template. `--templates-only` runs only this.
+
     .venv/bin/python benchmarks/bundle_startup.py [--runs 15] [--compare OLD.pyz] [--discovery-only]
+    .venv/bin/python benchmarks/bundle_startup.py --templates-only [--runs 15]
 """
 
 import argparse
 import glob
+import json
 import os
 import resource
 import shutil
@@ -112,6 +123,7 @@ def main():
     parser.add_argument("--runs", type=int, default=15, help="rounds of measurements (medians are reported)")
     parser.add_argument("--compare", metavar="OLD.pyz", help="also time the interpreter search of this bundle")
     parser.add_argument("--discovery-only", action="store_true", help="only the interpreter search")
+    parser.add_argument("--templates-only", action="store_true", help="only the templates compiled at build time")
     args = parser.parse_args()
     if not os.path.exists(PLAYBOOK):
         raise SystemExit("run with the virtual environment's python (.venv/bin/python): %s not found" % PLAYBOOK)
@@ -127,9 +139,9 @@ def report(args, work):
     os.mkdir(home)
     fast = os.path.join(work, "deploy.pyz")
     slow = os.path.join(work, "deploy-nobytecode.pyz")
-    if args.discovery_only:
+    if args.discovery_only or args.templates_only:
         build(fast)
-        discovery(args, work, home, fast)
+        (templates if args.templates_only else discovery)(args, work, home, fast)
         return
     start = time.perf_counter()
     size_fast = build(fast)
@@ -187,6 +199,8 @@ def report(args, work):
     print("identity (bundle sha256, computed when first shown): %.1f ms for the %.1f MB bundle" % (identity_cost(fast, args.runs), size_fast / 1e6))
     print()
     discovery(args, work, home, fast)
+    print()
+    templates(args, work, home, fast)
 
 
 def chosen_interpreter(bundle, env):
@@ -240,6 +254,109 @@ def discovery(args, work, home, bundle):
             cells.append("search costs %+.1f ms wall, %+.1f ms CPU" % (mine[0] - explicit[0], mine[1] - explicit[1]))
         print("  %-17s %s" % (label + ":", " · ".join(cells)))
     print("(target: the search within 5 ms of PLAYBOOK_PYTHON)")
+
+
+def _rebuilt(bundle, out, drop):
+    """The bundle without the archive members for which drop(name) is true, its embedded SHA-256
+    recomputed. Returns its size."""
+    import zipfile
+
+    from playbook.compiler.bundle import DIGEST_MARK, write_archive
+
+    with open(bundle, "rb") as handle:
+        data = handle.read()
+    with zipfile.ZipFile(bundle) as archive:
+        first = min(info.header_offset for info in archive.infolist())
+        entries = {info.filename: archive.read(info) for info in archive.infolist() if not drop(info.filename)}
+        epoch = time.mktime(archive.infolist()[0].date_time + (0, 0, -1))
+    prefix = bytearray(data[:first])
+    start = prefix.index(DIGEST_MARK) + len(DIGEST_MARK)
+    prefix[start : start + 64] = b"0" * 64
+    with open(out, "wb") as handle:
+        handle.write(write_archive(bytes(prefix), entries, int(epoch)))
+    os.chmod(out, 0o755)
+    return os.path.getsize(out)
+
+
+def templates(args, work, home, bundle):
+    """`plan` of the bundle with templates compiled at build time, with only their generated
+    source, and without them; then reading a large store."""
+    from playbook.runtime.templating import PRECOMPILED_CODE, PRECOMPILED_SOURCES
+
+    variants = [("marshal (as built)", bundle)]
+    sizes = {bundle: os.path.getsize(bundle)}
+    source_only = os.path.join(work, "deploy-template-sources.pyz")
+    sizes[source_only] = _rebuilt(bundle, source_only, lambda name: name.endswith(PRECOMPILED_CODE))
+    variants.append(("source + compile()", source_only))
+    none = os.path.join(work, "deploy-no-templates.pyz")
+    sizes[none] = _rebuilt(bundle, none, lambda name: name.endswith((PRECOMPILED_CODE, PRECOMPILED_SOURCES)))
+    variants.append(("Jinja on the host", none))
+    plan_args = ["plan", "--var", "ENVIRONMENT=prod"]
+    commands = {}
+    found = interpreters()
+    for label, python in found:
+        bare = {"HOME": home, "PATH": "/usr/bin:/bin", "PLAYBOOK_PYTHON": python}
+        for name, path in variants:
+            commands[(label, name)] = ([path] + plan_args, bare)
+    results = measure(commands, args.runs, work)
+    print("Templates compiled at build time: ./deploy.pyz plan --var ENVIRONMENT=prod (median of %d, ms wall/CPU; load %s)"
+          % (args.runs, "%.2f %.2f %.2f" % os.getloadavg()))
+    header = "%-6s" % "python" + "".join(" %20s" % name for name, _ in variants) + "   CPU as built - Jinja"
+    print(header)
+    print("-" * len(header))
+    for label, _ in found:
+        row = [results[(label, name)] for name, _ in variants]
+        print("%-6s" % label + "".join(" %20s" % cell(v) for v in row) + "   %+.1f ms" % (row[0][1] - row[-1][1]))
+    print("(\"as built\": each tree's own marshalled code; \"source + compile()\": the generated Python source only,\n"
+          " as an interpreter without a bytecode tree uses it; \"Jinja on the host\": no precompiled templates)")
+    print("size: %.3f MB as built, %.3f MB with the source only, %.3f MB without (+%.1f kB, +%.2f%%)"
+          % (sizes[bundle] / 1e6, sizes[source_only] / 1e6, sizes[none] / 1e6, (sizes[bundle] - sizes[none]) / 1e3,
+             100.0 * (sizes[bundle] - sizes[none]) / sizes[none]))
+    print()
+    for count in (1000, 10000):
+        large_store(work, count, args.runs)
+
+
+def large_store(work, count, runs):
+    """Read a store of `count` distinct templates the way a bundle does (zip importer, this
+    interpreter's marshal and the JSON source): the first lookup reads the index."""
+    import marshal
+    import zipfile
+    import zipimport
+
+    from playbook.runtime import templating
+    from playbook.runtime.plan import Node, Plan
+
+    nodes = [Node("n%d" % i, "Command", command="echo {{ X }} n%d '{{ Y }}' \"{{ X }}\"" % i, command_quoting=("plain", "single", "double"),
+                  templates=("command",)) for i in range(count)]
+    store = templating.precompile(Plan({"title": "t"}, {}, {}, nodes))
+    code = dict(store, code={key: marshal.dumps(compile(text, "<template>", "exec", dont_inherit=True)) for key, text in store["code"].items()})
+    path = os.path.join(work, "store-%d.zip" % count)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("tree/" + templating.PRECOMPILED_CODE, marshal.dumps(code), compresslevel=9)
+        archive.writestr(templating.PRECOMPILED_SOURCES, json.dumps(store).encode(), compresslevel=9)
+    keys = [templating._key(templating.TEMPLATE, n.command, True, n.command_quoting) for n in nodes]
+    env = templating.environment(True)
+    for tree, label in (("tree", "marshal"), (None, "source")):
+        first, later = [], []
+        for _ in range(runs):
+            reader = zipimport.zipimporter(path)
+            precompiled = templating.Precompiled(reader.get_data, tree)
+            start = time.perf_counter()
+            assert precompiled.code(keys[0]) is not None
+            middle = time.perf_counter()
+            for key in keys[1:11]:
+                assert precompiled.code(key) is not None
+            first.append(middle - start)
+            later.append((time.perf_counter() - middle) / 10)
+        print("store of %5d templates, %-7s: first lookup (reads the index) %6.2f ms, each further %.3f ms"
+              % (count, label, statistics.median(first) * 1000, statistics.median(later) * 1000))
+    jinja = []
+    for node in nodes[:runs]:
+        start = time.perf_counter()
+        env.from_string(templating._quote_outputs(env.parse(node.command), node.command_quoting))
+        jinja.append(time.perf_counter() - start)
+    print("  Jinja compiling one of these templates: %.3f ms" % (statistics.median(jinja) * 1000))
 
 
 if __name__ == "__main__":

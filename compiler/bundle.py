@@ -8,10 +8,14 @@ Layout of the file::
     zip archive, imported in place:
       __main__.py                        `python3 FILE`: runs the same boot code
       manifest.json, plan.json           read by name, through the zip importer
+      precompiled/templates.json         the Python code Jinja generates for the plan's templates
+                                         and expressions (runtime/templating.py, precompile)
       playbook/, jinja2/, rich/, ...     sources (the fallback for interpreters without bytecode)
       <name>-<version>.dist-info/        METADATA and entry_points.txt of each distribution
       py39/, py310/, ... py313/          legacy-layout bytecode (`name.pyc`), one tree per target
-                                         interpreter, unchecked-hash, compiled by that interpreter
+                                         interpreter, unchecked-hash, compiled by that interpreter;
+                                         with precompiled/templates.marshal, the same templates
+                                         compiled by it (the host skips Jinja's parser)
 
 Integrity: line 2 of the launcher holds the SHA-256 of the whole file computed with those 64
 digits as zeros; the boot code checks it before anything is imported from the archive. The
@@ -40,6 +44,7 @@ import time
 import zipfile
 
 from playbook.runtime.bundle import DIGEST_MARK, SIGN_NAMESPACE, identity_text
+from playbook.runtime.templating import PRECOMPILED_CODE, PRECOMPILED_SOURCES, precompile
 
 BUNDLE_FORMAT = 1
 BOOT_MARK = b"\n#=playbook-boot=\n"
@@ -485,7 +490,7 @@ def choose_targets(floor, pythons=(), interpreters=(), bytecode=True, warn=print
 
 
 _COMPILE = r"""
-import ast, importlib.util, json, os, sys
+import ast, importlib.util, json, marshal, os, sys
 from importlib._bootstrap_external import _code_to_hash_pyc
 
 def strip_docstrings(tree):
@@ -500,10 +505,10 @@ def strip_docstrings(tree):
                     del body[0]
     return tree
 
-jobs = json.load(sys.stdin)
-out = jobs.pop(0)
+job = json.load(sys.stdin)
+out = job["out"]
 errors = {}
-for disk, rel, nodoc in jobs:
+for disk, rel, nodoc in job["modules"]:
     with open(disk, "rb") as handle:
         source = handle.read()
     try:
@@ -521,6 +526,19 @@ for disk, rel, nodoc in jobs:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as handle:
         handle.write(data)
+# The runbook's templates: the Python code Jinja generated for them, compiled as Jinja compiles
+# it (file name "<template>", no inherited flags), marshalled for this interpreter version.
+store = job["templates"]
+if store is not None:
+    code = {}
+    for key, source in sorted(store["code"].items()):
+        try:
+            code[key] = marshal.dumps(compile(source, "<template>", "exec", dont_inherit=True))
+        except (SyntaxError, ValueError) as exc:
+            errors["template " + key] = "%s: %s" % (type(exc).__name__, exc)
+    store = dict(store, code=code)
+    with open(os.path.join(out, "templates.marshal"), "wb") as handle:
+        handle.write(marshal.dumps(store))
 json.dump(errors, sys.stdout)
 """
 
@@ -529,12 +547,14 @@ def strip_docstrings(rel):
     return rel.startswith(STRIP_DOCSTRINGS)
 
 
-def compile_tree(target, sources):
+def compile_tree(target, sources, templates=None):
     """{archive name of the .py: .pyc bytes} compiled by the target interpreter, and
-    {archive name: error} for files it cannot compile."""
+    {archive name: error} for files it cannot compile; and with `templates` (templating.precompile's
+    store) that store compiled by the target interpreter (marshal bytes), else None."""
     workdir = tempfile.mkdtemp(prefix="playbook-bytecode-")
     try:
-        jobs = [workdir] + [[disk, rel, strip_docstrings(rel)] for rel, disk in sorted(sources.items())]
+        modules = [[disk, rel, strip_docstrings(rel)] for rel, disk in sorted(sources.items())]
+        jobs = {"out": workdir, "modules": modules, "templates": templates}
         env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
         proc = subprocess.run(
             # no_debug_ranges: no column tables (3.11+), about a third of the bytecode's size;
@@ -558,7 +578,11 @@ def compile_tree(target, sources):
                 continue
             with open(os.path.join(workdir, rel + "c"), "rb") as handle:
                 compiled[rel] = handle.read()
-        return compiled, errors
+        templates_code = None
+        if templates is not None:
+            with open(os.path.join(workdir, "templates.marshal"), "rb") as handle:
+                templates_code = handle.read()
+        return compiled, errors, templates_code
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -706,15 +730,18 @@ def build(
 
     if targets is None:
         targets = choose_targets(floor, pythons, interpreters, bytecode, warn)
-    trees = compile_trees([t for t in targets if t.minor >= floor], sources, origin, warn)
+    templates = precompile(plan)
+    trees = compile_trees([t for t in targets if t.minor >= floor], sources, origin, warn, templates)
 
     epoch = build_epoch(epoch)
     manifest = make_manifest(plan, compiled.summary()["title"], plugins, dists, floor, floor_from, trees, epoch)
+    manifest["precompiled_templates"] = len(templates["code"])
     if approval_signers:
         manifest["approval_signers"] = read_allowed_signers(approval_signers)
     carried = {FILES_PREFIX + f.path: f.read() for f in compiled.files}
     manifest["files"] = [f.manifest_entry(carried[FILES_PREFIX + f.path]) for f in compiled.files]
     entries = archive_entries(plan, manifest, sources, dists, trees)
+    entries[PRECOMPILED_SOURCES] = json.dumps(templates, sort_keys=True, ensure_ascii=False).encode("utf-8")
     entries.update(carried)
     prefix = launcher(os.path.basename(output), manifest["runbook"]["title"], __version__, floor, trees.magic)
     executables = {FILES_PREFIX + f.path for f in compiled.files if f.executable}
@@ -815,9 +842,10 @@ class Trees:
             self.entries["%s/%s" % (target.tree, rel)] = None
 
 
-def compile_trees(targets: list, sources: dict, origin: dict, warn) -> Trees:
-    """Bytecode of the sources (but SOURCE_ONLY) for each target, compiled in parallel. A file
-    of playbook's own that does not compile is an error; one of a distribution stays source."""
+def compile_trees(targets: list, sources: dict, origin: dict, warn, templates: dict | None = None) -> Trees:
+    """Bytecode of the sources (but SOURCE_ONLY) for each target, compiled in parallel, and of
+    the runbook's `templates` (templating.precompile). A file of playbook's own that does not
+    compile is an error; one of a distribution stays source, a template is compiled on the host."""
     hot = {rel: disk for rel, disk in sources.items() if rel.endswith(".py") and not source_only(rel)}
     data_files = [rel for rel in sources if not rel.endswith(".py") and "/" in rel and not source_only(rel)]
     trees = Trees()
@@ -826,13 +854,18 @@ def compile_trees(targets: list, sources: dict, origin: dict, warn) -> Trees:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(targets), os.cpu_count() or 2))) as pool:
-        results = list(pool.map(lambda t: compile_tree(t, hot), targets))
-    for target, (pycs, errors) in zip(targets, results):
+        results = list(pool.map(lambda t: compile_tree(t, hot, templates), targets))
+    for target, (pycs, errors, templates_code) in zip(targets, results):
         for rel, error in sorted(errors.items()):
+            if rel.startswith("template "):
+                warn("a template does not compile with Python %s (%s); the host compiles it" % (target.label, error))
+                continue
             if origin.get(rel) == "playbook":
                 raise BundleError("%s does not compile with Python %s: %s" % (rel, target.label, error))
             warn("%s: no bytecode for Python %s (%s); it stays source" % (rel, target.label, error))
         trees.add(target, pycs, data_files)
+        if templates_code is not None:
+            trees.entries["%s/%s" % (target.tree, PRECOMPILED_CODE)] = templates_code
     return trees
 
 

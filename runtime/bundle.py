@@ -5,6 +5,8 @@ sys.path; it calls `main(path, argv, digest, tree)`. `--version`, `verify`, `ins
 `extract` are answered here without loading the engine; everything else goes to the runtime CLI
 (`playbook.runtime.cli.main(argv, bundle=context)`); the three bundle commands are dispatched
 here, so the runtime CLI never imports this module. Files inside the bundle are read by name through the zip importer.
+Before the runtime CLI starts, templating is given the bundle's templates compiled at build time
+(templating.Precompiled: read when first needed, from the bytecode tree in use, else as source).
 
 A bundle has one identity: the SHA-256 of the file as it is (what `sha256sum FILE` prints),
 shown as `bundle sha256: ...` by `playbook compile`, `verify`, `inspect` and the run header.
@@ -132,7 +134,9 @@ def _dispatch(path, argv, digest, tree):
         return EXIT_OK
     if argv and argv[0] in COMMANDS:
         return command(argv[0], argv[1:], bundle)
-    from . import cli
+    from . import cli, templating
+
+    templating.use_precompiled(templating.Precompiled(lambda name: read(path, name), tree))
 
     if argv and argv[0] in ("run", "resume"):
         directory = provide_files(bundle)
@@ -369,6 +373,8 @@ def _contents_lines(bundle, found):
     for dist in m.get("distributions", []):
         why = "needed by %s" % ", ".join(dist["required_by"]) if dist.get("required_by") else dist.get("role", "")
         lines.append("    %s %s (%s; Python %s)" % (dist["name"], dist["version"], why, dist.get("requires_python") or "any"))
+    if m.get("precompiled_templates"):
+        lines.append("    %d templates and expressions compiled at build time" % m["precompiled_templates"])
     for entry in m.get("files", []):
         mode = "executable" if entry.get("executable") else "read-only"
         lines.append("    file %s (%d bytes, %s, sha256 %s)" % (entry["path"], entry.get("size", 0), mode, entry["sha256"]))

@@ -232,11 +232,57 @@ def syntax_error_line(exc):
 def _compile(source, shell, quoting=()):
     try:
         env = environment(shell)
-        if shell:
-            return env.from_string(_quote_outputs(env.parse(source), quoting))
-        return env.from_string(source)
+        template = _precompiled_template(env, TEMPLATE, source, shell, quoting)
+        if template is not None:
+            return template
+        return env.from_string(_template_ast(env, source, shell, quoting))
     except Exception as exc:  # TemplateSyntaxError and friends
         raise TemplateError(_describe(exc)) from None
+
+
+def _template_ast(env, source, shell, quoting):
+    """The syntax tree a template is compiled from: a copy of the one `parse` keeps (the same
+    source is lexed and parsed once in a process, whether the compiler or the runtime asks
+    first), and for a command each value wrapped in the quoting the plan records."""
+    ast = _copy_tree(parse(source), env)
+    if shell:
+        return _quote_outputs(ast, quoting)
+    return ast
+
+
+def _copy_tree(node, env):
+    """A copy of a parsed syntax tree for `env` (the parser's environments differ only in what
+    code generation uses). Jinja's code generation folds constants in place and the quoting
+    wraps values, so the tree `parse` shares is never compiled itself; copying costs a fifth to
+    a tenth of parsing again."""
+    from jinja2.nodes import Node
+
+    copy = object.__new__(type(node))
+    fields = {}
+    for name, value in node.__dict__.items():
+        if isinstance(value, Node):
+            value = _copy_tree(value, env)
+        elif type(value) is list:
+            value = [_copy_tree(item, env) if isinstance(item, Node) else item for item in value]
+        fields[name] = value
+    if "environment" in fields:
+        fields["environment"] = env
+    copy.__dict__.update(fields)
+    return copy
+
+
+def _expression_ast(env, source):
+    """The template Jinja's `compile_expression` builds for an expression: `result = (expr)`."""
+    from jinja2 import nodes
+    from jinja2.exceptions import TemplateSyntaxError
+    from jinja2.parser import Parser
+
+    parser = Parser(env, source, state="variable")
+    expr = parser.parse_expression()
+    if not parser.stream.eos:
+        raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno, None, None)
+    expr.set_environment(env)
+    return nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)], lineno=1)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -315,10 +361,20 @@ def outputs_read(node, field):
     found = []
     for text in strings(getattr(node, field)):
         if is_template(text):
-            for _, arg in calls(parse(text), ("previous_node",)):
+            for arg in _previous_nodes(text):
                 if arg not in found:
                     found.append(arg)
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _previous_nodes(text):
+    """The first argument of each `previous_node(…)` call of a template (None when not constant)."""
+    if _precompiled is not None:
+        found = _precompiled.reads(_key(READS, text))
+        if found is not None:
+            return found
+    return tuple(arg for _, arg in calls(parse(text), ("previous_node",)))
 
 
 def render(source, values, shell=False, quoting=()):
@@ -349,7 +405,13 @@ def render_native(source, values):
 @functools.lru_cache(maxsize=4096)
 def _expression(source):
     try:
-        return environment(False).compile_expression(source, undefined_to_none=False)
+        from jinja2.environment import TemplateExpression
+
+        env = environment(False)
+        template = _precompiled_template(env, EXPRESSION, source)
+        if template is None:
+            template = env.from_string(_expression_ast(env, source))
+        return TemplateExpression(template, False)  # as compile_expression(undefined_to_none=False)
     except Exception as exc:
         raise TemplateError(_describe(exc)) from None
 
@@ -443,3 +505,215 @@ def render_node(node, values, at_start=False):
     changes = {field: render_field(node, field, values) for field in pending}
     changes[key] = ()
     return node.copy(**changes)
+
+
+# -- templates compiled when a bundle is built ---------------------------------------------------
+# `playbook compile` puts into the bundle the Python code Jinja generates for every template and
+# expression the host may compile for the plan (`precompile`): as source (PRECOMPILED_SOURCES,
+# JSON) and, for each bytecode tree, compiled by that tree's interpreter (PRECOMPILED_CODE,
+# marshal, which is only read by the interpreter version that wrote it). The host then skips
+# Jinja's lexer, parser and code generator. An entry is keyed by the SHA-256 of what it was
+# compiled from (kind, source, shell, quoting); a store holds the signature of the environments
+# it was compiled for (Jinja's version and the sandbox's settings, filters and finalize). A store
+# with another signature is not used; an entry that is missing or does not load is compiled from
+# its source here, as without a store.
+PRECOMPILED_FORMAT = 1
+PRECOMPILED_SOURCES = "precompiled/templates.json"  # in the archive
+PRECOMPILED_CODE = "precompiled/templates.marshal"  # in each bytecode tree (py39/…)
+TEMPLATE = "template"  # a field's template; shell and quoting as `_compile`
+EXPRESSION = "expression"  # an expression as `evaluate` compiles it (`when`, single `{{ … }}`)
+READS = "reads"  # the steps a run-time template reads the outputs of (`outputs_read`)
+
+_precompiled = None  # the running bundle's Precompiled, if any
+
+
+def _key(kind, source, shell=False, quoting=()):
+    import hashlib
+
+    return hashlib.sha256(json.dumps([kind, source, shell, list(quoting)]).encode("utf-8")).hexdigest()
+
+
+def precompiled_signature() -> str:
+    """What generated code depends on besides a template's own source: Jinja's version and the
+    settings of both environments. A store compiled for another signature is never used."""
+    import hashlib
+
+    import jinja2
+
+    parts: list = [PRECOMPILED_FORMAT, jinja2.__version__]
+    for shell in (False, True):
+        env = environment(shell)
+        parts.append(
+            (
+                "%s.%s" % (type(env).__module__, type(env).__qualname__),
+                env.undefined.__name__,
+                getattr(env.finalize, "__name__", None),
+                env.autoescape,
+                env.optimized,
+                env.is_async,
+                env.keep_trailing_newline,
+                env.trim_blocks,
+                env.lstrip_blocks,
+                env.newline_sequence,
+                env.block_start_string,
+                env.block_end_string,
+                env.variable_start_string,
+                env.variable_end_string,
+                env.comment_start_string,
+                env.comment_end_string,
+                env.line_statement_prefix,
+                env.line_comment_prefix,
+                sorted(env.filters),
+                sorted(env.tests),
+                sorted(env.extensions),
+            )
+        )
+    return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()
+
+
+class Precompiled:
+    """The templates a bundle carries compiled. `read(name)` returns an archive member's bytes;
+    `tree` is the bytecode tree the running interpreter uses (None: no tree, or not its
+    version). The store is read when first asked for an entry, each entry loaded when asked for."""
+
+    def __init__(self, read, tree=None):
+        self._read = read
+        self._tree = tree
+        # ({key: marshalled code (bytes) or generated Python source (str)}, {key: reads}) once read
+        self._loaded: tuple | None = None
+
+    def _entries(self) -> tuple:
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded
+
+    def _load(self):
+        signature = precompiled_signature()
+        loaders = [self._load_sources]
+        if self._tree:
+            loaders.insert(0, self._load_code)
+        for load in loaders:
+            try:
+                store = load()
+                if store["format"] == PRECOMPILED_FORMAT and store["signature"] == signature:
+                    return dict(store["code"]), dict(store["reads"])
+            except Exception:  # absent or damaged: the next one, else none
+                continue
+        return {}, {}
+
+    def _load_code(self):
+        import marshal
+
+        return marshal.loads(self._read("%s/%s" % (self._tree, PRECOMPILED_CODE)))
+
+    def _load_sources(self):
+        return json.loads(self._read(PRECOMPILED_SOURCES).decode("utf-8"))
+
+    def code(self, key):
+        """The code object of an entry, or None (missing, or it does not load)."""
+        found = self._entries()[0].get(key)
+        try:
+            if isinstance(found, bytes):
+                import marshal
+
+                code = marshal.loads(found)
+            elif isinstance(found, str):
+                code = compile(found, "<template>", "exec", dont_inherit=True)
+            else:
+                return None
+        except Exception:
+            return None
+        import types
+
+        return code if isinstance(code, types.CodeType) else None
+
+    def reads(self, key):
+        """The `previous_node` arguments of a run-time template (a tuple), or None."""
+        found = self._entries()[1].get(key)
+        if isinstance(found, (list, tuple)) and all(arg is None or isinstance(arg, str) for arg in found):
+            return tuple(found)
+        return None
+
+
+def use_precompiled(store) -> None:
+    """Compile templates from `store` (a Precompiled; None: from their sources) from now on."""
+    global _precompiled
+    _precompiled = store
+    _compile.cache_clear()
+    _expression.cache_clear()
+    _previous_nodes.cache_clear()
+
+
+def _precompiled_template(env, kind, source, shell=False, quoting=()):
+    """The template of a precompiled entry, or None (no store, no entry, or it does not load)."""
+    if _precompiled is None:
+        return None
+    code = _precompiled.code(_key(kind, source, shell, quoting))
+    if code is None:
+        return None
+    try:
+        return env.template_class.from_code(env, code, env.make_globals(None), None)
+    except Exception:  # compiled from the source instead
+        return None
+
+
+def precompile(plan) -> dict:
+    """What a bundle of `plan` carries for its host: {"format", "signature", "code": {key:
+    Python source generated by Jinja}, "reads": {key: [previous_node arguments]}} for every
+    template and expression of the plan that is compiled there (what `render_field`, `bind`,
+    `evaluate` and `outputs_read` meet). One that does not compile is left out: the host then
+    reports its error as it would without a store."""
+    wanted: dict = {}
+
+    def text(source, shell=False, quoting=()):
+        if is_template(source):
+            wanted[_key(TEMPLATE, source, shell, quoting)] = (TEMPLATE, source, shell, tuple(quoting))
+
+    def native(value):
+        for source in strings(value):
+            match = _SINGLE_EXPR.match(source) if is_template(source) else None
+            if match and "{{" not in match.group("expr") and "}}" not in match.group("expr"):
+                expression(match.group("expr"))
+            else:
+                text(source)
+
+    def expression(source):
+        wanted[_key(EXPRESSION, source.strip())] = (EXPRESSION, source.strip(), False, ())
+
+    for key in plan.runbook.get("templates", ()):
+        text(plan.runbook.get(key))
+    native(plan.plugin_config)
+    reads = {}
+    for node in plan.nodes:
+        for field in tuple(node.templates) + tuple(node.runtime_templates):
+            value = getattr(node, field)
+            if field == "command":
+                text(value, True, node.command_quoting)
+            elif field in ("function_params", "plugin_config", "timeout", "critical"):
+                native(value)
+            else:
+                for source in strings(value):
+                    text(source)
+        for field in node.runtime_templates:
+            for source in strings(getattr(node, field)):
+                if is_template(source):
+                    try:
+                        reads[_key(READS, source)] = list(_previous_nodes(source))
+                    except TemplateError:
+                        pass
+        if node.when is not None and node.when_value is None:
+            expression(node.when)
+    code = {}
+    for key, (kind, source, shell, quoting) in wanted.items():
+        try:
+            env = environment(shell)
+            ast = _expression_ast(env, source) if kind == EXPRESSION else _template_ast(env, source, shell, quoting)
+            code[key] = env.compile(ast, raw=True)
+        except Exception:
+            continue
+    return {
+        "format": PRECOMPILED_FORMAT,
+        "signature": precompiled_signature(),
+        "code": dict(sorted(code.items())),
+        "reads": dict(sorted(reads.items())),
+    }

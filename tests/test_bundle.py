@@ -706,6 +706,7 @@ def test_inspect_in_words(deploy, home):
     assert "CPython 3.9 or newer" in text
     assert "taken on this host:  APP_NAME, BREAK_HEALTH_CHECK, DEPLOY_TIMEOUT, ENVIRONMENT" in text
     assert "Jinja2 3." in text and "needed by Jinja2" in text
+    assert "    18 templates and expressions compiled at build time" in text
     assert "built:        2023-11-14T22:13:20Z" in text
 
 
@@ -866,3 +867,207 @@ def test_a_newer_bundle_continues_an_older_bundles_run_with_replan(tmp_path, hom
     done = run([new, "resume", "--replan", "--state-path", db], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert side.read_text().splitlines() == ["one", "two"]
+
+
+# -- templates compiled at build time ------------------------------------------------------------
+# A run of a bundle, with an in-process probe in front of the boot code: it counts the calls of
+# Jinja's parser (jinja2/parser.py Parser.__init__, which lexes), of its code generator
+# (jinja2/compiler.py generate), and Python's compile() of generated template code (file name
+# "<template>"), and prints the counts on stderr at exit.
+_JINJA_PROBE = r"""
+import sys, atexit, threading
+counts = {"parser": 0, "codegen": 0, "compile": 0}
+def _probe(frame, event, arg):
+    if event == "call":
+        code = frame.f_code
+        name = code.co_filename.replace("\\", "/")
+        if name.endswith("jinja2/parser.py") and code.co_name == "__init__":
+            counts["parser"] += 1
+        elif name.endswith("jinja2/compiler.py") and code.co_name == "generate":
+            counts["codegen"] += 1
+def _audit(event, args):
+    if event == "compile" and len(args) > 1 and args[1] == "<template>":
+        counts["compile"] += 1
+sys.setprofile(_probe)
+threading.setprofile(_probe)
+sys.addaudithook(_audit)
+atexit.register(lambda: sys.stderr.write("JINJA-PROBE %d %d %d\n" % (counts["parser"], counts["codegen"], counts["compile"])))
+exec(compile(open(sys.argv[1], "rb").read(65536).split(b"\n#=playbook-boot=\n")[1], "boot", "exec"))
+"""
+
+
+def probed(python, bundle, args, env):
+    """(process, {"parser", "codegen", "compile"} counts) of `python bundle args` with the probe."""
+    proc = run([python, "-I", "-S", "-c", _JINJA_PROBE, bundle] + list(args), env)
+    found = re.findall(r"^JINJA-PROBE (\d+) (\d+) (\d+)$", proc.stderr, re.M)
+    assert len(found) == 1, proc.stderr[-2000:]
+    return proc, dict(zip(("parser", "codegen", "compile"), map(int, found[0])))
+
+
+def _without_precompiled(entries):
+    for name in [n for n in entries if n.endswith(("precompiled/templates.json", "precompiled/templates.marshal"))]:
+        del entries[name]
+
+
+def _hostile_runbook():
+    """Every command position of the shell oracle, each with three of its payloads (one variable
+    per payload), a run-time template, a `when`, a typed timeout and a prompt."""
+    from test_shell_oracle import HOSTILE, PAYLOADS, SCRIPTS, SNIPPETS
+
+    values = list(dict.fromkeys(PAYLOADS + HOSTILE))
+    commands = [template for _, template, _, _ in SNIPPETS] + [template for name, template, _ in SCRIPTS if name != "python-script"]
+    commands.append("#!/usr/bin/env python3\nprint({{ X | tojson }})\n")
+    lines = ['[runbook]\ntitle = "Hostile {{ P3 }}"\nshell = "/bin/bash"\n\n[variables]']
+    lines += ["P%d = { required = true }" % number for number in range(len(values))]
+    lines.append("N = { default = 3, type = \"int\" }")
+    for number, template in enumerate(commands):
+        for offset in (0, 9, 17):
+            variable = "P%d" % ((number + offset) % len(values))
+            lines += ["", "[c%d_%d]" % (number, offset), 'type = "Command"', "command_name = %s" % json.dumps(template.replace("X", variable))]
+    lines += [
+        "",
+        "[later]",
+        'type = "Command"',
+        'command_name = "printf %s {{ previous_node(\'c0_0\').stdout }} \'{{ P12 }}\'"',
+        'when = "{{ N > 2 and P1 != \'x\' }}"',
+        'timeout = "{{ N * 10 }}"',
+        'prompt_before = "Go on with {{ P14 }}?"',
+        'depends_on = ["c0_0"]',
+    ]
+    return "\n".join(lines) + "\n", values
+
+
+@pytest.fixture(scope="module")
+def hostile(work):
+    """A bundle of _hostile_runbook (bytecode for every interpreter), the same bundle without its
+    precompiled templates, and the --var arguments of the payloads."""
+    (work / "hostile").mkdir()
+    text, values = _hostile_runbook()
+    runbook = work / "hostile" / "hostile.playbook.toml"
+    runbook.write_text(text)
+    bundle = compile_bundle(runbook, work / "hostile" / "hostile.pyz")
+    args = []
+    for number, value in enumerate(values):
+        args += ["--var", "P%d=%s" % (number, value)]
+    return bundle, _rebuilt(bundle, _without_precompiled), args
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=_label)
+def test_precompiled_templates_render_byte_identically_to_their_sources(hostile, home, python):
+    """`plan --json` (every command rendered with hostile values, the title, the `when`, the
+    typed timeout) of the bundle is the same bytes as that of the same bundle without its
+    precompiled templates; the first never runs Jinja's parser or code generator."""
+    bundle, stripped, args = hostile
+    env = bare_env(home)
+    for command in (["plan", "--json"], ["plan"]):
+        precompiled, counts = probed(python, bundle, command + args, env)
+        assert precompiled.returncode == 0, precompiled.stderr[-2000:]
+        assert counts == {"parser": 0, "codegen": 0, "compile": 0}
+        compiled_here, counts = probed(python, stripped, command + args, env)
+        assert compiled_here.returncode == 0, compiled_here.stderr[-2000:]
+        assert counts["parser"] > 100 and counts["codegen"] > 100
+        assert precompiled.stdout == compiled_here.stdout
+    assert "touch CANARY" in precompiled.stdout and "Hostile" in precompiled.stdout
+
+
+def test_precompiled_templates_in_the_bundle(deploy):
+    """The JSON store holds the code Jinja generates for the plan (templating.precompile), each
+    bytecode tree the same code marshalled by its own interpreter."""
+    from playbook.runtime import templating
+    from playbook.runtime.plan import Plan
+
+    with zipfile.ZipFile(deploy) as archive:
+        store = json.loads(archive.read(templating.PRECOMPILED_SOURCES))
+        manifest = json.loads(archive.read("manifest.json"))
+        plan = Plan.loads(archive.read("plan.json"))
+        trees = {b["tree"]: archive.read("%s/%s" % (b["tree"], templating.PRECOMPILED_CODE)) for b in manifest["bytecode"]}
+    assert store == json.loads(json.dumps(templating.precompile(plan)))
+    assert manifest["precompiled_templates"] == len(store["code"]) == 18
+    assert store["reads"] == {templating._key(templating.READS, plan.by_id["deploy_application"].command): ["build_app"]}
+    tree = "py%d%d" % sys.version_info[:2]
+    if tree in trees:
+        mine = marshal.loads(trees[tree])
+        assert (mine["format"], mine["signature"], mine["reads"]) == (store["format"], store["signature"], store["reads"])
+        assert sorted(mine["code"]) == sorted(store["code"])
+        for key, code in mine["code"].items():
+            assert marshal.loads(code).co_code == compile(store["code"][key], "<template>", "exec", dont_inherit=True).co_code
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=_label)
+def test_plan_and_run_of_a_bundle_skip_jinjas_parser(deploy, ops, home, tmp_path, python):
+    """With its bytecode tree the deployment bundle's plan and runs (both paths) never lex,
+    parse, generate or compile a template; the ops bundle has bytecode only for the building
+    interpreter, so the others compile the stored Python source of its templates, still without
+    Jinja's parser."""
+    env = bare_env(home)
+    db = tmp_path / "run.db"
+    for args, code in (
+        (["plan", "--var", "ENVIRONMENT=prod"], 0),
+        (["run", "--auto-approve", "--var", "ENVIRONMENT=prod", "--state-path", db], 0),
+        (["run", "--auto-approve", "--var", "ENVIRONMENT=dev", "--var", "BREAK_HEALTH_CHECK=true", "--state-path", db], 1),
+    ):
+        proc, counts = probed(python, deploy, args, env)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        assert counts == {"parser": 0, "codegen": 0, "compile": 0}, args
+    proc, counts = probed(python, ops, ["plan", "--var", "FLAG=/nonexistent"], env)
+    assert proc.returncode == 0 and "test -e /nonexistent" in proc.stdout, proc.stderr
+    own = "py%d%d" % sys.version_info[:2] == _label(python).replace(".", "")
+    assert counts == {"parser": 0, "codegen": 0, "compile": 0 if own else 1}
+
+
+def _damage_trees(entries, damage):
+    from playbook.runtime import templating
+
+    trees = [name for name in entries if name.endswith(templating.PRECOMPILED_CODE)]
+    store = json.loads(entries[templating.PRECOMPILED_SOURCES])
+    first = sorted(store["code"])[0]
+    if damage == "no stores in the trees":
+        for name in trees:
+            del entries[name]
+    elif damage == "damaged stores":
+        for name in trees:
+            entries[name] = entries[name][: len(entries[name]) // 2]
+        entries[templating.PRECOMPILED_SOURCES] = b'{"format": 1, "signature": '
+    elif damage == "another signature":
+        for name in trees:
+            entries[name] = marshal.dumps(dict(marshal.loads(entries[name]), signature="0" * 64))
+        entries[templating.PRECOMPILED_SOURCES] = json.dumps(dict(store, signature="0" * 64)).encode()
+    elif damage == "one damaged entry":
+        for name in trees:
+            loaded = marshal.loads(entries[name])
+            loaded["code"][first] = b"\x00not marshal"
+            entries[name] = marshal.dumps(loaded)
+        store["code"][first] = "def root(:\n"
+        entries[templating.PRECOMPILED_SOURCES] = json.dumps(store).encode()
+
+
+PLAN_PROD = ["plan", "--json", "--var", "ENVIRONMENT=prod"]
+
+
+@pytest.fixture(scope="module")
+def deploy_plans(deploy, work):
+    """{interpreter: the deployment bundle's `plan --json` for prod}."""
+    found = {}
+    for python in INTERPRETERS:
+        proc = run([deploy] + PLAN_PROD, bare_env(work, python))
+        assert proc.returncode == 0, proc.stderr
+        found[python] = proc.stdout
+    return found
+
+
+@pytest.mark.parametrize("damage", ["no stores in the trees", "damaged stores", "another signature", "one damaged entry"])
+def test_a_missing_or_damaged_precompiled_store_falls_back_to_the_sources(deploy, deploy_plans, home, damage):
+    """Whatever is wrong with the precompiled templates, the plan is the same bytes: a store
+    missing from the trees is taken from the JSON sources (compiled here), a damaged store or one
+    compiled for another environment is not used, a damaged entry is compiled from its template."""
+    rebuilt = _rebuilt(deploy, lambda entries: _damage_trees(entries, damage))
+    for python in INTERPRETERS:
+        proc, counts = probed(python, rebuilt, PLAN_PROD, bare_env(home))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout == deploy_plans[python]
+        if damage == "no stores in the trees":
+            assert counts == {"parser": 0, "codegen": 0, "compile": 14}  # each template the plan shows, once
+        elif damage == "one damaged entry":
+            assert counts["parser"] == counts["codegen"] == 1
+        else:
+            assert counts["parser"] > 10 and counts["codegen"] > 10

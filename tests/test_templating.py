@@ -1,6 +1,7 @@
 """runtime/templating.py and runtime/conditions.py: sandboxed Jinja, shell quoting, typed values,
 `when` expressions that fail closed, and the run/skip rules of DESIGN.md section 3."""
 
+import json
 import subprocess
 
 import pytest
@@ -328,3 +329,208 @@ def test_in_words():
     assert conditions.in_words(Node("n", "Command")) == "always runs"
     assert conditions.in_words(Node("n", "Command", [Dep("a", "done")])) == "runs if a ran (succeeded or failed)"
     assert conditions.in_words(Node("n", "Command", skip=True)) == "never runs: disabled (skip = true)"
+
+
+# -- each template compiled once in a process; templates compiled when a bundle is built --------
+def _count_jinja(monkeypatch):
+    """Count, per source text, the lexer/parser runs (jinja2's Parser) and code generations."""
+    import collections
+
+    import jinja2.environment
+    import jinja2.parser
+
+    counts = {"parsed": collections.Counter(), "generated": 0}
+    parser_init = jinja2.parser.Parser.__init__
+    generate = jinja2.environment.Environment._generate
+
+    def counted_init(self, environment, source, *args, **kwargs):
+        counts["parsed"][source] += 1
+        return parser_init(self, environment, source, *args, **kwargs)
+
+    def counted_generate(self, *args, **kwargs):
+        counts["generated"] += 1
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.parser.Parser, "__init__", counted_init)
+    monkeypatch.setattr(jinja2.environment.Environment, "_generate", counted_generate)
+    for cached in (templating.parse, templating.analyze, templating._compile, templating._expression, templating._previous_nodes):
+        cached.cache_clear()
+    return counts
+
+
+def test_a_run_of_a_runbook_parses_each_distinct_template_once(tmp_path, monkeypatch, capsys):
+    """`playbook run FILE` (compiler and runtime in one process, nothing cached on disk): a
+    command shared by 100 steps, the title, a `when` and a run-time template are each lexed and
+    parsed once, whether the compiler (checks, baking) or the runtime (rendering) asks first,
+    and compiled to Python once per quoting."""
+    from playbook.compiler.main import dispatch
+
+    steps = "".join(
+        '[s%d]\ntype = "Command"\ncommand_name = "echo {{ X }} {{ Y }} >/dev/null"\nwhen = "{{ X != \'z\' }}"\ndepends_on = []\n' % i
+        for i in range(100)
+    )
+    runbook = tmp_path / "many.playbook.toml"
+    runbook.write_text(
+        '[runbook]\ntitle = "Many {{ X }}"\n[variables]\nX = { default = "a b" }\nY = { default = "$(c)" }\n'
+        + steps
+        + '[last]\ntype = "Command"\ncommand_name = "echo {{ previous_node(\'s1\').stdout }}"\ndepends_on = ["s1"]\n'
+    )
+    counts = _count_jinja(monkeypatch)
+    code = dispatch(["run", str(runbook), "--auto-approve", "--no-output", "--state-path", str(tmp_path / "state.db")])
+    assert code == 0, capsys.readouterr()
+    assert dict(counts["parsed"]) == {
+        "Many {{ X }}": 1,
+        "echo {{ X }} {{ Y }} >/dev/null": 1,
+        "echo {{ previous_node('s1').stdout }}": 1,
+        "{{ X != 'z' }}": 1,  # the compiler's analysis of the `when`
+        "X != 'z'": 1,  # the `when` compiled as an expression
+    }
+    assert counts["generated"] == 4  # title, the shared command, the run-time command, the `when`
+
+
+CORPUS = [
+    "plain {{ X }} text",
+    "{% for a, b in items %}{{ a ~ b | upper }}-{{ loop.index }}{% set c = 1 %}{{ c }}{% endfor %}{{ z }}",
+    "{% macro m(p, q=2) %}{{ p }}{{ q }}{% endmacro %}{{ m(1) }}{% if k %}{% set y = 2 %}{% else %}{% set y = 3 %}{% endif %}{{ y }}",
+    "{{ (1 + 2) * x }} {{ 'a' | upper }} {{ [1, 2] | join(',') }} {{ {'a': 1}['a'] }} {{ x.y['z'] }} {# a comment #}",
+    "{% raw %}{{ not a value }}{% endraw %}{{ X | default('d') }}\n",
+    "{{ previous_node('build').stdout | trim }} {{ runbook_dir }}/x",
+]
+COMMANDS = [
+    "printf %s {{ X }} '{{ X }}' \"{{ X }}\" --o={{ X }}. {{ X | raw }}",
+    "{% if true %}printf %s {% else %}printf %s{% endif %} {{ X }} > out",
+    "{% for i in [1, 2] %}: {{ i }}; printf %s {{ X }} >> out; {% endfor %}",
+    "for v in a {{ X }}; do printf %s \"$v\"; done; echo {{ 1 + 2 }}",
+    "#!/usr/bin/env python3\nprint({{ X | tojson }})\n",
+]
+
+
+@pytest.mark.parametrize("text, shell_mode", [(t, False) for t in CORPUS + COMMANDS] + [(t, True) for t in COMMANDS])
+def test_a_copy_of_the_shared_syntax_tree_compiles_to_the_same_code(text, shell_mode):
+    """Templates are compiled from a copy of the tree `parse` shares: the Python code is the same
+    as from a fresh parse of the source, for text and for commands with their quoting, and
+    compiling does not change the shared tree (code generation folds constants in place)."""
+    env = templating.environment(shell_mode)
+    if shell_mode:
+        analysis = shell.analyse(text, "python3" if text.startswith("#!") else None)
+        assert analysis.problems == ()
+        fresh = templating._quote_outputs(env.parse(text), analysis.quoting)
+        copied = templating._template_ast(env, text, True, analysis.quoting)
+    else:
+        fresh, copied = text, templating._template_ast(env, text, False, ())
+    before = repr(templating.parse(text))
+    assert env.compile(copied, raw=True) == env.compile(fresh, raw=True)
+    assert repr(templating.parse(text)) == before
+
+
+EXPRESSIONS = ["X != 'z'", "a and (b or not c)", "n > 2 * 3", "'x' in items | map('upper') | list", "has_succeeded('a')"]
+
+
+@pytest.mark.parametrize("expression", EXPRESSIONS)
+def test_expressions_compile_to_the_code_of_jinjas_compile_expression(expression):
+    """An expression is compiled as `Environment.compile_expression` compiles it (the same
+    template `result = (expr)`), so that its precompiled code can be made without Jinja's method."""
+    env = templating.environment(False)
+    generated = []
+    original = env._generate
+    env._generate = lambda *args, **kwargs: generated.append(original(*args, **kwargs)) or generated[-1]
+    try:
+        env.compile_expression(expression, undefined_to_none=False)
+    finally:
+        del env._generate
+    assert env.compile(templating._expression_ast(env, expression), raw=True) == generated[0]
+
+
+def _precompiled_plan(text):
+    plan = compile_source(source.parse(text, "p.toml")).plan
+    return plan, templating.precompile(plan)
+
+
+PRECOMPILED_RUNBOOK = """
+[runbook]
+title = "Deploy {{ APP }}"
+[variables]
+APP = { required = true }
+N = { required = true, type = "int" }
+[build]
+type = "Command"
+command_name = "printf %s {{ APP }} '{{ APP }}' \\"{{ APP }}\\" && echo {{ N }}"
+timeout = "{{ N }}"
+[after]
+type = "Command"
+command_name = "echo {{ previous_node('build').stdout }} {{ APP }}"
+when = "{{ N > 1 }}"
+depends_on = ["build"]
+[note]
+type = "Manual"
+prompt_after = "Ship {{ APP }}?"
+"""
+HOSTILE_VALUES = {"APP": "'; touch CANARY; \"$(id)\" `id` \\\n{{ X }}", "N": 7}
+
+
+def _render_everything(plan, values):
+    from playbook.runtime import session
+
+    bound = session.bind(plan, values)
+    after = bound.by_id["after"]
+    return (
+        bound.runbook["title"],
+        [node.to_json() for node in bound.nodes],
+        templating.render_node(after, dict(values, previous_node=lambda n: {"stdout": "x'y"}), at_start=True).command,
+        conditions.evaluate_when(after.when, values, {}),
+        templating.outputs_read(after, "command"),
+        _error(lambda: conditions.evaluate_when(after.when, dict(values, N="x"), {})),  # fails at render time
+        _error(lambda: templating.render(after.command, dict(values, previous_node=None), shell=True, quoting=after.command_quoting)),
+    )
+
+
+def _error(call):
+    with pytest.raises((TemplateError, conditions.ConditionError)) as info:
+        call()
+    return str(info.value)
+
+
+def test_a_precompiled_store_renders_exactly_as_the_sources_without_parsing(monkeypatch):
+    plan, store = _precompiled_plan(PRECOMPILED_RUNBOOK)
+    # the title, two commands, the prompt, the `when` and the timeout (expressions); one run-time template
+    assert len(store["code"]) == 6 and len(store["reads"]) == 1
+    expected = _render_everything(plan, HOSTILE_VALUES)
+    data = {templating.PRECOMPILED_SOURCES: json.dumps(store).encode()}
+    try:
+        templating.use_precompiled(templating.Precompiled(data.__getitem__))
+        counts = _count_jinja(monkeypatch)
+        assert _render_everything(plan, HOSTILE_VALUES) == expected
+        assert sum(counts["parsed"].values()) == 0 and counts["generated"] == 0
+    finally:
+        templating.use_precompiled(None)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["no store", "not JSON", "another signature", "another format", "an entry that does not compile", "an entry of another type", "reads of another type"],
+)
+def test_a_damaged_precompiled_store_falls_back_to_the_sources(monkeypatch, damage):
+    plan, store = _precompiled_plan(PRECOMPILED_RUNBOOK)
+    expected = _render_everything(plan, HOSTILE_VALUES)
+    first = sorted(store["code"])[0]
+    if damage == "another signature":
+        store["signature"] = "0" * 64
+    elif damage == "another format":
+        store["format"] = templating.PRECOMPILED_FORMAT + 1
+    elif damage == "an entry that does not compile":
+        store["code"][first] = "def root(:\n"
+    elif damage == "an entry of another type":
+        store["code"][first] = 42
+    elif damage == "reads of another type":
+        store["reads"] = {key: [1] for key in store["reads"]}
+    data = {templating.PRECOMPILED_SOURCES: b"{not json" if damage == "not JSON" else json.dumps(store).encode()}
+    if damage == "no store":
+        data = {}
+    try:
+        templating.use_precompiled(templating.Precompiled(data.__getitem__))
+        counts = _count_jinja(monkeypatch)
+        assert _render_everything(plan, HOSTILE_VALUES) == expected
+        partly = damage.startswith("an entry") or damage.startswith("reads")
+        assert 0 < sum(counts["parsed"].values()) < (4 if partly else 99)
+    finally:
+        templating.use_precompiled(None)
