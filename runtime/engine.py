@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from . import conditions, executors, templating
 from .conditions import FAILED, SKIPPED, SUCCEEDED
 from .errors import EXIT_ABORTED, EXIT_FAILED, EXIT_OK
+from .plan import slotted
 from .secrets import Masker, MaskedUI
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
@@ -62,6 +63,7 @@ class Options:
         self.parallel = max(1, int(self.parallel))
 
 
+@slotted
 @dataclass
 class StepResult:
     """What a step has come to so far in this run: what the schedule, `when` expressions and
@@ -140,7 +142,7 @@ class Engine:
         self.index = {node.id: i for i, node in enumerate(self.nodes)}
         self.results = {node.id: StepResult() for node in self.nodes}
         self.final: set[str] = set()
-        self.attempt_numbers: dict[str, int] = {}
+        self.attempt_numbers: dict[str, int] | None = None  # node id -> its next attempt number
         self.followed: set[str] = set()
         self.awaiting_approval: dict[str, int] = {}  # node id -> attempt id whose approval is still missing
         self.completed = False  # every node reached a final state
@@ -161,10 +163,11 @@ class Engine:
 
     # -- helpers ---------------------------------------------------------------------------
     def _next_attempt(self, node_id):
-        number = self.attempt_numbers.get(node_id)
-        if number is None:
-            number = self.store.next_attempt_number(self.run_id, node_id)
-        self.attempt_numbers[node_id] = number + 1
+        numbers = self.attempt_numbers
+        if numbers is None:  # the attempts of earlier sessions, read once
+            numbers = self.attempt_numbers = {k: n + 1 for k, n in self.store.attempt_numbers(self.run_id).items()}
+        number = numbers.get(node_id, 1)
+        numbers[node_id] = number + 1
         return number
 
     def _finish(self, node, status, result=None, reason=None):
