@@ -153,6 +153,7 @@ class Engine:
                 self._downstream[up].append(node.id)
         self._lock = threading.Lock()
         self._prepared: dict[str, Any] = {}  # node id -> the node rendered at its start (or the TemplateError)
+        self._announce: dict[str, Any] = {}  # node id -> its node_started event, shown once its command started
         self.waiting_for: str | None = None  # the step whose approval the run waits for
         self.halted: str | None = None  # why nothing new may start (the terminal hung up), or None
 
@@ -383,8 +384,14 @@ class Engine:
         self.session_attempts[node.id] = self.session_attempts.get(node.id, 0) + 1
         attempt_id = self.store.start_attempt(self.run_id, node.id, number)
         prepared = self._prepared[node.id] = self._prepare(node)
-        command = node.command if isinstance(prepared, templating.TemplateError) else prepared.command
-        self.ui.event("node_started", node=node, attempt=number, command=command)
+        if isinstance(prepared, templating.TemplateError):
+            self.ui.event("node_started", node=node, attempt=number, command=node.command)
+        elif node.type == "Command" and not prepared.interactive:
+            # shown once its command has started (see _execute): the line is written while the
+            # command runs instead of before it starts, so that it costs the step no time
+            self._announce[node.id] = (node, number, prepared.command)
+        else:
+            self.ui.event("node_started", node=node, attempt=number, command=prepared.command)
         return attempt_id, number
 
     # -- fields rendered when the step starts ----------------------------------------------
@@ -448,8 +455,22 @@ class Engine:
             self.ui.event("message", text="%s: %s" % (node.id, fields["error"]))
         elif node.type == "Command":
             node = prepared
+            announce = [self._announce.pop(node.id, None)]
+
+            def announced():
+                """The node_started event, once: when the command has started (or ended without)."""
+                event = announce[0]
+                if event is not None:
+                    announce[0] = None
+                    self.ui.event("node_started", node=event[0], attempt=event[1], command=event[2])
+
+            def on_start(pgid, ticks):
+                self.store.set_attempt_process(attempt_id, pgid, ticks)
+                announced()
 
             def on_output(stream, text):
+                if announce[0] is not None:
+                    announced()
                 self.ui.event("node_output", node=node, stream=stream, text=text)
 
             try:
@@ -461,12 +482,14 @@ class Engine:
                     timeout=node.timeout if node.timeout is not None else self.options.default_timeout,
                     interactive=node.interactive,
                     on_output=on_output,
-                    on_start=lambda pgid, ticks: self.store.set_attempt_process(attempt_id, pgid, ticks),
+                    on_start=on_start,
                     kill_grace=self.options.kill_grace,
                 )
             except BaseException:
+                announced()
                 self.store.finish_attempt(attempt_id, "interrupted", error="interrupted by a signal")
                 raise
+            announced()
             fields = {
                 "exit_code": result.exit_code,
                 "stdout": self.mask.tail(result.stdout) if result.stdout_truncated else self.mask.text(result.stdout),
