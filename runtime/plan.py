@@ -18,7 +18,9 @@ from .errors import BundleError
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Mapping, Optional, Tuple
+    from typing import Any, Dict, List, Mapping, Optional, Tuple, TypeVar
+
+    Class = TypeVar("Class", bound=type)
 
 PLAN_VERSION = 1
 
@@ -41,7 +43,7 @@ TEMPLATED_FIELDS = (
 )
 
 
-def slotted(cls: Any) -> Any:
+def slotted(cls: Class) -> Class:
     """The dataclass ``cls`` rebuilt with ``__slots__`` (no ``__dict__`` per instance: a plan
     holds one Node per step, 10,000 of them in a large runbook). ``dataclass(slots=True)``
     needs Python 3.10; this does the same on 3.9. The methods must not use ``super()``."""
