@@ -10,8 +10,9 @@ and times each in a loop inside one Python process (no start-up), wall-clock and
   engine     Engine.run of a chain of Command steps whose runner starts nothing (it reports a
              process group and exit code 0 at once): scheduling, events to the plain UI (written
              to /dev/null) and the three state writes above; the same store
-  spawn      executors.run_command("true"): the runner's way of starting and supervising a
-             command (process group, pipes for stdout and stderr, pidfd, poll)
+  spawn      executors.run_command("true") as the engine calls it (with on_start, so the
+             process group's start time is read from /proc): the runner's way of starting and
+             supervising a command (process group, pipes for stdout and stderr, pidfd, poll)
   floor      subprocess.run(["sh", "-c", "true"]) in a loop: the bare spawn
 
 So per step, the runner adds about engine + (spawn − floor) to the bare spawn; part of it (the
@@ -105,7 +106,7 @@ def main() -> int:
         cases = {
             "state": state_case(store, 0),
             "engine": lambda i: engine_run() if i == 0 else None,
-            "spawn": lambda i: run_command("true", timeout=60),
+            "spawn": lambda i: run_command("true", timeout=60, on_start=lambda pgid, ticks: None),
             "floor": lambda i: subprocess.run(["sh", "-c", "true"], stdin=subprocess.DEVNULL),
         }
         samples: dict = {name: [] for name in cases}
