@@ -283,7 +283,9 @@ class Engine:
 
     def _start_ready(self, waiting, ready, running, pools) -> None:
         """Start ready nodes up to --parallel: skip what its conditions skip, run a node with a
-        question (or everything, with --parallel 1) here, the others in the pool."""
+        question (or everything, with --parallel 1) here, the others in the pool. A node that is
+        the only one that can run (nothing in flight, nothing else ready, so nothing can become
+        ready before it ends: a chain) runs here too, without a hand-off to a worker thread."""
         while ready and len(running) < self.options.parallel:
             if self.halted:
                 raise Stop("aborted", self.halted)
@@ -293,7 +295,7 @@ class Engine:
                 self._skip(node, reason)
                 self._release(node, waiting, ready)
                 continue
-            if self.options.parallel > 1 and not self._needs_prompt(node):
+            if self.options.parallel > 1 and not self._needs_prompt(node) and (running or ready or node.interactive):
                 if not pools:
                     from concurrent.futures import ThreadPoolExecutor
 

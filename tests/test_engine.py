@@ -771,6 +771,38 @@ def test_parallel_runs_independent_nodes_at_the_same_time_up_to_the_limit(runboo
     assert len(run.rows()) == 5
 
 
+def test_parallel_runs_a_node_that_is_alone_in_the_main_thread_and_the_others_in_workers(runbook):
+    """Under --parallel, a step that is the only one that can run (nothing in flight, nothing else
+    ready: a chain) runs in the main thread, as with --parallel 1; steps ready together run in
+    worker threads at the same time; a failure of a lone step is handled as before."""
+    run = runbook(
+        command("a", depends_on=[]) + command("b", depends_on=["a"])
+        + command("c", depends_on=["b"]) + command("d", depends_on=["b"]) + command("e", depends_on=["c", "d"])
+    )
+    threads = {}
+    pair = threading.Barrier(2, timeout=10)
+
+    def where(name, barrier=None):
+        def outcome(on_output):
+            threads[name] = threading.current_thread()
+            if barrier is not None:
+                barrier.wait()
+            return 3 if name == "e" else 0
+        return outcome
+
+    for name in "abe":
+        run.runner.on("run %s" % name, where(name))
+    for name in "cd":
+        run.runner.on("run %s" % name, where(name, pair))
+    assert run.go(batch(), engine.Options(parallel=4)) == ("failed", 1, NOT_HANDLED % "e")
+    main = threading.main_thread()
+    assert (threads["a"], threads["b"], threads["e"]) == (main, main, main)
+    assert threads["c"] is not main and threads["d"] is not main and threads["c"] is not threads["d"]
+    assert run.runner.most_in_flight == 2
+    assert run.rows(columns="node_id, attempt, status") == [
+        ("a", 1, "succeeded"), ("b", 1, "succeeded"), ("c", 1, "succeeded"), ("d", 1, "succeeded"), ("e", 1, "failed")]
+
+
 def test_parallel_failure_without_a_terminal_lets_the_nodes_in_flight_finish(runbook):
     run = runbook(command("a", depends_on=[]) + command("b", depends_on=[]) + command("join", depends_on=["a", "b"]))
     pair = threading.Barrier(2, timeout=10)
