@@ -16,6 +16,7 @@ the run stays next to the peak of compiling.
 
     .venv/bin/python benchmarks/run_scale.py                 # 1,000 and 10,000, one run each
     .venv/bin/python benchmarks/run_scale.py --sizes 1000    # quicker
+    .venv/bin/python benchmarks/run_scale.py --compare ../other-checkout   # both builds, case by case
 """
 
 from __future__ import annotations
@@ -67,33 +68,40 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10000], help="comma-separated step counts")
     parser.add_argument("--parallel", type=int, default=8, help="--parallel for the independent shape")
+    parser.add_argument("--compare", metavar="DIR", help="also run the `playbook` package found in DIR (another "
+                        "checkout, put first on PYTHONPATH), right after this one's run of each case")
     args = parser.parse_args()
     print("playbook: %s%s" % (PLAYBOOK, " (PYTHONPATH=%s)" % os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
     print("python %s, %d CPUs, load average %.2f %.2f %.2f (a shared machine: compare rows of one sitting)"
           % ((sys.version.split()[0], os.cpu_count() or 0) + os.getloadavg()))
     print()
-    header = "%-12s %7s %8s %9s %8s %9s %11s %11s %12s" % (
-        "shape", "steps", "parallel", "total s", "ms/step", "peak MB", "CPU ms/step", "floor ms/st", "validate MB")
+    header = "%-12s %7s %8s %7s %9s %8s %9s %11s %11s %12s" % (
+        "shape", "steps", "parallel", "build", "total s", "ms/step", "peak MB", "CPU ms/step", "floor ms/st", "validate MB")
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory(prefix="playbook-bench-") as tmp:
         tmp_path = Path(tmp)
-        env = bench_env(tmp_path)
+        builds = {"this": bench_env(tmp_path)}
+        if args.compare:
+            builds["compare"] = dict(builds["this"], PYTHONPYCACHEPREFIX=str(tmp_path / "pycache-compare"), PYTHONPATH=os.pathsep.join(
+                filter(None, [os.path.abspath(args.compare), os.environ.get("PYTHONPATH")])))
         warm = write_runbook(tmp_path / "warm.playbook.toml", 3, "independent")
-        run([PLAYBOOK, "run", str(warm), "--state-path", str(tmp_path / "warm.db"), "--no-output"], env)  # bytecode cache
+        for name, env in builds.items():  # bytecode caches
+            run([PLAYBOOK, "run", str(warm), "--state-path", str(tmp_path / ("warm-%s.db" % name)), "--no-output"], env)
         for n in args.sizes:
             for shape, parallel in (("chain", 1), ("independent", args.parallel)):
                 path = write_runbook(tmp_path / ("%s-%d.playbook.toml" % (shape, n)), n, shape)
-                state = tmp_path / ("%s-%d.db" % (shape, n))
-                argv = [PLAYBOOK, "run", str(path), "--state-path", str(state), "--no-output"]
-                if parallel != 1:
-                    argv += ["--parallel", str(parallel)]
-                wall, cpu, peak = run(argv, env)
-                floor = spawn_floor(n, parallel)
-                compiled = run([PLAYBOOK, "validate", str(path)], env)[2]
-                print("%-12s %7d %8d %9.2f %8.2f %9.1f %11.2f %11.2f %12.1f" % (
-                    shape, n, parallel, wall, wall / n * 1e3, peak, cpu / n * 1e3, floor / n * 1e3, compiled))
-                sys.stdout.flush()
+                for name, env in builds.items():
+                    state = tmp_path / ("%s-%d-%s.db" % (shape, n, name))
+                    argv = [PLAYBOOK, "run", str(path), "--state-path", str(state), "--no-output"]
+                    if parallel != 1:
+                        argv += ["--parallel", str(parallel)]
+                    wall, cpu, peak = run(argv, env)
+                    floor = spawn_floor(n, parallel)
+                    compiled = run([PLAYBOOK, "validate", str(path)], env)[2]
+                    print("%-12s %7d %8d %7s %9.2f %8.2f %9.1f %11.2f %11.2f %12.1f" % (
+                        shape, n, parallel, name, wall, wall / n * 1e3, peak, cpu / n * 1e3, floor / n * 1e3, compiled))
+                    sys.stdout.flush()
     print()
     print("floor: a Python loop of subprocess.run([\"sh\", \"-c\", \"true\"]) for the same number of steps, in as many")
     print("threads as --parallel, measured right after each run. validate MB: the peak RSS of `playbook validate`")

@@ -1,18 +1,24 @@
-"""The per-step hot path in one process: the state writes and the spawn, each on its own.
+"""The per-step hot path in one process: the state writes, the engine and the spawn, each on its own.
 
 `engine_overhead.py` times whole `playbook run`s; this splits one Command step into its parts
 and times each in a loop inside one Python process (no start-up), wall-clock and CPU per step:
 
-  state      what the engine writes per attempt: next_attempt_number (first attempt of a node),
-             start_attempt (committed before the command starts), set_attempt_process (the
-             process group, committed before the command is waited for) and finish_attempt
-             (committed after it ends), on a real SQLite file in a temporary directory
-  spawn      executors.run_command("true"): the runner's way of starting and supervising a
-             command (process group, pipes for stdout and stderr, pidfd, selector)
+  state      what the engine writes per attempt: start_attempt (committed before the command
+             starts), set_attempt_process (the process group, committed while the command runs)
+             and finish_attempt (committed after it ends), on a real SQLite file in a temporary
+             directory (the attempt numbers are read once per session, not per step)
+  engine     Engine.run of a chain of Command steps whose runner starts nothing (it reports a
+             process group and exit code 0 at once): scheduling, events to the plain UI (written
+             to /dev/null) and the three state writes above; the same store
+  spawn      executors.run_command("true") as the engine calls it (with on_start, so the
+             process group's start time is read from /proc): the runner's way of starting and
+             supervising a command (process group, pipes for stdout and stderr, pidfd, poll)
   floor      subprocess.run(["sh", "-c", "true"]) in a loop: the bare spawn
 
-CPU time is given for the runner itself and for the children it reaped (the shells) apart: the
-runner's CPU is what the runner can change, and other load disturbs it much less than wall time.
+So per step, the runner adds about engine + (spawn − floor) to the bare spawn; part of it (the
+process-group write, the start line) happens while the command runs. CPU time is given for the
+runner itself and for the children it reaped (the shells) apart: the runner's CPU is what the
+runner can change, and other load disturbs it much less than wall time.
 Rounds alternate between the cases, so that other load hits them alike; medians are reported.
 To compare a change, run this file once with the tree under test and once with another checkout
 first on PYTHONPATH (it prints which `playbook` package it measured).
@@ -50,15 +56,35 @@ def timed(function, steps: int) -> tuple:
 
 def state_case(store, run_id: int):
     def step(i: int) -> None:
-        node = "n%d" % i
-        number = store.next_attempt_number(run_id, node)
-        attempt = store.start_attempt(run_id, node, number)
+        attempt = store.start_attempt(run_id, "n%d" % i, 1)
         store.set_attempt_process(attempt, 100000 + i, 123456)
         store.finish_attempt(
             attempt, "succeeded", exit_code=0, stdout="", stderr="", stdout_truncated=False, stderr_truncated=False, error=None
         )
 
     return step
+
+
+def engine_case(store, steps: int, devnull):
+    """One Engine.run of a chain of `steps` Command nodes per call (timed as one call per step)."""
+    from playbook.runtime import engine, executors, ui
+    from playbook.runtime.plan import Dep, Node, Plan
+
+    nodes = [Node("n%d" % i, "Command", [Dep("n%d" % (i - 1))] if i else [], command="true") for i in range(steps)]
+    plan = Plan({"title": "bench"}, {}, {}, nodes)
+
+    def runner(command, on_start=None, **_):
+        if on_start is not None:
+            on_start(100000, 123456)
+        return executors.CommandResult(exit_code=0)
+
+    def run_all() -> None:
+        run_id = store.create_run("bench", None, "hash", "{}", {})
+        quiet = ui.PlainUI(out=devnull, err=devnull, show_output=False)
+        eng = engine.Engine(plan, {}, store, run_id, quiet, engine.Options(), runner=runner)
+        assert eng.run()[0] == "succeeded"
+
+    return run_all
 
 
 def main() -> int:
@@ -75,9 +101,12 @@ def main() -> int:
     print("python %s, %d CPUs, load average %.2f %.2f %.2f" % ((sys.version.split()[0], os.cpu_count() or 0) + os.getloadavg()))
     with tempfile.TemporaryDirectory(prefix="playbook-bench-") as tmp:
         store = Store(os.path.join(tmp, "state.db"))
+        devnull = open(os.devnull, "w")
+        engine_run = engine_case(store, args.steps, devnull)
         cases = {
             "state": state_case(store, 0),
-            "spawn": lambda i: run_command("true", timeout=60),
+            "engine": lambda i: engine_run() if i == 0 else None,
+            "spawn": lambda i: run_command("true", timeout=60, on_start=lambda pgid, ticks: None),
             "floor": lambda i: subprocess.run(["sh", "-c", "true"], stdin=subprocess.DEVNULL),
         }
         samples: dict = {name: [] for name in cases}
@@ -90,6 +119,7 @@ def main() -> int:
                 if round_number:  # the first round warms up
                     samples[name].append(result)
         store.close()
+        devnull.close()
     print()
     print("%-8s %12s %12s %15s" % ("case", "wall ms/step", "CPU ms/step", "children's CPU"))
     medians = {}
@@ -101,6 +131,8 @@ def main() -> int:
         medians["spawn"][0] - medians["floor"][0], medians["spawn"][1] - medians["floor"][1]))
     print("state + run_command above the floor: %+.3f ms wall, %+.3f ms CPU of the runner per step" % (
         medians["state"][0] + medians["spawn"][0] - medians["floor"][0], medians["state"][1] + medians["spawn"][1] - medians["floor"][1]))
+    print("engine + run_command above the floor: %+.3f ms wall, %+.3f ms CPU of the runner per step" % (
+        medians["engine"][0] + medians["spawn"][0] - medians["floor"][0], medians["engine"][1] + medians["spawn"][1] - medians["floor"][1]))
     print("(%d steps per round, median of %d rounds; load average at end %.2f %.2f %.2f)" % ((args.steps, args.rounds) + os.getloadavg()))
     return 0
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from . import conditions, executors, templating
 from .conditions import FAILED, SKIPPED, SUCCEEDED
 from .errors import EXIT_ABORTED, EXIT_FAILED, EXIT_OK
+from .plan import slotted
 from .secrets import Masker, MaskedUI
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
@@ -62,6 +63,7 @@ class Options:
         self.parallel = max(1, int(self.parallel))
 
 
+@slotted
 @dataclass
 class StepResult:
     """What a step has come to so far in this run: what the schedule, `when` expressions and
@@ -140,7 +142,7 @@ class Engine:
         self.index = {node.id: i for i, node in enumerate(self.nodes)}
         self.results = {node.id: StepResult() for node in self.nodes}
         self.final: set[str] = set()
-        self.attempt_numbers: dict[str, int] = {}
+        self.attempt_numbers: dict[str, int] | None = None  # node id -> its next attempt number
         self.followed: set[str] = set()
         self.awaiting_approval: dict[str, int] = {}  # node id -> attempt id whose approval is still missing
         self.completed = False  # every node reached a final state
@@ -151,6 +153,7 @@ class Engine:
                 self._downstream[up].append(node.id)
         self._lock = threading.Lock()
         self._prepared: dict[str, Any] = {}  # node id -> the node rendered at its start (or the TemplateError)
+        self._announce: dict[str, Any] = {}  # node id -> its node_started event, shown once its command started
         self.waiting_for: str | None = None  # the step whose approval the run waits for
         self.halted: str | None = None  # why nothing new may start (the terminal hung up), or None
 
@@ -161,10 +164,11 @@ class Engine:
 
     # -- helpers ---------------------------------------------------------------------------
     def _next_attempt(self, node_id):
-        number = self.attempt_numbers.get(node_id)
-        if number is None:
-            number = self.store.next_attempt_number(self.run_id, node_id)
-        self.attempt_numbers[node_id] = number + 1
+        numbers = self.attempt_numbers
+        if numbers is None:  # the attempts of earlier sessions, read once
+            numbers = self.attempt_numbers = {k: n + 1 for k, n in self.store.attempt_numbers(self.run_id).items()}
+        number = numbers.get(node_id, 1)
+        numbers[node_id] = number + 1
         return number
 
     def _finish(self, node, status, result=None, reason=None):
@@ -279,7 +283,9 @@ class Engine:
 
     def _start_ready(self, waiting, ready, running, pools) -> None:
         """Start ready nodes up to --parallel: skip what its conditions skip, run a node with a
-        question (or everything, with --parallel 1) here, the others in the pool."""
+        question (or everything, with --parallel 1) here, the others in the pool. A node that is
+        the only one that can run (nothing in flight, nothing else ready, so nothing can become
+        ready before it ends: a chain) runs here too, without a hand-off to a worker thread."""
         while ready and len(running) < self.options.parallel:
             if self.halted:
                 raise Stop("aborted", self.halted)
@@ -289,7 +295,7 @@ class Engine:
                 self._skip(node, reason)
                 self._release(node, waiting, ready)
                 continue
-            if self.options.parallel > 1 and not self._needs_prompt(node):
+            if self.options.parallel > 1 and not self._needs_prompt(node) and (running or ready or node.interactive):
                 if not pools:
                     from concurrent.futures import ThreadPoolExecutor
 
@@ -380,8 +386,14 @@ class Engine:
         self.session_attempts[node.id] = self.session_attempts.get(node.id, 0) + 1
         attempt_id = self.store.start_attempt(self.run_id, node.id, number)
         prepared = self._prepared[node.id] = self._prepare(node)
-        command = node.command if isinstance(prepared, templating.TemplateError) else prepared.command
-        self.ui.event("node_started", node=node, attempt=number, command=command)
+        if isinstance(prepared, templating.TemplateError):
+            self.ui.event("node_started", node=node, attempt=number, command=node.command)
+        elif node.type == "Command" and not prepared.interactive:
+            # shown once its command has started (see _execute): the line is written while the
+            # command runs instead of before it starts, so that it costs the step no time
+            self._announce[node.id] = (node, number, prepared.command)
+        else:
+            self.ui.event("node_started", node=node, attempt=number, command=prepared.command)
         return attempt_id, number
 
     # -- fields rendered when the step starts ----------------------------------------------
@@ -445,8 +457,22 @@ class Engine:
             self.ui.event("message", text="%s: %s" % (node.id, fields["error"]))
         elif node.type == "Command":
             node = prepared
+            announce = [self._announce.pop(node.id, None)]
+
+            def announced():
+                """The node_started event, once: when the command has started (or ended without)."""
+                event = announce[0]
+                if event is not None:
+                    announce[0] = None
+                    self.ui.event("node_started", node=event[0], attempt=event[1], command=event[2])
+
+            def on_start(pgid, ticks):
+                self.store.set_attempt_process(attempt_id, pgid, ticks)
+                announced()
 
             def on_output(stream, text):
+                if announce[0] is not None:
+                    announced()
                 self.ui.event("node_output", node=node, stream=stream, text=text)
 
             try:
@@ -458,12 +484,14 @@ class Engine:
                     timeout=node.timeout if node.timeout is not None else self.options.default_timeout,
                     interactive=node.interactive,
                     on_output=on_output,
-                    on_start=lambda pgid, ticks: self.store.set_attempt_process(attempt_id, pgid, ticks),
+                    on_start=on_start,
                     kill_grace=self.options.kill_grace,
                 )
             except BaseException:
+                announced()
                 self.store.finish_attempt(attempt_id, "interrupted", error="interrupted by a signal")
                 raise
+            announced()
             fields = {
                 "exit_code": result.exit_code,
                 "stdout": self.mask.tail(result.stdout) if result.stdout_truncated else self.mask.text(result.stdout),

@@ -96,6 +96,7 @@ _USE_PIDFD = hasattr(os, "pidfd_open")
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _PIDFD = object()  # selector key data: the pidfd
+_Selector = getattr(selectors, "PollSelector", selectors.DefaultSelector)
 _RUNNING: set[_Run] = set()  # the _Run of every command being supervised, for terminate_all
 _RUNNING_LOCK = threading.RLock()  # re-entrant: terminate_all may run in a signal handler
 
@@ -213,7 +214,7 @@ def _stat(pid: int) -> list[bytes] | None:
         return None
     try:  # plain reads: this runs once per command started
         data = piece = os.read(fd, 4096)
-        while piece:
+        while piece and not data.endswith(b"\n"):  # the line is complete: no second read
             piece = os.read(fd, 4096)
             data += piece
     except OSError:
@@ -476,6 +477,22 @@ def _fd_dir():
     return _fd_dir_cache[0]
 
 
+_devnull_fd: list[int] = []
+
+
+def _devnull():
+    """A descriptor of /dev/null for the commands' stdin, opened once (as subprocess.DEVNULL
+    does, read-write, but not once per command: it is never inherited beyond the dup2)."""
+    if not _devnull_fd:
+        fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        with _RUNNING_LOCK:
+            if _devnull_fd:  # another thread was first
+                os.close(fd)
+            else:
+                _devnull_fd.append(fd)
+    return _devnull_fd[0]
+
+
 def _start_error(exc, argv, cwd):
     if isinstance(exc, ValueError):  # e.g. an embedded NUL byte
         return "cannot start: %s" % exc
@@ -638,7 +655,7 @@ class _Run:
         try:
             self.proc = subprocess.Popen(
                 argv,
-                stdin=None if interactive else subprocess.DEVNULL,
+                stdin=None if interactive else _devnull(),
                 stdout=out_w,
                 stderr=err_w,
                 env=full_env,
@@ -687,7 +704,9 @@ class _Run:
     # -- supervising ---------------------------------------------------------------------
 
     def supervise(self, started, out_r, err_r, script_w, script):
-        sel = selectors.DefaultSelector()
+        # poll(2), not epoll: registering costs no system call, and a command has at most
+        # four descriptors to watch (one epoll_create and three epoll_ctl saved per command)
+        sel = _Selector()
         try:
             pidfd = self._register(sel, out_r, err_r, script_w, script)
             if self.on_start is not None and self.pgid is not None:

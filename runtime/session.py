@@ -316,11 +316,12 @@ class Session:
     def start(self, plan: Plan, bound: Plan, values: Mapping[str, Any], source: str) -> int:
         """Record a new run of `plan` (bound with `values`) and drive it. Returns the exit code."""
         self._protect(plan, values)
+        dumped = plan.dumps()
         run_id = self.store.create_run(
             bound.title,
             source,
-            plan.digest(),
-            plan.dumps().decode("utf-8"),
+            plan.digest(dumped),
+            dumped.decode("utf-8"),
             masked_values(plan, values),
             trigger="run",
             runbook_id=plan.runbook.get("id"),
@@ -361,9 +362,11 @@ class Session:
         plan, bound = replan
         changes = replan_changes(old_bound, bound, prior)
         kept = {node_id: row for node_id, row in prior.items() if node_id in bound.by_id and node_id not in changes["rerun"]}
-        self.store.replan_run(run["id"], plan.digest(), plan.dumps().decode("utf-8"), masked_values(plan, values))
+        dumped = plan.dumps()
+        digest = plan.digest(dumped)
+        self.store.replan_run(run["id"], digest, dumped.decode("utf-8"), masked_values(plan, values))
         detail = "plan %s… → %s…; %s" % (
-            run["plan_hash"][:12], plan.digest()[:12], replan_text(run["id"], changes).split("\n", 1)[1].strip()
+            run["plan_hash"][:12], digest[:12], replan_text(run["id"], changes).split("\n", 1)[1].strip()
         )
         self.store.add_event(run["id"], "replan", detail, who=self.who)
         for node_id in changes["removed"]:

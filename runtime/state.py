@@ -666,6 +666,16 @@ class Store:
         return {row["node_id"]: _attempt_row(row) for row in cursor}
 
     @_guarded
+    def attempt_numbers(self, run_id: int) -> dict[str, int]:
+        """``{node_id: its highest attempt number}`` for every node of the run that has one
+        (one query at the start of a session instead of one per step)."""
+        cursor = self._conn.execute(
+            "SELECT node_id, MAX(attempt) AS n FROM attempts WHERE run_id = ? GROUP BY node_id",
+            (run_id,),
+        )
+        return {row["node_id"]: row["n"] for row in cursor}
+
+    @_guarded
     def next_attempt_number(self, run_id: int, node_id: str) -> int:
         row = self._conn.execute(
             "SELECT COALESCE(MAX(attempt), 0) + 1 AS n FROM attempts "

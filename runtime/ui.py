@@ -226,6 +226,18 @@ class _Lines:
         return shown
 
 
+_last_stamp = [(-1, "")]  # (the last whole second, its "HH:MM:SS " text), replaced whole
+
+
+def _stamp():
+    """The local time as ``HH:MM:SS `` (formatted once a second: steps come many a second)."""
+    now = int(_time.time())
+    last = _last_stamp[0]
+    if last[0] != now:
+        last = _last_stamp[0] = (now, _time.strftime("%H:%M:%S ", _time.localtime(now)))
+    return last[1]
+
+
 def _silence(stream):
     """Point the file descriptor under ``stream`` at /dev/null, if it has one: nothing written or
     flushed to it later (print(), buffered text at exit) can fail any more."""
@@ -323,7 +335,7 @@ class PlainUI:
                 self._gone_away(stream)
 
     def line(self, text, style=None):
-        stamp = _time.strftime("%H:%M:%S ") if self.timestamps else ""
+        stamp = _stamp() if self.timestamps else ""
         self.write("%s%s\n" % (stamp, text))
 
     def output_lines(self, node, stream, lines):
@@ -478,7 +490,7 @@ class TerminalUI(PlainUI):
     def line(self, text, style=None):
         from rich.text import Text
 
-        stamp = _time.strftime("%H:%M:%S ") if self.timestamps else ""
+        stamp = _stamp() if self.timestamps else ""
         self._print(Text(stamp + text, style=self._style(style)))
 
     def output_lines(self, node, stream, lines):

@@ -771,6 +771,38 @@ def test_parallel_runs_independent_nodes_at_the_same_time_up_to_the_limit(runboo
     assert len(run.rows()) == 5
 
 
+def test_parallel_runs_a_node_that_is_alone_in_the_main_thread_and_the_others_in_workers(runbook):
+    """Under --parallel, a step that is the only one that can run (nothing in flight, nothing else
+    ready: a chain) runs in the main thread, as with --parallel 1; steps ready together run in
+    worker threads at the same time; a failure of a lone step is handled as before."""
+    run = runbook(
+        command("a", depends_on=[]) + command("b", depends_on=["a"])
+        + command("c", depends_on=["b"]) + command("d", depends_on=["b"]) + command("e", depends_on=["c", "d"])
+    )
+    threads = {}
+    pair = threading.Barrier(2, timeout=10)
+
+    def where(name, barrier=None):
+        def outcome(on_output):
+            threads[name] = threading.current_thread()
+            if barrier is not None:
+                barrier.wait()
+            return 3 if name == "e" else 0
+        return outcome
+
+    for name in "abe":
+        run.runner.on("run %s" % name, where(name))
+    for name in "cd":
+        run.runner.on("run %s" % name, where(name, pair))
+    assert run.go(batch(), engine.Options(parallel=4)) == ("failed", 1, NOT_HANDLED % "e")
+    main = threading.main_thread()
+    assert (threads["a"], threads["b"], threads["e"]) == (main, main, main)
+    assert threads["c"] is not main and threads["d"] is not main and threads["c"] is not threads["d"]
+    assert run.runner.most_in_flight == 2
+    assert run.rows(columns="node_id, attempt, status") == [
+        ("a", 1, "succeeded"), ("b", 1, "succeeded"), ("c", 1, "succeeded"), ("d", 1, "succeeded"), ("e", 1, "failed")]
+
+
 def test_parallel_failure_without_a_terminal_lets_the_nodes_in_flight_finish(runbook):
     run = runbook(command("a", depends_on=[]) + command("b", depends_on=[]) + command("join", depends_on=["a", "b"]))
     pair = threading.Barrier(2, timeout=10)
@@ -908,3 +940,39 @@ def test_a_signal_during_a_step_records_it_interrupted_and_resume_reports_it(run
     assert interrupted == ["b"]
     assert eng.results["a"].status == "succeeded"
     assert eng.results["b"].status == "pending"
+
+
+# -- when node_started is shown ---------------------------------------------------------------------
+def test_node_started_is_shown_once_its_command_started_and_before_anything_else_of_it(runbook, tmp_path):
+    """A Command's node_started event comes after its process is recorded (so the line is written
+    while the command runs, not before it starts) and still before its output and its end; each
+    attempt is announced exactly once, also when its command cannot start."""
+    missing = str(tmp_path / "no-such-directory")
+    run = runbook(
+        command("echo", depends_on=[], command_name="echo hello")
+        + command("flaky", depends_on=["echo"], command_name="exit 3", retries=1)
+        + command("nowhere", depends_on=["flaky:failure"], command_name="true", cwd=missing)
+        + command("after", depends_on=["nowhere:failure"], command_name="true")
+    )
+    run.runner = executors.run_command
+    ui = batch()
+    seen = []
+
+    def on_event(kind, data):
+        if kind == "node_started":
+            rows = run.rows(data["node"].id, columns="attempt, status, pgid")
+            seen.append((data["node"].id, data["attempt"], rows[-1]))
+
+    ui.on_event = on_event
+    assert run.go(ui)[0] == "failed"
+    started = [row for row in seen if row[0] != "nowhere"]
+    assert [(node_id, attempt) for node_id, attempt, _ in seen] == [
+        ("echo", 1), ("flaky", 1), ("flaky", 2), ("nowhere", 1), ("after", 1)]
+    for node_id, attempt, (row_attempt, status, pgid) in started:
+        assert (row_attempt, status) == (attempt, "running")
+        assert isinstance(pgid, int) and pgid > 1, "%s was announced before its process was recorded" % node_id
+    assert seen[3][2][:2] == (1, "running") and seen[3][2][2] is None  # never started: no process
+    kinds = [(kind, data["node"].id) for kind, data in ui.events if kind.startswith("node_")]
+    assert kinds[:3] == [("node_started", "echo"), ("node_output", "echo"), ("node_finished", "echo")]
+    assert kinds.index(("node_started", "nowhere")) < kinds.index(("node_finished", "nowhere"))
+    assert ui.of("node_output")[0]["text"] == "hello\n"

@@ -588,6 +588,20 @@ def test_every_way_of_starting_gives_the_same_process(how, tmp_path):
     assert lines[2:] == ["stdin /dev/null"]
 
 
+def test_commands_leave_the_runner_no_descriptor_and_get_none_of_its_own():
+    """Per command, every descriptor the runner opens (pipes, pidfd, the poll) is closed again;
+    the one /dev/null it keeps for the commands' stdin is opened once and never passed on."""
+    assert run_command("true").ok
+    kept = executors._devnull()
+    before = sorted(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        assert run_command("echo out; echo err >&2").ok
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    assert executors._devnull() == kept
+    result = run_command(_WHAT_THE_SHELL_GOT % kept)
+    assert result.ok and result.stdout.splitlines()[2:] == ["stdin /dev/null"]
+
+
 def test_interactive_shebang(capfd):
     result = run_command("\n#!/bin/sh\necho interactive-script\n", interactive=True)
     assert result.ok

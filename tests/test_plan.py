@@ -340,3 +340,22 @@ def test_an_empty_when_is_a_diagnostic_not_a_crash():
     with pytest.raises(CompileError) as caught:
         compile_source(source.parse('[runbook]\ntitle = "t"\n\n[a]\ntype = "Manual"\nwhen = ""\n', "w.toml"))
     assert "invalid template in a.when" in str(caught.value.diagnostics[0].format())
+
+
+def test_nodes_deps_and_step_results_hold_no_instance_dict():
+    """A plan holds one Node per step (10,000 in a large runbook): slots, not a __dict__ each,
+    with the dataclass behaviour unchanged (copy, equality of Deps, frozen Deps, defaults)."""
+    from playbook.runtime.plan import Dep, Node
+
+    node = Node("deploy", "Command", [Dep("build"), Dep("check", "success")], command="make")
+    for value in (node, node.deps[0], StepResult()):
+        assert not hasattr(value, "__dict__")
+    with pytest.raises(AttributeError):
+        node.colour = "red"  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
+        node.deps[0].node = "other"  # type: ignore[misc]
+    copy = node.copy(command="make install")
+    assert (copy.command, node.command, copy.deps, copy.retries, copy.templates) == ("make install", "make", node.deps, 0, ())
+    assert Dep("build") == Dep("build") and len({Dep("build"), Dep("build")}) == 1 and repr(Dep("check", "success")) == "Dep('check:success')"
+    assert Node.from_json(node.to_json()).to_json() == node.to_json()
+    assert StepResult(status="failed").attempt_fields()["exit_code"] is None

@@ -376,6 +376,20 @@ def test_record_skip_numbering(store):
     assert store.next_attempt_number(run_id, "never-ran") == 1
 
 
+def test_attempt_numbers_give_each_nodes_highest_attempt_in_one_run(store):
+    run_id = new_run(store)
+    other = new_run(store)
+    assert store.attempt_numbers(run_id) == {}
+    for number in (1, 2):
+        store.finish_attempt(store.start_attempt(run_id, "deploy", number), "failed", exit_code=1)
+    store.record_skip(run_id, "deploy", "operator", decision="skip", decided_by="bob@web1")
+    store.record_skip(run_id, "cleanup", "condition: false")
+    store.start_attempt(other, "deploy", 7)  # another run's attempts do not count
+    assert store.attempt_numbers(run_id) == {"deploy": 3, "cleanup": 1}
+    assert store.attempt_numbers(other) == {"deploy": 7}
+    assert all(store.next_attempt_number(run_id, node) == n + 1 for node, n in store.attempt_numbers(run_id).items())
+
+
 def test_final_attempts_pick_latest(store):
     run_id = new_run(store)
     other = new_run(store)
