@@ -197,6 +197,7 @@ def test_local_rollout_vars_failure_secret_report_and_resume(tmp_path, playbook,
     remote = tmp_path / "remote" / "a"
     assert (remote.stat().st_mode & 0o777) == 0o700
     assert sorted(p.name for p in remote.iterdir()) == ["probe.pyz"]
+    assert [p.name for p in (tmp_path / "home" / ".ansible_async").iterdir()] == []  # Ansible's job records too
     # an ordinary playbook, beside the bundle it copies
     text = (out / "fleet.yml").read_text()
     assert "hosts: all" in text and "ansible.builtin.copy" in text and (out / "files" / "probe.pyz").is_file()
