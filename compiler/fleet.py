@@ -36,6 +36,7 @@ from playbook.runtime.errors import (
     PlaybookError,
     UsageError,
 )
+from playbook.runtime.session import ALREADY_SUCCEEDED
 
 FLEET_VERSION = 1
 INSTALL_HINT = "pip install 'playbook[fleet]'"
@@ -656,7 +657,6 @@ def _run_outcome(run: Mapping[str, Any]) -> dict:
     return {"status": status, "exit_code": rc, "run_id": (finished or started or {}).get("run_id"), "reason": reason}
 
 
-ALREADY_SUCCEEDED = "succeeded; there is nothing to resume"  # what `resume` says of a run that succeeded
 UNFOLLOWED = "the controller stopped following this run; it goes on on the host (`playbook fleet resume` picks it up)"
 
 

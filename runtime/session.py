@@ -34,7 +34,12 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Mapping
 
 
+# What `resume` says of a run that succeeded (`playbook fleet` recognises it in a host's result).
+ALREADY_SUCCEEDED = "succeeded; there is nothing to resume"
+
+
 # -- configuration and the store -----------------------------------------------------------------
+
 def load_config() -> Any:
     """The effective configuration (files, PLAYBOOK_ENV section, environment variables);
     a bad one stops the command with every problem listed as FILE:LINE (exit 2)."""
@@ -143,7 +148,7 @@ def find_resumable(store: Store, run_id: int | None, plan: Plan, force: bool = F
             )
         run = store.get_run(run["id"]) or run
     if run["status"] == "succeeded":
-        raise UsageError("run %d succeeded; there is nothing to resume" % run["id"])
+        raise UsageError("run %d %s" % (run["id"], ALREADY_SUCCEEDED))
     if run["plan_hash"] != digest and not (force or replan):
         raise UsageError(
             "the runbook changed since run %d started (plan %s… now %s…): resume --replan continues it with the "
