@@ -289,6 +289,46 @@ def process_start_ticks(pid: int) -> int | None:
     return _ps_start_time(pid)
 
 
+# The start time of a command we just started, without reading /proc (which costs tens of
+# microseconds a command): /proc's field 22 is the boot-time clock at the fork, in clock ticks,
+# rounded down. Read the same clock just before and just after the fork: when both readings fall
+# in one tick, that tick is the start time. Trusted only once /proc has confirmed it (the first
+# command, then every _RECHECK_EVERY-th); one disagreement and /proc is read for good.
+_BOOT_CLOCK = getattr(time, "CLOCK_BOOTTIME", None)
+try:
+    _NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK") if 1_000_000_000 % os.sysconf("SC_CLK_TCK") == 0 else 0
+except (AttributeError, ValueError, OSError):
+    _NS_PER_TICK = 0
+_RECHECK_EVERY = 64
+_clock_trust = [None, 0]  # [None: not confirmed yet / True / False: never again, commands since the last check]
+_clock_lock = threading.Lock()
+
+
+def _boot_ns() -> int | None:
+    return time.clock_gettime_ns(_BOOT_CLOCK) if _BOOT_CLOCK is not None and _NS_PER_TICK else None
+
+
+def _start_ticks(pid: int, before: int | None, after: int | None) -> int | None:
+    """process_start_ticks(pid) of a child forked between the boot-clock readings ``before``
+    and ``after`` (see above): from the clock when it is certain, else from /proc."""
+    if before is None or after is None or _clock_trust[0] is False:
+        return process_start_ticks(pid)
+    tick = before // _NS_PER_TICK
+    if tick != after // _NS_PER_TICK:  # the fork may have been in either tick
+        return process_start_ticks(pid)
+    with _clock_lock:
+        due = _clock_trust[0] is not True or _clock_trust[1] >= _RECHECK_EVERY
+        if not due:
+            _clock_trust[1] += 1
+            return tick
+    ticks = process_start_ticks(pid)
+    with _clock_lock:
+        if _clock_trust[0] is not False:
+            _clock_trust[0] = ticks == tick
+            _clock_trust[1] = 0
+    return ticks
+
+
 def _ps_start_time(pid: int) -> int | None:
     """Start of ``pid`` in whole seconds since the epoch, from ``ps -o lstart=``."""
     try:
@@ -632,6 +672,7 @@ class _Run:
         self.held_open = False  # pipes still open after the main process exited
         self.stop_requested = False  # terminate_all was called
         self.tree: dict[int, int] = {}  # interactive: pid -> start ticks of the processes signalled
+        self.fork_window: tuple[int | None, int | None] = (None, None)  # boot clock around the fork
 
     # -- starting ------------------------------------------------------------------------
 
@@ -652,6 +693,7 @@ class _Run:
         if not interactive:
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
+        before = _boot_ns() if not interactive else None
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -672,6 +714,7 @@ class _Run:
             _close((out_w, err_w, script_r))
         if not interactive:
             self.pgid = self.proc.pid
+            self.fork_window = (before, _boot_ns())
         with _RUNNING_LOCK:
             _RUNNING.add(self)
         try:
@@ -710,7 +753,7 @@ class _Run:
         try:
             pidfd = self._register(sel, out_r, err_r, script_w, script)
             if self.on_start is not None and self.pgid is not None:
-                self.on_start(self.pgid, process_start_ticks(self.pgid))
+                self.on_start(self.pgid, _start_ticks(self.pgid, *self.fork_window))
             self._loop(sel, pidfd, started)
             for stream in self.streams:
                 stream.finish()

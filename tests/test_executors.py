@@ -775,6 +775,53 @@ def test_start_ticks_name_one_process():
     assert process_start_ticks(proc.pid) is None  # no such process any more
 
 
+@pytest.fixture
+def fresh_clock_trust(monkeypatch):
+    """The boot-clock start times unconfirmed again, as in a new process (restored after)."""
+    monkeypatch.setattr(executors, "_clock_trust", [None, 0])
+    return executors._clock_trust
+
+
+@pytest.mark.skipif(executors._boot_ns() is None, reason="no boot-time clock here")
+def test_start_ticks_from_the_boot_clock_are_what_proc_says(fresh_clock_trust, monkeypatch):
+    """on_start's start time comes from the boot clock read around the fork once /proc has
+    confirmed it; it must be exactly /proc's, command after command (each checked here)."""
+    proc_reads = []
+    monkeypatch.setattr(executors, "process_start_ticks", lambda pid: proc_reads.append(pid) or process_start_ticks(pid))
+    seen = []
+    commands = 2 * executors._RECHECK_EVERY + 5
+    for _ in range(commands):
+        assert run_command("true", on_start=lambda pgid, ticks: seen.append((ticks, process_start_ticks(pgid)))).ok
+    assert len(seen) == commands
+    assert all(given == actual for given, actual in seen)
+    assert 3 <= len(proc_reads) < commands / 2  # the first, a check every _RECHECK_EVERY, forks astride a tick
+    assert fresh_clock_trust[0] is True
+
+
+@pytest.mark.skipif(executors._boot_ns() is None, reason="no boot-time clock here")
+def test_start_ticks_come_from_proc_when_the_clock_disagrees_once(fresh_clock_trust, monkeypatch):
+    """A clock that /proc contradicts (another tick length, say) is never used again."""
+    monkeypatch.setattr(executors, "_NS_PER_TICK", executors._NS_PER_TICK * 7)
+    monkeypatch.setattr(executors, "_boot_ns", lambda: 10**15)  # one tick before and after the fork
+    seen = []
+    for _ in range(3):
+        assert run_command("true", on_start=lambda pgid, ticks: seen.append((ticks, process_start_ticks(pgid)))).ok
+    assert executors._clock_trust[0] is False
+    assert all(given == actual for given, actual in seen)
+
+
+@pytest.mark.skipif(executors._boot_ns() is None, reason="no boot-time clock here")
+def test_start_ticks_come_from_proc_when_the_fork_may_be_in_either_tick(fresh_clock_trust, monkeypatch):
+    readings = iter(range(0, 10**9, executors._NS_PER_TICK))  # a tick apart: the fork is in one or the other
+    monkeypatch.setattr(executors, "_boot_ns", lambda: next(readings))
+    fresh_clock_trust[:] = [True, 0]
+    seen = []
+    for _ in range(3):
+        assert run_command("true", on_start=lambda pgid, ticks: seen.append((ticks, process_start_ticks(pgid)))).ok
+    assert all(given == actual for given, actual in seen)
+    assert fresh_clock_trust == [True, 0]  # /proc read each time, without counting as a check
+
+
 CRASHING_RUNNER = """
 import sys
 from playbook.runtime.executors import run_command
