@@ -200,8 +200,56 @@ def _migrate_to_4(db):
     db.execute("CREATE INDEX approvals_node ON approvals (run_id, node_id)")
 
 
+_ATTEMPT_COLUMNS = (
+    "run_id, node_id, attempt, status, skip_reason, decision, decided_by, note, exit_code, stdout, stderr, "
+    "stdout_truncated, stderr_truncated, output, error, started_at, ended_at, duration, pgid, proc_start"
+)
+
+
+def _migrate_to_5(db):
+    """Fewer pages written per step (an attempt is written three times: before its command
+    starts, its process group, its result): attempt ids come from the rowid alone, not
+    AUTOINCREMENT, whose counter row was rewritten at every insert (runs are never deleted,
+    so ids still only grow), and the partial index of running attempts, rewritten at every
+    start and end, is gone (its queries go by run, which attempts_run_node covers). Existing
+    attempts keep their ids."""
+    db.execute("DROP INDEX attempts_running")
+    db.execute(
+        """
+        CREATE TABLE attempts_v5 (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            node_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            skip_reason TEXT,
+            decision TEXT,
+            decided_by TEXT,
+            note TEXT,
+            exit_code INTEGER,
+            stdout TEXT,
+            stderr TEXT,
+            stdout_truncated INTEGER NOT NULL DEFAULT 0,
+            stderr_truncated INTEGER NOT NULL DEFAULT 0,
+            output TEXT,
+            error TEXT,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            duration REAL,
+            pgid INTEGER,
+            proc_start INTEGER
+        )
+        """
+    )
+    db.execute("INSERT INTO attempts_v5 (id, %s) SELECT id, %s FROM attempts ORDER BY id" % (_ATTEMPT_COLUMNS, _ATTEMPT_COLUMNS))
+    db.execute("DROP TABLE attempts")
+    db.execute("ALTER TABLE attempts_v5 RENAME TO attempts")
+    db.execute("CREATE INDEX attempts_run_node ON attempts (run_id, node_id, id)")
+    db.execute("DELETE FROM sqlite_sequence WHERE name = 'attempts'")
+
+
 # MIGRATIONS[i] takes a database from schema version i to i + 1. Append, never edit.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4, _migrate_to_5]
 
 # The workflow a run counts towards in statistics: its runbook, or its title for older runs.
 _WORKFLOW = "COALESCE(r.runbook_id, r.title)"

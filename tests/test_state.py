@@ -225,6 +225,35 @@ def test_version_1_database_gains_process_columns(db_path, monkeypatch):
         assert (row["pgid"], row["proc_start"], row["status"]) == (4242, 987654, "running")
 
 
+def test_version_4_database_keeps_its_attempts_and_their_ids(db_path, monkeypatch):
+    """Schema 5 rebuilds the attempts table (no AUTOINCREMENT, no index of running attempts):
+    every row and every id survives, a running attempt is still found, new ids follow on."""
+    monkeypatch.setattr(state, "MIGRATIONS", state.MIGRATIONS[:4])
+    with Store(db_path) as s:
+        run_id = new_run(s)
+        first = s.start_attempt(run_id, "a", 1)
+        s.set_attempt_process(first, 4242, 987654)
+        s.finish_attempt(first, "failed", exit_code=3, stdout="out\n", stderr="err\n", stdout_truncated=True, output={"k": [1]}, error="boom")
+        s.record_skip(run_id, "b", "when was false")
+        running = s.start_attempt(run_id, "c", 1)
+        before = s.attempts(run_id)
+        sql = s._db.execute("SELECT sql FROM sqlite_master WHERE name = 'attempts'").fetchone()["sql"]
+        assert "AUTOINCREMENT" in sql
+    monkeypatch.undo()
+    with Store(db_path) as s:
+        assert user_version(s) == len(state.MIGRATIONS) == 5
+        assert s.attempts(run_id) == before
+        names = {row["name"] for row in s._db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'attempts'")}
+        assert names == {"attempts", "attempts_run_node"}
+        sql = s._db.execute("SELECT sql FROM sqlite_master WHERE name = 'attempts'").fetchone()["sql"]
+        assert "AUTOINCREMENT" not in sql
+        assert s._db.execute("SELECT count(*) AS n FROM sqlite_sequence WHERE name = 'attempts'").fetchone()["n"] == 0
+        assert s.mark_interrupted(run_id) == ["c"]
+        assert s.start_attempt(run_id, "d", 1) == running + 1
+        assert s._db.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert s._db.execute("PRAGMA integrity_check").fetchone()["integrity_check"] == "ok"
+
+
 def test_closed_store_raises(db_path):
     s = Store(db_path)
     s.close()
