@@ -64,8 +64,9 @@ from __future__ import annotations
 import codecs
 import collections
 import dataclasses
+import math
 import os
-import selectors
+import select
 import shlex
 import signal
 import subprocess
@@ -96,7 +97,7 @@ _USE_PIDFD = hasattr(os, "pidfd_open")
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _PIDFD = object()  # selector key data: the pidfd
-_Selector = getattr(selectors, "PollSelector", selectors.DefaultSelector)
+_READABLE = select.POLLIN | select.POLLHUP | select.POLLERR  # what poll reports for a pipe's end or data
 _RUNNING: set[_Run] = set()  # the _Run of every command being supervised, for terminate_all
 _RUNNING_LOCK = threading.RLock()  # re-entrant: terminate_all may run in a signal handler
 
@@ -747,17 +748,17 @@ class _Run:
     # -- supervising ---------------------------------------------------------------------
 
     def supervise(self, started, out_r, err_r, script_w, script):
-        # poll(2), not epoll: registering costs no system call, and a command has at most
-        # four descriptors to watch (one epoll_create and three epoll_ctl saved per command)
-        sel = _Selector()
+        # poll(2) itself, not epoll or the selectors module: registering costs no system call,
+        # and a command has at most four descriptors to watch
+        self.poller = select.poll()
+        self.watched: dict[int, object] = {}  # fd -> its _Stream, _Script or _PIDFD
         try:
-            pidfd = self._register(sel, out_r, err_r, script_w, script)
+            pidfd = self._register(out_r, err_r, script_w, script)
             if self.on_start is not None and self.pgid is not None:
                 self.on_start(self.pgid, _start_ticks(self.pgid, *self.fork_window))
-            self._loop(sel, pidfd, started)
+            self._loop(pidfd, started)
             for stream in self.streams:
                 stream.finish()
-            sel.close()
             _close(self.fds)  # leftovers still writing get EPIPE while they are terminated
             self.fds = []
             result = self._finish(started)
@@ -769,7 +770,6 @@ class _Run:
                 pass
             raise
         finally:
-            sel.close()
             _close(self.fds)
             self.fds = []
         if self.pgid is None and result.exit_code == -signal.SIGINT:
@@ -780,27 +780,32 @@ class _Run:
             raise interrupt
         return result
 
-    def _register(self, sel, out_r, err_r, script_w, script):
+    def _watch(self, fd, what, events):
+        self.fds.append(fd)
+        self.watched[fd] = what
+        self.poller.register(fd, events)
+
+    def _register(self, out_r, err_r, script_w, script):
         """Watch the output pipes, the script pipe and (pidfd) the exit; returns the pidfd."""
-        for name, fd in (("stdout", out_r), ("stderr", err_r)):
-            if fd is not None:
-                self.fds.append(fd)
-                os.set_blocking(fd, False)
-                stream = _Stream(name, fd, self.tail_bytes, self.on_output)
-                self.streams.append(stream)
-                sel.register(fd, selectors.EVENT_READ, stream)
+        # The output pipes stay blocking: each is read only when poll says it has data or has
+        # ended, and only by us, so a read never waits.
+        if out_r is not None:
+            self.streams = [
+                _Stream("stdout", out_r, self.tail_bytes, self.on_output),
+                _Stream("stderr", err_r, self.tail_bytes, self.on_output),
+            ]
+            self._watch(out_r, self.streams[0], select.POLLIN)
+            self._watch(err_r, self.streams[1], select.POLLIN)
         self.reading = len(self.streams)
         if script_w is not None:
-            self.fds.append(script_w)
-            os.set_blocking(script_w, False)
-            sel.register(script_w, selectors.EVENT_WRITE, _Script(script))
+            os.set_blocking(script_w, False)  # written a piece at a time, as the pipe has room
+            self._watch(script_w, _Script(script), select.POLLOUT)
         pidfd = _open_pidfd(self.proc.pid)
         if pidfd is not None:
-            self.fds.append(pidfd)
-            sel.register(pidfd, selectors.EVENT_READ, _PIDFD)
+            self._watch(pidfd, _PIDFD, select.POLLIN)
         return pidfd
 
-    def _loop(self, sel, pidfd, started):
+    def _loop(self, pidfd, started):
         """Pump output (and the script) until the main process has exited and output is done.
 
         Without a pidfd the exit is polled, at intervals doubling from _POLL_MIN to _POLL_MAX
@@ -810,51 +815,55 @@ class _Run:
             self.alarm = started + self.timeout
         poll = _POLL_MIN if pidfd is None else None
         while True:
-            events = self._wait(sel, poll)
+            events = self._wait(poll)
             if poll is not None:
                 poll = _POLL_MIN if events else min(poll * 2, _POLL_MAX)
-            for key, _ in events:
-                self._handle(sel, key)
+            for fd, _ in events:
+                self._handle(fd)
             if not self.exited and pidfd is None:
                 self.exited = _exited(self.proc)
             if self.exited:
-                if self._drained(sel, pidfd):
+                if self._drained(pidfd):
                     return
             elif self._enforce_timeout():
                 return
 
-    def _wait(self, sel, poll):
+    def _wait(self, poll):
         """The next events, waiting at most until the next thing to do."""
         until = self.drain_until if self.exited else self.alarm
         wait = None if until is None else max(until - time.monotonic(), 0)
         if poll is not None and not self.exited:
             wait = poll if wait is None else min(wait, poll)
-        if sel.get_map():
-            return sel.select(wait)
-        # polling, nothing left to read: sleep (epoll would round up to 1 ms)
+        if self.watched:
+            # milliseconds, rounded up: a timeout never returns before its time
+            return self.poller.poll(None if wait is None else math.ceil(wait * 1000))
+        # polling, nothing left to read: sleep (poll would round up to 1 ms)
         time.sleep(wait if wait is not None else _POLL_MAX)
         return ()
 
-    def _handle(self, sel, key):
+    def _handle(self, fd):
         """One ready descriptor: the exit (pidfd), the script pipe, or output."""
-        if key.data is _PIDFD:
+        what = self.watched.get(fd)
+        if what is None:  # dropped while handling an earlier event of this round
+            return
+        if what is _PIDFD:
             self.exited = True
-        elif isinstance(key.data, _Script):
-            if key.data.write(key.fd):
-                self._drop(sel, key.fd)
+        elif isinstance(what, _Script):
+            if what.write(fd):
+                self._drop(fd)
         else:
             try:
-                chunk = os.read(key.fd, _CHUNK)
+                chunk = os.read(fd, _CHUNK)
             except BlockingIOError:
                 return
             if chunk:
-                key.data.feed(chunk)
+                what.feed(chunk)  # type: ignore[attr-defined]
             else:
-                self._drop(sel, key.fd)
-                key.data.finish()
+                self._drop(fd)
+                what.finish()  # type: ignore[attr-defined]
                 self.reading -= 1
 
-    def _drained(self, sel, pidfd):
+    def _drained(self, pidfd):
         """After the main process exited: True once its output has ended, or DRAIN_SECONDS
         later (something it left running holds the pipes open)."""
         if self.reading == 0:
@@ -863,10 +872,10 @@ class _Run:
         if self.drain_until is None:
             self.drain_until = now + DRAIN_SECONDS
             if pidfd is not None:
-                self._drop(sel, pidfd)
-            for key in list(sel.get_map().values()):
-                if isinstance(key.data, _Script):  # nobody will read the rest of the script
-                    self._drop(sel, key.fd)
+                self._drop(pidfd)
+            for fd, what in list(self.watched.items()):
+                if isinstance(what, _Script):  # nobody will read the rest of the script
+                    self._drop(fd)
             return False
         if now >= self.drain_until:
             self.held_open = True
@@ -893,11 +902,9 @@ class _Run:
             return True
         return False
 
-    def _drop(self, sel, fd):
-        try:
-            sel.unregister(fd)
-        except (KeyError, ValueError):
-            pass
+    def _drop(self, fd):
+        if self.watched.pop(fd, None) is not None:
+            self.poller.unregister(fd)
         if fd in self.fds:
             self.fds.remove(fd)
             _close((fd,))
