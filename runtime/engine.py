@@ -20,6 +20,7 @@ from .conditions import FAILED, SKIPPED, SUCCEEDED
 from .errors import EXIT_ABORTED, EXIT_FAILED, EXIT_OK
 from .plan import slotted
 from .secrets import Masker, MaskedUI
+from .state import now_iso
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
@@ -154,6 +155,9 @@ class Engine:
         self._lock = threading.Lock()
         self._prepared: dict[str, Any] = {}  # node id -> the node rendered at its start (or the TemplateError)
         self._announce: dict[str, Any] = {}  # node id -> its node_started event, shown once its command started
+        # A step that succeeded in a chain: its result, written with the next step's row (one
+        # commit instead of two) and shown once that is durable; see _drive and _flush_held.
+        self._held: tuple | None = None  # ((attempt id, status, fields, ended at), node_finished event)
         self.waiting_for: str | None = None  # the step whose approval the run waits for
         self.halted: str | None = None  # why nothing new may start (the terminal hung up), or None
 
@@ -258,8 +262,11 @@ class Engine:
             executors.terminate_all(self.options.kill_grace)
             raise
         finally:
-            for pool in pools:
-                pool.shutdown(wait=True)
+            try:
+                self._flush_held()  # a success held back is written whatever stops the run
+            finally:
+                for pool in pools:
+                    pool.shutdown(wait=True)
         self.completed = True
         failed = [n.id for n in self.nodes if self.results[n.id].status == FAILED]
         if failed:
@@ -288,10 +295,12 @@ class Engine:
         ready before it ends: a chain) runs here too, without a hand-off to a worker thread."""
         while ready and len(running) < self.options.parallel:
             if self.halted:
+                self._flush_held()
                 raise Stop("aborted", self.halted)
             node = self.nodes[heapq.heappop(ready)]
             verdict, reason = conditions.decide(node, self.results, self.values)
             if verdict == "skip":
+                self._flush_held()
                 self._skip(node, reason)
                 self._release(node, waiting, ready)
                 continue
@@ -304,10 +313,12 @@ class Engine:
                 running[pools[0].submit(self._attempts, node, attempt)] = node
                 continue
             if running:  # prompts wait until the nodes in flight are done
+                self._flush_held()
                 heapq.heappush(ready, self.index[node.id])
                 return
             self._drive(node)
             self._release(node, waiting, ready)
+        self._flush_held()
 
     def _collect(self, waiting, ready, running) -> None:
         """Settle the nodes in flight that have finished."""
@@ -363,7 +374,15 @@ class Engine:
         self.ui.event("node_skipped", node=node, reason=reason)
 
     def _drive(self, node):
-        """Run one node in the main thread: approvals, attempts, the failure menu."""
+        """Run one node in the main thread: approvals, attempts, the failure menu.
+
+        A Command or Function step that succeeds here without an approval after it is held
+        (_held): its result is written in one transaction with the next step's row, before
+        that step's command starts, and shown when it has started (while it runs); whatever
+        else comes first (a skip, a question, the end of the run, an error) writes and shows
+        it before anything else happens."""
+        if node.type == "Manual" or node.id in self.awaiting_approval or node.prompt_before:
+            self._flush_held()
         if node.id in self.awaiting_approval:
             attempt_id = self.awaiting_approval.pop(node.id)
             self.results[node.id].update(status=SUCCEEDED, ran=True)
@@ -378,23 +397,46 @@ class Engine:
         if node.type == "Manual":
             self._manual(node)
             return
-        attempt = self._begin(node)
-        self._settle(node, self._attempts(node, attempt))
+        attempt = self._begin(node, here=True)
+        self._settle(node, self._attempts(node, attempt, hold=not node.prompt_after))
 
-    def _begin(self, node):
+    def _begin(self, node, here=False):
+        """Write the node's attempt row (with a held success before it); ``here``: the node
+        runs in this thread, so the held success is shown when its command has started."""
         number = self._next_attempt(node.id)
         self.session_attempts[node.id] = self.session_attempts.get(node.id, 0) + 1
-        attempt_id = self.store.start_attempt(self.run_id, node.id, number)
+        held, self._held = self._held, None
+        try:
+            attempt_id = self.store.start_attempt(self.run_id, node.id, number, finished=held and held[0])
+        except BaseException:
+            self._held = held  # run() tries to write it alone
+            raise
+        finished = held and held[1]
         prepared = self._prepared[node.id] = self._prepare(node)
+        if here and node.type == "Command" and not isinstance(prepared, templating.TemplateError) and not prepared.interactive:
+            # shown once its command has started (see _execute): the lines are written while the
+            # command runs instead of before it starts, so that they cost the step no time
+            self._announce[node.id] = (node, number, prepared.command, finished)
+            return attempt_id, number
+        if finished:
+            self.ui.event("node_finished", **finished)
         if isinstance(prepared, templating.TemplateError):
             self.ui.event("node_started", node=node, attempt=number, command=node.command)
         elif node.type == "Command" and not prepared.interactive:
-            # shown once its command has started (see _execute): the line is written while the
-            # command runs instead of before it starts, so that it costs the step no time
-            self._announce[node.id] = (node, number, prepared.command)
+            self._announce[node.id] = (node, number, prepared.command, None)
         else:
             self.ui.event("node_started", node=node, attempt=number, command=prepared.command)
         return attempt_id, number
+
+    def _flush_held(self):
+        """Write and show a success held back (see _drive), if there is one."""
+        held = self._held
+        if held is None:
+            return
+        (attempt_id, status, fields, ended), event = held
+        self.store.finish_attempt(attempt_id, status, ended_at=ended, **fields)
+        self._held = None
+        self.ui.event("node_finished", **event)
 
     # -- fields rendered when the step starts ----------------------------------------------
     def _prepare(self, node):
@@ -433,12 +475,13 @@ class Engine:
         except templating.TemplateError as exc:
             raise Stop(FAILED, "cannot ask the question of %s: %s" % (node.id, exc)) from None
 
-    def _attempts(self, node, attempt):
-        """Execute with automatic retries (`retries`, `retry_delay`). Runs in a worker in parallel mode."""
+    def _attempts(self, node, attempt, hold=False):
+        """Execute with automatic retries (`retries`, `retry_delay`). Runs in a worker in parallel
+        mode. ``hold``: a success is held back (see _drive)."""
         automatic = max(0, int(node.retries or 0))
         while True:
             attempt_id, number = attempt
-            outcome = self._execute(node, attempt_id, number)
+            outcome = self._execute(node, attempt_id, number, hold)
             if outcome[0] == SUCCEEDED or automatic <= 0 or self.halted:
                 return outcome
             automatic -= 1
@@ -447,8 +490,9 @@ class Engine:
                 self.sleep(node.retry_delay)
             attempt = self._begin(node)
 
-    def _execute(self, node, attempt_id, number):
-        """One attempt of a Command or Function node; records it. Returns (status, fields)."""
+    def _execute(self, node, attempt_id, number, hold=False):
+        """One attempt of a Command or Function node; records it (a success, with ``hold``, is
+        held back: see _drive). Returns (status, fields, attempt id)."""
         started = time.monotonic()
         prepared = self._prepared.pop(node.id, None) or self._prepare(node)
         if isinstance(prepared, templating.TemplateError):
@@ -460,10 +504,13 @@ class Engine:
             announce = [self._announce.pop(node.id, None)]
 
             def announced():
-                """The node_started event, once: when the command has started (or ended without)."""
+                """The node_started event (after the previous step's node_finished, if held
+                back), once: when the command has started (or ended without)."""
                 event = announce[0]
                 if event is not None:
                     announce[0] = None
+                    if event[3]:
+                        self.ui.event("node_finished", **event[3])
                     self.ui.event("node_started", node=event[0], attempt=event[1], command=event[2])
 
             def on_start(pgid, ticks):
@@ -534,11 +581,14 @@ class Engine:
                 message = self.mask.text(str(exc) or type(exc).__name__)
                 fields = {"error": message}
                 status = FAILED
-        self.store.finish_attempt(attempt_id, status, **fields)
         data = dict(fields, ran=True)
         data["attempt"] = number
-        duration = time.monotonic() - started
-        self.ui.event("node_finished", node=node, status=status, attempt=number, duration=duration, fields=fields)
+        event = {"node": node, "status": status, "attempt": number, "duration": time.monotonic() - started, "fields": fields}
+        if hold and status == SUCCEEDED:
+            self._held = ((attempt_id, status, fields, now_iso()), event)
+        else:
+            self.store.finish_attempt(attempt_id, status, **fields)
+            self.ui.event("node_finished", **event)
         return status, data, attempt_id
 
     def _settle_quietly(self, node, outcome):

@@ -602,9 +602,30 @@ class Store:
 
     # --- attempts --------------------------------------------------------------------------
 
-    @_guarded
-    def start_attempt(self, run_id: int, node_id: str, attempt: int) -> int:
-        """Write a 'running' attempt row (committed on return); returns its id."""
+    @_guarded(unmasked=("finished",))
+    def start_attempt(self, run_id: int, node_id: str, attempt: int, finished: tuple | None = None) -> int:
+        """Write a 'running' attempt row (committed on return); returns its id.
+
+        ``finished`` is ``(attempt_id, status, fields, ended_at)`` of an attempt that has ended
+        but is not written yet (see ``finish_attempt``): both go in one transaction, the end
+        first. If that transaction fails nothing of it is written."""
+        if finished is None:
+            return self._insert_attempt(run_id, node_id, attempt)
+        attempt_id, status, fields, ended = finished
+        if self._mask:
+            fields = {k: self._mask.value(v) for k, v in fields.items()}
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._finish_attempt(attempt_id, status, fields, ended)
+            new_id = self._insert_attempt(run_id, node_id, attempt)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        return new_id
+
+    def _insert_attempt(self, run_id, node_id, attempt):
         cursor = self._conn.execute(
             "INSERT INTO attempts (run_id, node_id, attempt, status, started_at) "
             "VALUES (?, ?, ?, 'running', ?)",
@@ -621,10 +642,14 @@ class Store:
             "attempt %s" % attempt_id,
         )
 
-    @_guarded
-    def finish_attempt(self, attempt_id: int, status: str, **fields: Any) -> None:
-        """End an attempt: status, ended_at, duration and any of ``ATTEMPT_FIELDS``.
-        ``output`` may be any JSON-able value (others are stored as their str())."""
+    @_guarded(unmasked=("ended_at",))
+    def finish_attempt(self, attempt_id: int, status: str, ended_at: str | None = None, **fields: Any) -> None:
+        """End an attempt: status, ended_at (now unless given, as ``now_iso()`` writes it),
+        duration and any of ``ATTEMPT_FIELDS``. ``output`` may be any JSON-able value (others
+        are stored as their str())."""
+        self._finish_attempt(attempt_id, status, fields, ended_at or now_iso())
+
+    def _finish_attempt(self, attempt_id, status, fields, ended):
         if status not in ATTEMPT_STATUSES or status == "running":
             raise ValueError("cannot finish an attempt as %r" % (status,))
         names = tuple(sorted(fields))
@@ -636,7 +661,6 @@ class Store:
             sets = ["status = ?", "ended_at = ?"] + [name + " = ?" for name in names]
             sets.append("duration = " + _SECONDS_BETWEEN.format(end="?", start="started_at"))
             sql = _FINISH_SQL[names] = "UPDATE attempts SET %s WHERE id = ?" % ", ".join(sets)
-        ended = now_iso()
         params = [status, ended]
         for name in names:
             value = fields[name]

@@ -18,7 +18,7 @@ import threading
 import pytest
 
 from engine_fakes import WHO, FakeRunner, Run, ScriptedUI, command, function, manual, result, variables
-from playbook.runtime import engine, executors
+from playbook.runtime import engine, executors, state
 
 NOT_HANDLED = "%s failed and nothing handles its failure"
 ALL_ENDED = "failed: %s (every step reached its end)"
@@ -976,3 +976,87 @@ def test_node_started_is_shown_once_its_command_started_and_before_anything_else
     assert kinds[:3] == [("node_started", "echo"), ("node_output", "echo"), ("node_finished", "echo")]
     assert kinds.index(("node_started", "nowhere")) < kinds.index(("node_finished", "nowhere"))
     assert ui.of("node_output")[0]["text"] == "hello\n"
+
+
+# -- what is shown is written ----------------------------------------------------------------------
+MIXED = (
+    command("a", depends_on=[])
+    + command("b", depends_on=["a"])
+    + function("f", "notify", depends_on=["b"], message="hi")
+    + command("skipped", depends_on=["f"], when="false")
+    + command("c", depends_on=["skipped"])
+    + manual("gate", depends_on=["c"], prompt_after="Fine?")
+    + command("approved", depends_on=["gate"], prompt_after="Good?")
+    + command("d", depends_on=["approved"])
+    + command("bad", depends_on=["d"], command_name="fail")
+    + command("e", depends_on=["bad:failure"])
+    + command("side1", depends_on=["e"])
+    + command("side2", depends_on=["e"])
+    + command("last", depends_on=["side1", "side2"])
+)
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_every_end_and_start_shown_is_already_committed(runbook, parallel):
+    """A step's success in a chain is written with the next step's row (one transaction), so it
+    is shown later than it ends: never before it is committed. At every node_finished and
+    node_started event another connection must already read what the event says, whatever
+    comes next (a step, a Function, a skip, a question, a failure, parallel steps, the end)."""
+    run = runbook(MIXED)
+    run.runner.on("fail", 1)
+    ui = ScriptedUI(True, True, "f", interactive=True)  # gate's question, approved's question, follow bad's failure
+    checked = []
+
+    def on_event(kind, data):
+        if kind in ("node_finished", "node_started"):
+            node_id = data["node"].id
+            rows = run.rows(node_id, columns="attempt, status")
+            assert rows, "%s: %s shown before its row was committed" % (node_id, kind)
+            want = (data["attempt"], data["status"] if kind == "node_finished" else "running")
+            if node_id == "gate" and kind == "node_finished":
+                want = (want[0], rows[-1][1])  # a Manual step's row is written after its question
+            assert rows[-1] == want, "%s: %s shown, but the database has %r" % (node_id, kind, rows[-1])
+            checked.append((kind, node_id))
+
+    ui.on_event = on_event
+    assert run.go(ui, engine.Options(parallel=parallel)) == ("failed", 1, ALL_ENDED % "bad")
+    assert [question[:2] for question in ui.asked] == [("confirm", "gate"), ("confirm", "approved"), ("choose", "bad")]
+    finished = [node_id for kind, node_id in checked if kind == "node_finished"]
+    assert sorted(finished) == sorted(["a", "b", "f", "c", "gate", "approved", "d", "bad", "e", "side1", "side2", "last"])
+    assert ("node_finished", "a") in checked and checked.index(("node_finished", "a")) < checked.index(("node_started", "b"))
+    assert [row[2] for row in run.rows()].count("running") == 0
+
+
+def test_a_success_is_written_even_when_the_next_steps_row_cannot_be(runbook, monkeypatch):
+    """The held success and the next row go in one transaction; if that fails (a full disk, a
+    lock held too long), the success is written on its own and the error stops the run."""
+    run = runbook(CHAIN)
+    real = run.store.start_attempt
+    failures = []
+
+    def start_attempt(run_id, node_id, attempt, finished=None):
+        if node_id == "b":
+            failures.append(finished)
+            raise state.StateError("database or disk is full")
+        return real(run_id, node_id, attempt, finished=finished)
+
+    monkeypatch.setattr(run.store, "start_attempt", start_attempt)
+    ui = batch()
+    with pytest.raises(state.StateError):
+        run.go(ui)
+    assert failures and failures[0] is not None  # a's success went with b's row
+    assert run.rows() == [("a", 1, "succeeded", None, None, None)]
+    assert [(kind, data["node"].id) for kind, data in ui.events if kind.startswith("node_")] == [
+        ("node_started", "a"), ("node_finished", "a")]
+
+
+def test_one_commit_per_step_end_and_next_start_in_a_chain(runbook, monkeypatch):
+    """What the held success buys: in a chain, a step's end and the next step's start are one
+    transaction (the engine calls finish_attempt only for the last step)."""
+    run = runbook("".join(command("n%d" % i, depends_on=["n%d" % (i - 1)] if i else []) for i in range(5)))
+    calls = []
+    for name in ("start_attempt", "finish_attempt"):
+        real = getattr(run.store, name)
+        monkeypatch.setattr(run.store, name, lambda *a, _real=real, _name=name, **k: calls.append((_name, bool(k.get("finished")))) or _real(*a, **k))
+    assert run.go(batch())[0] == "succeeded"
+    assert calls == [("start_attempt", False)] + [("start_attempt", True)] * 4 + [("finish_attempt", False)]
