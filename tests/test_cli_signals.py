@@ -21,6 +21,7 @@ from cli_support import (
     pb_start,
     read_pid,
     run_row,
+    status_of,
     wait_for,
     wait_gone,
     write_runbook,
@@ -332,3 +333,51 @@ def test_a_command_alive_after_the_runner_was_killed_is_never_started_twice(tmp_
     finally:
         (tmp_path / "release").touch()
         kill_quietly(long_pid, group=True)
+
+
+@pytest.mark.parametrize("seen", [1, 40, 150])
+def test_sigkill_in_a_fast_chain_loses_no_success_shown_and_resume_reruns_none(tmp_path, seen):
+    """Each step of a chain appends its name to a log; its success is committed with the next
+    step's row. SIGKILL the runner once `seen` successes were printed: every success printed is
+    in the database, every step with a row follows a success (at most the last is unfinished),
+    and resume runs each remaining step once and no succeeded one again."""
+    steps = 200
+    body = "".join(
+        '[s%d]\ntype = "Command"\ncommand_name = "echo s%d >> side.log"\ndepends_on = [%s]\n\n'
+        % (i, i, '"s%d"' % (i - 1) if i else "")
+        for i in range(steps)
+    )
+    rb = write_runbook(tmp_path, body)
+    dbp = tmp_path / "state.db"
+    proc = pb_start(tmp_path, "run", rb, "--state-path", dbp)
+    shown = []
+    try:
+        while len(shown) < seen:
+            line = proc.stdout.readline().decode()
+            assert line, "the run ended before %d successes were shown" % seen
+            if " succeeded in " in line:
+                shown.append(line.split()[2])
+        proc.kill()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=20)
+    rows = attempts(dbp)
+    statuses = {row["node_id"]: row["status"] for row in rows}
+    assert all(statuses.get(node) == "succeeded" for node in shown), (shown, statuses)
+    order = ["s%d" % i for i in range(steps)]
+    written = [node for node in order if node in statuses]
+    assert written == order[: len(written)]  # a prefix of the chain
+    assert all(statuses[node] == "succeeded" for node in written[:-1])
+    assert integrity(dbp) == "ok"
+    ran_before = (tmp_path / "side.log").read_text().split()
+    r = pb(tmp_path, "resume", rb, "--rerun-interrupted", "--state-path", dbp)
+    assert r.returncode == 0, r.text
+    assert set(status_of(dbp).values()) == {"succeeded"}
+    runs_of = {}
+    for name in (tmp_path / "side.log").read_text().split():
+        runs_of[name] = runs_of.get(name, 0) + 1
+    succeeded_before = {node for node in written if statuses[node] == "succeeded"}
+    assert all(runs_of[node] == 1 for node in succeeded_before)
+    assert sorted(runs_of) == sorted(order)
+    assert ran_before == order[: len(ran_before)]
