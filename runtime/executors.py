@@ -927,7 +927,10 @@ class _Run:
                 group_deadline = self.term_at + kill_grace
         # The loop returns once the main process has exited, or after SIGKILL plus
         # _REAP_LIMIT seconds (a process stuck in uninterruptible sleep).
-        exit_code = _reap(proc, _REAP_LIMIT if self.killed else None)
+        if self.exited and not self.killed:
+            exit_code = _reap_exited(proc)
+        else:
+            exit_code = _reap(proc, _REAP_LIMIT if self.killed else None)
         group_killed = self.killed
         if pgid is not None and not _wait_group(pgid, group_deadline):
             _killpg(pgid, signal.SIGKILL)
@@ -993,11 +996,22 @@ class _Run:
         )
 
     def _result(self, exit_code, started, **fields):
-        result = CommandResult(exit_code=exit_code, duration=time.monotonic() - started, **fields)
         for stream in self.streams:
-            setattr(result, stream.name, stream.text())
-            setattr(result, stream.name + "_truncated", stream.dropped)
-        return result
+            fields[stream.name] = stream.text()
+            fields[stream.name + "_truncated"] = stream.dropped
+        return CommandResult(exit_code=exit_code, duration=time.monotonic() - started, **fields)
+
+
+def _reap_exited(proc):
+    """Reap ``proc``, which has exited (so this does not wait): what Popen.wait does, minus its
+    lock and timeout machinery, which nothing here needs (no other thread reaps our children)."""
+    if proc.returncode is None:
+        try:
+            _, status = os.waitpid(proc.pid, 0)
+        except ChildProcessError:  # reaped already (SIGCHLD ignored?): as Popen.wait would say
+            return _reap(proc, None)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode
 
 
 def _reap(proc, limit):
