@@ -142,10 +142,12 @@ def _output_nodes(source, node, index, known):
     edges, like the nodes a `when` names."""
     found: list[str] = []
     for field in TEMPLATED_FIELDS:
-        key = TOML_KEY.get(field, field)
-        for text in templating.strings(getattr(node, field)):
-            if templating.is_template(text) and "previous_node" in text:
-                _named_nodes(source, node, text, key, ("previous_node",), index, known, found)
+        value = getattr(node, field)
+        if not value:  # most fields of most nodes: nothing to look at
+            continue
+        for text in (value,) if isinstance(value, str) else templating.strings(value):
+            if "previous_node" in text and templating.is_template(text):
+                _named_nodes(source, node, text, TOML_KEY.get(field, field), ("previous_node",), index, known, found)
     return found
 
 
