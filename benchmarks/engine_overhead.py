@@ -13,6 +13,11 @@ baselines: a Python loop of subprocess.run(["sh", "-c", "true"]), a shell loop s
   per node  = (run time − one-node run time) / (N − 1)
   marginal  = per node − one bare `sh -c true` spawn from Python (the loop above)
 
+Each sample pairs the N-node run with a one-node run and a floor loop (FLOOR_SPAWNS spawns)
+measured right before it, and the marginal is the median of the samples' own marginals: the
+machine's speed drifts over minutes (a shared VM), and a floor or fixed cost measured once at
+the start would move every number with it.
+
 so "marginal" is what the engine adds per node on top of starting the command: scheduling,
 events, and the state writes (a "running" row before the command, the result after it, each
 committed so that it survives a SIGKILL of the runner). "cpu/node" is the user+system CPU of the
@@ -89,6 +94,9 @@ def python_spawn_loop(n):
     after = os.times()
     cpu = sum(after[:4]) - sum(before[:4])  # user, system, children's user, children's system
     return wall / n, cpu / n
+
+
+FLOOR_SPAWNS = 500  # spawns in the floor loop measured before each sample
 
 
 def shell_spawn_loop(n, stderr_path):
@@ -180,14 +188,29 @@ def main():
                 if validate_n is None:  # what compiling costs per node (the same for both shapes)
                     validate_n = each(lambda name, path=path: [PLAYBOOK, "validate", str(path)], repeat)
                 for parallel in (1, 4):
-                    results = each(lambda name, path=path, parallel=parallel: run_argv(path, parallel, name), repeat)
-                    for name, (total, cpu) in results.items():
-                        per_node = (total - fixed[name][0]) / (n - 1)
-                        marginal = per_node - py_spawn
+                    samples: dict = {name: [] for name in builds}
+                    for _ in range(repeat):
+                        for name, env in builds.items():
+                            floor_wall, floor_cpu = python_spawn_loop(FLOOR_SPAWNS)
+                            one_wall, one_cpu = timed(run_argv(one, parallel, name), err, env)
+                            wall, cpu = timed(run_argv(path, parallel, name), err, env)
+                            samples[name].append((
+                                wall,
+                                cpu,
+                                (wall - one_wall) / (n - 1),
+                                (wall - one_wall) / (n - 1) - floor_wall,
+                                (cpu - one_cpu) / (n - 1) - floor_cpu,
+                            ))
+                    for name, rows in samples.items():
+                        total, cpu, per_node, marginal, marginal_cpu = (statistics.median(r[k] for r in rows) for k in range(5))
                         compile_per_node = (validate_n[name][0] - validate_one[name][0]) / (n - 1)
                         print(fmt % (shape, n, parallel, name, "%.3f" % total, "%.2f" % (total / n * 1e3), "%.2f" % (per_node * 1e3),
                                      "%.2f" % (marginal * 1e3), "%.2f" % (compile_per_node * 1e3), "%.2f" % (cpu / n * 1e3),
-                                     "%.2f" % ((cpu - fixed[name][1]) / (n - 1) * 1e3 - py_spawn_cpu * 1e3)))
+                                     "%.2f" % (marginal_cpu * 1e3)))
+                        if repeat > 2:
+                            spread = sorted(r[3] for r in rows)
+                            print("%-12s %6s %8s %7s   marginal of each sample, ms: %s" % (
+                                "", "", "", "", " ".join("%.2f" % (m * 1e3) for m in spread)))
                     sys.stdout.flush()
 
         sleepy = write_runbook(tmp / "sleep.playbook.toml", 50, "independent", command="sleep 0.2")
@@ -196,7 +219,9 @@ def main():
             print("50 independent `sleep 0.2` nodes, --parallel 10%s: %.3f s (ideal 1.0 s + fixed cost %.3f s)" % (
                 "" if len(builds) == 1 else " (%s)" % name, sleep_total, fixed[name][0]))
         print()
-        print("per node = (total − one-node run) / (N − 1); marginal = per node − one subprocess.run spawn.")
+        print("per node = (total − one-node run) / (N − 1); marginal = per node − one subprocess.run spawn;")
+        print("each sample measures its own one-node run and floor (%d spawns) right before it, and" % FLOOR_SPAWNS)
+        print("the medians of the samples are shown (total, per node, marginal, CPU).")
         print("compile = (validate of N nodes − validate of one) / (N − 1): the compiler's share of the per-node")
         print("cost (`playbook run` of a runbook compiles it first; a bundle does not), inside \"marginal\".")
         print("cpu/node = CPU of the runner and its shells / N; marginal cpu = the same per-node difference")

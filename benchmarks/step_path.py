@@ -3,10 +3,12 @@
 `engine_overhead.py` times whole `playbook run`s; this splits one Command step into its parts
 and times each in a loop inside one Python process (no start-up), wall-clock and CPU per step:
 
-  state      what the engine writes per attempt: start_attempt (committed before the command
-             starts), set_attempt_process (the process group, committed while the command runs)
-             and finish_attempt (committed after it ends), on a real SQLite file in a temporary
-             directory (the attempt numbers are read once per session, not per step)
+  state      what the engine writes per step of a chain: start_attempt with the previous
+             step's result in the same transaction (committed before the command starts) and
+             set_attempt_process (the process group, committed while the command runs), on a
+             real SQLite file in a temporary directory (the attempt numbers are read once per
+             session, not per step); "state, apart" writes the same with the result committed
+             on its own (finish_attempt), as a step that is not followed at once does
   engine     Engine.run of a chain of Command steps whose runner starts nothing (it reports a
              process group and exit code 0 at once): scheduling, events to the plain UI (written
              to /dev/null) and the three state writes above; the same store
@@ -54,13 +56,27 @@ def timed(function, steps: int) -> tuple:
     return wall * 1e3 / steps, (after[0] - before[0]) * 1e3 / steps, (after[1] - before[1]) * 1e3 / steps
 
 
+RESULT = {"exit_code": 0, "stdout": "", "stderr": "", "stdout_truncated": False, "stderr_truncated": False, "error": None}
+
+
 def state_case(store, run_id: int):
+    """A chain's writes: each step's row goes with the previous step's result."""
+    previous = [None]
+
+    def step(i: int) -> None:
+        finished = previous[0] and (previous[0], "succeeded", RESULT, "2026-11-30T00:00:00.000Z")
+        attempt = store.start_attempt(run_id, "n%d" % i, 1, finished=finished)
+        store.set_attempt_process(attempt, 100000 + i, 123456)
+        previous[0] = attempt
+
+    return step
+
+
+def state_apart_case(store, run_id: int):
     def step(i: int) -> None:
         attempt = store.start_attempt(run_id, "n%d" % i, 1)
         store.set_attempt_process(attempt, 100000 + i, 123456)
-        store.finish_attempt(
-            attempt, "succeeded", exit_code=0, stdout="", stderr="", stdout_truncated=False, stderr_truncated=False, error=None
-        )
+        store.finish_attempt(attempt, "succeeded", **RESULT)
 
     return step
 
@@ -105,6 +121,7 @@ def main() -> int:
         engine_run = engine_case(store, args.steps, devnull)
         cases = {
             "state": state_case(store, 0),
+            "state, apart": state_apart_case(store, 0),
             "engine": lambda i: engine_run() if i == 0 else None,
             "spawn": lambda i: run_command("true", timeout=60, on_start=lambda pgid, ticks: None),
             "floor": lambda i: subprocess.run(["sh", "-c", "true"], stdin=subprocess.DEVNULL),
@@ -112,20 +129,20 @@ def main() -> int:
         samples: dict = {name: [] for name in cases}
         for round_number in range(args.rounds + 1):
             for name, function in cases.items():
-                if name == "state":
+                if name.startswith("state"):
                     run_id = store.create_run("bench", None, "hash", "{}", {})
-                    function = cases[name] = state_case(store, run_id)
+                    function = cases[name] = (state_case if name == "state" else state_apart_case)(store, run_id)
                 result = timed(function, args.steps)
                 if round_number:  # the first round warms up
                     samples[name].append(result)
         store.close()
         devnull.close()
     print()
-    print("%-8s %12s %12s %15s" % ("case", "wall ms/step", "CPU ms/step", "children's CPU"))
+    print("%-12s %12s %12s %15s" % ("case", "wall ms/step", "CPU ms/step", "children's CPU"))
     medians = {}
     for name, values in samples.items():
         medians[name] = tuple(statistics.median(v[k] for v in values) for k in range(3))
-        print("%-8s %12.3f %12.3f %15.3f" % ((name,) + medians[name]))
+        print("%-12s %12.3f %12.3f %15.3f" % ((name,) + medians[name]))
     print()
     print("run_command above the floor: %+.3f ms wall, %+.3f ms CPU of the runner per step" % (
         medians["spawn"][0] - medians["floor"][0], medians["spawn"][1] - medians["floor"][1]))
