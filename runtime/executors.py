@@ -301,7 +301,19 @@ try:
 except (AttributeError, ValueError, OSError):
     _NS_PER_TICK = 0
 _RECHECK_EVERY = 64
-_clock_trust = [None, 0]  # [None: not confirmed yet / True / False: never again, commands since the last check]
+
+
+class _ClockTrust:
+    """Has /proc confirmed the clock (``confirmed``), or contradicted it once (``never``: read
+    /proc from then on); how many start times the clock gave since /proc was last asked."""
+
+    def __init__(self) -> None:
+        self.confirmed = False
+        self.never = False
+        self.since_check = 0
+
+
+_clock_trust = _ClockTrust()
 _clock_lock = threading.Lock()
 
 
@@ -312,21 +324,23 @@ def _boot_ns() -> int | None:
 def _start_ticks(pid: int, before: int | None, after: int | None) -> int | None:
     """process_start_ticks(pid) of a child forked between the boot-clock readings ``before``
     and ``after`` (see above): from the clock when it is certain, else from /proc."""
-    if before is None or after is None or _clock_trust[0] is False:
+    trust = _clock_trust
+    if before is None or after is None or trust.never:
         return process_start_ticks(pid)
     tick = before // _NS_PER_TICK
     if tick != after // _NS_PER_TICK:  # the fork may have been in either tick
         return process_start_ticks(pid)
     with _clock_lock:
-        due = _clock_trust[0] is not True or _clock_trust[1] >= _RECHECK_EVERY
-        if not due:
-            _clock_trust[1] += 1
+        if trust.confirmed and trust.since_check < _RECHECK_EVERY:
+            trust.since_check += 1
             return tick
     ticks = process_start_ticks(pid)
     with _clock_lock:
-        if _clock_trust[0] is not False:
-            _clock_trust[0] = ticks == tick
-            _clock_trust[1] = 0
+        trust.since_check = 0
+        if ticks == tick:
+            trust.confirmed = True
+        else:
+            trust.confirmed, trust.never = False, True
     return ticks
 
 

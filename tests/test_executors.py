@@ -778,7 +778,7 @@ def test_start_ticks_name_one_process():
 @pytest.fixture
 def fresh_clock_trust(monkeypatch):
     """The boot-clock start times unconfirmed again, as in a new process (restored after)."""
-    monkeypatch.setattr(executors, "_clock_trust", [None, 0])
+    monkeypatch.setattr(executors, "_clock_trust", executors._ClockTrust())
     return executors._clock_trust
 
 
@@ -795,7 +795,7 @@ def test_start_ticks_from_the_boot_clock_are_what_proc_says(fresh_clock_trust, m
     assert len(seen) == commands
     assert all(given == actual for given, actual in seen)
     assert 3 <= len(proc_reads) < commands / 2  # the first, a check every _RECHECK_EVERY, forks astride a tick
-    assert fresh_clock_trust[0] is True
+    assert fresh_clock_trust.confirmed is True
 
 
 @pytest.mark.skipif(executors._boot_ns() is None, reason="no boot-time clock here")
@@ -806,7 +806,7 @@ def test_start_ticks_come_from_proc_when_the_clock_disagrees_once(fresh_clock_tr
     seen = []
     for _ in range(3):
         assert run_command("true", on_start=lambda pgid, ticks: seen.append((ticks, process_start_ticks(pgid)))).ok
-    assert executors._clock_trust[0] is False
+    assert executors._clock_trust.never and not executors._clock_trust.confirmed
     assert all(given == actual for given, actual in seen)
 
 
@@ -814,12 +814,12 @@ def test_start_ticks_come_from_proc_when_the_clock_disagrees_once(fresh_clock_tr
 def test_start_ticks_come_from_proc_when_the_fork_may_be_in_either_tick(fresh_clock_trust, monkeypatch):
     readings = iter(range(0, 10**9, executors._NS_PER_TICK))  # a tick apart: the fork is in one or the other
     monkeypatch.setattr(executors, "_boot_ns", lambda: next(readings))
-    fresh_clock_trust[:] = [True, 0]
+    fresh_clock_trust.confirmed = True
     seen = []
     for _ in range(3):
         assert run_command("true", on_start=lambda pgid, ticks: seen.append((ticks, process_start_ticks(pgid)))).ok
     assert all(given == actual for given, actual in seen)
-    assert fresh_clock_trust == [True, 0]  # /proc read each time, without counting as a check
+    assert (fresh_clock_trust.confirmed, fresh_clock_trust.since_check) == (True, 0)  # /proc each time, not a check
 
 
 CRASHING_RUNNER = """
