@@ -13,7 +13,7 @@ and times each in a loop inside one Python process (no start-up), wall-clock and
              process group and exit code 0 at once): scheduling, events to the plain UI (written
              to /dev/null) and the three state writes above; the same store
   spawn      executors.run_command("true") as the engine calls it (with on_start, so the
-             process group's start time is read from /proc): the runner's way of starting and
+             process group's start time is worked out): the runner's way of starting and
              supervising a command (process group, pipes for stdout and stderr, pidfd, poll)
   floor      subprocess.run(["sh", "-c", "true"]) in a loop: the bare spawn
 
