@@ -11,7 +11,7 @@ and times each in a loop inside one Python process (no start-up), wall-clock and
              on its own (finish_attempt), as a step that is not followed at once does
   engine     Engine.run of a chain of Command steps whose runner starts nothing (it reports a
              process group and exit code 0 at once): scheduling, events to the plain UI (written
-             to /dev/null) and the three state writes above; the same store
+             to /dev/null) and the state writes above; the same store
   spawn      executors.run_command("true") as the engine calls it (with on_start, so the
              process group's start time is worked out): the runner's way of starting and
              supervising a command (process group, pipes for stdout and stderr, pidfd, poll)
