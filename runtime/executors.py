@@ -97,7 +97,6 @@ _USE_PIDFD = hasattr(os, "pidfd_open")
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _PIDFD = object()  # selector key data: the pidfd
-_READABLE = select.POLLIN | select.POLLHUP | select.POLLERR  # what poll reports for a pipe's end or data
 _RUNNING: set[_Run] = set()  # the _Run of every command being supervised, for terminate_all
 _RUNNING_LOCK = threading.RLock()  # re-entrant: terminate_all may run in a signal handler
 
