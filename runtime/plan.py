@@ -133,11 +133,8 @@ class Node:
         data: dict[str, Any] = {"id": self.id, "type": self.type, "deps": [d.to_json() for d in self.deps]}
         for key, default in _NODE_DEFAULTS.items():
             value = getattr(self, key)
-            if isinstance(value, tuple):
-                value = list(value)
-                default = list(default)
-            if value != default:
-                data[key] = value
+            if value != default:  # tuples against tuples: a step leaves most fields at their default
+                data[key] = list(value) if isinstance(value, tuple) else value
         return data
 
     @classmethod
