@@ -508,15 +508,28 @@ def test_exception_from_on_output_kills_the_group(reaper):
     assert _survivors(pids) == []
 
 
+def _group_members(pgid):
+    """'pid state' of every process /proc lists in group ``pgid``: for failure messages."""
+    return [
+        "%d %s" % (pid, fields[0].decode())
+        for pid, fields in executors._all_stats() or ()
+        if int(fields[2]) == pgid
+    ]
+
+
 def test_terminate_group(reaper):
+    # `exec`: once the line is read, the group's members are all there (the shell forks nothing
+    # more), so SIGTERM reaches every one of them.
     proc = subprocess.Popen(
-        ["/bin/sh", "-c", "sleep 300 & echo $!; sleep 300"],
+        ["/bin/sh", "-c", "sleep 300 & echo $!; exec sleep 300"],
         stdout=subprocess.PIPE,
         start_new_session=True,
     )
     child = int(proc.stdout.readline())
     reaper.extend([proc.pid, child])
-    assert terminate_group(proc.pid, grace=5, proc=proc) is True
+    before = _group_members(proc.pid)
+    ended = terminate_group(proc.pid, grace=5, proc=proc)
+    assert ended is True, "group before: %s; after SIGKILL: %s" % (before, _group_members(proc.pid))
     assert proc.wait(10) == -signal.SIGTERM
     proc.stdout.close()
     assert _survivors([child]) == []
