@@ -704,7 +704,8 @@ def _run_in_thread(command, **kwargs):
 
 
 def test_terminate_all_ends_commands_running_in_other_threads(reaper):
-    runs = [_run_in_thread("echo $$; sleep 300 & echo $!; sleep 300") for _ in range(2)]
+    # `exec`: nothing more is forked after the pids are printed (see test_terminate_group)
+    runs = [_run_in_thread("echo $$; sleep 300 & echo $!; exec sleep 300") for _ in range(2)]
     deadline = time.monotonic() + 30
     while any(len(pids) < 2 for _, _, pids in runs) and time.monotonic() < deadline:
         time.sleep(0.02)
