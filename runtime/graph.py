@@ -16,9 +16,9 @@ rows of the state database). Rendering the text into a picture is the caller's j
 
 Every text is escaped, so any description, command or id gives valid DOT: labels are
 HTML-like (``&``, ``<``, ``>`` and ``"`` escaped, one line per ``<BR/>``), other attributes
-are double-quoted strings (backslash, quote and line breaks escaped), and characters that XML
-cannot carry (control characters, U+FFFE/U+FFFF, lone surrogates) are replaced, so the SVG that
-`dot` writes always parses. The output is deterministic: nodes and edges in plan order.
+are double-quoted strings (backslash, quote and line breaks escaped, ``&`` as ``&amp;``), and
+characters that XML cannot carry (control characters, U+FFFE/U+FFFF, lone surrogates) are
+replaced, so the SVG that `dot` writes always parses. The output is deterministic: nodes and edges in plan order.
 
 Standard library only: this module goes into bundles (run reports draw the DAG too).
 """
@@ -88,9 +88,12 @@ def clean(text: Any) -> str:
 
 
 def quote(text: Any) -> str:
-    """A DOT double-quoted string whose label/tooltip text is exactly `text`."""
+    """A DOT double-quoted string whose label/tooltip text is exactly `text`.
+
+    `&` is written `&amp;`: `dot` reads entities in labels, and copies into SVG, unescaped,
+    an `&` that starts anything shaped like one (`&;`, `&nbsp;`), which XML then rejects."""
     text = clean(text)
-    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    text = text.replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return '"%s"' % text
 
 

@@ -269,6 +269,22 @@ def test_multiline_description_is_valid_dot():
     assert "// not a comment */" in texts
 
 
+ENTITY_LOOKALIKES = ["&;", "&#;", "&#x;", "&bogus;", "&lt;", "&amp;", "a&b;c", "R&D"]
+
+
+@needs_dot
+def test_ids_that_look_like_xml_entities_reach_the_svg_as_written():
+    """`dot` copies an `&` that starts something shaped like an entity (`&;`, `&nbsp;`) into
+    the SVG as it is: unescaped, it made a title that no XML parser reads, or a different text."""
+    nodes = [Node(node_id, "Manual", [Dep(ENTITY_LOOKALIKES[0])] if i else []) for i, node_id in enumerate(ENTITY_LOOKALIKES)]
+    text = graph.to_dot(plan_of(*nodes, title="&bogus; & &;"))
+    svg = subprocess.run([DOT, "-Tsvg"], input=text.encode(), capture_output=True, check=True).stdout
+    root = svg_root(svg.decode())
+    assert sorted(svg_nodes(root)) == sorted(ENTITY_LOOKALIKES)
+    tooltips = [a.get("{http://www.w3.org/1999/xlink}title") for a in root.iter(SVG + "a")]
+    assert "&#; depends on &;" in tooltips and "R&D depends on &;" in tooltips
+
+
 # -- property: any text gives DOT that `dot` accepts -------------------------------------------------
 
 PIECES = st.one_of(
