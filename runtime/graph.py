@@ -18,7 +18,8 @@ Every text is escaped, so any description, command or id gives valid DOT: labels
 HTML-like (``&``, ``<``, ``>`` and ``"`` escaped, one line per ``<BR/>``), other attributes
 are double-quoted strings (backslash, quote and line breaks escaped, ``&`` as ``&amp;``), and
 characters that XML cannot carry (control characters, U+FFFE/U+FFFF, lone surrogates) are
-replaced, so the SVG that `dot` writes always parses. The output is deterministic: nodes and edges in plan order.
+replaced, so the SVG that `dot` writes always parses. The output is deterministic: nodes and
+edges in plan order.
 
 Standard library only: this module goes into bundles (run reports draw the DAG too).
 """
