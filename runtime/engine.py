@@ -124,6 +124,7 @@ class Engine:
         secrets: Iterable[str] = (),
         runner: Callable[..., executors.CommandResult] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        record_process: Callable[[int, int, int | None], None] | None = None,
     ) -> None:
         self.plan = plan
         self.values = values
@@ -139,6 +140,9 @@ class Engine:
             store.set_mask(self.mask)
         self.runner = runner or executors.run_command
         self.sleep = sleep
+        # (attempt id, process group, start ticks) of a command that has started: the run's
+        # lock file takes it (RunLock.record_process), else the database
+        self.record_process = record_process or store.set_attempt_process
         self.nodes = plan.nodes
         self.index = {node.id: i for i, node in enumerate(self.nodes)}
         self.results = {node.id: StepResult() for node in self.nodes}
@@ -514,7 +518,7 @@ class Engine:
                     self.ui.event("node_started", node=event[0], attempt=event[1], command=event[2])
 
             def on_start(pgid, ticks):
-                self.store.set_attempt_process(attempt_id, pgid, ticks)
+                self.record_process(attempt_id, pgid, ticks)
                 announced()
 
             def on_output(stream, text):

@@ -389,6 +389,7 @@ class Session:
             host = plugins_mod.PluginHost(plugins_mod.Registry(entry_points=self.entry_points))
         eng = engine_mod.Engine(
             plan, values, self.store, run_id, self.ui, self.options, plugins=host, who=self.who, secrets=secrets,
+            record_process=lock.record_process,
             **({"runner": self.runner} if self.runner else {}),
         )
         started = time.monotonic()

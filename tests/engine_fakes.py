@@ -216,6 +216,7 @@ class Run:
         self.sleeps: list[float] = []
         self.engine: Optional[engine.Engine] = None
         self.plugins = PluginHost(Registry(entry_points={}))  # built-in plugins only
+        self.record_process = None  # the engine's default: the database (a session passes its lock's)
 
     def session(self, ui: ScriptedUI, options: Optional[engine.Options] = None, secrets=(), resume: bool = False):
         """A new Engine for this run, as `run` (or `resume` with resume=True) builds it.
@@ -241,6 +242,7 @@ class Run:
             secrets=secrets,
             runner=self.runner,
             sleep=self.sleeps.append,
+            record_process=self.record_process,
         )
         if not resume:
             return self.engine

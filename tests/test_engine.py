@@ -943,10 +943,12 @@ def test_a_signal_during_a_step_records_it_interrupted_and_resume_reports_it(run
 
 
 # -- when node_started is shown ---------------------------------------------------------------------
-def test_node_started_is_shown_once_its_command_started_and_before_anything_else_of_it(runbook, tmp_path):
+@pytest.mark.parametrize("recorder", ["database", "lock file"])
+def test_node_started_is_shown_once_its_command_started_and_before_anything_else_of_it(runbook, tmp_path, recorder):
     """A Command's node_started event comes after its process is recorded (so the line is written
     while the command runs, not before it starts) and still before its output and its end; each
-    attempt is announced exactly once, also when its command cannot start."""
+    attempt is announced exactly once, also when its command cannot start. A session records
+    the process in the run's lock file (no transaction), where the store's readers find it."""
     missing = str(tmp_path / "no-such-directory")
     run = runbook(
         command("echo", depends_on=[], command_name="echo hello")
@@ -955,16 +957,22 @@ def test_node_started_is_shown_once_its_command_started_and_before_anything_else
         + command("after", depends_on=["nowhere:failure"], command_name="true")
     )
     run.runner = executors.run_command
+    lock = run.store.lock_run(run.run_id)
+    if recorder == "lock file":
+        run.record_process = lock.record_process
     ui = batch()
     seen = []
 
     def on_event(kind, data):
         if kind == "node_started":
-            rows = run.rows(data["node"].id, columns="attempt, status, pgid")
-            seen.append((data["node"].id, data["attempt"], rows[-1]))
+            (row,) = [a for a in run.store.attempts(run.run_id, data["node"].id) if a["attempt"] == data["attempt"]]
+            in_db = run.rows(data["node"].id, columns="pgid")[-1][0]
+            assert in_db == (row["pgid"] if recorder == "database" else None)
+            seen.append((data["node"].id, data["attempt"], (row["attempt"], row["status"], row["pgid"])))
 
     ui.on_event = on_event
-    assert run.go(ui)[0] == "failed"
+    with lock:
+        assert run.go(ui)[0] == "failed"
     started = [row for row in seen if row[0] != "nowhere"]
     assert [(node_id, attempt) for node_id, attempt, _ in seen] == [
         ("echo", 1), ("flaky", 1), ("flaky", 2), ("nowhere", 1), ("after", 1)]

@@ -563,6 +563,97 @@ def test_lock_excludes_other_process_until_it_dies(db_path):
         proc.stderr.close()
 
 
+def pgids(store, run_id):
+    """{node_id: (pgid, proc_start)} as the database holds them (without the lock file)."""
+    rows = store._db.execute("SELECT node_id, pgid, proc_start FROM attempts WHERE run_id = ?", (run_id,))
+    return {row["node_id"]: (row["pgid"], row["proc_start"]) for row in rows}
+
+
+def test_processes_recorded_in_the_lock_file_move_into_the_database_on_release(store):
+    """A driver records its commands in the lock file (no transaction); readers see them at
+    once, and on release they go into the attempts that may still run, not the finished ones."""
+    run_id = new_run(store)
+    lock = store.lock_run(run_id)
+    done = store.start_attempt(run_id, "done", 1)
+    lock.record_process(done, 4001, 11)
+    store.finish_attempt(done, "succeeded", exit_code=0)
+    running = store.start_attempt(run_id, "running", 1)
+    lock.record_process(running, 4002, None)
+    stopped = store.start_attempt(run_id, "stopped", 1)
+    lock.record_process(stopped, 4003, 33)
+    store.finish_attempt(stopped, "interrupted", error="interrupted by a signal")
+    with open(lock.path) as f:
+        assert f.read().splitlines()[1:] == [
+            "attempt %d 4001 11" % done, "attempt %d 4002 -" % running, "attempt %d 4003 33" % stopped]
+    assert pgids(store, run_id) == {"done": (None, None), "running": (None, None), "stopped": (None, None)}
+    shown = {a["node_id"]: (a["pgid"], a["proc_start"]) for a in store.attempts(run_id)}
+    assert shown == {"done": (None, None), "running": (4002, None), "stopped": (4003, 33)}
+    assert store.final_attempts(run_id)["running"]["pgid"] == 4002
+    lock.release()
+    assert pgids(store, run_id) == {"done": (None, None), "running": (4002, None), "stopped": (4003, 33)}
+    with open(lock.path) as f:
+        assert f.read() == ""
+
+
+def test_processes_of_a_killed_driver_are_adopted_by_the_next_lock(db_path):
+    """The driver is SIGKILLed: its records stay in the lock file, `attempts` reads them there,
+    and the next lock_run writes them into the database before it takes the file over. A line
+    the driver had not finished is ignored."""
+    with Store(db_path) as s:
+        run_id = new_run(s)
+        first = s.start_attempt(run_id, "a", 1)
+        s.finish_attempt(first, "failed", exit_code=1)
+        second = s.start_attempt(run_id, "b", 1)
+    proc = python(
+        """
+        import os, time
+        from playbook.runtime.state import Store
+        lock = Store(%r).lock_run(%d)
+        lock.record_process(%d, 5001, 77)
+        lock.record_process(%d, 5002, 88)
+        os.pwrite(lock._fd, b"attempt %d 9", lock._end)  # cut short by the kill
+        print("recorded", flush=True)
+        time.sleep(60)
+        """
+        % (db_path, run_id, first, second, second)
+    )
+    try:
+        assert proc.stdout.readline().strip() == "recorded"
+        with Store(db_path) as s:
+            with pytest.raises(LockedError, match="pid %d" % proc.pid):
+                s.lock_run(run_id)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            assert pgids(s, run_id) == {"a": (None, None), "b": (None, None)}
+            assert [a["pgid"] for a in s.attempts(run_id)] == [None, 5002]
+            with s.lock_run(run_id) as lock:
+                assert pgids(s, run_id) == {"a": (None, None), "b": (5002, 88)}
+                with open(lock.path) as f:
+                    assert f.read() == "%d %s\n" % (os.getpid(), state.current_host())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_a_process_the_lock_file_cannot_take_goes_into_the_database(store):
+    run_id = new_run(store)
+    lock = store.lock_run(run_id)
+    attempt = store.start_attempt(run_id, "a", 1)
+    held = lock._fd
+    lock._fd = os.open(lock.path, os.O_RDONLY)  # writes fail (EBADF), as on a full disk
+    try:
+        lock.record_process(attempt, 6001, 99)
+    finally:
+        os.close(lock._fd)
+        lock._fd = held
+    assert pgids(store, run_id) == {"a": (6001, 99)}
+    lock.release()
+    assert pgids(store, run_id) == {"a": (6001, 99)}
+
+
 def test_lock_within_one_process(store):
     lock = store.lock_run(5)
     with pytest.raises(LockedError, match="pid %d" % os.getpid()):
