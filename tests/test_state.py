@@ -50,6 +50,15 @@ def python(code):
     )
 
 
+def end(proc):
+    """Kill `proc` (from `python`) if it still runs, reap it and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+
+
 # --- paths, opening, migrations ----------------------------------------------------------
 
 
@@ -556,11 +565,7 @@ def test_lock_excludes_other_process_until_it_dies(db_path):
                     assert f.read().split()[0] == str(os.getpid())
             assert not lock.held
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        end(proc)
 
 
 def pgids(store, run_id):
@@ -631,11 +636,7 @@ def test_processes_of_a_killed_driver_are_adopted_by_the_next_lock(db_path):
                 with open(lock.path) as f:
                     assert f.read() == "%d %s\n" % (os.getpid(), state.current_host())
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        end(proc)
 
 
 def test_a_process_the_lock_file_cannot_take_goes_into_the_database(store):
