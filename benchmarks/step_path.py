@@ -5,13 +5,15 @@ and times each in a loop inside one Python process (no start-up), wall-clock and
 
   state      what the engine writes per step of a chain: start_attempt with the previous
              step's result in the same transaction (committed before the command starts) and
-             set_attempt_process (the process group, committed while the command runs), on a
-             real SQLite file in a temporary directory (the attempt numbers are read once per
-             session, not per step); "state, apart" writes the same with the result committed
-             on its own (finish_attempt), as a step that is not followed at once does
+             the process group, appended to the run's lock file while the command runs
+             (RunLock.record_process), on a real SQLite file in a temporary directory (the
+             attempt numbers are read once per session, not per step); "state, apart" writes
+             the same with the result committed on its own (finish_attempt), as a step that is
+             not followed at once does
   engine     Engine.run of a chain of Command steps whose runner starts nothing (it reports a
              process group and exit code 0 at once): scheduling, events to the plain UI (written
-             to /dev/null) and the state writes above; the same store
+             to /dev/null) and the state writes above; the same store, the run locked as a
+             session locks it
   spawn      executors.run_command("true") as the engine calls it (with on_start, so the
              process group's start time is worked out): the runner's way of starting and
              supervising a command (process group, pipes for stdout and stderr, pidfd, poll)
@@ -59,23 +61,23 @@ def timed(function, steps: int) -> tuple:
 RESULT = {"exit_code": 0, "stdout": "", "stderr": "", "stdout_truncated": False, "stderr_truncated": False, "error": None}
 
 
-def state_case(store, run_id: int):
+def state_case(store, run_id: int, lock):
     """A chain's writes: each step's row goes with the previous step's result."""
     previous = [None]
 
     def step(i: int) -> None:
         finished = previous[0] and (previous[0], "succeeded", RESULT, "2026-11-30T00:00:00.000Z")
         attempt = store.start_attempt(run_id, "n%d" % i, 1, finished=finished)
-        store.set_attempt_process(attempt, 100000 + i, 123456)
+        lock.record_process(attempt, 100000 + i, 123456)
         previous[0] = attempt
 
     return step
 
 
-def state_apart_case(store, run_id: int):
+def state_apart_case(store, run_id: int, lock):
     def step(i: int) -> None:
         attempt = store.start_attempt(run_id, "n%d" % i, 1)
-        store.set_attempt_process(attempt, 100000 + i, 123456)
+        lock.record_process(attempt, 100000 + i, 123456)
         store.finish_attempt(attempt, "succeeded", **RESULT)
 
     return step
@@ -97,8 +99,9 @@ def engine_case(store, steps: int, devnull):
     def run_all() -> None:
         run_id = store.create_run("bench", None, "hash", "{}", {})
         quiet = ui.PlainUI(out=devnull, err=devnull, show_output=False)
-        eng = engine.Engine(plan, {}, store, run_id, quiet, engine.Options(), runner=runner)
-        assert eng.run()[0] == "succeeded"
+        with store.lock_run(run_id) as lock:
+            eng = engine.Engine(plan, {}, store, run_id, quiet, engine.Options(), runner=runner, record_process=lock.record_process)
+            assert eng.run()[0] == "succeeded"
 
     return run_all
 
@@ -119,9 +122,10 @@ def main() -> int:
         store = Store(os.path.join(tmp, "state.db"))
         devnull = open(os.devnull, "w")
         engine_run = engine_case(store, args.steps, devnull)
+        locks = []  # one per state case and round, released at the end
         cases = {
-            "state": state_case(store, 0),
-            "state, apart": state_apart_case(store, 0),
+            "state": None,  # made for each round, on a run of its own
+            "state, apart": None,
             "engine": lambda i: engine_run() if i == 0 else None,
             "spawn": lambda i: run_command("true", timeout=60, on_start=lambda pgid, ticks: None),
             "floor": lambda i: subprocess.run(["sh", "-c", "true"], stdin=subprocess.DEVNULL),
@@ -131,10 +135,13 @@ def main() -> int:
             for name, function in cases.items():
                 if name.startswith("state"):
                     run_id = store.create_run("bench", None, "hash", "{}", {})
-                    function = cases[name] = (state_case if name == "state" else state_apart_case)(store, run_id)
+                    locks.append(store.lock_run(run_id))
+                    function = (state_case if name == "state" else state_apart_case)(store, run_id, locks[-1])
                 result = timed(function, args.steps)
                 if round_number:  # the first round warms up
                     samples[name].append(result)
+        for lock in locks:
+            lock.release()
         store.close()
         devnull.close()
     print()
