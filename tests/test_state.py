@@ -639,6 +639,29 @@ def test_processes_of_a_killed_driver_are_adopted_by_the_next_lock(db_path):
         end(proc)
 
 
+def test_processes_recorded_by_many_threads_at_once_are_all_kept(store):
+    """--parallel: worker threads record their commands at the same time; no line is lost or
+    torn."""
+    import threading
+
+    run_id = new_run(store)
+    lock = store.lock_run(run_id)
+    ids = [store.start_attempt(run_id, "n%d" % i, 1) for i in range(8 * 150)]
+
+    def record(part):
+        for attempt in part:
+            lock.record_process(attempt, 100000 + attempt, 10**9 + attempt)
+
+    threads = [threading.Thread(target=record, args=(ids[k::8],)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state._process_records(lock.path) == {a: (100000 + a, 10**9 + a) for a in ids}
+    lock.release()
+    assert {a["id"]: a["pgid"] for a in store.attempts(run_id)} == {a: 100000 + a for a in ids}
+
+
 def test_a_process_the_lock_file_cannot_take_goes_into_the_database(store):
     run_id = new_run(store)
     lock = store.lock_run(run_id)
