@@ -10,7 +10,7 @@
   beside the database; the kernel drops it when the process dies).
 - The lock file also says which commands its holder started: ``RunLock.record_process`` appends
   ``attempt ID PGID START`` (one ``pwrite``, no transaction: it survives a ``kill -9`` like a
-  commit, at a tenth of the cost of one, on the path of every step). The records move into the
+  commit, at a quarter of the cost of one, on the path of every step). The records move into the
   attempts' ``pgid`` and ``proc_start`` when the lock is released or next taken (a runner that
   was killed), for the attempts still running or interrupted; until then ``attempts`` and
   ``final_attempts`` read them from the file.
