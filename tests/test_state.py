@@ -678,6 +678,33 @@ def test_a_process_the_lock_file_cannot_take_goes_into_the_database(store):
     assert pgids(store, run_id) == {"a": (6001, 99)}
 
 
+def test_a_lock_file_without_its_holder_line_names_no_holder(db_path):
+    """The holder's line could not be written (a full disk) but process records follow: the
+    refusal names no holder rather than reading a record as one."""
+    Store(db_path).close()
+    path = db_path + ".locks/run-1.lock"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    proc = python(
+        """
+        import fcntl, os, time
+        fd = os.open(%r, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.pwrite(fd, b"attempt 7 4242 99\\n", 0)
+        print("locked", flush=True)
+        time.sleep(60)
+        """
+        % path
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with Store(db_path) as s:
+            with pytest.raises(LockedError) as info:
+                s.lock_run(1)
+        assert str(info.value) == "run 1 is being driven by another process; wait for it to finish or stop it"
+    finally:
+        end(proc)
+
+
 def test_lock_within_one_process(store):
     lock = store.lock_run(5)
     with pytest.raises(LockedError, match="pid %d" % os.getpid()):
