@@ -161,28 +161,16 @@ def _dispatch(path, argv, digest, tree):
 FILES_PREFIX = "files/"  # where the bundle holds the runbook's [runbook] files
 
 
-def files_base() -> str:
-    """Where a run's copy of the runbook's files goes: $XDG_RUNTIME_DIR (the user's own
-    directory, in memory, private) when it is usable, else the temporary directory
-    ($TMPDIR, /tmp, /var/tmp). Never the home directory, which may be read-only."""
-    import tempfile
-
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime) and os.access(runtime, os.W_OK | os.X_OK):
-        return runtime
-    return tempfile.gettempdir()
-
-
 def provide_files(bundle: BundleContext) -> str | None:
     """Copy the files the bundle carries into a fresh private directory (0700 while it is
     filled, then directories 0500, files 0400, executables 0500), each checked against its
     SHA-256 in the manifest, and point PLAYBOOK_RUNBOOK_DIR (and so `{{ runbook_dir }}`) at
     it. Returns the directory (the caller removes it) or None when the bundle carries none."""
     import hashlib
-    import tempfile
     import zipimport
 
     from .errors import BundleError
+    from .private import private_tempdir
     from .templating import RUNBOOK_DIR_ENV
 
     entries = bundle.manifest.get("files") or []
@@ -190,7 +178,7 @@ def provide_files(bundle: BundleContext) -> str | None:
     if not entries:
         return None
     try:
-        directory = tempfile.mkdtemp(prefix="playbook-files-", dir=files_base())
+        directory = private_tempdir("playbook-files-")
     except OSError as exc:
         raise BundleError("cannot provide the runbook's files: %s" % (exc.strerror or exc)) from None
     try:
@@ -221,15 +209,10 @@ def provide_files(bundle: BundleContext) -> str | None:
 
 
 def remove_files(directory: str) -> None:
-    """Remove a directory made by provide_files (read-only as it is)."""
-    import shutil
+    """Remove a directory made by provide_files (read-only as it is), following no link."""
+    from .private import remove_tree
 
-    for top, _, _ in os.walk(directory):
-        try:
-            os.chmod(top, 0o700)
-        except OSError:
-            pass
-    shutil.rmtree(directory, ignore_errors=True)
+    remove_tree(directory)
 
 
 def command(name, argv, bundle):

@@ -18,6 +18,7 @@ from . import session
 from . import variables as var_mod
 from .errors import EXIT_INVALID, EXIT_OK, EXIT_STATE, BundleError, UsageError
 from .plan import Plan, PlanError
+from .private import UnsafePath
 from .state import whoami
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
@@ -359,6 +360,8 @@ class Invocation:
         if self.args.events_file:
             try:
                 fd = ui_mod.open_events_file(self.args.events_file)
+            except UnsafePath as exc:
+                raise UsageError(str(exc)) from None
             except OSError as exc:
                 raise UsageError("--events-file %s: cannot be opened: %s" % (self.args.events_file, exc.strerror or exc)) from None
             ui = ui_mod.EventsFileUI(ui, fd)

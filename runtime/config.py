@@ -169,10 +169,11 @@ class _File:
         return None
 
 
-def read_file(path: str) -> Tuple[Optional[_File], List[Problem]]:
-    """(_File or None, [Problem]) for one existing file."""
+def read_file(path: str, fd: Optional[int] = None) -> Tuple[Optional[_File], List[Problem]]:
+    """(_File or None, [Problem]) for one existing file (read from `fd` when given: the
+    descriptor whose owner was checked)."""
     try:
-        with open(path, "rb") as handle:
+        with (os.fdopen(fd, "rb") if fd is not None else open(path, "rb")) as handle:
             raw = handle.read()
     except OSError as exc:
         return None, [Problem(path, None, "cannot read: %s" % (exc.strerror or exc))]
@@ -414,6 +415,7 @@ class Config:
         self.files = list(files)  # the files read, highest priority first
         self.searched = list(searched)
         self.env_name = env_name
+        self.skipped: List[Tuple[str, str]] = []  # (path, why) of each discovered file not trusted (not read)
 
     def get(self, section: str, key: str) -> Any:
         return self.values[section][key]
@@ -424,6 +426,7 @@ class Config:
     def to_json(self) -> Dict[str, Any]:
         return {
             "files": [{"path": p, "found": p in self.files} for p in self.searched],
+            "skipped": [{"path": p, "why": why} for p, why in self.skipped],
             "environment": self.env_name,
             "values": {
                 section: {key: {"value": value, "from": self.origin(section, key)} for key, value in keys.items()}
@@ -442,7 +445,8 @@ def gather(
     explicit = paths is None and bool(environ.get("PLAYBOOK_CONFIG"))
     searched = list(paths) if paths is not None else candidates(environ, cwd)
     problems: List[Problem] = []
-    layers = _read_layers(searched, explicit, problems)
+    skipped: List[Tuple[str, str]] = []
+    layers = _read_layers(searched, explicit, problems, skipped)
     values = {s: dict(keys) for s, keys in DEFAULTS.items()}
     origins = {"%s.%s" % (s, k): "default" for s, keys in DEFAULTS.items() for k in keys}
     # lowest priority first: system, user, local; then the environment sections the same way
@@ -459,11 +463,20 @@ def gather(
             else:
                 _apply(values, origins, {(section, key): (value, None)}, "environment variable %s" % name)
     files = [file.path for file, _, _ in layers]
-    return Config(values, origins, files, searched, env_name), files, problems
+    cfg = Config(values, origins, files, searched, env_name)
+    cfg.skipped = skipped
+    return cfg, files, problems
 
 
-def _read_layers(searched, explicit, problems):
-    """[(file, base values, {environment: values})] of the files found, highest priority first."""
+def _read_layers(searched, explicit, problems, skipped):
+    """[(file, base values, {environment: values})] of the files found, highest priority first.
+
+    A file is read only when no other user controls it (runtime/private.py: it belongs to the
+    effective user or root and no one else may write it). A discovered one that fails this is
+    skipped ((path, why) in `skipped`), as git skips a repository another user owns; the file
+    PLAYBOOK_CONFIG names is a problem instead."""
+    from .private import trusted_file
+
     layers = []
     for path in searched:
         if not os.path.exists(path):
@@ -471,9 +484,19 @@ def _read_layers(searched, explicit, problems):
                 problems.append(Problem("PLAYBOOK_CONFIG=%s" % path, None, "no such file"))
             continue
         if not os.path.isfile(path):
-            problems.append(Problem(path, None, "not a file"))
+            if explicit:
+                problems.append(Problem(path, None, "not a file"))
+            else:  # a directory named playbook.toml where the run happens to start
+                skipped.append((path, "it is not a file"))
             continue
-        file, trouble = read_file(path)
+        fd, distrust = trusted_file(path)
+        if distrust is not None:
+            if explicit:
+                problems.append(Problem(path, None, "not used: %s" % distrust, "use a configuration file of your own"))
+            else:
+                skipped.append((path, distrust))
+            continue
+        file, trouble = read_file(path, fd)
         problems.extend(trouble)
         if file is not None:
             base, envs, trouble = check_file(file)
@@ -517,14 +540,29 @@ def load(
     cfg, _, problems = gather(environ, cwd, paths)
     if problems:
         raise ConfigError(problems)
+    warn_skipped(cfg)
     return cfg
+
+
+def warn_skipped(cfg: Config, write: Optional[Callable[[str], Any]] = None) -> None:
+    """One warning line on standard error per configuration file skipped as untrusted."""
+    import sys
+
+    for path, why in cfg.skipped:
+        text = "warning: ignoring the configuration file %s: %s\n" % (path, why)
+        try:
+            (write or sys.stderr.write)(text)
+        except (OSError, ValueError):
+            pass
 
 
 # -- playbook config --show / --init / --template ----------------------------------------------
 def show_text(cfg: Config) -> str:
     lines = ["Configuration files (the first listed wins, key by key):"]
+    ignored = dict(cfg.skipped)
     for path in cfg.searched:
-        lines.append("  %s%s" % (path, "" if path in cfg.files else "  (not found)"))
+        note = "" if path in cfg.files else "  (ignored: %s)" % ignored[path] if path in ignored else "  (not found)"
+        lines.append("  %s%s" % (path, note))
     if cfg.env_name:
         lines.append("Environment: %s (PLAYBOOK_ENV selects [environments.%s])" % (cfg.env_name, cfg.env_name))
     width = max(len(k) for keys in DEFAULTS.values() for k in keys)

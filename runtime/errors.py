@@ -148,19 +148,28 @@ def set_crash_dir(path: str | None) -> None:
     _crash_dir = path
 
 
+def _temp_base() -> str:
+    """A temporary directory no other user controls (runtime/private.py)."""
+    from .private import trusted_base
+
+    return trusted_base()
+
+
 def write_crash_report(exc: BaseException) -> str | None:
     """Write the traceback of `exc` (secrets masked) to a file; returns its path, or None."""
-    import tempfile
     import traceback
 
     text = mask("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     name = "playbook-crash-%s-%d.txt" % (time.strftime("%Y%m%dT%H%M%S", time.gmtime()), os.getpid())
-    for folder in (_crash_dir, tempfile.gettempdir()):
-        if not folder:
-            continue
+    folders = [_crash_dir] if _crash_dir else []
+    try:
+        folders.append(_temp_base())
+    except OSError:
+        pass
+    for folder in folders:
         path = os.path.join(folder, name)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
             return path

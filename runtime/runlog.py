@@ -19,15 +19,21 @@ class _RotatingLog(logging.handlers.RotatingFileHandler):
 
     warned = False
 
+    def _open(self):
+        """The file, never through a symbolic link, and only when it is the effective user's own
+        (made 0600): runtime/private.py."""
+        from .private import open_own_file
+
+        fd = open_own_file(self.baseFilename, "the log file")
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=getattr(self, "errors", None))
+
     def doRollover(self):
         if self.backupCount > 0:
             return super().doRollover()
-        if self.stream:
-            self.stream.close()
-            self.stream = None
-        with open(self.baseFilename, "w", encoding=self.encoding):
-            pass
-        self.stream = self._open()
+        if self.stream is None:
+            self.stream = self._open()
+        self.stream.flush()
+        os.ftruncate(self.stream.fileno(), 0)  # emptied through the open file, not its name
 
     def handleError(self, record):
         if not self.warned:
@@ -47,7 +53,12 @@ def open_run_log(cfg: Config) -> logging.Logger | None:
         return None
     path = os.path.abspath(os.path.expanduser(path))
     max_bytes = int(float(cfg.get("logging", "max_size_mb")) * 1024 * 1024)
+    from .private import location_problem
+
     try:
+        problem = location_problem(path)
+        if problem is not None:
+            raise OSError(0, "not used: %s" % problem)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         handler = _RotatingLog(path, maxBytes=max_bytes, backupCount=int(cfg.get("logging", "backup_count")), encoding="utf-8")
     except OSError as exc:

@@ -60,8 +60,19 @@ def open_store(state_path: str | None, cfg: Any = None) -> Store:
     SQLite's busy timeout; backup_enabled/backup_count copy the database before a migration."""
     from . import config
 
+    from .private import link_problem, location_problem
+
     cfg = cfg if cfg is not None else load_config()
     path = state_path or os.path.expanduser(cfg.get("database", "path"))
+    # a place not named on the command line (the default under $HOME, the configuration, the
+    # environment) may be another user's to choose under `sudo -E`: written only when it is ours
+    problem = link_problem(path) if state_path else location_problem(path)
+    if problem is not None:
+        where = "--state-path" if state_path else cfg.origin("database", "path")
+        raise StateError(
+            "the state database %s (%s) is not used: %s; give --state-path a file of your own"
+            % (os.path.abspath(path), where, problem)
+        )
     backup = config.backup_hook(cfg.get("database", "backup_count")) if cfg.get("database", "backup_enabled") else None
     store = Store(path, before_migrate=backup, timeout=cfg.get("database", "timeout"))
     errors.set_crash_dir(os.path.dirname(store.path))

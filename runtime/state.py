@@ -27,7 +27,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
-import getpass
 import json
 import math
 import os
@@ -81,11 +80,51 @@ def now_iso():
     return "%s.%03dZ" % (last[1], millis)
 
 
+@functools.lru_cache(maxsize=None)
 def current_user():
+    """The person running this process, as the operating system knows them: the passwd name of
+    the real uid. Behind sudo (real uid 0, a `sudo` process among the ancestors, SUDO_USER and
+    SUDO_UID naming the same passwd entry), the login that ran sudo. Never LOGNAME, USER or a
+    flag: those are anyone's to set. "uid1234" when the uid has no passwd entry (containers)."""
+    import pwd
+
+    uid = os.getuid()
+    if uid == 0:
+        behind = _sudo_user()
+        if behind:
+            return behind
     try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry and no LOGNAME/USER (containers)
-        return "uid%d" % os.getuid()
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return "uid%d" % uid
+
+
+def _sudo_user():
+    """The login that ran sudo, when this process (real uid 0) was started by sudo; else None."""
+    import pwd
+
+    name, uid = os.environ.get("SUDO_USER"), os.environ.get("SUDO_UID", "")
+    if not name or not uid.isdigit() or int(uid) == 0:
+        return None
+    try:
+        if pwd.getpwnam(name).pw_uid != int(uid):
+            return None
+    except KeyError:
+        return None
+    pid = os.getppid()
+    for _ in range(32):  # sudo -> sh -> launcher -> python: a few ancestors up at most
+        if pid <= 1:
+            return None
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            return None
+        comm = stat[stat.find(b"(") + 1 : stat.rfind(b")")]
+        if comm == b"sudo":
+            return name
+        pid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+    return None
 
 
 def current_host():

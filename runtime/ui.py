@@ -123,9 +123,10 @@ def _plan_body(node, indent, secrets):
     for when, question in (("before it runs", node.prompt_before), ("after it ran", node.prompt_after)):
         if question and node.type != "Manual":
             lines.append("%sasks %s: %s" % (indent, when, question))
-    if node.approvers or node.approvals > 1:
+    if node.approvers or node.approvals:
         who = ", ".join(node.approvers) if node.approvers else "anyone"
-        lines.append("%sapproval: %d approval%s by %s" % (indent, node.approvals, "" if node.approvals == 1 else "s", who))
+        count = max(1, node.approvals)
+        lines.append("%sapproval: %d approval%s by %s" % (indent, count, "" if count == 1 else "s", who))
     lines.append("%s%s" % (indent, conditions.in_words(node)))
     return lines
 
@@ -729,8 +730,12 @@ class EventsFileUI:
 
 
 def open_events_file(path):
-    """The descriptor of an events file opened for appending (0600 when created); OSError as is."""
-    return _os.open(path, _os.O_WRONLY | _os.O_APPEND | _os.O_CREAT | getattr(_os, "O_CLOEXEC", 0), 0o600)
+    """The descriptor of an events file opened for appending: never through a symbolic link,
+    created 0600, or an existing file of the effective user's own made 0600 (runtime/private.py);
+    OSError as is."""
+    from .private import open_own_file
+
+    return open_own_file(path, "--events-file")
 
 
 def make_ui(json_mode=False, parallel=False, interactive=None, color=True, timestamps=True, theme="auto",
