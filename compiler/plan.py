@@ -310,15 +310,24 @@ def _check_outputs(src, text, path):
 
 def _check_commands(src, runbook, nodes):
     """Find where each `{{ }}` of every templated command stands (compiler/shell.py); the plan
-    records it in `command_quoting`. A value whose place is not certain is an error."""
+    records it in `command_quoting`. A value whose place is not certain is an error. A value
+    read from a secret variable is passed through the command's environment (shell.py)."""
     default_shell = runbook.meta.get("shell")
+    secrets = frozenset(name for name, spec in runbook.variables.items() if spec.get("secret"))
+    for node in nodes:
+        for key in node.env or {}:
+            if str(key).startswith(templating.SECRET_ENV_PREFIX):
+                src.error(
+                    "env of node %s: %s: the prefix %s is Playbook's own (the variables a command's secrets travel in)"
+                    % (node.id, key, templating.SECRET_ENV_PREFIX), node.id, "env",
+                )
     for node in nodes:
         if node.type != "Command" or not templating.is_template(node.command):
             continue
         from . import shell  # the shell analysis (and Jinja) load only for templated commands
 
         try:
-            analysis = shell.analyse(node.command, node.shell or default_shell)
+            analysis = shell.analyse(node.command, node.shell or default_shell, secrets)
         except templating.TemplateError:
             continue  # reported by _check_names
         node.command_quoting = analysis.quoting

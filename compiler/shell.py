@@ -86,14 +86,20 @@ class Analysis(NamedTuple):
 
 
 @functools.lru_cache(maxsize=8192)
-def analyse(template: str, shell: str | None = None) -> Analysis:
+def analyse(template: str, shell: str | None = None, secrets: frozenset = frozenset()) -> Analysis:
     """Where each `{{ … }}` of a command stands, for `shell` (a Command's `shell` setting); cached.
+    `secrets`: the runbook's secret variables (see `_Walk.secret`).
 
     Raises templating.TemplateError when the template does not parse.
     """
     ast = templating.parse(template)
     expressions = list(templating.output_expressions(ast))
     walk = _Walk(expressions)
+    if secrets and templating.names_used(ast) & secrets:
+        # a name the template binds may hold a secret's value: {% for c in TOKEN %}{{ c }}, and
+        # so may a loop's own `loop` (loop.previtem)
+        walk.tainted = set(secrets) | {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")} | {"loop"}
+        walk.secrets = secrets
     skip = 0
     first = _first_text(ast)
     if first is not None and first.data.lstrip().startswith("#!"):
@@ -103,10 +109,12 @@ def analyse(template: str, shell: str | None = None) -> Analysis:
         if end < 0:
             walk.block_problem(line, "the #! line of a command must be plain text (no {{ }} or {% %})")
             return walk.result(template)
-        interpreter = program(first.data[start + 2 : end].split())
+        launcher = first.data[start + 2 : end].split()
         skip = end + 1
     else:
-        interpreter = program(_split(shell)) if shell else "sh"
+        launcher = _split(shell) if shell else ["sh"]
+    interpreter = program(launcher)
+    walk.env_cleared = clears_environment(launcher)
     if interpreter in SHELLS:
         lexer = Lexer(at_start=not skip)
     else:
@@ -119,6 +127,21 @@ def analyse(template: str, shell: str | None = None) -> Analysis:
         lexer.finish()
         walk.plain = lexer.plain
     return walk.result(template)
+
+
+def clears_environment(words: list) -> bool:
+    """Whether a command line run through `env` clears or unsets environment variables first
+    (`env -i`, `env -`, `-u NAME`, `--ignore-environment`, `--unset`, also inside `-S "…"`)."""
+    words = [part for word in words for part in word.split()]
+    while words and os.path.basename(words[0]) == "env":
+        words.pop(0)
+        while words and (words[0].startswith("-") or "=" in words[0]):
+            option = words.pop(0)
+            if option == "-" or option.startswith(("--ignore", "--unset")):
+                return True
+            if option.startswith("-") and not option.startswith("--") and ("i" in option or "u" in option):
+                return True
+    return False
 
 
 def program(words: list) -> str:
@@ -241,6 +264,9 @@ class _Walk:
         self.foreign_is_script = False
         self.skip = None
         self.plain = {}  # index -> whether a WORD value may stand unquoted (Lexer.plain)
+        self.tainted: set[str] = set()  # names whose value is (or may come from) a secret
+        self.secrets: frozenset = frozenset()  # the secret variables themselves
+        self.env_cleared = False  # the command runs through `env -i` (or -u): no variable reaches it
 
     def block_problem(self, line, message):
         self.blocks.append((line, message))
@@ -298,9 +324,55 @@ class _Walk:
             if reason:
                 self._refuse(i, reason, (hint or HINT) % {"name": name})
                 return
+        secret = self.secret(expression)
+        if secret:
+            context = self._through_env(i, context, secret)
+            if context is None:
+                return
         if self.contexts[i] not in (None, context):
             self._refuse(i, "it stands in different places on different passes of a {% for %} loop", HINT % {"name": name})
         self.contexts[i] = context
+
+    def secret(self, expression):
+        """The secret variable an expression reads (or a name that may hold one's value), if any."""
+        if not self.tainted:
+            return None
+        names = {n.name for n in expression.find_all(nodes.Name) if n.ctx == "load"}
+        if isinstance(expression, nodes.Name):
+            names.add(expression.name)
+        found = sorted(names & self.secrets) or sorted(names & self.tainted)
+        if not found:
+            return None
+        if found[0] in self.secrets:
+            return found[0]
+        return "%s (which may hold the value of %s)" % (found[0], ", ".join(sorted(self.secrets)))
+
+    def _through_env(self, i, context, secret):
+        """The quoting of a value read from a secret: its text is the argv of `sh -c`, which every
+        local user can read (ps), so the value travels in a private variable of the command's
+        environment and the text refers to it (templating.THROUGH_ENV). A #! script reaches its
+        interpreter through a pipe, never argv: its JSON literals and `| raw` stay. Refused (None):
+        `| raw` in a command (its text is argv), a `shell` that is not a shell (the text would be
+        its argv: python3 -c …), and a #! line or `shell` whose `env -i` would clear the variable."""
+        if context in templating.THROUGH_ENV and self.env_cleared:
+            self._refuse(i, "the secret %s travels in the command's environment, which `env -i` (or -u) in its #! line or "
+                            "`shell` clears: it would arrive empty" % secret,
+                         "drop the env option that clears the environment, or pass the value through env deliberately")
+            return None
+        if context in templating.THROUGH_ENV:
+            return templating.THROUGH_ENV[context]
+        if context in (JSON, RAW) and self.skip is not None:
+            return context  # a #! script reaches its interpreter through a pipe, never argv
+        if context == RAW:
+            self._refuse(i, "it would insert the secret %s into the command's text as it is: that text is the argv of the "
+                            "shell, which every local user can read with ps while the step runs" % secret,
+                         "write {{ %s }} without | raw: it then reaches the command through its environment" % secret)
+        else:
+            self._refuse(i, "the secret %s would stand in the arguments of %s, which every local user can read with ps "
+                            "while the step runs" % (secret, self.foreign),
+                         'write the command as a #! script (it reaches its interpreter through a pipe), or pass the '
+                         'value through env (env = { %s = "{{ %s }}" })' % (secret, secret))
+        return None
 
     def _refuse(self, i, message, hint):
         self.refused.setdefault(i, (message, hint))

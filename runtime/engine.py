@@ -530,7 +530,7 @@ class Engine:
                 result = self.runner(
                     node.command,
                     shell=node.shell or self.plan.runbook.get("shell"),
-                    env=node.env,
+                    env=templating.command_env(node),
                     cwd=node.cwd,
                     timeout=node.timeout if node.timeout is not None else self.options.default_timeout,
                     interactive=node.interactive,

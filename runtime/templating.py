@@ -79,7 +79,16 @@ SINGLE = "single"  # inside '…' written by the author
 DOUBLE = "double"  # inside "…" written by the author
 RAW = "raw"  # `{{ value | raw }}`: inserted as it is, deliberately
 JSON = "json"  # `{{ value | tojson }}` in a #! script of another language: a JSON literal
-QUOTING = (WORD, PLAIN, SINGLE, DOUBLE, RAW, JSON)
+# A value read from a secret variable never stands in the command's text, which is the argv of
+# `sh -c` (every local user reads it with ps): the text holds a reference to a private variable
+# of the command's environment, in the form for its place, and the value goes there alone.
+ENV_WORD = "env-word"  # outside quotes: "$PLAYBOOK_SECRET_1"
+ENV_SINGLE = "env-single"  # inside '…': '"$PLAYBOOK_SECRET_1"' (the quote is closed around it)
+ENV_DOUBLE = "env-double"  # inside "…": ${PLAYBOOK_SECRET_1}
+QUOTING = (WORD, PLAIN, SINGLE, DOUBLE, RAW, JSON, ENV_WORD, ENV_SINGLE, ENV_DOUBLE)
+THROUGH_ENV = {WORD: ENV_WORD, PLAIN: ENV_WORD, SINGLE: ENV_SINGLE, DOUBLE: ENV_DOUBLE}  # the form a secret takes
+SECRET_ENV_PREFIX = "PLAYBOOK_SECRET_"  # the command's private variables; no runbook env may use the prefix
+_SECRET_ENV = "__playbook_secret_env__"  # the render context's collector of those variables
 # Characters a PLAIN value may consist of to stand unquoted: shlex.quote's safe set without "=",
 # so that no value can make its word an assignment (`set -k` takes NAME=value from anywhere).
 PLAIN_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+:,./-")
@@ -127,6 +136,36 @@ def _quote_json(value):
     return Quoted(json.dumps(value, ensure_ascii=False))
 
 
+def _secret_reference(context, value, form):
+    """Put `value` into the command's private environment (the collector the render context
+    carries) and return the reference to it in `form`."""
+    text = _command_text(value)
+    collected = context.get(_SECRET_ENV)
+    if not isinstance(collected, dict):
+        raise TemplateError("a secret value of this command has nowhere to go but its text; it is not rendered")
+    name = "%s%d" % (SECRET_ENV_PREFIX, len(collected) + 1)
+    collected[name] = text
+    return Quoted(form % name)
+
+
+def _pass_context(function):
+    from jinja2 import pass_context
+
+    return pass_context(function)
+
+
+def _quote_env_word(context, value):
+    return _secret_reference(context, value, '"$%s"')
+
+
+def _quote_env_single(context, value):
+    return _secret_reference(context, value, "'\"$%s\"'")
+
+
+def _quote_env_double(context, value):
+    return _secret_reference(context, value, "${%s}")
+
+
 _QUOTE_FILTERS = {
     WORD: "_quote_word",
     PLAIN: "_quote_plain",
@@ -134,7 +173,11 @@ _QUOTE_FILTERS = {
     DOUBLE: "_quote_double",
     RAW: "_quote_raw",
     JSON: "_quote_json",
+    ENV_WORD: "_quote_env_word",
+    ENV_SINGLE: "_quote_env_single",
+    ENV_DOUBLE: "_quote_env_double",
 }
+_CONTEXT_FILTERS = frozenset(("_quote_env_word", "_quote_env_single", "_quote_env_double"))
 
 
 def output_expressions(ast):
@@ -202,7 +245,7 @@ def environment(shell=False):
     )
     env.filters["raw"] = _raw
     for name in _QUOTE_FILTERS.values():
-        env.filters[name] = globals()[name]
+        env.filters[name] = _pass_context(globals()[name]) if name in _CONTEXT_FILTERS else globals()[name]
     env.filters["shell_quote"] = lambda v: shlex.quote(_text(v))
     env.filters["tojson"] = lambda v: json.dumps(v)
     return env
@@ -392,6 +435,17 @@ def render(source, values, shell=False, quoting=()):
         raise TemplateError(_describe(exc)) from None
 
 
+def render_command(source, values, quoting=()):
+    """Render a command: (its text, the private environment it needs). A secret's value goes
+    into that environment alone (ENV_WORD, ENV_SINGLE, ENV_DOUBLE); the text refers to it
+    (render_node keeps the two together as a CommandText)."""
+    if not is_template(source):
+        return source, {}
+    collected: dict = {}
+    text = render(source, dict(values, **{_SECRET_ENV: collected}), shell=True, quoting=quoting)
+    return text, collected
+
+
 def render_native(source, values):
     """Like render, but a field that is a single `{{ expr }}` keeps the expression's type."""
     if not is_template(source):
@@ -465,7 +519,7 @@ def render_field(node, field, values):
     """Render one templated field of a plan node, converted to the field's type."""
     value = getattr(node, field)
     if field == "command":
-        return render(value, values, shell=True, quoting=node.command_quoting)
+        return render_command(value, values, node.command_quoting)[0]  # secrets: the references alone
     if field in ("function_params", "plugin_config"):
         return render_value(value, values, native=True)
     if field == "timeout":
@@ -497,14 +551,43 @@ def _typed(value, kind, field):
 def render_node(node, values, at_start=False):
     """A copy of `node` with every field still holding a template rendered: those that wait
     for run-time variables, or with `at_start` those rendered when the step starts
-    (`runtime_templates`: `values` then also holds `runbook_dir` and `previous_node`)."""
+    (`runtime_templates`: `values` then also holds `runbook_dir` and `previous_node`). A
+    command with secrets becomes a CommandText (see command_env)."""
     key = "runtime_templates" if at_start else "templates"
     pending = getattr(node, key)
     if not pending:
         return node
-    changes = {field: render_field(node, field, values) for field in pending}
+    changes = {}
+    for field in pending:
+        if field == "command":
+            text, private = render_command(node.command, values, node.command_quoting)
+            changes[field] = CommandText(text, private) if private else text
+        else:
+            changes[field] = render_field(node, field, values)
     changes[key] = ()
     return node.copy(**changes)
+
+
+class CommandText(str):
+    """A rendered command whose secrets wait in `private_env` (name -> value) for the command's
+    environment: the text, which is what plans, events and `sh -c` see, holds only references.
+    The value is never a field of its own, so nothing that writes a node out can carry it."""
+
+    private_env: dict
+
+    def __new__(cls, text: str, private_env: dict) -> CommandText:
+        self = super().__new__(cls, text)
+        self.private_env = dict(private_env)
+        return self
+
+
+def command_env(node):
+    """The environment a Command step's command gets from its node: `env`, plus the private
+    variables its secrets travel in (CommandText)."""
+    private = getattr(node.command, "private_env", None)
+    if not private:
+        return node.env
+    return dict(node.env or {}, **private)
 
 
 # -- templates compiled when a bundle is built ---------------------------------------------------

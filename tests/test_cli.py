@@ -312,7 +312,7 @@ def test_plan_renders_with_given_values_then_defaults(playbook_cli, tmp_path):
     assert "1. build [Command] (timeout 60s)" in lines
     assert "   $ echo build myapp x2 in eu" in lines
     assert "2. migrate [Command] (default timeout 300s)" in lines
-    assert "   $ echo migrate myapp with '***'" in lines
+    assert '   $ echo migrate myapp with "$PLAYBOOK_SECRET_1"' in lines  # a secret: the reference, never the value
     assert "3. prod_gate [Manual]" in lines
     assert "   never runs: condition: ENVIRONMENT == 'prod' is false (ENVIRONMENT='dev')" in lines
     assert "4. notify [Function]" in lines  # no timeout unless it sets one
@@ -376,7 +376,7 @@ def test_plan_json_has_effective_values_and_timeouts(playbook_cli, tmp_path):
         "timeouts": {"build": {"from": "step", "seconds": 60}, "migrate": {"from": "default", "seconds": 600}},
     }
     by_id = {node["id"]: node for node in data["nodes"]}
-    assert by_id["migrate"]["command"] == "echo migrate myapp with '***'"
+    assert by_id["migrate"]["command"] == 'echo migrate myapp with "$PLAYBOOK_SECRET_1"'
     assert by_id["build"]["command"] == "echo build myapp x2 in eu"
     assert "templates" not in by_id["build"]
     assert result.stdout == json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"  # sorted
