@@ -660,17 +660,27 @@ def launcher(name, title, version, floor, trees):
     return data
 
 
-def display_title(plan, title):
-    """The title for people: `{{ NAME }}` filled in from baked values and defaults, `<NAME>` for
-    variables given only on the host."""
+def display_title(plan):
+    """The title for people: a title rendered when the runbook was compiled as it is (a value in
+    it is text); a template rendered once with the baked values and defaults, or with
+    `{{ NAME }}` shown as `<NAME>` for variables given only on the host."""
+    from playbook.runtime import templating
+
+    title = str(plan.runbook.get("title") or "")
+    if "title" not in plan.runbook.get("templates", ()):
+        return title
     known = {k: v["default"] for k, v in plan.variables.items() if "default" in v and not v.get("secret")}
     known.update(plan.values)
+    try:
+        return templating.render(title, known)
+    except templating.TemplateError:
+        pass
 
     def fill(match):
         name = match.group(1)
         return str(known[name]) if name in known else "<%s>" % name
 
-    return re.sub(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", fill, title or "")
+    return re.sub(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", fill, title)
 
 
 def zip_time(epoch):
@@ -709,11 +719,13 @@ def _read(disk):
 def build(
     compiled, output: str, targets: list | None = None, sign_key: str | None = None, epoch: int | None = None,
     pythons=(), interpreters=(), bytecode: bool = True, warn=None, approval_signers: str | None = None,
+    approval_max_valid: float | None = None,
 ) -> dict:
     """Write the bundle for a Compiled runbook to `output`. Returns a report (dict).
 
     `targets` (a list of Target) overrides the discovery from `pythons`/`interpreters`.
-    `approval_signers` (an ssh allowed-signers file) makes the bundle accept signed approvals only.
+    `approval_signers` (an ssh allowed-signers file) makes the bundle accept only signed
+    approvals for steps with a policy, valid for at most `approval_max_valid` seconds (7 days).
     """
     from playbook import __version__
 
@@ -734,10 +746,12 @@ def build(
     trees = compile_trees([t for t in targets if t.minor >= floor], sources, origin, warn, templates)
 
     epoch = build_epoch(epoch)
-    manifest = make_manifest(plan, compiled.summary()["title"], plugins, dists, floor, floor_from, trees, epoch)
+    manifest = make_manifest(plan, plugins, dists, floor, floor_from, trees, epoch)
     manifest["precompiled_templates"] = len(templates["code"])
     if approval_signers:
         manifest["approval_signers"] = read_allowed_signers(approval_signers)
+        if approval_max_valid:
+            manifest["approval_max_valid"] = int(approval_max_valid)
     carried = {FILES_PREFIX + f.path: f.read() for f in compiled.files}
     manifest["files"] = [f.manifest_entry(carried[FILES_PREFIX + f.path]) for f in compiled.files]
     entries = archive_entries(plan, manifest, sources, dists, trees)
@@ -893,7 +907,7 @@ def build_epoch(epoch: int | None) -> int | None:
     return int(text) if text and text.strip().isdigit() else None
 
 
-def make_manifest(plan, title: str, plugins: dict, dists: list, floor: tuple, floor_from: list, trees: Trees, epoch: int | None) -> dict:
+def make_manifest(plan, plugins: dict, dists: list, floor: tuple, floor_from: list, trees: Trees, epoch: int | None) -> dict:
     """manifest.json: what the bundle holds, for `inspect` and for people."""
     from playbook import __version__
 
@@ -901,7 +915,7 @@ def make_manifest(plan, title: str, plugins: dict, dists: list, floor: tuple, fl
         "bundle_format": BUNDLE_FORMAT,
         "playbook_version": __version__,
         "runbook": {
-            "title": display_title(plan, title),
+            "title": display_title(plan),
             "version": plan.runbook.get("version", ""),
             "author": plan.runbook.get("author", ""),
             "source": plan.source.get("name", ""),

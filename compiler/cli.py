@@ -327,10 +327,15 @@ _PASS = {"context_settings": {"ignore_unknown_options": True, "allow_extra_args"
 @click.option("--sign-key", type=click.Path(dir_okay=False), help="Sign with this SSH private key: writes OUTPUT.sig.")
 @click.option(
     "--approval-signers", type=click.Path(dir_okay=False),
-    help="An ssh allowed-signers file: the bundle accepts only approvals signed by these principals.",
+    help="An ssh allowed-signers file: steps with approvers or approvals accept only approvals signed by these principals.",
+)
+@click.option(
+    "--approval-max-valid", metavar="DURATION",
+    help="With --approval-signers: the longest a signed approval may be valid for (30m, 2h, 1d; default and most 7d).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result (manifest, size, sha256) as JSON.")
-def compile_command(file, output, var_pairs, vars_file, vars_env, pythons, interpreters, no_bytecode, sign_key, approval_signers, as_json):
+def compile_command(file, output, var_pairs, vars_file, vars_env, pythons, interpreters, no_bytecode, sign_key, approval_signers,
+                    approval_max_valid, as_json):
     """Build one executable file that runs the runbook on a server with only a system Python.
 
     Validates first (same diagnostics as `validate`); the given variables are baked in (never
@@ -342,15 +347,36 @@ def compile_command(file, output, var_pairs, vars_file, vars_env, pythons, inter
       playbook compile deploy.playbook.toml --var ENVIRONMENT=prod --sign-key ~/.ssh/release
       scp deploy.pyz deploy.pyz.sig server:   # there: ./deploy.pyz run
     """
+    from playbook.runtime import approvals
+
     from .bundle import BundleError, build, default_output, describe
 
     sources = _sources(var_pairs, vars_file, vars_env)
+    max_valid = None
+    if approval_max_valid is not None:
+        if not approval_signers:
+            click.echo("error: --approval-max-valid bounds signed approvals: give --approval-signers too", err=True)
+            sys.exit(EXIT_INVALID)
+        try:
+            max_valid = approvals.parse_duration(approval_max_valid, what="--approval-max-valid").total_seconds()
+        except approvals.ApprovalError as exc:
+            click.echo("error: %s" % exc, err=True)
+            sys.exit(exc.exit_code)
     compiled = _compile(file, sources, bake=True, as_json=as_json)
     output = output or default_output(file)
+    if approval_signers:
+        signed = [n.id for n in compiled.plan.nodes if approvals.has_question(n) and approvals.has_policy(n)]
+        if signed:
+            click.echo("steps that accept only signed approvals: %s" % ", ".join(signed), err=True)
+        else:
+            click.echo(
+                "warning: --approval-signers: no step has approvers or approvals, so no step needs a signature "
+                "(every question stays the operator's own confirmation)", err=True,
+            )
     try:
         report = build(
             compiled, output, sign_key=sign_key, pythons=pythons, interpreters=interpreters, bytecode=not no_bytecode,
-            approval_signers=approval_signers,
+            approval_signers=approval_signers, approval_max_valid=max_valid,
         )
     except BundleError as exc:
         click.echo("error: %s" % exc, err=True)
@@ -390,51 +416,68 @@ _runtime("approve", "Record a decision on a waiting step's question (out of band
 
 @cli.group("approval")
 def approval_group():
-    """Approvals made away from the host: sign one on your workstation, carry the file over.
+    """Approvals made away from the host: the host exports a request, you sign it on your
+    workstation, the signed file goes back to the host.
 
     \b
-    Example (the approver, on a workstation):
-      playbook approval sign --bundle deploy.pyz --run 7 --node approve_production \\
-          --key ~/.ssh/id_ed25519 -o approve-7.json
-    Then, on the server:
-      ./deploy.pyz approve 7 approve_production --signature approve-7.json
+    Example. On the server (the run waits for a signed approval):
+      ./deploy.pyz approval request 7 approve_production -o request.json
+    On a workstation (the approver):
+      playbook approval sign request.json --key ~/.ssh/id_ed25519 --bundle deploy.pyz -o approval.json
+    Back on the server:
+      ./deploy.pyz resume --approval approval.json
     """
 
 
-@approval_group.command("sign")
-@click.option("--bundle", "bundle_path", type=click.Path(exists=True, dir_okay=False), help="The bundle the run was started with.")
-@click.option("--plan-hash", metavar="SHA256", help="The run's plan hash instead of --bundle (`show --run N --json`).")
-@click.option("--run", "run_id", type=int, required=True, help="The run (its id on the server).")
-@click.option("--node", required=True, help="The step whose question is answered.")
-@click.option("--reject", is_flag=True, help="Sign a rejection instead of an approval.")
-@click.option("--valid-for", default="2h", show_default=True, help="How long the approval stays valid (30m, 2h, 1d).")
-@click.option("--principal", help="Your principal in the allowed-signers list (default: your user name).")
-@click.option("--note", help="Why (recorded on the server).")
-@click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help="Your SSH private key.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The signed approval file to write.")
-def approval_sign(bundle_path, plan_hash, run_id, node, reject, valid_for, principal, note, key, output):
-    """Sign an approval (or rejection) of one step of one run, bound to the bundle's plan.
+@approval_group.command("request", context_settings={"ignore_unknown_options": True, "help_option_names": []}, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def approval_request(args):
+    """Write the approval request of a step a run waits for (see `playbook approval request --help`)."""
+    from playbook.runtime.cli import main as runtime_main
+    from playbook.runtime.errors import guard
 
-    Uses `ssh-keygen -Y sign` in the namespace `playbook-approval`. The server checks the plan,
-    the run, the step, the expiry and the signature against the principals the bundle was
-    compiled with (--approval-signers).
+    from .plan import load_plan
+
+    sys.exit(guard(lambda: runtime_main(["approval", "request"] + list(args), load_plan=load_plan)))
+
+
+@approval_group.command("sign")
+@click.argument("request", type=click.Path(dir_okay=False))
+@click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False), help="Your SSH private key (an agent's key works too).")
+@click.option("--principal", help="Your principal in the bundle's allowed-signers list (default: your user name).")
+@click.option("--valid-for", default="2h", show_default=True, help="How long the approval stays valid: 30m, 2h, 1d; at most 7d.")
+@click.option("--reject", is_flag=True, help="Sign a rejection instead of an approval.")
+@click.option("--note", help="Why (recorded on the server).")
+@click.option("--bundle", "bundle_path", type=click.Path(exists=True, dir_okay=False),
+              help="The bundle you reviewed: refuse to sign a request for another plan.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The signed approval file to write.")
+def approval_sign(request, key, principal, valid_for, reject, note, bundle_path, output):
+    """Sign an approval (or rejection) of the request a host exported (`approval request`).
+
+    The signature (`ssh-keygen -Y sign`, namespace `playbook-approval`) binds the run's random
+    UID, the plan, the step, the question as the host asked it and the run's values (their
+    digests are computed here from the texts shown below, so what is signed is what you read),
+    the decision, your principal and the expiry. The host checks it against the principals its
+    bundle was compiled with (--approval-signers), when it is recorded and again when it is used.
+
+    Exit 0 signed · 2 not a request, --valid-for out of bounds, another plan than --bundle ·
+    4 ssh-keygen could not sign, the file could not be written.
     """
     from playbook.runtime import approvals
     from playbook.runtime.errors import PlaybookError
     from playbook.runtime.state import current_user
 
-    if bool(bundle_path) == bool(plan_hash):
-        click.echo("error: give --bundle or --plan-hash (one of them)", err=True)
-        sys.exit(EXIT_INVALID)
     try:
-        if bundle_path:
-            plan_hash = _bundle_plan_hash(bundle_path)
-        data = approvals.payload(
-            plan_hash, run_id, node, "rejected" if reject else "approved", principal or current_user(),
-            approvals.parse_duration(valid_for),
+        wanted = approvals.read_request(request)
+        if bundle_path and _bundle_plan_hash(bundle_path) != wanted["plan"]:
+            raise approvals.ApprovalError(
+                "%s asks about plan %s…, not the plan of %s (%s…): it was made with another bundle"
+                % (request, wanted["plan"][:12], bundle_path, _bundle_plan_hash(bundle_path)[:12])
+            )
+        data = approvals.run_payload(
+            wanted, "rejected" if reject else "approved", principal or current_user(), approvals.parse_duration(valid_for), note
         )
-        if note:
-            data["note"] = note
+        click.echo(_request_summary(wanted, data), err=True)
         signature = approvals.sign(data, key)
     except PlaybookError as exc:
         click.echo("error: %s" % exc, err=True)
@@ -445,8 +488,25 @@ def approval_sign(bundle_path, plan_hash, run_id, node, reject, valid_for, princ
     except OSError as exc:
         click.echo("error: cannot write %s: %s" % (output, exc.strerror or exc), err=True)
         sys.exit(4)
-    click.echo("wrote %s: %s of %s in run %d (plan %s…), valid until %s" % (
-        output, data["decision"], node, run_id, plan_hash[:12], data["expires"]))
+    click.echo("wrote %s: %s of %s in run %s (uid %s), valid until %s" % (
+        output, data["decision"], wanted["node"], wanted.get("run"), wanted["run_uid"], data["expires"]))
+
+
+def _request_summary(request, data):
+    """What the approver signs, in words (values as the host recorded them: secrets masked)."""
+    values = request.get("values") or {}
+    lines = [
+        "signing a %s as %s:" % ("rejection" if data["decision"] == "rejected" else "approval", data["principal"]),
+        "  runbook:  %s" % ((request.get("runbook") or {}).get("title") or "?"),
+        "  host:     %s, run %s (uid %s)" % (request.get("host") or "?", request.get("run"), request["run_uid"]),
+        "  step:     %s (%s)" % (request["node"], request.get("policy") or "no policy"),
+        "  question: %s" % request["question"],
+        "  values:   %s" % (", ".join("%s=%s" % (k, json.dumps(v)) for k, v in sorted(values.items())) or "(none)"),
+        "  valid:    %s until %s" % (data["issued"], data["expires"]),
+    ]
+    from playbook.runtime import terminal
+
+    return terminal.clean("\n".join(lines))
 
 
 def _bundle_plan_hash(path):

@@ -17,6 +17,7 @@ import argparse
 import datetime
 import json
 import os
+import secrets as secrets_mod
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,7 @@ from playbook.runtime.errors import (
     UsageError,
 )
 from playbook.runtime.session import ALREADY_SUCCEEDED
+from playbook.runtime.state import whoami
 
 FLEET_VERSION = 1
 INSTALL_HINT = "pip install 'playbook[fleet]'"
@@ -175,7 +177,7 @@ def gather_approvals(plan: Any, approve: Sequence[str], auto_approve: bool, ask:
     out.write("This runbook asks %d question%s on every host:\n" % (len(questions), "" if len(questions) == 1 else "s"))
     for node, question in questions:
         out.write("  %s: %s\n" % (node, question))
-    out.write("Answer once here; the answers go to every host (recorded there as given via fleet).\n")
+    out.write("Answer once here; the answers go to every host (each records them as given by flag, by the user Ansible runs it as).\n")
     out.flush()
     given = []
     for node, question in questions:
@@ -185,10 +187,95 @@ def gather_approvals(plan: Any, approve: Sequence[str], auto_approve: bool, ask:
     return given
 
 
-def approved_via() -> str:
-    from playbook.runtime.state import whoami
+def signed_nodes(manifest: Mapping[str, Any], plan: Any, given: Sequence[str], auto_approve: bool) -> list[str]:
+    """The approvals given on the controller that a signed-only bundle accepts only as
+    signatures: steps with a policy among `given` (or every one, with --auto-approve)."""
+    from playbook.runtime.approvals import has_policy, has_question
 
-    return "%s via fleet" % whoami()
+    if not manifest.get("approval_signers"):
+        return []
+    return [n.id for n in plan.nodes if has_question(n) and has_policy(n) and (auto_approve or n.id in given)]
+
+
+def host_values(inventory: str, plan: Any, plain: Mapping[str, str], secret: Mapping[str, str]) -> dict[str, str]:
+    """{host: digest of the values its run will use} for every host of the inventory: the
+    controller's values overlaid by the host's playbook_var_NAME, resolved as the host resolves
+    them (types, defaults; secrets masked), as runtime/approvals.values_digest computes it."""
+    from playbook.runtime import approvals, variables
+    from playbook.runtime.session import masked_values
+    from playbook.runtime.plan import Plan
+
+    hostvars = inventory_hostvars(inventory)
+    digests = {}
+    for host, found in sorted(hostvars.items()):
+        given = dict(plain)
+        given.update({k: v for k, v in secret.items() if v != ""})
+        for name, value in found.items():
+            if name.startswith("playbook_var_") and len(name) > len("playbook_var_"):
+                given[name[len("playbook_var_"):]] = value if isinstance(value, str) else json.dumps(value)
+        try:
+            values = variables.resolve(dict(plan.variables), variables.Sources(file=given), fixed=dict(plan.values))
+        except variables.VariableError as exc:
+            raise UsageError("host %s: %s; no approval was signed" % (host, exc)) from None
+        bound = Plan(plan.runbook, plan.variables, plan.values, [], plan.source, plan.plugin_config)
+        digests[host] = approvals.values_digest(masked_values(bound, values))
+    return digests
+
+
+def inventory_hostvars(inventory: str) -> dict[str, dict]:
+    """Every host of the inventory with its variables, as `ansible-inventory --list` gives them."""
+    program = os.path.join(os.path.dirname(ansible_playbook()), "ansible-inventory")
+    if not os.access(program, os.X_OK):
+        program = shutil.which("ansible-inventory") or "ansible-inventory"
+    done = subprocess.run([program, "-i", inventory, "--list"], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UsageError("ansible-inventory -i %s: %s" % (inventory, _first_line(done.stderr) or "exit %d" % done.returncode))
+    try:
+        listing = json.loads(done.stdout)
+    except ValueError as exc:
+        raise UsageError("ansible-inventory -i %s printed no JSON: %s" % (inventory, exc)) from None
+    hostvars = (listing.get("_meta") or {}).get("hostvars") or {}
+    hosts: dict[str, dict] = {}
+
+    def walk(group: str, seen: set) -> None:
+        if group in seen:
+            return
+        seen.add(group)
+        entry = listing.get(group) or {}
+        for host in entry.get("hosts") or []:
+            hosts.setdefault(host, dict(hostvars.get(host) or {}))
+        for child in entry.get("children") or []:
+            walk(child, seen)
+
+    walk("all", set())
+    return hosts
+
+
+def sign_rollout(out_dir: str, rollout: str, nodes: Sequence[str], plan_hash: str, digests: Mapping[str, str],
+                 key: str | None, principal: str | None, valid_for: str) -> dict[str, str]:
+    """Sign, with the controller's key, an approval of each of `nodes` for every host of the
+    rollout (each with the digest of its values); written to DIR/approvals/NODE.json and
+    returned as {node: document text}."""
+    from playbook.runtime import approvals
+    from playbook.runtime.state import current_user
+
+    if not nodes:
+        return {}
+    if not key:
+        raise UsageError(
+            "this bundle accepts only signed approvals for %s (it was compiled with --approval-signers): give "
+            "--approval-key KEY (and --principal NAME) to sign them here for this rollout's hosts" % ", ".join(nodes)
+        )
+    span = approvals.parse_duration(valid_for)
+    documents = {}
+    os.makedirs(os.path.join(out_dir, "approvals"), exist_ok=True)
+    for node in nodes:
+        data = approvals.rollout_payload(rollout, digests, plan_hash, node, "approved", principal or current_user(), span)
+        text = approvals.signed_document(data, approvals.sign(data, key))
+        with open(os.path.join(out_dir, "approvals", "%s.json" % node), "w", encoding="utf-8") as handle:
+            handle.write(text)
+        documents[node] = text
+    return documents
 
 
 # -- the generated playbook ------------------------------------------------------------------------
@@ -259,7 +346,10 @@ ARGV = (
     " + (['--replan'] if playbook_replan else [])"
     " + (playbook_approve | map('regex_replace', '^', '--approve=') | list)"
     " + (['--auto-approve'] if playbook_auto_approve else [])"
-    " + (['--approved-via', playbook_approved_via] if (playbook_approve | length > 0 or playbook_auto_approve) else []) }}"
+    " + (['--rollout', playbook_rollout, inventory_hostname] if playbook_mode == 'run' else [])"
+    " + (playbook_signed_approvals | dict2items | map(attribute='key') | sort"
+    " | map('regex_replace', '^', '--approval=' ~ playbook_remote.path ~ '/' ~ inventory_hostname ~ '.approval-')"
+    " | map('regex_replace', '$', '.json') | list) }}"
 )
 
 
@@ -284,8 +374,8 @@ def _block(text: str, indent: int) -> str:
 
 
 def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secrets: Iterable[str],
-                  approve: Sequence[str], auto_approve: bool, via: str, serial: list[Any] | None,
-                  max_fail: int | None, become: bool, confirm_batches: bool) -> str:
+                  approve: Sequence[str], auto_approve: bool, rollout: str, serial: list[Any] | None,
+                  max_fail: int | None, become: bool, confirm_batches: bool, signed: Mapping[str, str] | None = None) -> str:
     """The text of DIR/fleet.yml: an ordinary playbook, also for `ansible-playbook` or AWX."""
     play = ["- name: %s" % _y("Playbook: %s" % title.replace("{", "(").replace("}", ")")), "  hosts: all", "  gather_facts: false"]
     if serial is not None:
@@ -305,10 +395,14 @@ def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secre
         "    playbook_fleet_vars: %s" % _unsafe(values),
         "    # Secret variables are read from the controller's environment, never written here.",
         "    playbook_fleet_secrets: %s" % secret_map,
-        "    # Approvals given once on the controller (--approve NODE / --auto-approve).",
+        "    # Approvals given once on the controller (--approve NODE / --auto-approve); each host records",
+        "    # them as given by flag by the user Ansible runs it as. Signed ones (a bundle compiled with",
+        "    # --approval-signers) name this rollout and each host, and are checked on the host.",
         "    playbook_approve: %s" % _y(list(approve)),
         "    playbook_auto_approve: %s" % ("true" if auto_approve else "false"),
-        "    playbook_approved_via: %s" % _text(via),
+        "    playbook_signed_approvals: %s" % _unsafe(dict(signed or {})),
+        "    # This rollout: each host's run records it and the host's name as its origin.",
+        "    playbook_rollout: %s" % _y(rollout),
         "    playbook_mode: run",
         "    playbook_resume_runs: {}",
         "    playbook_replan: false",
@@ -358,6 +452,14 @@ def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secre
         "            dest: \"{{ playbook_host_vars_file }}\"",
         "            mode: \"0600\"",
         "          no_log: true",
+        "        - name: Write the signed approvals (checked by the bundle against this rollout and host)",
+        "          ansible.builtin.copy:",
+        "            content: \"{{ item.value }}\"",
+        "            dest: \"{{ playbook_remote.path }}/{{ inventory_hostname }}.approval-{{ item.key }}.json\"",
+        "            mode: \"0600\"",
+        "          loop: \"{{ playbook_signed_approvals | dict2items }}\"",
+        "          loop_control:",
+        "            label: \"{{ item.key }}\"",
         "        - name: Remove the events file of an earlier rollout (the run appends to it)",
         "          ansible.builtin.file:",
         "            path: \"{{ playbook_host_events }}\"",
@@ -389,7 +491,9 @@ def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secre
         "      always:",
         "        - name: Remove the variables file, the events file and the background job's record",
         "          ansible.builtin.command:",
-        "            argv: \"{{ ['rm', '-f', '--', playbook_host_vars_file, playbook_host_events] + ([playbook_job.results_file] if playbook_job.results_file is defined else []) }}\"",
+        "            argv: \"{{ ['rm', '-f', '--', playbook_host_vars_file, playbook_host_events] + ([playbook_job.results_file] if playbook_job.results_file is defined else [])"
+        " + (playbook_signed_approvals | dict2items | map(attribute='key') | map('regex_replace', '^', playbook_remote.path ~ '/' ~ inventory_hostname ~ '.approval-')"
+        " | map('regex_replace', '$', '.json') | list) }}\"",
         "          changed_when: false",
         "    - name: Take a consistent copy of the state database (SQLite backup API)",
         "      ansible.builtin.command:",
@@ -823,9 +927,10 @@ def fleet_run(args: argparse.Namespace) -> int:
     manifest, plan = read_bundle(bundle)
     plain, secret = _controller_values(args.var, args.vars_file, plan)
     approve = gather_approvals(plan, args.approve, args.auto_approve, ask=_interactive())
-    via = approved_via()
+    rollout_uid = secrets_mod.token_hex(16)
+    signed, approve, auto = _signed_approvals(args, out_dir, manifest, plan, inventory, plain, secret, approve, rollout_uid)
     text = playbook_text(plan.title or os.path.basename(bundle), os.path.basename(bundle), plain, secret, approve,
-                         args.auto_approve, via, serial, args.max_fail_percentage, args.become, args.confirm_batches)
+                         auto, rollout_uid, serial, args.max_fail_percentage, args.become, args.confirm_batches, signed)
     with open(os.path.join(out_dir, "fleet.yml"), "w", encoding="utf-8") as handle:
         handle.write(text)
     write_callback(out_dir)
@@ -836,7 +941,8 @@ def fleet_run(args: argparse.Namespace) -> int:
         "inventory": inventory,
         "limit": args.limit,
         "forks": args.forks,
-        "approvals": {"approve": approve, "auto_approve": args.auto_approve, "approved_via": via},
+        "approvals": {"approve": approve, "auto_approve": auto, "signed": sorted(signed), "given_by": whoami()},
+        "rollout": rollout_uid,
         "started_at": _now(),
         "resumes": [],
     }
@@ -857,33 +963,67 @@ def fleet_resume(args: argparse.Namespace) -> int:
     if not todo:
         print("nothing to resume in %s: no host's run failed, aborted or waited" % out_dir)
         return int(summary.get("exit_code", EXIT_OK))
-    _, secret = _controller_values(args.var, args.vars_file, plan)
+    plain, secret = _controller_values(args.var, args.vars_file, plan)
     approve = gather_approvals(plan, args.approve, args.auto_approve, ask=_interactive())
+    manifest, _ = read_bundle(bundle)
+    inventory = _check_inventory(args.inventory or summary["inventory"])
+    rollout_uid = summary.get("rollout") or ""
+    signed, approve, auto = _signed_approvals(args, out_dir, manifest, plan, inventory, plain, secret, approve, rollout_uid)
     extra = {
         "playbook_mode": "resume",
         "playbook_resume_runs": todo,
         "playbook_replan": bool(args.replan),
         "playbook_bundle": os.path.basename(bundle),
         "playbook_approve": approve,
-        "playbook_auto_approve": bool(args.auto_approve),
-        "playbook_approved_via": approved_via(),
+        "playbook_auto_approve": auto,
+        "playbook_signed_approvals": signed,
     }
     extra_path = os.path.join(out_dir, "resume-vars.json")
     with open(extra_path, "w", encoding="utf-8") as handle:
         json.dump(extra, handle, indent=2, sort_keys=True)
-    inventory = _check_inventory(args.inventory or summary["inventory"])
     summary["bundle"] = os.path.relpath(bundle, out_dir)
     summary["resumes"] = list(summary.get("resumes") or []) + [{"at": _now(), "hosts": sorted(todo), "replan": bool(args.replan),
-                                                                 "approve": approve, "auto_approve": bool(args.auto_approve)}]
+                                                                 "approve": approve, "auto_approve": auto, "signed": sorted(signed),
+                                                                 "given_by": whoami()}]
     previous = {h["host"]: h for h in summary["hosts"]}
     print("resuming %d host%s: %s" % (len(todo), "" if len(todo) == 1 else "s", ", ".join(sorted(todo))))
     return _rollout(out_dir, summary, inventory, ",".join(sorted(todo)), args.forks or summary.get("forks"), extra_path, secret,
                     previous=previous)
 
 
+def _signed_approvals(args: argparse.Namespace, out_dir: str, manifest: Mapping[str, Any], plan: Any, inventory: str,
+                      plain: Mapping[str, str], secret: Mapping[str, str], approve: Sequence[str],
+                      rollout_uid: str) -> tuple[dict[str, str], list[str], bool]:
+    """(signed approvals {node: document}, the --approve flags left for the hosts, --auto-approve
+    left for them). A signed-only bundle takes the controller's approvals of steps with a policy
+    only as signatures bound to this rollout and each host's values (--approval-key)."""
+    from playbook.runtime.approvals import has_question
+
+    nodes = signed_nodes(manifest, plan, approve, args.auto_approve)
+    if not nodes:
+        if args.approval_key:
+            raise UsageError("--approval-key signs the approvals a bundle compiled with --approval-signers needs for steps "
+                             "with approvers or approvals; none of the approvals given here is one")
+        return {}, list(approve), bool(args.auto_approve)
+    digests = host_values(inventory, plan, plain, secret)
+    signed = sign_rollout(out_dir, rollout_uid, nodes, plan.digest(), digests, args.approval_key, args.principal, args.valid_for)
+    if args.auto_approve:
+        flags = [n.id for n in plan.nodes if has_question(n) and n.id not in nodes]
+    else:
+        flags = [n for n in approve if n not in nodes]
+    return signed, flags, False
+
+
 def _approval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--approve", action="append", default=[], metavar="NODE", help="approve NODE on every host (repeatable)")
     parser.add_argument("--auto-approve", action="store_true", help="approve every approval on every host")
+    parser.add_argument(
+        "--approval-key", metavar="KEY",
+        help="a bundle compiled with --approval-signers: sign the approvals of steps with a policy with this SSH key, "
+        "for this rollout and each host (checked on the host)",
+    )
+    parser.add_argument("--principal", metavar="NAME", help="with --approval-key: your principal in the allowed signers (default: your user name)")
+    parser.add_argument("--valid-for", default="2h", metavar="DURATION", help="with --approval-key: how long the approvals stay valid (default 2h, at most 7d)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a variable for every host (repeatable)")
     parser.add_argument("--vars-file", metavar="FILE", help="variables for every host from a TOML file of NAME = value lines")
     parser.add_argument("--forks", type=int, metavar="N", help="hosts Ansible works on at once (default 5)")

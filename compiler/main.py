@@ -20,7 +20,7 @@ def dispatch(args: list[str]) -> int:
         from .fleet import report_main  # the report of a fleet rollout (many hosts' databases)
 
         return report_main(args[1:])
-    if args and args[0] in RUNTIME_COMMANDS:
+    if args and (args[0] in RUNTIME_COMMANDS or args[:2] == ["approval", "request"]):
         from playbook.runtime.cli import main as runtime_main
 
         from .plan import load_plan

@@ -384,7 +384,7 @@ def _node(node_id, node_type, fields):
         function=fields.get("function"),
         function_params=fields.get("function_params"),
         approvers=tuple(fields.get("approvers", ())),
-        approvals=fields.get("approvals", 1),
+        approvals=fields.get("approvals", 1 if fields.get("approvers") else 0),
         plugin_config=fields.get("plugin_config"),
     )
 

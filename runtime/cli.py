@@ -59,12 +59,18 @@ def _exec_args(parser):
         "--approve", action="append", default=[], metavar="NODE",
         help="approve this step's question without a terminal (repeatable; recorded as approved by flag with user@host)",
     )
-    parser.add_argument("--approved-via", metavar="TEXT", help=argparse.SUPPRESS)  # e.g. "alice@ctl via fleet"
     parser.add_argument("--json", action="store_true", help="print one JSON object per event")
     parser.add_argument("--no-output", action="store_true", help="do not echo command output (it is still recorded)")
     parser.add_argument(
         "--events-file", metavar="FILE",
         help="also append every run event to FILE as it happens, one JSON object per line (as --json prints them)",
+    )
+
+
+def _approval_files_arg(parser):
+    parser.add_argument(
+        "--approval", action="append", default=[], metavar="FILE",
+        help="a signed approval (`playbook approval sign`) to record before the run goes on (repeatable)",
     )
 
 
@@ -90,6 +96,12 @@ def build_parser(bundle=None, prog="playbook"):
     _variable_args(run)
     _exec_args(run)
     _state_arg(run)
+    _approval_files_arg(run)
+    run.add_argument(
+        "--rollout", nargs=2, metavar=("UID", "HOST"),
+        help="record that the fleet rollout UID started this run as HOST (`playbook fleet` gives it; approvals "
+        "signed for that rollout are checked against it)",
+    )
 
     resume = sub.add_parser(
         "resume",
@@ -114,29 +126,49 @@ def build_parser(bundle=None, prog="playbook"):
     resume.add_argument(
         "--rerun-interrupted", action="store_true", help="without a terminal, run again a step that was interrupted"
     )
-    resume.add_argument(
-        "--approval", action="append", default=[], metavar="FILE",
-        help="a signed approval (`playbook approval sign`) to record before continuing (repeatable)",
-    )
+    _approval_files_arg(resume)
 
     approve = sub.add_parser(
         "approve",
         help="record a decision on a waiting step's question (out of band, or signed)",
         description="Record an approval (or with --reject a rejection) of a step's question in a run, "
         "for a run that waits for it; `resume` then continues without asking again. Recorded with "
-        "who (the login behind sudo where known), when, how and the note. Bundles compiled with "
-        "--approval-signers accept only --signature FILE (exit 2: it does not fit this run or step "
-        "or has expired; exit 4: its signature does not verify).",
+        "who (the operating system's name of the user running this; behind sudo, the login that ran "
+        "sudo), when, how and the note. In a bundle compiled with --approval-signers, a step with "
+        "approvers or approvals accepts only --signature FILE (exit 2: it does not fit this run, step, "
+        "question or values, or has expired; exit 4: its signature does not verify); RUN and NODE "
+        "may then be left out (the file names them).",
         epilog="examples:\n  %s approve 7 approve_production --note 'dashboards green'\n"
-        "  %s approve 7 approve_production --signature alice.approval" % (prog, prog),
+        "  %s approve --signature approval.json" % (prog, prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    approve.add_argument("run_id", type=int, metavar="RUN")
-    approve.add_argument("node", metavar="NODE")
+    approve.add_argument("run_id", type=int, nargs="?", metavar="RUN")
+    approve.add_argument("node", nargs="?", metavar="NODE")
     approve.add_argument("--reject", action="store_true", help="record a rejection instead")
     approve.add_argument("--note", metavar="TEXT", help="why (recorded)")
     approve.add_argument("--signature", metavar="FILE", help="a signed approval made with `playbook approval sign`")
     _state_arg(approve)
+
+    approval = sub.add_parser(
+        "approval",
+        help="export a waiting step's approval request, for an approver to sign elsewhere",
+        description="Approvals signed away from this host. `approval request RUN NODE` writes what the "
+        "approver signs: the run (its id and random UID), the step, its question as asked and the run's "
+        "values (secrets masked). On a workstation: `playbook approval sign request.json --key KEY -o "
+        "approval.json`; back here: `resume --approval approval.json` (or `approve --signature approval.json`).",
+        epilog="example:\n  %s approval request 7 approve_production -o request.json" % prog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    approval_sub = approval.add_subparsers(dest="approval_command", metavar="ACTION")
+    approval_sub.required = True
+    request = approval_sub.add_parser(
+        "request", help="write the approval request of a step a run waits for",
+        description="Write the approval request of a step the run waits for (JSON; standard output without -o).",
+    )
+    request.add_argument("run_id", type=int, metavar="RUN")
+    request.add_argument("node", metavar="NODE")
+    request.add_argument("--output", "-o", metavar="FILE", help="write it to FILE (default: standard output)")
+    _state_arg(request)
 
     show = sub.add_parser(
         "show",
@@ -169,6 +201,8 @@ def build_parser(bundle=None, prog="playbook"):
     setst = sub.add_parser(
         "set-status",
         help="correct the recorded status of a step (audited)",
+        description="Correct the recorded status of a step, recorded with who and why. A step with approvers "
+        "or approvals can never be set succeeded or skipped: decisions on it are given with `approve`.",
         epilog="example:\n  %s set-status 7 deploy succeeded --reason 'finished by hand'" % prog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -290,7 +324,7 @@ class Invocation:
 
         def command(verb: str, run_id: int, *words: str, file: str | None = None) -> str:
             file = file or getattr(self.args, "file", None)
-            head = [self.invoked, verb] + ([file] if verb == "resume" and self.bundle is None and file else [])
+            head = [self.invoked, *verb.split()] + ([file] if verb == "resume" and self.bundle is None and file else [])
             return " ".join(shlex.quote(str(w)) for w in head + [run_id, *words] + tail)
 
         return command
@@ -301,6 +335,14 @@ class Invocation:
         if self.bundle is not None and sys.argv and sys.argv[0] and os.path.abspath(sys.argv[0]) == os.path.abspath(self.bundle.path):
             return sys.argv[0]
         return self.prog
+
+    def software(self) -> str:
+        """The Playbook running this, as a run records it: its version, and a bundle's sha256."""
+        if self.bundle is not None:
+            return "playbook %s, %s" % (self.bundle.manifest.get("playbook_version", "?"), self.bundle.identity_line)
+        from playbook import __version__
+
+        return "playbook %s (installed)" % __version__
 
     def header(self) -> str | None:
         """What a run prints when it starts: a bundle's identity."""
@@ -326,12 +368,25 @@ class Invocation:
             default_timeout=cfg.get("execution", "default_timeout"),
             rerun_interrupted=getattr(args, "rerun_interrupted", False),
             approve=frozenset(args.approve),
-            approved_via=args.approved_via,
+            approval_signers=self.approval_signers(),
+            approval_max_valid=self.options_max_valid(),
         )
 
-    def check_approvals(self, plan: Plan) -> None:
-        """--approve names steps of this runbook that ask a question."""
-        from .approvals import has_question
+    def options_max_valid(self) -> float | None:
+        """The longest validity (seconds) this bundle accepts for a signed approval (None: 7 days)."""
+        return self.bundle.manifest.get("approval_max_valid") if self.bundle is not None else None
+
+    def approval_signers(self, run: Any = None) -> str | None:
+        """The allowed signers whose signatures alone approve steps with a policy: the bundle's,
+        else those recorded with `run` (the bundle that started it)."""
+        signers = self.bundle.manifest.get("approval_signers") if self.bundle is not None else None
+        return signers or (run or {}).get("approval_signers") or None
+
+    def check_approvals(self, plan: Plan, run: Any = None) -> None:
+        """--approve names steps of this runbook that ask a question; where only signed
+        approvals count for a step with a policy, neither --approve nor --auto-approve may
+        claim to approve it."""
+        from .approvals import has_policy, has_question
 
         for node_id in self.args.approve:
             node = plan.by_id.get(node_id)
@@ -339,6 +394,18 @@ class Invocation:
                 asking = ", ".join(n.id for n in plan.nodes if has_question(n)) or "none"
                 what = "has no step" if node is None else "asks no question at step"
                 raise UsageError("--approve %s: the runbook %s %s (steps with a question: %s)" % (node_id, what, node_id, asking))
+        if not self.approval_signers(run):
+            return
+        signed = [n.id for n in plan.nodes if has_question(n) and has_policy(n)]
+        flagged = [n for n in self.args.approve if n in signed] or (signed if self.args.auto_approve else [])
+        if flagged:
+            flag = "--approve %s" % flagged[0] if self.args.approve and flagged[0] in self.args.approve else "--auto-approve"
+            raise UsageError(
+                "%s cannot approve %s: this bundle accepts only signed approvals for %s (it has approvers or approvals); "
+                "the run waits there and says how to get a signature%s"
+                % (flag, ", ".join(flagged), "it" if len(flagged) == 1 else "them",
+                   "" if flag != "--auto-approve" else " (--approve NODE still answers the other questions)")
+            )
 
     def ui(self, parallel: int) -> Any:
         """The run's UI from the [ui] keys (and interactive_timeout), wrapped to write the
@@ -394,8 +461,25 @@ def cmd_run(inv: Invocation) -> int:
     inv.check_approvals(plan)
     values = session.resolve_values(plan, sources, ui, ui.interactive and not inv.args.no_interactive_vars)
     bound = session.bind(plan, values)
-    runs = session.Session(inv.store(), ui, options, inv.commands(), inv.entry_points(), header=inv.header())
-    return runs.start(plan, bound, values, source)
+    origin = None
+    if inv.args.rollout:
+        origin = {"rollout": inv.args.rollout[0], "host": inv.args.rollout[1]}
+    store = inv.store()
+    files = [approval_file(path) for path in inv.args.approval]
+    if files:  # checked before anything is recorded: only a rollout's approvals exist before its runs
+        dumped = plan.dumps()
+        about = {"id": 0, "uid": None, "plan": dumped, "plan_hash": plan.digest(dumped), "status": "running", "origin": origin,
+                 "variables": session.masked_values(plan, values), "approval_signers": options.approval_signers}
+        for path, text in files:
+            check_decision(inv, None, about, None, path, document=text)
+
+    def record(run_id: int) -> None:
+        for path, text in files:
+            record_approval(inv, store, _get_run(store, run_id), None, path, document=text)
+
+    runs = session.Session(store, ui, options, inv.commands(), inv.entry_points(), header=inv.header(), origin=origin,
+                           software=inv.software())
+    return runs.start(plan, bound, values, source, before=record if files else None)
 
 
 def cmd_resume(inv: Invocation) -> int:
@@ -408,7 +492,7 @@ def cmd_resume(inv: Invocation) -> int:
     interactive = ui.interactive and not args.no_interactive_vars
     run = session.find_resumable(store, args.run_id, current, args.force, replan=args.replan or ui.interactive)
     recorded = Plan.loads(run["plan"])
-    inv.check_approvals(current)
+    inv.check_approvals(current, run)
     for path in args.approval:
         record_approval(inv, store, run, None, path)
     runs = session.Session(store, ui, options, inv.commands(), inv.entry_points(), header=inv.header())
@@ -421,8 +505,8 @@ def cmd_resume(inv: Invocation) -> int:
     bound = session.bind(current, values)
     try:
         old = session.bind(recorded, dict(values, **session.recorded_values(run, recorded)))  # as it ran
-    except UsageError:  # the recorded plan no longer binds: every step counts as changed
-        old = Plan(recorded.runbook, recorded.variables, recorded.values, [], recorded.source, recorded.plugin_config)
+    except UsageError:  # the recorded plan no longer binds: every templated step (and question) counts as changed
+        old = recorded
     if not args.replan:  # on a terminal: show the change and ask
         prior = store.final_attempts(run["id"])
         ui.event("message", text=session.replan_text(run["id"], session.replan_changes(old, bound, prior)))
@@ -505,6 +589,35 @@ def _waits_for(store: Any, run_id: int) -> list[str]:
     return needed
 
 
+def _waiting_lines(inv: Invocation, store: Any, run_id: int) -> list[str]:
+    """What a waiting run waits for, a line per step: the step, the approvals it has and needs,
+    from whom, and the command that gives one."""
+    from . import approvals
+
+    run = store.get_run(run_id) or {}
+    try:
+        plan = Plan.loads(run.get("plan") or "")
+    except PlanError:
+        plan = None
+    command = inv.commands()
+    lines = []
+    for node_id in _waits_for(store, run_id):
+        node = plan.by_id.get(node_id) if plan is not None else None
+        if node is None:
+            lines.append("run %d waits for an approval of %s (%s)" % (run_id, node_id, command("approve", run_id, node_id)))
+            continue
+        policy = approvals.policy_of(node)
+        given = approvals.approvers_of(store.approvals(run_id, node_id, unused=True), policy)
+        have = "%d of %d approval%s given%s" % (
+            len(given), policy.approvals, "" if policy.approvals == 1 else "s", " (by %s)" % ", ".join(given) if given else "")
+        signed = inv.approval_signers(run) and approvals.has_policy(node)
+        how = command("approval request", run_id, node_id, "-o", "request.json") if signed else command("approve", run_id, node_id)
+        lines.append("run %d waits for an approval of %s: %s; %s may approve%s; %s: %s" % (
+            run_id, node_id, have, ", ".join(policy.approvers) or "anyone", ", signed only" if signed else "",
+            "export the request with" if signed else "approve with", how))
+    return lines or ["run %d waits for an approval (show --run %d lists its questions)" % (run_id, run_id)]
+
+
 def _alive_note(attempt: dict) -> dict:
     """An attempt left running or interrupted whose command is still alive says so."""
     if attempt.get("status") in ("running", "interrupted") and attempt.get("pgid"):
@@ -542,11 +655,9 @@ def cmd_show(inv: Invocation) -> int:
         _write_json({"database": store.path, "since": since, "runs": runs, "workflows": stats})
         return EXIT_OK
     text = report.runs_text(runs, store.path)
-    waiting = [(run["id"], _waits_for(store, run["id"])) for run in runs if run["status"] == "waiting"]
-    for run_id, nodes in waiting:
-        command = inv.commands()
-        text += "\nrun %d waits for an approval of %s (%s)" % (
-            run_id, ", ".join(nodes) or "a step", "; ".join(command("approve", run_id, n) for n in nodes))
+    for run in runs:
+        if run["status"] == "waiting":
+            text += "".join("\n" + line for line in _waiting_lines(inv, store, run["id"]))
     if since:
         text += "\n(runs started since %s)" % report.parse_time(since).strftime("%Y-%m-%d %H:%M:%S UTC")
     if stats:
@@ -580,11 +691,19 @@ def cmd_info(inv: Invocation) -> int:
 
 
 def cmd_set_status(inv: Invocation) -> int:
+    from .approvals import has_policy, policy_of
+
     args = inv.args
     store = inv.store()
     plan = Plan.loads(_get_run(store, args.run_id)["plan"])
-    if args.node not in plan.by_id:
+    node = plan.by_id.get(args.node)
+    if node is None:
         raise UsageError("run %d has no node %r (nodes: %s)" % (args.run_id, args.node, ", ".join(n.id for n in plan.nodes)))
+    if has_policy(node) and args.status != "failed":
+        raise UsageError(
+            "%s is an approval with a policy (%s): set-status never settles it as %s; record decisions with: %s"
+            % (node.id, policy_of(node).describe(), args.status, inv.commands()("approve", args.run_id, node.id))
+        )
     store.set_node_status(args.run_id, args.node, args.status, whoami(), args.reason)
     sys.stdout.write("run %d: %s is now %s (recorded with who and why)\n" % (args.run_id, args.node, args.status))
     return EXIT_OK
@@ -655,64 +774,107 @@ def cmd_report(inv: Invocation) -> int:
     return EXIT_OK
 
 
+def approval_file(path: str) -> tuple[str, str]:
+    """(path, text) of a signed approval file (exit 2 when it cannot be read)."""
+    from .approvals import read_document
+
+    return path, read_document(path)
+
+
+def waiting_question(store: Any, run_id: int, node_id: str) -> str | None:
+    """The question a run last asked at `node_id` and waits for an answer to (as shown: secrets
+    masked), from its `approval-needed` event; None when it has not asked it."""
+    question = None
+    for event in store.events(run_id):
+        if event["node_id"] != node_id:
+            continue
+        if event["kind"] == "approval-needed":
+            detail = event.get("detail") or ""
+            for marker in ("%s: needed, no terminal: " % node_id, "%s: waiting: " % node_id):
+                if detail.startswith(marker):
+                    question = detail[len(marker):]
+    return question
+
+
 def record_approval(inv: Invocation, store: Any, run: dict, node_id: str | None, signature: str | None,
-                    reject: bool = False, note: str | None = None) -> tuple[str, str]:
-    """Check and record one decision on `run`'s step (signed, or out of band). Returns
-    (node id, decision)."""
+                    reject: bool = False, note: str | None = None, document: str | None = None) -> tuple[str, str]:
+    """Check and record one decision on `run`'s step: signed (the document at `signature`, or
+    its text `document`), or out of band by the person running this. Returns (node id,
+    decision)."""
+    decision = check_decision(inv, store, run, node_id, signature, reject, note, document)
+    node_id, verdict, who, how, principal, fingerprint, note, text = decision
+    store.add_approval(run["id"], node_id, verdict, who, how, principal=principal, fingerprint=fingerprint, note=note, signature=text)
+    detail = "%s: %s: (by %s%s)%s" % (
+        node_id, verdict, how, " %s key %s" % (principal, fingerprint) if principal else "", " note: %s" % note if note else ""
+    )
+    store.add_event(run["id"], "approval", detail, who=who, node_id=node_id)
+    return node_id, verdict
+
+
+def check_decision(inv: Invocation, store: Any, run: dict, node_id: str | None, signature: str | None,
+                   reject: bool = False, note: str | None = None, document: str | None = None) -> tuple:
+    """The decision `record_approval` records, checked: (node id, decision, who, how, principal,
+    fingerprint, note, signed document text or None). `store` may be None (a run about to be
+    recorded: no question asked yet)."""
     from . import approvals
 
-    signers = inv.bundle.manifest.get("approval_signers") if inv.bundle is not None else None
-    if signers and not signature:
-        raise approvals.ApprovalError(
-            "this bundle accepts only signed approvals (compiled with --approval-signers): give --signature FILE"
-        )
-    how, principal, fingerprint = "out-of-band", None, None
-    decision = "rejected" if reject else "approved"
-    if signature:
-        if not signers:
-            raise approvals.ApprovalError("a signed approval needs a bundle compiled with --approval-signers to check it against")
-        if node_id is None:  # resume --approval FILE: the file names its step
-            node_id = _signed_node(signature)
-        checked = approvals.verify(signature, signers, run["plan_hash"], run["id"], node_id)
-        how, principal, fingerprint, decision = "signed", checked.principal, checked.fingerprint, checked.decision
-        note = note or checked.note or None
     plan = Plan.loads(run["plan"])
+    signers = inv.approval_signers(run)
+    text = None
+    if signature:
+        text = document if document is not None else approvals.read_document(signature)
+        data, _ = approvals.load_document(text, signature)
+        if node_id is not None and data.get("node") != node_id:
+            raise approvals.ApprovalError("%s approves step %s, not %s" % (signature, data.get("node"), node_id))
+        node_id = str(data.get("node"))
     node = plan.by_id.get(node_id or "")
     if node is None or not approvals.has_question(node):
         asking = ", ".join(n.id for n in plan.nodes if approvals.has_question(n)) or "none"
         raise UsageError("run %d has no step %r with a question (steps with one: %s)" % (run["id"], node_id, asking))
     if run["status"] == "succeeded":
         raise UsageError("run %d succeeded; there is nothing to approve" % run["id"])
-    who = principal or approvals.real_user()
     policy = approvals.policy_of(node)
-    if not policy.allows(who):
-        raise approvals.ApprovalError("%s may not approve %s: %s may" % (who, node.id, policy.describe()))
-    recorded_who = "%s@%s" % (who, approvals.real_who().rsplit("@", 1)[1])
-    store.add_approval(run["id"], node.id, decision, recorded_who, how, principal=principal, fingerprint=fingerprint, note=note)
-    detail = "%s: %s: (by %s%s)%s" % (
-        node.id, decision, how, " %s key %s" % (principal, fingerprint) if principal else "", " note: %s" % note if note else ""
-    )
-    store.add_event(run["id"], "approval", detail, who=recorded_who, node_id=node.id)
-    return node.id, decision
-
-
-def _signed_node(path: str) -> str:
-    import json as json_mod
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return str(json_mod.load(handle)["payload"]["node"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        from .approvals import ApprovalError
-
-        raise ApprovalError("%s is not a signed approval: %s" % (path, exc)) from None
+    host = whoami().rsplit("@", 1)[1]
+    principal: str | None
+    fingerprint: str | None
+    if text is not None:
+        if not signers:
+            raise approvals.ApprovalError("a signed approval needs a bundle compiled with --approval-signers to check it against")
+        expected = approvals.expected(run, signers, approvals.values_digest(run.get("variables") or {}), inv.options_max_valid())
+        asked = waiting_question(store, run["id"], node.id) if store is not None else None
+        checked = approvals.check(text, signature or "the signed approval", expected, node.id, asked)
+        if reject and checked.decision != "rejected":
+            raise UsageError("%s approves %s; --reject contradicts it" % (signature, node.id))
+        who, how, decision = "%s@%s" % (checked.principal, host), "signed", checked.decision
+        principal, fingerprint, note = checked.principal, checked.fingerprint, note or checked.note or None
+    else:
+        if signers and approvals.has_policy(node):
+            raise approvals.ApprovalError(
+                "%s accepts only a signed approval (this bundle was compiled with --approval-signers and %s has a "
+                "policy: %s); export the request with: %s, have an approver sign it on a workstation "
+                "(playbook approval sign request.json --key KEY -o approval.json), then: %s"
+                % (node.id, node.id, policy.describe(), inv.commands()("approval request", run["id"], node.id, "-o", "request.json"),
+                   inv.commands()("approve", run["id"], node.id, "--signature", "approval.json"))
+            )
+        who, how, decision = whoami(), "out-of-band", "rejected" if reject else "approved"
+        principal = fingerprint = None
+    if not policy.allows(approvals.person(who)):
+        raise approvals.ApprovalError("%s may not approve %s: %s may" % (approvals.person(who), node.id, policy.describe()))
+    return node.id, decision, who, how, principal, fingerprint, note, text
 
 
 def cmd_approve(inv: Invocation) -> int:
     args = inv.args
+    if args.run_id is None and not args.signature:
+        raise UsageError("give RUN and NODE, or --signature FILE (which names them)")
     store = inv.store()
-    run = _get_run(store, args.run_id)
-    node_id, decision = record_approval(inv, store, run, args.node, args.signature, reject=args.reject, note=args.note)
+    run_id = args.run_id
+    document = None
+    if run_id is None:
+        _, document = approval_file(args.signature)
+        run_id = _run_of_document(store, document, args.signature)
+    run = _get_run(store, run_id)
+    node_id, decision = record_approval(inv, store, run, args.node, args.signature, reject=args.reject, note=args.note, document=document)
     command = inv.commands()
     sys.stdout.write(
         "run %d: %s %s by %s; continue with: %s\n"
@@ -721,8 +883,60 @@ def cmd_approve(inv: Invocation) -> int:
     return EXIT_OK
 
 
+def _run_of_document(store: Any, document: str, path: str) -> int:
+    """The run of this database a signed approval names (by its run UID)."""
+    from . import approvals
+
+    data, _ = approvals.load_document(document, path)
+    uid = data.get("run_uid")
+    if not uid:
+        raise UsageError("%s names no run uid (a fleet approval): give RUN and NODE" % path)
+    found = store.run_by_uid(str(uid))
+    if found is None:
+        raise approvals.ApprovalError("%s approves run uid %s, which is not in %s" % (path, uid, store.path))
+    return int(found["id"])
+
+
+def cmd_approval(inv: Invocation) -> int:
+    """`approval request RUN NODE [-o FILE]`."""
+    from . import approvals
+
+    args = inv.args
+    store = inv.store()
+    run = _get_run(store, args.run_id)
+    plan = Plan.loads(run["plan"])
+    node = plan.by_id.get(args.node)
+    if node is None or not approvals.has_question(node):
+        asking = ", ".join(n.id for n in plan.nodes if approvals.has_question(n)) or "none"
+        raise UsageError("run %d has no step %r with a question (steps with one: %s)" % (run["id"], args.node, asking))
+    question = waiting_question(store, run["id"], node.id)
+    if question is None or run["status"] == "succeeded":
+        raise UsageError(
+            "run %d does not wait for %s (it has not asked its question); a request is made for a step the run waits for"
+            % (run["id"], node.id)
+        )
+    bundle = inv.bundle.identity if inv.bundle is not None else None
+    document = approvals.request_document(run, node, question, whoami().rsplit("@", 1)[1], bundle)
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if not args.output or args.output == "-":
+        _write_stdout_utf8(text)
+        return EXIT_OK
+    try:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError("cannot write %s: %s" % (args.output, exc.strerror or exc), EXIT_STATE) from None
+    sys.stdout.write(
+        "wrote %s: the request to approve %s in run %d (uid %s); sign it on a workstation with:\n"
+        "  playbook approval sign %s --key ~/.ssh/id_ed25519 -o approval.json\n"
+        % (args.output, node.id, run["id"], run["uid"], os.path.basename(args.output))
+    )
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Invocation], int]] = {
     "approve": cmd_approve,
+    "approval": cmd_approval,
     "run": cmd_run,
     "resume": cmd_resume,
     "show": cmd_show,

@@ -56,7 +56,8 @@ class Options:
     default_timeout: float = 300  # seconds, for Command nodes without `timeout`
     rerun_interrupted: bool = False  # without a terminal, run an interrupted step again
     approve: frozenset = frozenset()  # steps whose question --approve answers yes
-    approved_via: Optional[str] = None  # where flag approvals came from (e.g. a fleet controller)
+    approval_signers: Optional[str] = None  # allowed signers: steps with a policy accept only their signatures
+    approval_max_valid: Optional[float] = None  # seconds a signed approval may be valid for (None: 7 days)
     kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL
 
     def __post_init__(self) -> None:
@@ -125,6 +126,7 @@ class Engine:
         runner: Callable[..., executors.CommandResult] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         record_process: Callable[[int, int, int | None], None] | None = None,
+        verify_approval: Callable[..., Any] | None = None,
     ) -> None:
         self.plan = plan
         self.values = values
@@ -143,6 +145,9 @@ class Engine:
         # (attempt id, process group, start ticks) of a command that has started: the run's
         # lock file takes it (RunLock.record_process), else the database
         self.record_process = record_process or store.set_attempt_process
+        # (signed document, step, question[, expiry=False]) -> approvals.Verified, or raises
+        # ApprovalError: set when the run accepts only signed approvals for steps with a policy
+        self.verify_approval = verify_approval
         self.nodes = plan.nodes
         self.index = {node.id: i for i, node in enumerate(self.nodes)}
         self.results = {node.id: StepResult() for node in self.nodes}
@@ -163,6 +168,8 @@ class Engine:
         # commit instead of two) and shown once that is durable; see _drive and _flush_held.
         self._held: tuple | None = None  # ((attempt id, status, fields, ended at), node_finished event)
         self.waiting_for: str | None = None  # the step whose approval the run waits for
+        self.waiting_signed = False  # ... and whether only a signed approval will do
+        self.asked = ""  # the question asked last (as shown)
         self.halted: str | None = None  # why nothing new may start (the terminal hung up), or None
 
     def halt(self, reason: str) -> None:
@@ -231,7 +238,34 @@ class Engine:
                 if status == "interrupted" and self.plan.by_id[node_id].type != "Manual":
                     interrupted.append(node_id)
                 data.status = "pending"
+        if self.verify_approval is not None:
+            self._check_signed_settlements(attempts)
         return interrupted
+
+    def _check_signed_settlements(self, attempts: Mapping[str, Mapping[str, Any]]) -> None:
+        """A run that accepts only signed approvals: a step with a policy that an earlier session
+        settled as approved keeps that only while the signed decisions it used verify now (the
+        record may have been written by another tool or by hand). Otherwise its question is
+        asked again: a Manual step becomes pending, a Command or Function step that ran waits
+        for its approval (it is not run again)."""
+        from .approvals import has_policy
+
+        for node in self.nodes:
+            row = attempts.get(node.id)
+            if row is None or node.id not in self.final or self.results[node.id].status != SUCCEEDED:
+                continue
+            if not has_policy(node) or not (node.type == "Manual" or node.prompt_after):
+                continue
+            why = self.backed_by_signatures(node)
+            if why is None:
+                continue
+            self.final.discard(node.id)
+            self.results[node.id].status = "pending"
+            if node.type != "Manual":
+                self.awaiting_approval[node.id] = row["id"]
+            text = "%s: its approval no longer counts (%s); it is asked again" % (node.id, why)
+            self.store.add_event(self.run_id, "approval-voided", text, node_id=node.id)
+            self.ui.event("message", text=text)
 
     def accept_status(self, node_id: str, status: str, who: str, reason: str) -> None:
         """Settle a step by a person's decision (e.g. "it finished, I checked it by hand"):
@@ -392,11 +426,11 @@ class Engine:
             self.results[node.id].update(status=SUCCEEDED, ran=True)
             self.final.add(node.id)
             self.ui.event("message", text="%s finished earlier; its approval is still needed" % node.id)
-            if self._approve(node, node.prompt_after or DEFAULT_PROMPT, attempt_id=attempt_id):
+            if self._approve(node, "prompt_after", attempt_id=attempt_id):
                 self.store.finish_attempt(attempt_id, SUCCEEDED, error=None)
             return
         if node.prompt_before and node.type != "Manual":
-            if not self._approve(node, node.prompt_before, before=True):
+            if not self._approve(node, "prompt_before", before=True):
                 return
         if node.type == "Manual":
             self._manual(node)
@@ -471,8 +505,13 @@ class Engine:
             raise templating.TemplateError("previous_node(%r): there is no step %r" % (node_id, node_id))
         return StepOutputs(node_id, result)
 
-    def _render_question(self, node, question):
-        if not templating.is_template(question):
+    def question_text(self, node, field):
+        """The question a step asks (`field`: prompt_before or prompt_after; a Manual step without
+        prompt_after asks DEFAULT_PROMPT). A question that reads earlier steps' outputs or
+        runbook_dir is rendered now, once; every other one was rendered with the variables when
+        the plan was bound, and a value in it is text, never rendered again."""
+        question = getattr(node, field) or DEFAULT_PROMPT
+        if field not in node.runtime_templates:
             return question
         try:
             return templating.render(question, self._start_values())
@@ -606,7 +645,7 @@ class Engine:
             if status == SUCCEEDED:
                 self._finish(node, SUCCEEDED, data)
                 if node.prompt_after:
-                    if not self._approve(node, node.prompt_after, attempt_id=attempt_id):
+                    if not self._approve(node, "prompt_after", attempt_id=attempt_id):
                         return
                 return
             choice = self._on_failure(node, data, attempt_id)
@@ -680,20 +719,27 @@ class Engine:
         return options
 
     # -- questions and approvals ---------------------------------------------------------
-    def _question(self, node, question):
+    def _question(self, node, field):
         """The decision on a step's question: ("approved" | "auto-approved" | "rejected", by whom).
 
         Decisions recorded out of band count first (a rejection wins); then a person at the
         terminal may answer (once), or --approve NODE / --auto-approve give one approval
         without a terminal. When the step's policy still wants more approvals the run stops
-        waiting (Stop "waiting"). EOFError: no answer at the terminal."""
-        question = self._render_question(node, question)
+        waiting (Stop "waiting"). EOFError: no answer at the terminal.
+
+        A step with a policy in a run that accepts only signed approvals for it (`verify_approval`
+        is set) counts signed decisions alone, each checked again here, when it is used: a
+        decision written by another tool or by hand counts for nothing, and nobody is asked."""
+        question = self.asked = self.question_text(node, field)
         from . import approvals  # loaded only when a step asks a question
 
         policy = approvals.policy_of(node)
+        signed = self.verify_approval is not None and approvals.has_policy(node)
         flagged = False
         while True:
             decisions = self.store.approvals(self.run_id, node.id, unused=True)
+            if signed:
+                decisions = self._verified(node, question, decisions)
             rejection = next((d for d in decisions if d["decision"] == "rejected"), None)
             if rejection is not None:
                 self.store.use_approvals(self.run_id, node.id)
@@ -705,20 +751,70 @@ class Engine:
                 givers = [d["who"] for d in decisions if d["decision"] == "approved" and approvals.person(d["who"]) in counted]
                 return ("auto-approved" if auto else "approved"), ", ".join(dict.fromkeys(givers))
             me = approvals.person(self.who)
-            if self.ui.interactive and policy.allows(me) and me not in counted:
+            if not signed and self.ui.interactive and policy.allows(me) and me not in counted:
                 self._record(node, question, self.ui.confirm(node, question), self.who, "terminal")
                 continue
-            if not self.ui.interactive and not flagged and (node.id in self.options.approve or self.options.auto_approve):
+            if not signed and not self.ui.interactive and not flagged and (node.id in self.options.approve or self.options.auto_approve):
                 flagged = True
-                by_flag = node.id in self.options.approve
-                who, how = (self.who, "flag") if by_flag else ("auto-approve", "auto-approve")
-                if self.options.approved_via:  # given elsewhere and passed on (a fleet controller)
-                    who = self.options.approved_via
-                if policy.allows(approvals.person(who)):
-                    self._record(node, question, True, who, how)
+                how = "flag" if node.id in self.options.approve else "auto-approve"
+                if policy.allows(me) and me not in counted:
+                    self._record(node, question, True, self.who, how)
                     continue
-                self.ui.event("message", text="%s: %s does not count: %s may approve it" % (node.id, who, policy.describe()))
-            self._wait_for_approval(node, question, policy, len(counted))
+                self.ui.event("message", text="%s: %s does not count: %s may approve it%s" % (
+                    node.id, self.who, policy.describe(), ", each person once" if me in counted else ""))
+            self._wait_for_approval(node, question, policy, len(counted), signed)
+
+    def _verified(self, node, question, decisions):
+        """The decisions whose signed document still verifies for this run, step and question
+        (each as recorded, `who` the signing principal); the others are voided, with why."""
+        from .approvals import ApprovalError
+
+        verify = self.verify_approval
+        assert verify is not None
+        kept = []
+        for row in decisions:
+            if not row.get("signature"):
+                why = "not signed: this bundle accepts only signed approvals for %s" % node.id
+            else:
+                try:
+                    verify(row["signature"], node.id, self.mask.text(question))
+                    kept.append(row)
+                    continue
+                except ApprovalError as exc:
+                    why = str(exc)
+            self.store.void_approvals(self.run_id, node.id, why, ids=[row["id"]])
+            text = "%s: the %s by %s does not count: %s" % (node.id, row["decision"].replace("approved", "approval").replace("rejected", "rejection"), row["who"], why)
+            self.store.add_event(self.run_id, "approval-voided", text, node_id=node.id)
+            self.ui.event("message", text=text)
+        return kept
+
+    def backed_by_signatures(self, node) -> str | None:
+        """For a step with a policy that a run accepts only signed approvals for, and that an
+        earlier session settled as approved: None when the decisions it used still verify (the
+        run, plan, step, question and values they bind; expiry was checked when they were
+        used), else why not."""
+        from . import approvals
+
+        field = "prompt_before" if node.type != "Manual" and not node.prompt_after else "prompt_after"
+        try:
+            question = self.mask.text(self.question_text(node, field))
+        except Stop as exc:
+            return exc.reason
+        verify = self.verify_approval
+        assert verify is not None
+        good = []
+        for row in self.store.approvals(self.run_id, node.id, used=True):
+            if not row.get("signature"):
+                continue
+            try:
+                verify(row["signature"], node.id, question, expiry=False)
+            except approvals.ApprovalError:
+                continue
+            good.append(row)
+        policy = approvals.policy_of(node)
+        if any(d["decision"] == "rejected" for d in good) or len(approvals.approvers_of(good, policy)) < policy.approvals:
+            return "its signed approvals do not verify for this run as it is now (%s needed)" % policy.describe()
+        return None
 
     def _record(self, node, question, approved, who, how):
         decision = "approved" if approved else "rejected"
@@ -730,24 +826,31 @@ class Engine:
         self.store.add_event(self.run_id, "approval", detail, who=who, node_id=node.id)
         self.ui.event("approval", node=node, decision=decision, who=who, how=how)
 
-    def _wait_for_approval(self, node, question, policy, have):
+    def _wait_for_approval(self, node, question, policy, have, signed=False):
         more = policy.approvals - have
         detail = "%s: needed, no terminal: %s" % (node.id, question) if not self.ui.interactive else "%s: waiting: %s" % (node.id, question)
         self.store.add_event(self.run_id, "approval-needed", detail, node_id=node.id)
         self.waiting_for = node.id
-        self.ui.event("waiting", node=node, question=question, policy=policy.describe(), missing=more)
+        self.waiting_signed = signed
+        self.ui.event("waiting", node=node, question=question, policy=policy.describe(), missing=more, signed=signed)
+        wanted = "an approval" if more == 1 else "%d more approvals" % more
+        if signed:
+            raise Stop(
+                "waiting",
+                "%s waits for %s (%s): this bundle accepts only signed approvals for it"
+                % (node.id, "a signed approval" if more == 1 else "%d more signed approvals" % more, policy.describe()),
+            )
         raise Stop(
             "waiting",
             "%s waits for %s (%s): give %s with `approve`, --approve %s or --auto-approve, or on a terminal"
-            % (node.id, "an approval" if more == 1 else "%d more approvals" % more, policy.describe(),
-               "it" if more == 1 else "them", node.id),
+            % (node.id, wanted, policy.describe(), "it" if more == 1 else "them", node.id),
         )
 
-    def _approve(self, node, question, before=False, attempt_id=None):
-        """Ask a Command/Function step's question. True when approved; otherwise the node is
-        settled (or Stop)."""
+    def _approve(self, node, field, before=False, attempt_id=None):
+        """Ask a Command/Function step's question (`field`: prompt_before or prompt_after). True
+        when approved; otherwise the node is settled (or Stop)."""
         try:
-            decision, by = self._question(node, question)
+            decision, by = self._question(node, field)
         except (EOFError, Stop) as exc:
             if attempt_id is not None:
                 # the work is done but not accepted: keep it pending so a resume asks again
@@ -755,7 +858,7 @@ class Engine:
                 self.final.discard(node.id)
                 if isinstance(exc, Stop):
                     self.store.set_attempt_decision(attempt_id, "approval-missing", None)
-                error = "no answer at the prompt" if isinstance(exc, EOFError) else "approval needed: %s" % question
+                error = "no answer at the prompt" if isinstance(exc, EOFError) else "approval needed: %s" % self.asked
                 self.store.finish_attempt(attempt_id, "interrupted", error=error)
             if isinstance(exc, EOFError):
                 raise Stop("aborted", "no answer at the prompt (end of input)") from None
@@ -804,11 +907,10 @@ class Engine:
 
     def _manual(self, node):
         """A Manual node: show the description, ask prompt_after; record who decided."""
-        question = node.prompt_after or DEFAULT_PROMPT
         while True:
             self.ui.event("manual", node=node, description=node.description or "")
             try:
-                decision, by = self._question(node, question)
+                decision, by = self._question(node, "prompt_after")
             except EOFError:
                 attempt_id, _ = self._begin(node)
                 self.store.finish_attempt(attempt_id, "interrupted", error="no answer at the prompt")

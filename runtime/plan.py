@@ -108,7 +108,7 @@ class Node:
     function_params: Optional[Dict[str, Any]] = None
     plugin_config: Optional[Dict[str, Any]] = None
     approvers: Tuple[str, ...] = ()  # who may answer its question: user names and @groups
-    approvals: int = 1  # how many distinct people must approve
+    approvals: int = 0  # how many distinct people must approve (0: no policy, one approval by anyone)
     handled: bool = False  # some node takes the failure path of this one
     templates: Tuple[str, ...] = ()  # fields still holding templates that need run-time variables
     runtime_templates: Tuple[str, ...] = ()  # fields rendered just before the step starts (earlier outputs, runbook_dir)

@@ -13,7 +13,7 @@ import re
 # to ask on (its detail is text for people; the report reads the kind, never the text).
 APPROVAL_NEEDED = "approval-needed"
 # Events `show --run` lists as the audit trail.
-AUDIT_KINDS = ("approval", APPROVAL_NEEDED, "decision", "set-status", "resume", "interrupted")
+AUDIT_KINDS = ("approval", APPROVAL_NEEDED, "approval-voided", "decision", "set-status", "resume", "replan", "removed", "interrupted")
 WAITING_REASON = "waiting for an approval (there was no terminal to ask on)"
 
 
@@ -58,6 +58,10 @@ def run_text(run: dict, attempts: list, events: list, output: bool = False) -> s
         "  started %s by %s@%s (%s), ended %s"
         % (run.get("started_at"), run.get("user"), run.get("host"), run.get("trigger"), run.get("ended_at") or "-"),
     ]
+    if run.get("uid"):
+        lines.append("  uid %s%s" % (run["uid"], _origin(run)))
+    if run.get("software"):
+        lines.append("  software: %s" % run["software"])
     if run.get("variables"):
         lines.append("  variables: %s" % ", ".join("%s=%s" % (k, v) for k, v in sorted(run["variables"].items())))
     lines.append(_table(("node", "try", "status", "time", "exit", "decision", "who", "note"), [_attempt_row(a) for a in attempts]))
@@ -68,6 +72,13 @@ def run_text(run: dict, attempts: list, events: list, output: bool = False) -> s
     from . import terminal  # stored output is shown, never obeyed: no control sequence gets through
 
     return terminal.clean("\n".join(lines))
+
+
+def _origin(run):
+    origin = run.get("origin") or {}
+    if not origin.get("rollout"):
+        return ""
+    return "; started by fleet rollout %s as host %s" % (origin["rollout"], origin.get("host"))
 
 
 def _attempt_row(a):

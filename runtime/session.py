@@ -194,7 +194,7 @@ def replan_changes(old: Plan, new: Plan, prior: Mapping[str, Mapping[str, Any]])
     """What continuing a run recorded with `old` (bound) under `new` (bound) does, given the
     run's final attempts: {"keep": succeeded steps unchanged, "rerun": succeeded steps whose
     definition changed and failed steps, "added": steps new in the runbook, "removed": steps
-    no longer in it}."""
+    no longer in it, "reapprove": steps whose approvals no longer count (`voided_approvals`)}."""
     keep, rerun = [], []
     for node in new.nodes:
         row = prior.get(node.id)
@@ -209,7 +209,70 @@ def replan_changes(old: Plan, new: Plan, prior: Mapping[str, Mapping[str, Any]])
             keep.append(node.id)
     added = [n.id for n in new.nodes if n.id not in old.by_id]
     removed = [n.id for n in old.nodes if n.id not in new.by_id]
-    return {"keep": keep, "rerun": rerun, "added": added, "removed": removed}
+    return {"keep": keep, "rerun": rerun, "added": added, "removed": removed, "reapprove": voided_approvals(old, new)}
+
+
+VOIDED_BY_REPLAN = "approval voided by replan (question or gated steps changed)"
+
+
+def question_of(node: Any) -> tuple:
+    """What a person approves at a step: its question (a Manual step: also its description)."""
+    if node.type == "Manual":
+        return (node.description or "", node.prompt_after or engine_mod.DEFAULT_PROMPT)
+    return (node.prompt_before or "", node.prompt_after or "")
+
+
+def _below(plan: Plan) -> dict[str, list[str]]:
+    """Each step's direct dependents (by dependency, `when` or output read)."""
+    below: dict[str, list[str]] = {}
+    for other in plan.nodes:
+        for up in other.upstream():
+            below.setdefault(up, []).append(other.id)
+    return below
+
+
+def gated(plan: Plan, node: Any, below: Mapping[str, list[str]] | None = None) -> list[str]:
+    """The steps an approval at `node` lets run: the step itself, and for a Manual step or a
+    prompt_after its transitive dependents up to (not past) the next step with a question."""
+    from .approvals import has_question
+
+    found = [node.id]
+    if node.type != "Manual" and not node.prompt_after:
+        return found
+    below = _below(plan) if below is None else below
+    todo = list(below.get(node.id, ()))
+    while todo:
+        step = todo.pop()
+        if step in found or has_question(plan.by_id[step]):
+            continue
+        found.append(step)
+        todo.extend(below.get(step, ()))
+    return sorted(found)
+
+
+def _definition(node: Any) -> tuple:
+    """What a step does and when: its executable fields, its conditions and flags."""
+    return executable(node) + (node.when, node.when_value, tuple(d.spec() for d in node.deps), node.skip, node.critical)
+
+
+def voided_approvals(old: Plan, new: Plan) -> list[str]:
+    """The steps with a question whose approvals, given before a replan, no longer count: their
+    question changed, or a step they gate was added, removed or changed (`gated`)."""
+    from .approvals import has_question
+
+    voided: list[str] = []
+    below_new, below_old = _below(new), _below(old)
+    for node in new.nodes:
+        before = old.by_id.get(node.id)
+        if before is None or not has_question(node):
+            continue
+        if question_of(before) != question_of(node):
+            voided.append(node.id)
+            continue
+        now, then = gated(new, node, below_new), gated(old, before, below_old)
+        if now != then or any(_definition(old.by_id[i]) != _definition(new.by_id[i]) for i in now):
+            voided.append(node.id)
+    return voided
 
 
 def replan_text(run_id: int, changes: Mapping[str, list[str]]) -> str:
@@ -219,8 +282,9 @@ def replan_text(run_id: int, changes: Mapping[str, list[str]]) -> str:
         ("rerun", "run again (changed or failed)"),
         ("added", "are new"),
         ("removed", "are no longer in the runbook (recorded as removed)"),
+        ("reapprove", "are asked again: %s" % VOIDED_BY_REPLAN),
     ):
-        if changes[key]:
+        if changes.get(key):
             parts.append("  %s: %s" % (words, ", ".join(changes[key])))
     return "run %d with the runbook as it is now:\n%s" % (run_id, "\n".join(parts) or "  (no step changes)")
 
@@ -228,6 +292,19 @@ def replan_text(run_id: int, changes: Mapping[str, list[str]]) -> str:
 def recorded_values(run: Mapping[str, Any], plan: Plan) -> dict:
     """The variable values a run recorded (secrets were never stored: they are asked again)."""
     return {k: v for k, v in (run.get("variables") or {}).items() if v != var_mod.MASK and k in plan.variables}
+
+
+def signed_hint(command: Callable[..., str], run_id: int, node_id: str, run: Mapping[str, Any]) -> str:
+    """How to get a signed approval to a host nothing reaches, as commands to paste."""
+    return (
+        "%s needs a signed approval (run %d, uid %s):\n"
+        "  1. here:           %s\n"
+        "  2. on a workstation, with the approver's key:\n"
+        "                     playbook approval sign request.json --key ~/.ssh/id_ed25519 -o approval.json\n"
+        "  3. here:           %s"
+        % (node_id, run_id, run.get("uid") or "?", command("approval request", run_id, node_id, "-o", "request.json"),
+           command("resume", run_id, "--approval", "approval.json"))
+    )
 
 
 # -- driving a run -------------------------------------------------------------------------------
@@ -307,6 +384,8 @@ class Session:
         who: str | None = None,
         runner: Callable[..., Any] | None = None,
         header: str | None = None,
+        origin: Mapping[str, Any] | None = None,
+        software: str | None = None,
     ) -> None:
         self.store = store
         self.ui = ui
@@ -316,6 +395,8 @@ class Session:
         self.who = who or whoami()
         self.runner = runner
         self.header = header  # shown when a run starts (a bundle's identity)
+        self.origin = dict(origin) if origin else None  # the fleet rollout that starts a new run
+        self.software = software  # what a new run records as the Playbook that ran it
 
     def hint(self, run_id: int) -> str:
         return "resume with: %s" % self.command("resume", run_id)
@@ -329,8 +410,11 @@ class Session:
             self.ui = MaskedUI(self.ui, masker)
         return masker
 
-    def start(self, plan: Plan, bound: Plan, values: Mapping[str, Any], source: str) -> int:
-        """Record a new run of `plan` (bound with `values`) and drive it. Returns the exit code."""
+    def start(self, plan: Plan, bound: Plan, values: Mapping[str, Any], source: str,
+              before: Callable[[int], None] | None = None) -> int:
+        """Record a new run of `plan` (bound with `values`) and drive it; `before(run id)` is
+        called once the run is recorded, before it is driven (e.g. to record signed approvals
+        given with it). Returns the exit code."""
         self._protect(plan, values)
         dumped = plan.dumps()
         run_id = self.store.create_run(
@@ -341,7 +425,12 @@ class Session:
             masked_values(plan, values),
             trigger="run",
             runbook_id=plan.runbook.get("id"),
+            origin=self.origin,
+            approval_signers=self.options.approval_signers,
+            software=self.software,
         )
+        if before is not None:
+            before(run_id)
         return self.drive(run_id, bound, values)
 
     def resume(
@@ -378,6 +467,17 @@ class Session:
         plan, bound = replan
         changes = replan_changes(old_bound, bound, prior)
         kept = {node_id: row for node_id, row in prior.items() if node_id in bound.by_id and node_id not in changes["rerun"]}
+        for node_id in changes["reapprove"]:
+            self.store.void_approvals(run["id"], node_id, VOIDED_BY_REPLAN)
+            self.store.add_event(run["id"], "approval-voided", "%s: %s" % (node_id, VOIDED_BY_REPLAN), who=self.who, node_id=node_id)
+            row = kept.get(node_id)
+            if row is None or row["status"] != "succeeded":
+                continue
+            node = bound.by_id[node_id]
+            if node.type == "Manual":
+                del kept[node_id]  # asked again
+            elif node.prompt_after:
+                kept[node_id] = dict(row, status="interrupted", decision="approval-missing")  # asked again, not run again
         dumped = plan.dumps()
         digest = plan.digest(dumped)
         self.store.replan_run(run["id"], digest, dumped.decode("utf-8"), masked_values(plan, values))
@@ -400,7 +500,7 @@ class Session:
             host = plugins_mod.PluginHost(plugins_mod.Registry(entry_points=self.entry_points))
         eng = engine_mod.Engine(
             plan, values, self.store, run_id, self.ui, self.options, plugins=host, who=self.who, secrets=secrets,
-            record_process=lock.record_process,
+            record_process=lock.record_process, verify_approval=self._approval_checker(run_id, plan, values),
             **({"runner": self.runner} if self.runner else {}),
         )
         started = time.monotonic()
@@ -431,7 +531,9 @@ class Session:
             self.store.add_event(run_id, "hangup", "the terminal hung up; the steps in flight finished", who=self.who)
         self.store.set_run_status(run_id, status, exit_code=code)
         hint = self.hint(run_id) if status != "succeeded" and not eng.completed else None
-        if status == "waiting" and eng.waiting_for:
+        if status == "waiting" and eng.waiting_for and eng.waiting_signed:
+            hint = signed_hint(self.command, run_id, eng.waiting_for, self.store.get_run(run_id) or {})
+        elif status == "waiting" and eng.waiting_for:
             hint = "approve with: %s\nthen %s" % (self.command("approve", run_id, eng.waiting_for), hint)
         counts: dict[str, int] = {}
         for result in eng.results.values():
@@ -447,6 +549,24 @@ class Session:
             duration=time.monotonic() - started,
         )
         return code
+
+    def _approval_checker(self, run_id: int, plan: Plan, values: Mapping[str, Any]) -> Callable[..., Any] | None:
+        """When the run accepts only signed approvals for its steps with a policy (the bundle
+        running it was compiled with --approval-signers, or the one that started it was): the
+        check of a signed decision against this run as it is now. None otherwise."""
+        run = self.store.get_run(run_id) or {}
+        signers = self.options.approval_signers or run.get("approval_signers")
+        if not signers:
+            return None
+        from . import approvals
+
+        digest = approvals.values_digest(masked_values(plan, values))
+        expected = approvals.expected(run, signers, digest, self.options.approval_max_valid)
+
+        def check(document: str, node_id: str, question: str, expiry: bool = True) -> Any:
+            return approvals.check(document, "the signed approval of %s" % node_id, expected, node_id, question, expiry=expiry)
+
+        return check
 
     def _interrupted(self, run_id: int) -> int:
         reason = "interrupted by a signal"

@@ -293,8 +293,29 @@ def _migrate_to_5(db):
     db.execute("DELETE FROM sqlite_sequence WHERE name = 'attempts'")
 
 
+def _migrate_to_6(db):
+    """Approvals bind what they approve (docs/architecture.md, "Approvals"):
+    - every run gets a random UID (128 bits, hex), what a signed approval names: run ids restart
+      at 1 in every database, and every host of a fleet has a run 1;
+    - `origin`: the fleet rollout that started the run and the host name it gave it (JSON);
+    - `approval_signers`: the allowed signers of the bundle that started the run, when it
+      accepts only signed approvals for steps with a policy; every later tool honours them;
+    - `software`: the Playbook that started the run (its version, a bundle's sha256);
+    - an approval keeps the signed document it was recorded from (`signature`), checked again
+      when it is used, and `voided` says why it no longer counts (a replan changed its question
+      or what it gates)."""
+    db.execute("ALTER TABLE runs ADD COLUMN uid TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN origin TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN approval_signers TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN software TEXT")
+    db.execute("UPDATE runs SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL")
+    db.execute("CREATE UNIQUE INDEX runs_uid ON runs (uid)")
+    db.execute("ALTER TABLE approvals ADD COLUMN signature TEXT")
+    db.execute("ALTER TABLE approvals ADD COLUMN voided TEXT")
+
+
 # MIGRATIONS[i] takes a database from schema version i to i + 1. Append, never edit.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4, _migrate_to_5]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4, _migrate_to_5, _migrate_to_6]
 
 # The workflow a run counts towards in statistics: its runbook, or its title for older runs.
 _WORKFLOW = "COALESCE(r.runbook_id, r.title)"
@@ -323,6 +344,8 @@ def _from_json(text):
 def _run_row(row):
     if row is not None and "variables" in row:
         row["variables"] = _from_json(row["variables"]) or {}
+    if row is not None and row.get("origin") is not None:
+        row["origin"] = _from_json(row["origin"])
     return row
 
 
@@ -485,7 +508,7 @@ class Store:
 
     # --- runs ------------------------------------------------------------------------------
 
-    @_guarded(unmasked=("plan_hash", "plan_json"))
+    @_guarded(unmasked=("plan_hash", "plan_json", "approval_signers"))
     def create_run(
         self,
         title: str,
@@ -497,16 +520,25 @@ class Store:
         host: str | None = None,
         user: str | None = None,
         runbook_id: str | None = None,
+        origin: Mapping[str, Any] | None = None,
+        approval_signers: str | None = None,
+        software: str | None = None,
     ) -> int:
-        """Record a new run (status 'running'); returns its id. ``variables`` must already
-        have secrets masked. ``host``/``user`` default to this machine and user."""
+        """Record a new run (status 'running', a fresh random UID); returns its id.
+        ``variables`` must already have secrets masked. ``host``/``user`` default to this
+        machine and user. ``origin``: the fleet rollout that started it; ``approval_signers``:
+        the allowed signers whose signatures alone approve its steps with a policy; ``software``:
+        the Playbook that runs it (version, bundle sha256)."""
+        import secrets
+
         if trigger not in RUN_TRIGGERS:
             raise ValueError("unknown run trigger %r" % (trigger,))
         if isinstance(plan_json, bytes):
             plan_json = plan_json.decode("utf-8")
         cursor = self._conn.execute(
             'INSERT INTO runs (title, source, plan_hash, plan, variables, status, "trigger", '
-            'host, "user", started_at, runbook_id) VALUES (?, ?, ?, ?, ?, \'running\', ?, ?, ?, ?, ?)',
+            'host, "user", started_at, runbook_id, uid, origin, approval_signers, software) '
+            "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 title,
                 source,
@@ -518,6 +550,10 @@ class Store:
                 user if user is not None else current_user(),
                 now_iso(),
                 runbook_id,
+                secrets.token_hex(16),
+                _to_json(origin) if origin else None,
+                approval_signers or None,
+                software,
             ),
         )
         return int(cursor.lastrowid or 0)
@@ -556,6 +592,11 @@ class Store:
         drives it any more (its runner died)."""
         return self._observed(_run_row(self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()))
 
+    @_guarded
+    def run_by_uid(self, uid: str) -> dict[str, Any] | None:
+        """The run with this UID (see `get_run`), or None."""
+        return self._observed(_run_row(self._conn.execute("SELECT * FROM runs WHERE uid = ?", (uid,)).fetchone()))
+
     def _observed(self, run):
         if run is not None and run["status"] == "running" and not self.driven(run["id"]):
             run["status"] = "interrupted"
@@ -587,7 +628,7 @@ class Store:
         `workflow` selects the runs of one runbook (see `workflows`)."""
         sql = (
             'SELECT id, title, source, plan_hash, variables, status, "trigger", host, "user", '
-            "started_at, ended_at, exit_code, runbook_id FROM runs r WHERE 1 = 1"
+            "started_at, ended_at, exit_code, runbook_id, uid, origin FROM runs r WHERE 1 = 1"
         )
         params: list[Any] = []
         if title is not None:
@@ -886,7 +927,7 @@ class Store:
         )
         return int(cursor.lastrowid or 0)
 
-    @_guarded
+    @_guarded(unmasked=("signature",))
     def add_approval(
         self,
         run_id: int,
@@ -897,33 +938,52 @@ class Store:
         principal: str | None = None,
         fingerprint: str | None = None,
         note: str | None = None,
+        signature: str | None = None,
     ) -> int:
-        """Record one person's decision on a step's question (not used by the step yet)."""
+        """Record one person's decision on a step's question (not used by the step yet);
+        `signature`: the signed document it was recorded from, kept to be checked again."""
         if decision not in ("approved", "rejected"):
             raise ValueError("unknown approval decision %r" % (decision,))
         cursor = self._conn.execute(
-            "INSERT INTO approvals (run_id, node_id, decision, who, how, principal, fingerprint, note, at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, node_id, decision, who, how, principal, fingerprint, note, now_iso()),
+            "INSERT INTO approvals (run_id, node_id, decision, who, how, principal, fingerprint, note, at, signature) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, node_id, decision, who, how, principal, fingerprint, note, now_iso(), signature),
         )
         return int(cursor.lastrowid or 0)
 
     @_guarded
-    def approvals(self, run_id: int, node_id: str | None = None, unused: bool = False) -> list[dict[str, Any]]:
-        """Approval decisions of a run (of one step; only those no step has used yet)."""
+    def approvals(self, run_id: int, node_id: str | None = None, unused: bool = False, used: bool = False) -> list[dict[str, Any]]:
+        """Approval decisions of a run (of one step; `unused`: only those no step has used yet
+        and no replan voided; `used`: only those a step has acted on)."""
         sql = "SELECT * FROM approvals WHERE run_id = ?"
         params: list[Any] = [run_id]
         if node_id is not None:
             sql += " AND node_id = ?"
             params.append(node_id)
         if unused:
-            sql += " AND used = 0"
+            sql += " AND used = 0 AND voided IS NULL"
+        if used:
+            sql += " AND used = 1 AND voided IS NULL"
         return list(self._conn.execute(sql + " ORDER BY id", params))
 
     @_guarded
     def use_approvals(self, run_id: int, node_id: str) -> None:
         """The step has acted on its decisions: a later question needs new ones."""
-        self._conn.execute("UPDATE approvals SET used = 1 WHERE run_id = ? AND node_id = ? AND used = 0", (run_id, node_id))
+        self._conn.execute(
+            "UPDATE approvals SET used = 1 WHERE run_id = ? AND node_id = ? AND used = 0 AND voided IS NULL", (run_id, node_id)
+        )
+
+    @_guarded
+    def void_approvals(self, run_id: int, node_id: str, why: str, ids: Iterable[int] | None = None) -> int:
+        """The step's decisions (those of `ids` only, when given) no longer count (`why`: a replan
+        changed what they approve, a signature does not verify); returns how many were voided."""
+        sql = "UPDATE approvals SET voided = ? WHERE run_id = ? AND node_id = ? AND voided IS NULL"
+        params: list[Any] = [why, run_id, node_id]
+        if ids is not None:
+            ids = [int(i) for i in ids]
+            sql += " AND id IN (%s)" % ", ".join("?" * len(ids))
+            params.extend(ids)
+        return self._conn.execute(sql, params).rowcount
 
     @_guarded
     def events(self, run_id: int) -> list[dict[str, Any]]:

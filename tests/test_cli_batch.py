@@ -29,6 +29,8 @@ from cli_support import (
     write_runbook,
 )
 
+from playbook.runtime.state import whoami
+
 DEPLOY = EXAMPLES / "deploy.playbook.toml"
 
 
@@ -49,7 +51,7 @@ def test_deploy_example_succeeds_with_auto_approve(tmp_path):
     assert st["notify_failure"] == "skipped"
     approval = final(dbp)["approve_production"]
     assert approval["decision"] == "auto-approved"
-    assert approval["decided_by"] == "auto-approve"
+    assert approval["decided_by"] == whoami()  # the operator who gave --auto-approve
 
 
 def test_deploy_example_broken_health_check_takes_rollback_branch(tmp_path):
@@ -954,7 +956,7 @@ def test_events_record_the_run(tmp_path):
     assert pb(tmp_path, "run", rb, "--auto-approve", "--state-path", dbp).returncode == 0
     approvals = [e for e in events(dbp) if e["kind"] == "approval"]
     assert approvals and approvals[0]["node_id"] == "gate"
-    assert approvals[0]["who"] == "auto-approve"
+    assert approvals[0]["who"] == whoami()
     json.dumps(approvals)  # plain values
 
 

@@ -24,6 +24,8 @@ from cli_support import (
     write_runbook,
 )
 
+from playbook.runtime.state import whoami
+
 HANDLED = """
 [build]
 type = "Command"
@@ -109,7 +111,7 @@ def test_show_json_is_valid(history):
     assert by_node["check"]["status"] == "failed"
     assert by_node["check"]["exit_code"] == 1
     assert by_node["check"]["decision"] == "follow-failure"
-    assert by_node["gate"]["decided_by"] == "auto-approve"
+    assert by_node["gate"]["decided_by"] == whoami()
     assert any(e["kind"] == "approval" for e in doc2["events"])
 
 

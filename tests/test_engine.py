@@ -696,16 +696,18 @@ def test_auto_approve_without_a_terminal_approves_every_question_and_says_so(run
     run = runbook(EVERY_QUESTION)
     assert run.go(batch(), engine.Options(auto_approve=True)) == ("succeeded", 0, None)
     assert run.runner.commands == ["run before", "run after"]
+    # recorded as given by the operator who gave the flag (a person, who counts once), how: auto-approve
     assert run.rows() == [
-        ("gate", 1, "succeeded", None, "auto-approved", "auto-approve"),
+        ("gate", 1, "succeeded", None, "auto-approved", WHO),
         ("before", 1, "succeeded", None, None, None),
-        ("after", 1, "succeeded", None, "auto-approved", "auto-approve"),
+        ("after", 1, "succeeded", None, "auto-approved", WHO),
     ]
     assert run.events("approval") == [
-        ("approval", "gate", "auto-approve", "gate: auto-approved: Continue?"),
-        ("approval", "before", "auto-approve", "before: auto-approved: Start?"),
-        ("approval", "after", "auto-approve", "after: auto-approved: Fine?"),
+        ("approval", "gate", WHO, "gate: auto-approved: Continue?"),
+        ("approval", "before", WHO, "before: auto-approved: Start?"),
+        ("approval", "after", WHO, "after: auto-approved: Fine?"),
     ]
+    assert {(row["who"], row["how"]) for row in run.store.approvals(run.run_id)} == {(WHO, "auto-approve")}
 
 
 def test_auto_approve_does_not_answer_for_an_operator_at_a_terminal(runbook):

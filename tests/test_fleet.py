@@ -21,6 +21,7 @@ import pytest
 
 from playbook.compiler import fleet
 from playbook.runtime.errors import UsageError
+from playbook.runtime.state import whoami
 
 pytest.importorskip("ansible", reason="ansible-core is in the test extra: pip install -e '.[test]'")
 
@@ -274,7 +275,16 @@ def test_approvals_given_once_on_the_controller(tmp_path, playbook, bundles):
     assert resumed.returncode == 0, resumed.text
     assert statuses(out) == {"m1": "succeeded", "m2": "succeeded"}
     status, _, decided_by = attempts(out / "hosts" / "m1.db")["approve"]
-    assert status == "succeeded" and decided_by.endswith("via fleet")
+    # given by flag by the user Ansible ran the bundle as (here: this user); no one names anyone
+    assert status == "succeeded" and decided_by == whoami()
+    rollout = summary(out)["rollout"]
+    for host in ("m1", "m2"):
+        con = sqlite3.connect(str(out / "hosts" / (host + ".db")))
+        try:
+            (origin,) = con.execute("SELECT origin FROM runs WHERE id = 1").fetchone()
+        finally:
+            con.close()
+        assert json.loads(origin) == {"rollout": rollout, "host": host}
 
 
 def _run_status(db: Path) -> str | None:
@@ -619,3 +629,90 @@ def test_secret_values_are_never_written_into_the_playbook():
     assert "lookup('ansible.builtin.env', 'PLAYBOOK_FLEET_SECRET_TOKEN')" in text
     assert 'serial: [1, "25%"]' in text and "max_fail_percentage: 0" in text and "become: true" in text
 
+
+
+# -- signed approvals over a fleet ---------------------------------------------------------------------
+SIGNED_RUNBOOK = APPROVAL_RUNBOOK.replace(
+    'prompt_after = "Go on with the rollout?"', 'prompt_after = "Go on with the rollout?"\napprovals = 1'
+).replace('command_name = "echo hello"', 'command_name = "echo hello {{ REGION }}"').replace(
+    "[hello]", '[variables]\nREGION = { default = "us" }\n\n[hello]')
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory):
+    """A bundle whose `approve` step (it has a policy) accepts only approvals signed by alice."""
+    directory = tmp_path_factory.mktemp("signed-fleet")
+    keys = {}
+    for name in ("alice", "mallory"):
+        key = directory / name
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+        keys[name] = key
+    signers = directory / "allowed_signers"
+    signers.write_text("alice %s\n" % " ".join(Path(str(keys["alice"]) + ".pub").read_text().split()[:2]))
+    from playbook.compiler.bundle import build
+    from playbook.compiler.plan import compile_file
+
+    source = directory / "signed.playbook.toml"
+    source.write_text(SIGNED_RUNBOOK)
+    bundle = directory / "signed.pyz"
+    build(compile_file(str(source)), str(bundle), bytecode=False, approval_signers=str(signers))
+    return {"bundle": bundle, **keys}
+
+
+def _approvals_of(db: Path) -> list:
+    con = sqlite3.connect(str(db))
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute("SELECT * FROM approvals ORDER BY id")]
+    finally:
+        con.close()
+
+
+def _by_hand(bundle: Path, tmp_path: Path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(bundle), "run", *[str(a) for a in args]], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env=dict(os.environ, PLAYBOOK_PYTHON=sys.executable), cwd=str(tmp_path))
+
+
+def test_a_signed_only_bundle_rolls_out_with_approvals_signed_for_the_rollout_and_each_host(tmp_path, playbook, signed):
+    """The controller signs the approval of `approve` for this rollout and each host, bound to
+    the host's values; each host checks it, records it signed by alice and succeeds. The same
+    document is refused by a run of another host, of another rollout, or with other values."""
+    hosts = {"s1": local_host(tmp_path, "s1"), "s2": local_host(tmp_path, "s2", playbook_var_REGION="eu")}
+    inventory = write_inventory(tmp_path, hosts)
+    out = tmp_path / "out"
+    refused = fleet_cmd(playbook, signed["bundle"], "-i", inventory, "--approve", "approve", "--out", tmp_path / "nokey")
+    assert refused.returncode == 2 and "give --approval-key KEY" in refused.stderr, refused.text
+    ran = fleet_cmd(playbook, signed["bundle"], "-i", inventory, "--approve", "approve", "--approval-key", signed["alice"],
+                    "--principal", "alice", "--out", out)
+    assert ran.returncode == 0, ran.text
+    assert statuses(out) == {"s1": "succeeded", "s2": "succeeded"}
+    rollout = summary(out)["rollout"]
+    path = out / "approvals" / "approve.json"
+    payload = json.loads(path.read_text())["payload"]
+    assert payload["rollout"] == rollout and sorted(payload["hosts"]) == ["s1", "s2"]
+    assert payload["hosts"]["s1"] != payload["hosts"]["s2"]  # REGION differs: each host's values are bound
+    for host in ("s1", "s2"):
+        (row,) = _approvals_of(out / "hosts" / (host + ".db"))
+        assert (row["how"], row["principal"], row["used"]) == ("signed", "alice", 1)
+        assert row["signature"] == path.read_text()
+    assert attempts(out / "hosts" / "s2.db")["hello"][1] == "hello eu\n"
+    other_host = _by_hand(signed["bundle"], tmp_path, "--rollout", rollout, "s3", "--approval", path, "--state-path", tmp_path / "a.db")
+    assert other_host.returncode == 2 and "approves the hosts s1, s2 of rollout" in other_host.stderr, other_host.stderr
+    other_rollout = _by_hand(signed["bundle"], tmp_path, "--rollout", "0" * 32, "s1", "--approval", path, "--state-path", tmp_path / "b.db")
+    assert other_rollout.returncode == 2 and "approves rollout" in other_rollout.stderr, other_rollout.stderr
+    other_values = _by_hand(signed["bundle"], tmp_path, "--rollout", rollout, "s1", "--var", "REGION=eu", "--approval", path,
+                            "--state-path", tmp_path / "c.db")
+    assert other_values.returncode == 2 and "approves values (digest)" in other_values.stderr, other_values.stderr
+    for name in ("a.db", "b.db", "c.db"):  # refused before anything was recorded
+        assert not (tmp_path / name).exists() or not _approvals_of(tmp_path / name)
+
+
+def test_a_fleet_approval_signed_by_an_unknown_key_runs_nowhere(tmp_path, playbook, signed):
+    inventory = write_inventory(tmp_path, {"v1": local_host(tmp_path, "v1")})
+    out = tmp_path / "out"
+    forged = fleet_cmd(playbook, signed["bundle"], "-i", inventory, "--approve", "approve", "--approval-key", signed["mallory"],
+                       "--principal", "mallory", "--out", out)
+    assert forged.returncode == 1, forged.text
+    (host,) = summary(out)["hosts"]
+    assert host["status"] == "failed" and "does not verify for principal 'mallory'" in (host["reason"] or ""), host
+    assert not (tmp_path / "state" / "v1.db").exists() or not _approvals_of(tmp_path / "state" / "v1.db")

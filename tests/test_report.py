@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cli_support import VENV_BIN, attempts, by_title, events, final, pb, run_row
 
+from playbook.runtime.state import whoami
+
 SECRET = "hunter2-s3cr3t-value"
 
 MAIN = r"""
@@ -386,7 +388,7 @@ def test_junit_has_the_common_shape_and_counts_match_the_database(hist, tmp_path
     assert "condition" in cases["notify"].find("skipped").get("message")
     assert "disabled" in cases["disabled"].find("skipped").get("message")
     assert cases["flaky"].find("failure") is None and "2 attempts" in cases["flaky"].find("system-out").text
-    assert "auto-approved by auto-approve" in cases["gate"].find("system-out").text
+    assert "auto-approved by %s" % whoami() in cases["gate"].find("system-out").text
     build_out = cases["build"].find("system-out").text
     assert '<script>alert("x")</script> [/]' in build_out and "\x1b" not in build_out
     assert b"&lt;script&gt;" in raw
@@ -554,7 +556,7 @@ def test_info_json_has_outcomes_durations_and_node_rankings(hist):
     assert slowest and all(node in MAIN_NODES for node in slowest)
     means = [seconds for _, seconds in main["slowest"]]
     assert means == sorted(means, reverse=True)
-    assert main["approvals_by"] == {"auto-approve": 3}
+    assert main["approvals_by"] == {whoami(): 3}
     assert by_title(doc["workflows"], "stops early")["most_failing"] == [["first", 1]]
 
 
@@ -568,7 +570,7 @@ def test_info_text_reads_like_a_summary(hist):
     assert "fails most:" in block and "check 2 failures" in block
     assert "retried most:" in block and "flaky 1 retry" in block
     assert "slowest:" in block and "avg" in block
-    assert "approvals:" in block and "auto-approve 3" in block
+    assert "approvals:" in block and "%s 3" % whoami() in block
 
 
 def test_since_filters_info_and_show(hist):

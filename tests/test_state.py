@@ -31,6 +31,15 @@ def new_run(store, title="deploy", source="/srv/deploy.toml", **kwargs):
     return store.create_run(title, source, "hash1", '{"plan_version": 1}', {"env": "prod"}, **kwargs)
 
 
+def old_run(store):
+    """A run recorded as a version before schema 6 records one (no uid, origin or signers)."""
+    cursor = store._db.execute(
+        "INSERT INTO runs (title, source, plan_hash, plan, variables, status, started_at) "
+        "VALUES ('deploy', '/srv/deploy.toml', 'hash1', '{\"plan_version\": 1}', '{}', 'running', '2026-01-01T00:00:00.000Z')"
+    )
+    return cursor.lastrowid
+
+
 def user_version(store):
     """The schema version of an open store's database, read with a connection of its own."""
     con = sqlite3.connect(store.path)
@@ -239,7 +248,7 @@ def test_version_4_database_keeps_its_attempts_and_their_ids(db_path, monkeypatc
     every row and every id survives, a running attempt is still found, new ids follow on."""
     monkeypatch.setattr(state, "MIGRATIONS", state.MIGRATIONS[:4])
     with Store(db_path) as s:
-        run_id = new_run(s)
+        run_id = old_run(s)
         first = s.start_attempt(run_id, "a", 1)
         s.set_attempt_process(first, 4242, 987654)
         s.finish_attempt(first, "failed", exit_code=3, stdout="out\n", stderr="err\n", stdout_truncated=True, output={"k": [1]}, error="boom")
@@ -250,7 +259,7 @@ def test_version_4_database_keeps_its_attempts_and_their_ids(db_path, monkeypatc
         assert "AUTOINCREMENT" in sql
     monkeypatch.undo()
     with Store(db_path) as s:
-        assert user_version(s) == len(state.MIGRATIONS) == 5
+        assert user_version(s) == len(state.MIGRATIONS)
         assert s.attempts(run_id) == before
         names = {row["name"] for row in s._db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'attempts'")}
         assert names == {"attempts", "attempts_run_node"}
