@@ -100,14 +100,18 @@ class MaskedUI:
         """The node as the UI may show it (its texts masked); one copy per node."""
         if node is None:
             return None
-        masked = self._nodes.get(id(node))
-        if masked is None:
-            changes = {}
-            for field in ("name", "description", "command", "prompt_before", "prompt_after", "cwd", "when", "env"):
-                value = getattr(node, field, None)
-                if value is not None:
-                    changes[field] = self._mask.value(value)
-            masked = self._nodes[id(node)] = node.copy(**changes)
+        # the node is kept with its copy: an id is unique only while its object lives, and a
+        # step's copy made when it starts (fields rendered then) is freed when the step ends
+        cached = self._nodes.get(id(node))
+        if cached is not None and cached[0] is node:
+            return cached[1]
+        changes = {}
+        for field in ("name", "description", "command", "prompt_before", "prompt_after", "cwd", "when", "env"):
+            value = getattr(node, field, None)
+            if value is not None:
+                changes[field] = self._mask.value(value)
+        masked = node.copy(**changes)
+        self._nodes[id(node)] = (node, masked)
         return masked
 
     def event(self, kind: str, **data: Any) -> None:
