@@ -308,9 +308,13 @@ def signed_bundle(tmp_path_factory, keys):
     return _compile(tmp, rb, tmp / "gate.pyz", "--approval-signers", str(keys["signers"]))
 
 
+SYSTEM_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+
+
 def _bundle(bundle, tmp_path, *args, env=None):
+    """The bundle as an operator runs it on a server: the system Python, no virtual environment."""
     return subprocess.run([str(bundle), *[str(a) for a in args]], capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          cwd=str(tmp_path), env=dict(os.environ, PLAYBOOK_PYTHON=sys.executable, **(env or {})))
+                          cwd=str(tmp_path), env=dict(os.environ, PLAYBOOK_PYTHON=SYSTEM_PYTHON, **(env or {})))
 
 
 def _waiting(bundle, tmp_path, dbp, environment="staging", *extra):
@@ -421,7 +425,7 @@ def test_a_terminal_answer_is_never_asked_for_a_signed_step(tmp_path, signed_bun
 
     dbp = tmp_path / "state.db"
     child = pexpect.spawn(str(signed_bundle), ["run", "--var", "ENVIRONMENT=staging", "--state-path", str(dbp)], cwd=str(tmp_path),
-                          env=dict(os.environ, PLAYBOOK_PYTHON=sys.executable, NO_COLOR="1", TERM="dumb"),
+                          env=dict(os.environ, PLAYBOOK_PYTHON=SYSTEM_PYTHON, NO_COLOR="1", TERM="dumb"),
                           encoding="utf-8", timeout=30, dimensions=(50, 200))
     child.expect("Seen the notice")
     child.sendline("y")
