@@ -219,41 +219,27 @@ def read_request(path: str) -> dict:
 def run_payload(request: Mapping[str, Any], decision: str, principal: str, valid_for: datetime.timedelta, note: str | None = None) -> dict:
     """The payload signing `request` binds. The digests are computed here from the question and
     values the request shows (never copied from it): what is signed is what was shown."""
-    issued = _now()
-    data = {
-        "namespace": SIGN_NAMESPACE,
-        "format": FORMAT,
+    subject = {
         "run_uid": request["run_uid"],
-        "plan": request["plan"],
-        "node": request["node"],
         "question": digest(request["question"]),
         "values": values_digest(request["values"]),
-        "decision": decision,
-        "principal": principal,
-        "issued": _stamp(issued),
-        "expires": _stamp(issued + valid_for),
     }
-    if note:
-        data["note"] = note
-    return data
+    return _payload(subject, request["plan"], request["node"], decision, principal, valid_for, note)
 
 
 def rollout_payload(rollout: str, hosts: Mapping[str, str], plan: str, node: str, decision: str, principal: str,
                     valid_for: datetime.timedelta, note: str | None = None) -> dict:
     """The payload of a fleet approval: one rollout, each host with the digest of its values."""
+    subject = {"rollout": rollout, "hosts": dict(sorted(hosts.items()))}
+    return _payload(subject, plan, node, decision, principal, valid_for, note)
+
+
+def _payload(subject: Mapping[str, Any], plan: str, node: str, decision: str, principal: str,
+             valid_for: datetime.timedelta, note: str | None) -> dict:
     issued = _now()
-    data = {
-        "namespace": SIGN_NAMESPACE,
-        "format": FORMAT,
-        "rollout": rollout,
-        "hosts": dict(sorted(hosts.items())),
-        "plan": plan,
-        "node": node,
-        "decision": decision,
-        "principal": principal,
-        "issued": _stamp(issued),
-        "expires": _stamp(issued + valid_for),
-    }
+    data = {"namespace": SIGN_NAMESPACE, "format": FORMAT, "plan": plan, "node": node, "decision": decision,
+            "principal": principal, "issued": _stamp(issued), "expires": _stamp(issued + valid_for)}
+    data.update(subject)
     if note:
         data["note"] = note
     return data
