@@ -497,7 +497,8 @@ def cmd_resume(inv: Invocation) -> int:
         record_approval(inv, store, run, None, path)
     runs = session.Session(store, ui, options, inv.commands(), inv.entry_points(), header=inv.header())
     if (run["plan_hash"] == current.digest() and not args.replan) or args.force:
-        values = session.resolve_values(recorded, sources, ui, interactive, fixed=session.recorded_values(run, recorded))
+        values = session.resolve_values(recorded, sources, ui, interactive, fixed=session.recorded_values(run, recorded),
+                                        recorded_by="run %d" % run["id"])
         return runs.resume(run, session.bind(recorded, values), values)
     # the runbook changed: continue the same run with the runbook as it is now
     kept = {k: v for k, v in session.recorded_values(run, recorded).items() if sources.lookup(k) is None}

@@ -80,9 +80,11 @@ def open_store(state_path: str | None, cfg: Any = None) -> Store:
 
 
 # -- variables and templates ---------------------------------------------------------------------
-def resolve_values(plan: Plan, sources: Any, ui: Any, interactive: bool, fixed: Mapping[str, Any] | None = None) -> dict:
+def resolve_values(plan: Plan, sources: Any, ui: Any, interactive: bool, fixed: Mapping[str, Any] | None = None,
+                   recorded_by: str | None = None) -> dict:
     """The run's variable values: given values first (checked before anyone is prompted), then
-    prompts (only when `interactive`), then defaults."""
+    prompts (only when `interactive`), then defaults. `fixed`: values that win (those a run
+    recorded, when `recorded_by` names it)."""
     specs = dict(plan.variables)
     known = dict(plan.values, **(fixed or {}))
     prompt = None
@@ -93,7 +95,8 @@ def resolve_values(plan: Plan, sources: Any, ui: Any, interactive: bool, fixed: 
 
         prompt.error = ui.error  # type: ignore[attr-defined]
     try:
-        values = var_mod.resolve(specs, sources, fixed=known, prompt=prompt)
+        recorded = (recorded_by, list(fixed or ())) if recorded_by else None
+        values = var_mod.resolve(specs, sources, fixed=known, prompt=prompt, recorded=recorded)
     except EOFError:
         raise UsageError("no answer for a variable (end of input)") from None
     except var_mod.VariableError as exc:

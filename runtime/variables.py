@@ -402,10 +402,12 @@ def resolve(
     fixed: Mapping[str, Any] | None = None,
     prompt: Callable[[str, dict], Any] | None = None,
     names: Iterable[str] | None = None,
+    recorded: tuple[str, Iterable[str]] | None = None,
 ) -> dict[str, Any]:
     """Resolve the value of every variable in `specs` (or of those in `names`).
 
-    `fixed` holds values baked at compile time: they win and may not be given again.
+    `fixed` holds values baked at compile time, or (`recorded` = (the run, their names)) those
+    a run being resumed recorded: they win and may not be given again.
     Every given value is checked first, so nobody types a prompt (a secret) for a run that a bad
     `--var` stops anyway. Then `prompt(name, spec)` asks a person for each variable that needs
     a value (only passed on a terminal; it returns the raw answer); the others take their
@@ -414,7 +416,7 @@ def resolve(
     """
     fixed = fixed or {}
     order = sorted(specs) if names is None else list(names)
-    values, problems = _given(specs, sources, fixed, order)
+    values, problems = _given(specs, sources, fixed, order, recorded)
     if problems:
         if prompt is None:
             absent = [n for n in order if n not in values and sources.lookup(n) is None and needs_value(specs[n])]
@@ -460,16 +462,25 @@ def origins(
 
 
 def _given(
-    specs: Mapping[str, dict], sources: Sources, fixed: Mapping[str, Any], order: Iterable[str]
+    specs: Mapping[str, dict], sources: Sources, fixed: Mapping[str, Any], order: Iterable[str],
+    recorded: tuple[str, Iterable[str]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """(fixed and given values, problems) — the values people supplied, coerced and checked."""
     values = dict(fixed)
     problems = []
+    run, kept = recorded if recorded is not None else ("", ())
+    kept = set(kept)
     for name in order:
         spec = specs[name]
         found = sources.lookup(name)
         if name in fixed:
             if found is not None and not spec.get("secret") and not _same(spec, found[0], fixed[name]):
+                if name in kept:
+                    problems.append(
+                        "%s used %s=%s; %s gives another value, which needs `resume --replan` (the run then goes on "
+                        "with it, recorded)" % (run, name, show(spec, fixed[name]), found[1])
+                    )
+                    continue
                 problems.append(
                     "%s was fixed to %s when the runbook was compiled; %s cannot change it"
                     % (name, show(spec, fixed[name]), found[1])
