@@ -119,7 +119,8 @@ def _validation_passed(compiled, check_vars, as_json):
     if not as_json:
         _print_diagnostics(compiled.warnings)
         types = ", ".join("%d %s" % (n, t) for t, n in sorted(summary["node_types"].items()))
-        click.echo("%s: valid — %s" % (summary["file"], summary["title"]))
+        verdict = "invalid (--check-vars: required variables have no value)" if missing else "valid"
+        click.echo("%s: %s — %s" % (summary["file"], verdict, summary["title"]))
         click.echo("  %d node%s: %s" % (summary["nodes"], "" if summary["nodes"] == 1 else "s", types or "none"))
         if summary["variables"] or summary["baked"]:
             shown = []
@@ -133,6 +134,12 @@ def _validation_passed(compiled, check_vars, as_json):
             click.echo("  variables: %s" % ", ".join(shown))
         if summary["plugins"]:
             click.echo("  plugins: %s" % ", ".join(summary["plugins"]))
+        if not compiled.runbook.meta.get("id"):
+            click.echo(
+                "  hint: no [runbook] id: runs are recorded under %s, made from the title and the file's name, so a "
+                "renamed file starts a new history; add id = %s to [runbook] to keep it"
+                % (compiled.plan.runbook["id"], json.dumps(compiled.plan.runbook["id"]))
+            )
         if missing:
             from playbook.runtime.variables import describe_missing
 

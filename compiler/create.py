@@ -37,6 +37,15 @@ def default_name(title: str) -> str:
     return "%s.playbook.toml" % slug
 
 
+def new_identity(title: str) -> str:
+    """A fresh `[runbook] id`: the title as a slug and a random suffix (two runbooks written
+    with one title still differ)."""
+    import secrets
+
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "runbook"
+    return "%s-%s" % (slug, secrets.token_hex(3))
+
+
 # -- TOML text ---------------------------------------------------------------------------------
 def _toml_string(text):
     # JSON string escapes are valid TOML basic-string escapes; TOML also forbids a raw DEL.
@@ -88,6 +97,7 @@ def render(title: str, author: str, description: str, now: datetime.datetime | N
     replacements = {
         "@TITLE_COMMENT@": " ".join(title.split()),
         "@TITLE@": _toml_string(title),
+        "@ID@": _toml_string(new_identity(title)),
         "@DESCRIPTION@": _toml_string(description),
         "@AUTHOR@": _toml_string(author),
         "@CREATED_AT@": _toml_string(_now(now)),
@@ -128,6 +138,7 @@ def render_nodes(
         "",
         "[runbook]",
         "title = %s" % _toml_string(title),
+        "id = %s" % _toml_string(new_identity(title)),
         "description = %s" % _toml_string(description),
         'version = "0.1.0"',
         "author = %s" % _toml_string(author),
@@ -391,7 +402,7 @@ def interactive_create(
     if author is None:
         author = click.prompt("Author", default=os.environ.get("USER", "ops"))
     if description is None:
-        description = click.prompt("Description", default="What this runbook does")
+        description = click.prompt("Description (optional)", default="", show_default=False)
     if output is None:
 
         def free(text):

@@ -340,13 +340,13 @@ VARS_FILE = """\
 """
 
 ARGV = (
-    "{{ [playbook_remote_bundle, playbook_mode]"
-    " + ([playbook_resume_runs[inventory_hostname] | string] if playbook_mode == 'resume' else [])"
+    "{{ [playbook_remote_bundle, playbook_host_mode]"
+    " + ([playbook_resume_runs[inventory_hostname] | string] if playbook_host_mode == 'resume' else [])"
     " + ['--json', '--no-interactive-vars', '--state-path', playbook_host_state, '--vars-file', playbook_host_vars_file]"
     " + (['--replan'] if playbook_replan else [])"
     " + (playbook_approve | map('regex_replace', '^', '--approve=') | list)"
     " + (['--auto-approve'] if playbook_auto_approve else [])"
-    " + (['--rollout', playbook_rollout, inventory_hostname] if playbook_mode == 'run' else [])"
+    " + (['--rollout', playbook_rollout, inventory_hostname] if playbook_host_mode == 'run' else [])"
     " + (playbook_signed_approvals | dict2items | map(attribute='key') | sort"
     " | map('regex_replace', '^', '--approval=' ~ playbook_remote.path ~ '/' ~ inventory_hostname ~ '.approval-')"
     " | map('regex_replace', '$', '.json') | list) }}"
@@ -404,6 +404,8 @@ def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secre
         "    # This rollout: each host's run records it and the host's name as its origin.",
         "    playbook_rollout: %s" % _y(rollout),
         "    playbook_mode: run",
+        "    # A host resumes its run when it has one to resume; a host not started yet starts one.",
+        "    playbook_host_mode: \"{{ 'resume' if playbook_mode == 'resume' and inventory_hostname in playbook_resume_runs else 'run' }}\"",
         "    playbook_resume_runs: {}",
         "    playbook_replan: false",
         "    # Per host: playbook_remote_dir (default %s, made 0700), playbook_state_path" % DEFAULT_REMOTE_DIR,
@@ -902,10 +904,14 @@ def _rollout(out_dir: str, summary: dict, inventory: str, limit: str | None, for
     for line in summary_lines(summary):
         rollout.say(line)
     rollout.say("summary: %s · report: playbook report --fleet %s --html" % (os.path.join(out_dir, "summary.json"), out_dir))
+    unstarted = [h["host"] for h in hosts if h["status"] == "not started"]
+    if unstarted and not rollout.interrupted:
+        rollout.say("not started: %s; start them later with: playbook fleet resume %s --remaining" % (", ".join(unstarted), out_dir))
     if rollout.interrupted:
         going = [h["host"] for h in hosts if h["reason"] == UNFOLLOWED]
-        rollout.say("interrupted: no further host was started%s" % (
-            "; still running in the background: %s (later: playbook fleet resume %s)" % (", ".join(going), out_dir) if going else ""))
+        later = "playbook fleet resume %s%s" % (out_dir, " --remaining" if unstarted else "")
+        rollout.say("interrupted: no further host was started%s; later: %s" % (
+            "; still running in the background: %s" % ", ".join(going) if going else "", later))
         return EXIT_INTERRUPTED
     return int(summary["exit_code"])
 
@@ -960,8 +966,13 @@ def fleet_resume(args: argparse.Namespace) -> int:
         bundle = prepare_bundle(args.source, os.path.join(out_dir, "files"), args.allowed_signers)
     _, plan = read_bundle(bundle)
     todo = {h["host"]: h["run_id"] for h in summary["hosts"] if h["status"] in RESUMABLE and h.get("run_id") is not None}
-    if not todo:
+    unstarted = [h["host"] for h in summary["hosts"] if h["status"] == "not started"]
+    fresh = unstarted if args.remaining else []
+    if not todo and not fresh:
         print("nothing to resume in %s: no host's run failed, aborted or waited" % out_dir)
+        if unstarted:
+            print("%d host%s never started: %s; start them with: playbook fleet resume %s --remaining"
+                  % (len(unstarted), "" if len(unstarted) == 1 else "s", ", ".join(unstarted), out_dir))
         return int(summary.get("exit_code", EXIT_OK))
     plain, secret = _controller_values(args.var, args.vars_file, plan)
     approve = gather_approvals(plan, args.approve, args.auto_approve, ask=_interactive())
@@ -982,12 +993,19 @@ def fleet_resume(args: argparse.Namespace) -> int:
     with open(extra_path, "w", encoding="utf-8") as handle:
         json.dump(extra, handle, indent=2, sort_keys=True)
     summary["bundle"] = os.path.relpath(bundle, out_dir)
-    summary["resumes"] = list(summary.get("resumes") or []) + [{"at": _now(), "hosts": sorted(todo), "replan": bool(args.replan),
+    summary["resumes"] = list(summary.get("resumes") or []) + [{"at": _now(), "hosts": sorted(todo), "started": fresh,
+                                                                 "replan": bool(args.replan),
                                                                  "approve": approve, "auto_approve": auto, "signed": sorted(signed),
                                                                  "given_by": whoami()}]
     previous = {h["host"]: h for h in summary["hosts"]}
-    print("resuming %d host%s: %s" % (len(todo), "" if len(todo) == 1 else "s", ", ".join(sorted(todo))))
-    return _rollout(out_dir, summary, inventory, ",".join(sorted(todo)), args.forks or summary.get("forks"), extra_path, secret,
+    if todo:
+        print("resuming %d host%s: %s" % (len(todo), "" if len(todo) == 1 else "s", ", ".join(sorted(todo))))
+    if fresh:
+        print("starting %d host%s never started: %s" % (len(fresh), "" if len(fresh) == 1 else "s", ", ".join(fresh)))
+    elif unstarted:
+        print("not started, left alone (add --remaining to start them): %s" % ", ".join(unstarted))
+    hosts = sorted(todo) + fresh
+    return _rollout(out_dir, summary, inventory, ",".join(hosts), args.forks or summary.get("forks"), extra_path, secret,
                     previous=previous)
 
 
@@ -1065,6 +1083,8 @@ def build_resume_parser() -> argparse.ArgumentParser:
     parser.add_argument("dir", metavar="DIR", help="the --out directory of the rollout")
     parser.add_argument("source", nargs="?", metavar="RUNBOOK_OR_BUNDLE", help="a new runbook or bundle (needs --replan)")
     parser.add_argument("--replan", action="store_true", help="continue with the new bundle's plan")
+    parser.add_argument("--remaining", action="store_true",
+                        help="also start the hosts that were never started (stopped by --max-fail-percentage or Ctrl-C)")
     parser.add_argument("-i", "--inventory", metavar="INVENTORY", help="another inventory (default: the rollout's)")
     _approval_args(parser)
     return parser

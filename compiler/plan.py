@@ -14,13 +14,13 @@ and returns a Compiled (plan, summary, warnings) or raises CompileError with eve
 """
 
 import bisect
-import hashlib
+import json
 import os
 import re
 
 from playbook.runtime import conditions, templating
 from playbook.runtime import variables as var_specs
-from playbook.runtime.plan import TEMPLATED_FIELDS, Plan
+from playbook.runtime.plan import TEMPLATED_FIELDS, Plan, file_stem, runbook_identity
 
 from . import files as files_mod, resolve, schema, source as source_mod
 from .source import CompileError
@@ -94,6 +94,7 @@ def _compile_source(src, sources=None, bake=False, registry=None):
     sources = sources or var_specs.Sources()
     runbook = schema.check(src)
     nodes = resolve.resolve(src, runbook)
+    _check_skippable_outputs(src, nodes)
     specs = dict(runbook.variables)
     used = _check_names(src, runbook, nodes, specs, sources)
     _check_commands(src, runbook, nodes)
@@ -111,7 +112,7 @@ def _compile_source(src, sources=None, bake=False, registry=None):
     if src.errors:
         raise CompileError(src.diagnostics)
     meta = dict(runbook.meta)
-    meta["id"] = runbook_identity(runbook.meta)
+    meta["id"] = runbook_identity(runbook.meta, file_stem(src.path))
     meta_templates = []
     for key in RUNBOOK_TEMPLATED:
         text = meta.get(key)
@@ -126,7 +127,7 @@ def _compile_source(src, sources=None, bake=False, registry=None):
     final_nodes = []
     for node in nodes:
         final_nodes.append(_bake_node(src, node, used, values, specs))
-    _check_plugins(src, final_nodes, registry)  # after baking: baked parameters are checked too
+    _check_plugins(src, final_nodes, registry, specs)  # after baking: baked parameters are checked too
     if src.errors:
         raise CompileError(src.diagnostics)
     plan = Plan(
@@ -138,19 +139,6 @@ def _compile_source(src, sources=None, bake=False, registry=None):
         plugin_config=plugin_config,
     )
     return Compiled(plan, src, runbook, sources, runbook_files)
-
-
-def runbook_identity(meta):
-    """The identity runs of this runbook are recorded under: `[runbook] id` when given, else
-    the title as written (templates unrendered, so dev and prod runs are one runbook) made a
-    slug, and a digest of that title, the author and created_at (two runbooks that share a
-    title still differ). File moves and edits of the steps keep it."""
-    if meta.get("id"):
-        return meta["id"]
-    title = str(meta.get("title") or "")
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "runbook"
-    basis = "\0".join(str(meta.get(key) or "") for key in ("title", "author", "created_at"))
-    return "%s-%s" % (slug, hashlib.sha256(basis.encode("utf-8")).hexdigest()[:8])
 
 
 def _spec_for_plan(spec):
@@ -183,6 +171,30 @@ def _field_templates(node):
         for text in templating.strings(value):
             if templating.is_template(text):
                 yield field, text
+
+
+def _check_skippable_outputs(src, nodes):
+    """A step that reads previous_node('x') of a step that may be skipped by design (a `when`,
+    `skip`, or only conditional dependencies) reads '' (and exit_code None) when it was: warn,
+    unless the reader runs only after x succeeded."""
+    by_id = {node.id: node for node in nodes}
+    for node in nodes:
+        for writer in node.output_nodes:
+            other = by_id.get(writer)
+            if other is None:
+                continue
+            why = "its when" if other.when is not None else "skip = true" if other.skip else (
+                "its conditional depends_on" if any(d.on != "plain" for d in other.deps) else None)
+            guarded = any(d.node == writer and d.on == "success" for d in node.deps) or writer in node.when_nodes
+            if why is None or guarded:
+                continue
+            key = resolve._reading_field(src, node, writer, {n.id: i for i, n in enumerate(nodes)})
+            src.warning(
+                "%s.%s reads previous_node(%r), which may be skipped (%s): then its stdout and stderr are '' and "
+                "its exit_code is none" % (node.id, key, writer, why),
+                node.id, key,
+                hint="depend on %s:success, or test is_skipped(%r) in a when" % (writer, writer),
+            )
 
 
 def _check_names(src, runbook, nodes, specs, sources):
@@ -510,7 +522,45 @@ def _bake_node(src, node, used, values, specs):
     return node
 
 
-def _check_plugins(src, nodes, registry):
+# A value of each variable type that a parameter of another type must accept to take it.
+_SAMPLES: dict[str, list] = {"bool": [True, False], "int": [1], "float": [0.5], "list": [[]], "dict": [{}]}
+
+
+def _typed_params(signature, params, templated, specs):
+    """A templated parameter that is one variable (`"{{ ENABLED }}"`) whose type is known: its
+    values must convert to the parameter's declared type, checked now rather than half-way
+    through a run. A variable's default and choices are tried; for a typed variable without
+    them, a value of its type."""
+    from playbook.runtime import plugins
+
+    errors = []
+    declared = signature.parameters or {}
+    for name in templated:
+        value = params.get(name)
+        pdef = declared.get(name)
+        match = re.match(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$", value) if isinstance(value, str) else None
+        variable = match.group(1) if match else ""
+        spec = specs.get(variable)
+        if pdef is None or spec is None or spec.get("secret"):
+            continue
+        kind = spec.get("type", "str")
+        samples: list = [spec["default"]] if "default" in spec else []
+        samples += list(spec.get("choices") or [])
+        if not samples:
+            samples = list(_SAMPLES.get(kind, []))
+        for sample in samples:
+            try:
+                plugins.convert_param(pdef, sample)
+            except plugins.PluginError as exc:
+                errors.append(
+                    "parameter %r takes %s, but it is given %s (%s, e.g. %s): %s"
+                    % (name, pdef.type, variable, kind, json.dumps(sample), exc)
+                )
+                break
+    return errors
+
+
+def _check_plugins(src, nodes, registry, specs):
     functions = [n for n in nodes if n.type == "Function"]
     if not functions:
         return
@@ -536,6 +586,7 @@ def _check_plugins(src, nodes, registry):
         params = node.function_params or {}
         templated = [k for k, v in params.items() if any(templating.is_template(t) for t in templating.strings(v))]
         _, errors = plugins.check_params(signature, params, deferred=templated)
+        errors += _typed_params(signature, params, templated, specs)
         for error in errors:
             src.error("node %s: %s" % (node.id, error), node.id, "function_params")
     for plugin, users in missing.items():

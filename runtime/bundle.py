@@ -326,7 +326,7 @@ def _runbook_lines(bundle, found):
     version = " %s" % runbook["version"] if runbook.get("version") else ""
     nodes = "? nodes" if found.nodes is None else "%d node%s" % (found.nodes, "" if found.nodes == 1 else "s")
     lines = [
-        "%s: Playbook bundle of \"%s\"%s%s" % (bundle.name, runbook.get("title", ""), version, by),
+        "%s: Playbook bundle of \"%s\"%s%s" % (_visible(bundle.name), _visible(runbook.get("title", "")), version, by),
         "  source:       %s (sha256 %s)" % (runbook.get("source", "?"), found.source_sha256 or "?"),
         "  plan:         %s, sha256 %s" % (nodes, found.plan_sha256),
     ]
@@ -335,6 +335,12 @@ def _runbook_lines(bundle, found):
     if found.host:
         lines.append("  taken on this host:  %s (--var, --vars-file, --vars-env or a prompt)" % ", ".join(found.host))
     return lines
+
+
+def _visible(text: str) -> str:
+    """A name as it may be printed: control characters (a line break, an escape sequence) shown
+    as \\xNN, never sent to the terminal."""
+    return "".join("\\x%02x" % ord(c) if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c for c in str(text))
 
 
 def _runtime_lines(manifest, tree):
@@ -360,7 +366,7 @@ def _contents_lines(bundle, found):
         lines.append("    %d templates and expressions compiled at build time" % m["precompiled_templates"])
     for entry in m.get("files", []):
         mode = "executable" if entry.get("executable") else "read-only"
-        lines.append("    file %s (%d bytes, %s, sha256 %s)" % (entry["path"], entry.get("size", 0), mode, entry["sha256"]))
+        lines.append("    file %s (%d bytes, %s, sha256 %s)" % (_visible(entry["path"]), entry.get("size", 0), mode, entry["sha256"]))
     size = _size(bundle.path)
     if size is not None:
         lines.append("  size:         %.1f MB" % (size / 1e6))
@@ -448,7 +454,13 @@ def cmd_verify(argv: list, bundle: BundleContext) -> int:
         return _report_problems(found)
     sys.stdout.write("integrity: ok — the file matches its embedded SHA-256 and the manifest matches the plan inside\n")
     if not args.allowed_signers:
-        sys.stdout.write("authenticity: not checked (give --allowed-signers FILE to check the signature %s.sig)\n" % bundle.path)
+        if os.path.isfile(bundle.path + ".sig"):
+            sys.stdout.write("authenticity: not checked (give --allowed-signers FILE to check the signature %s.sig)\n" % bundle.path)
+        else:
+            sys.stdout.write(
+                "authenticity: not checked: there is no signature beside it (%s.sig); a bundle is signed with "
+                "`playbook compile --sign-key KEY`, and the .sig file travels with it\n" % bundle.path
+            )
         return EXIT_OK
     try:
         identity = _verify_signature(bundle, args.allowed_signers, args.signature or bundle.path + ".sig", args.identity)

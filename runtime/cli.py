@@ -209,7 +209,7 @@ def build_parser(bundle=None, prog="playbook"):
     setst.add_argument("run_id", type=int)
     setst.add_argument("node")
     setst.add_argument("status", choices=["succeeded", "failed", "skipped"])
-    setst.add_argument("--reason", default="set by an operator", help="why (recorded)")
+    setst.add_argument("--reason", help="why (recorded)")
     _state_arg(setst)
 
     report_cmd = sub.add_parser(
@@ -705,8 +705,9 @@ def cmd_set_status(inv: Invocation) -> int:
             "%s is an approval with a policy (%s): set-status never settles it as %s; record decisions with: %s"
             % (node.id, policy_of(node).describe(), args.status, inv.commands()("approve", args.run_id, node.id))
         )
-    store.set_node_status(args.run_id, args.node, args.status, whoami(), args.reason)
-    sys.stdout.write("run %d: %s is now %s (recorded with who and why)\n" % (args.run_id, args.node, args.status))
+    store.set_node_status(args.run_id, args.node, args.status, whoami(), args.reason or "no reason given")
+    said = "recorded with who and why" if args.reason else "recorded with who; no reason given (--reason says why)"
+    sys.stdout.write("run %d: %s is now %s (%s)\n" % (args.run_id, args.node, args.status, said))
     return EXIT_OK
 
 

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
     from .state import Store
 
 DEFAULT_PROMPT = "Continue?"
+# What a shell's exit code 126 means, said where a failed step shows its error.
+NOT_EXECUTABLE = (
+    "exit 126: a program was found but could not be executed (no execute permission, or a file system "
+    "mounted noexec, as /tmp often is): run a script through its interpreter, e.g. sh {{ runbook_dir }}/x.sh"
+)
 
 
 class Interrupted(BaseException):
@@ -514,7 +519,7 @@ class Engine:
         if field not in node.runtime_templates:
             return question
         try:
-            return templating.render(question, self._start_values())
+            return templating.render(question, self._start_values(), shell=templating.QUESTION)
         except templating.TemplateError as exc:
             raise Stop(FAILED, "cannot ask the question of %s: %s" % (node.id, exc)) from None
 
@@ -594,6 +599,8 @@ class Engine:
                 from .durations import default_timeout_note
 
                 fields["error"] = default_timeout_note(fields["error"])
+            elif result.exit_code == 126 and not fields["error"]:
+                fields["error"] = NOT_EXECUTABLE
             status = SUCCEEDED if result.ok else FAILED
             if result.interrupted:
                 self.store.finish_attempt(attempt_id, "interrupted", **fields)
@@ -762,7 +769,7 @@ class Engine:
                     continue
                 self.ui.event("message", text="%s: %s does not count: %s may approve it%s" % (
                     node.id, self.who, policy.describe(), ", each person once" if me in counted else ""))
-            self._wait_for_approval(node, question, policy, len(counted), signed)
+            self._wait_for_approval(node, question, policy, counted, signed)
 
     def _verified(self, node, question, decisions):
         """The decisions whose signed document still verifies for this run, step and question
@@ -826,8 +833,11 @@ class Engine:
         self.store.add_event(self.run_id, "approval", detail, who=who, node_id=node.id)
         self.ui.event("approval", node=node, decision=decision, who=who, how=how)
 
-    def _wait_for_approval(self, node, question, policy, have, signed=False):
-        more = policy.approvals - have
+    def _wait_for_approval(self, node, question, policy, counted, signed=False):
+        """Stop the run waiting for the approvals `node` still needs (`counted`: the people whose
+        approvals count already)."""
+        more = policy.approvals - len(counted)
+        given = "; %d of %d given, by %s" % (len(counted), policy.approvals, ", ".join(counted)) if counted else ""
         detail = "%s: needed, no terminal: %s" % (node.id, question) if not self.ui.interactive else "%s: waiting: %s" % (node.id, question)
         self.store.add_event(self.run_id, "approval-needed", detail, node_id=node.id)
         self.waiting_for = node.id
@@ -837,13 +847,13 @@ class Engine:
         if signed:
             raise Stop(
                 "waiting",
-                "%s waits for %s (%s): this bundle accepts only signed approvals for it"
-                % (node.id, "a signed approval" if more == 1 else "%d more signed approvals" % more, policy.describe()),
+                "%s waits for %s (%s%s): this bundle accepts only signed approvals for it"
+                % (node.id, "a signed approval" if more == 1 else "%d more signed approvals" % more, policy.describe(), given),
             )
         raise Stop(
             "waiting",
-            "%s waits for %s (%s): give %s with `approve`, --approve %s or --auto-approve, or on a terminal"
-            % (node.id, wanted, policy.describe(), "it" if more == 1 else "them", node.id),
+            "%s waits for %s (%s%s): give %s with `approve`, --approve %s or --auto-approve, or on a terminal"
+            % (node.id, wanted, policy.describe(), given, "it" if more == 1 else "them", node.id),
         )
 
     def _approve(self, node, field, before=False, attempt_id=None):

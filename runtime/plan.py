@@ -228,5 +228,38 @@ class Plan:
             raise PlanError("the plan is damaged: %s" % exc) from None
 
 
+def file_stem(path: str) -> str:
+    """A runbook file's name without its directory and `.playbook.toml` / `.toml`."""
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    for suffix in (".playbook.toml", ".toml"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def runbook_identity(meta: Mapping[str, Any], stem: str | None = None) -> str:
+    """The identity runs of a runbook are recorded under: `[runbook] id` when given, else the
+    title as written (templates unrendered, so dev and prod runs are one runbook) made a slug,
+    and a digest of that title, the author, created_at and the file's stem (two runbooks that
+    share a title still differ). Edits of the steps keep it; renaming a file without an `id`
+    changes it. `stem` None: the identity of versions before the stem counted."""
+    if meta.get("id"):
+        return str(meta["id"])
+    import re
+
+    title = str(meta.get("title") or "")
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "runbook"
+    parts = [str(meta.get(key) or "") for key in ("title", "author", "created_at")]
+    if stem is not None:
+        parts.append(stem)
+    return "%s-%s" % (slug, hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:8])
+
+
+def derived_identity(plan: Plan) -> bool:
+    """Whether the plan's runbook identity was derived (no `[runbook] id`)."""
+    meta = {k: v for k, v in plan.runbook.items() if k != "id"}
+    return plan.runbook.get("id") == runbook_identity(meta, file_stem(str(plan.source.get("name") or "")))
+
+
 def dumps_canonical(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -53,10 +53,14 @@ def runs_text(runs, database):
 def run_text(run: dict, attempts: list, events: list, output: bool = False) -> str:
     """`show --run`: the run, its attempts as a table, their output (with `output`) and the
     audit trail."""
+    resumes = [e for e in events if e.get("kind") == "resume"]
     lines = [
         "run %d: %s — %s" % (run["id"], run["title"], run["status"]),
-        "  started %s by %s@%s (%s), ended %s"
-        % (run.get("started_at"), run.get("user"), run.get("host"), run.get("trigger"), run.get("ended_at") or "-"),
+        "  started %s by %s@%s%s, ended %s"
+        % (run.get("started_at"), run.get("user"), run.get("host"),
+           ", resumed %d time%s (last %s by %s)" % (len(resumes), "" if len(resumes) == 1 else "s", resumes[-1].get("at"),
+                                                   resumes[-1].get("who")) if resumes else "",
+           run.get("ended_at") or "-"),
     ]
     if run.get("uid"):
         lines.append("  uid %s%s" % (run["uid"], _origin(run)))

@@ -143,7 +143,8 @@ class LoggingUI:
 # Each event's log lines: kind -> function(node id, node, event data, who) -> [(level, text)].
 def _run_started(nid, node, data, who):
     verb = "resumed" if data.get("resumed") else "started"
-    return [(logging.INFO, "%s %r (%d nodes) by %s" % (verb, data.get("title"), data.get("nodes") or 0, who))]
+    nodes = data.get("nodes") or 0
+    return [(logging.INFO, "%s %r (%d step%s) by %s" % (verb, data.get("title"), nodes, "" if nodes == 1 else "s", who))]
 
 
 def _run_finished(nid, node, data, who):

@@ -25,7 +25,7 @@ from . import engine as engine_mod
 from . import errors
 from . import variables as var_mod
 from .errors import EXIT_ABORTED, EXIT_HANGUP, EXIT_INTERRUPTED, StateError, UsageError
-from .plan import Plan
+from .plan import Plan, PlanError
 from .secrets import Masker, MaskedUI
 from .state import Store, whoami
 
@@ -67,6 +67,9 @@ def open_store(state_path: str | None, cfg: Any = None) -> Store:
     # a place not named on the command line (the default under $HOME, the configuration, the
     # environment) may be another user's to choose under `sudo -E`: written only when it is ours
     problem = link_problem(path) if state_path else location_problem(path)
+    home = os.path.expanduser("~")
+    if problem is None and not state_path and path.startswith(home.rstrip("/") + "/") and not os.path.isdir(home):
+        problem = "the home directory %s does not exist, and Playbook does not create it" % home
     if problem is not None:
         where = "--state-path" if state_path else cfg.origin("database", "path")
         raise StateError(
@@ -173,8 +176,28 @@ def find_resumable(store: Store, run_id: int | None, plan: Plan, force: bool = F
 
 
 def _same_runbook(run: Mapping[str, Any], plan: Plan, digest: str) -> None:
+    """Refuse another runbook's run: another identity, or (a runbook without `[runbook] id`)
+    a run started from another file. A run recorded before identities named the file counts
+    when its identity is this runbook's former one and it was started from a file of this name."""
+    from .plan import derived_identity, runbook_identity
+
     theirs, ours = run.get("runbook_id"), plan.runbook.get("id")
-    other = theirs != ours if theirs and ours else run.get("plan_hash") != digest and run.get("title") != plan.title
+    name = str(plan.source.get("name") or "")
+    try:
+        recorded_name = str(Plan.loads(run.get("plan") or "").source.get("name") or "")
+    except PlanError:
+        recorded_name = ""
+    derived = derived_identity(plan)
+    if theirs and ours:
+        former = derived and theirs == runbook_identity({k: v for k, v in plan.runbook.items() if k != "id"})
+        other = theirs != ours and not (former and recorded_name == name)
+    else:
+        other = run.get("plan_hash") != digest and run.get("title") != plan.title
+    if not other and derived and recorded_name and name and recorded_name != name:
+        raise UsageError(
+            "run %d was started from %s, not %s: a runbook without [runbook] id is known by its title and file name; "
+            "nothing was run (give both files an id if they are one runbook)" % (run["id"], recorded_name, name)
+        )
     if other:
         raise UsageError(
             "run %d belongs to another runbook: %r (runbook %s), not %r (runbook %s); nothing was run "
@@ -508,9 +531,11 @@ class Session:
         )
         started = time.monotonic()
         signals = _Signals(eng, self.ui)
+        idle = False  # a resume that found every step at its end: nothing to run
         try:
             with lock, signals:
                 interrupted = eng.restore(prior) if prior else []
+                idle = prior is not None and not interrupted and all(node.id in eng.final for node in plan.nodes)
                 self.ui.event("run_started", run_id=run_id, title=plan.title, nodes=len(plan.nodes), resumed=prior is not None)
                 if self.header:
                     self.ui.event("message", text=self.header)
@@ -521,7 +546,7 @@ class Session:
         except engine_mod.Stop as stop:  # raised while handling interrupted steps
             status, code, reason = stop.status, EXIT_ABORTED, stop.reason
         except engine_mod.Interrupted:
-            return self._interrupted(run_id)
+            return self._interrupted(run_id, plan)
         except StateError as exc:
             # the database failed under the run (locked too long, disk full): the steps in
             # flight were stopped by the engine; the run stays resumable
@@ -538,6 +563,14 @@ class Session:
             hint = signed_hint(self.command, run_id, eng.waiting_for, self.store.get_run(run_id) or {})
         elif status == "waiting" and eng.waiting_for:
             hint = "approve with: %s\nthen %s" % (self.command("approve", run_id, eng.waiting_for), hint)
+        if idle and status == "failed":
+            failed = [node.id for node in plan.nodes if eng.results[node.id].status == "failed"]
+            reason = "nothing was left to run: every step reached its end, and %s failed (its failure was handled)" % ", ".join(failed)
+            hint = (
+                "to run %s again, fix the runbook and: %s\nto accept it as it is: %s\nor start a new run"
+                % (failed[0], self.command("resume", run_id, "--replan"),
+                   self.command("set-status", run_id, failed[0], "succeeded", "--reason", "checked by hand"))
+            )
         counts: dict[str, int] = {}
         for result in eng.results.values():
             counts[result.status] = counts.get(result.status, 0) + 1
@@ -571,14 +604,19 @@ class Session:
 
         return check
 
-    def _interrupted(self, run_id: int) -> int:
+    def _interrupted(self, run_id: int, plan: Plan) -> int:
         reason = "interrupted by a signal"
         self.store.mark_interrupted(run_id)
+        stopped = [node_id for node_id, row in self.store.final_attempts(run_id).items()
+                   if row["status"] == "interrupted" and row.get("decision") != "approval-missing"
+                   and node_id in plan.by_id and plan.by_id[node_id].type != "Manual"]
         self.store.set_run_status(run_id, "aborted", exit_code=EXIT_INTERRUPTED)
         self.store.add_event(run_id, "interrupted", reason, who=self.who)
-        self.ui.event(
-            "run_finished", run_id=run_id, status="aborted", exit_code=EXIT_INTERRUPTED, reason=reason, hint=self.hint(run_id)
-        )
+        hint = self.hint(run_id)
+        if stopped:  # a pasted hint must work as printed: say the choice a step stopped mid-way needs
+            hint = "resume with: %s (it asks what to do with %s, which was stopped while it ran; without a terminal: %s)" % (
+                self.command("resume", run_id), ", ".join(stopped), self.command("resume", run_id, "--rerun-interrupted"))
+        self.ui.event("run_finished", run_id=run_id, status="aborted", exit_code=EXIT_INTERRUPTED, reason=reason, hint=hint)
         return EXIT_INTERRUPTED
 
     def _still_running(self, run_id: int, node: Any, row: Mapping[str, Any]) -> None:

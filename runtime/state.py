@@ -1047,6 +1047,16 @@ class Store:
             stats = entry(row["title"])
             stats["runs"] += row["n"]
             stats["by_status"][row["status"]] = row["n"]
+        # a run recorded running whose runner is gone is interrupted, as everywhere else
+        for row in self._conn.execute(
+            "SELECT " + _WORKFLOW + " AS title, r.id FROM runs r %s AND r.status = 'running'" % where, params
+        ):
+            if not self.driven(row["id"]):
+                by_status = entry(row["title"])["by_status"]
+                by_status["running"] -= 1
+                if not by_status["running"]:
+                    del by_status["running"]
+                by_status["interrupted"] = by_status.get("interrupted", 0) + 1
 
         durations: dict[str, list] = {}
         for row in self._conn.execute(

@@ -27,6 +27,7 @@ JINJA_GLOBALS = frozenset(("range", "dict", "lipsum", "cycler", "joiner", "names
 RUN_TIME_FIELDS = ("command", "env", "cwd", "function_params", "prompt_before", "prompt_after")
 RUN_TIME_KEYS = "command_name, env, cwd, function_params, prompt_before and prompt_after"
 RUN_TIME_NAMES = frozenset(("previous_node", "runbook_dir"))
+QUESTION_FIELDS = ("prompt_before", "prompt_after")  # rendered as questions (QUESTION)
 RUNBOOK_DIR_ENV = "PLAYBOOK_RUNBOOK_DIR"  # the runbook's directory, in every command's environment
 
 
@@ -56,6 +57,16 @@ def _text(value):
 
 def _finalize_text(value):
     return _text(value)
+
+
+QUESTION = "question"  # the rendering of a question: a value in it stays on its line
+_LINE_BREAKS = {ord("\r"): "\u240d", ord("\n"): "\u2424"}  # ␍ ␤
+
+
+def _finalize_question(value):
+    # a value's line breaks are shown, not obeyed: it cannot draw a line of its own (a fake
+    # answer, a fake second question) into the question a person reads and approves
+    return _text(value).translate(_LINE_BREAKS)
 
 
 def _finalize_shell(value):
@@ -233,13 +244,14 @@ def _quote_outputs(ast, quoting):
 
 @functools.lru_cache(maxsize=None)
 def environment(shell=False):
-    """The sandboxed environment (cached): `shell=True` accepts only quoted command values."""
+    """The sandboxed environment (cached): `shell=True` accepts only quoted command values;
+    `shell=QUESTION` shows a value's line breaks as symbols."""
     from jinja2 import StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(
         undefined=StrictUndefined,
-        finalize=_finalize_shell if shell else _finalize_text,
+        finalize=_finalize_shell if shell is True else _finalize_question if shell == QUESTION else _finalize_text,
         keep_trailing_newline=True,
         autoescape=False,
     )
@@ -288,7 +300,7 @@ def _template_ast(env, source, shell, quoting):
     source is lexed and parsed once in a process, whether the compiler or the runtime asks
     first), and for a command each value wrapped in the quoting the plan records."""
     ast = _copy_tree(parse(source), env)
-    if shell:
+    if shell is True:
         return _quote_outputs(ast, quoting)
     return ast
 
@@ -428,7 +440,7 @@ def render(source, values, shell=False, quoting=()):
     """
     if not is_template(source):
         return source
-    template = _compile(source, shell, tuple(quoting) if shell else ())
+    template = _compile(source, shell, tuple(quoting) if shell is True else ())
     try:
         return template.render(values)
     except Exception as exc:
@@ -526,6 +538,8 @@ def render_field(node, field, values):
         return _typed(render_native(value, values), "float", field)
     if field == "critical":
         return _typed(render_native(value, values), "bool", field)
+    if field in QUESTION_FIELDS:
+        return render(value, values, shell=QUESTION) if isinstance(value, str) else value
     return render_value(value, values)
 
 
@@ -624,7 +638,7 @@ def precompiled_signature() -> str:
     import jinja2
 
     parts: list = [PRECOMPILED_FORMAT, jinja2.__version__]
-    for shell in (False, True):
+    for shell in (False, True, QUESTION):
         env = environment(shell)
         parts.append(
             (
@@ -774,6 +788,8 @@ def precompile(plan) -> dict:
                 text(value, True, node.command_quoting)
             elif field in ("function_params", "plugin_config", "timeout", "critical"):
                 native(value)
+            elif field in QUESTION_FIELDS:
+                text(value, QUESTION)
             else:
                 for source in strings(value):
                     text(source)

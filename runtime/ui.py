@@ -357,7 +357,7 @@ class PlainUI:
             handler(**data)
 
     def on_run_started(self, run_id, title, nodes, resumed=False, **_):
-        self.line("%s run %d: %s (%d nodes)" % ("resuming" if resumed else "starting", run_id, title, nodes), "bold")
+        self.line("%s run %d: %s (%d step%s)" % ("resuming" if resumed else "starting", run_id, title, nodes, "" if nodes == 1 else "s"), "bold")
 
     def on_node_started(self, node, attempt, command=None, **_):
         what = node.type if attempt == 1 else "%s, attempt %d" % (node.type, attempt)

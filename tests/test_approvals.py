@@ -175,7 +175,7 @@ def test_four_eyes_needs_two_distinct_people(tmp_path):
 
         r = as_root("run", "--approve", "gate")
         assert r.returncode == 3, r.stdout + r.stderr
-        assert "gate waits for an approval (2 approvals by anyone)" in r.stdout + r.stderr
+        assert "gate waits for an approval (2 approvals by anyone; 1 of 2 given, by root)" in r.stdout + r.stderr
         assert as_root("approve", "1", "gate").returncode == 0  # the same person again: still one
         assert as_root("resume").returncode == 3
         for path in shared.iterdir():
@@ -211,7 +211,7 @@ def test_the_approver_is_the_os_user_whatever_logname_and_user_say(tmp_path):
     assert {approvals.person(row["who"]) for row in _rows(dbp)} == {me}
     r = pb(tmp_path, "resume", rb, "--state-path", dbp, env={"LOGNAME": "carol", "USER": "carol"})
     assert r.returncode == 3, r.text
-    assert "gate waits for an approval (2 approvals by anyone)" in r.text
+    assert "gate waits for an approval (2 approvals by anyone; 1 of 2 given, by %s)" % me in r.text
     assert _side(tmp_path) == ["prep"]
 
 
@@ -626,7 +626,7 @@ def test_four_eyes_with_signatures_needs_two_principals(tmp_path, keys):
     again = _sign(tmp_path, tmp_path / "request.json", keys["alice"], "alice", out=tmp_path / "alice2.json")
     r = _bundle(bundle, tmp_path, "resume", "--approval", first, "--approval", again, "--state-path", dbp)
     assert r.returncode == 3, r.stdout + r.stderr
-    assert "gate waits for a signed approval (2 approvals by anyone)" in r.stdout  # alice twice is one person
+    assert "gate waits for a signed approval (2 approvals by anyone; 1 of 2 given, by alice)" in r.stdout  # alice twice is one person
     assert _side(tmp_path) == []
     bob = _sign(tmp_path, tmp_path / "request.json", keys["bob"], "bob", out=tmp_path / "bob.json")
     r = _bundle(bundle, tmp_path, "resume", "--approval", bob, "--state-path", dbp)

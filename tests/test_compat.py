@@ -45,7 +45,12 @@ INVALID = {
     "probes/probe-novars.playbook.toml": [(10, "undeclared variable X used in a.command_name")],
     "probes/probe-undeclared.playbook.toml": [(13, "undeclared variable X used in a.command_name")],
     "probes/probe-whenvars.playbook.toml": [(43, "unknown function undefined_fn() in bad_when.when")],
-    "probes/probe-plug.playbook.toml": [(36, "node p3: parameter 'i': 1.5 is not an integer")],
+    "probes/probe-plug.playbook.toml": [
+        # p1 passes the list ITEMS to the text parameter s: 1.x printed the list's repr; here the
+        # call would fail when p1 runs, so validate says so first
+        (20, "node p1: parameter 's' takes str, but it is given ITEMS (list"),
+        (36, "node p3: parameter 'i': 1.5 is not an integer"),
+    ],
 }
 SLACK = [
     "playbook-slack-plugin-basic_notification.playbook.toml",
@@ -151,13 +156,15 @@ def test_whenvars_probe_reports_only_the_unknown_function(playbook_cli, compat_d
     assert len(error_lines(result.stderr)) == 1
 
 
-def test_plug_probe_reports_only_p3(playbook_cli, compat_dir):
+def test_plug_probe_reports_p1_and_p3(playbook_cli, compat_dir):
+    """p3's float for an int, and p1's list for a text parameter: both fail when they run, so
+    validate reports both (validate and run agree)."""
     if not echo_plugin_installed():
         pytest.skip("the probe plugin `echo` (tests/probe_plugin) is not installed in this environment")
     result = validate(playbook_cli, compat_dir, "probes/probe-plug.playbook.toml")
     errors = error_lines(result.stderr)
-    assert len(errors) == 1
-    assert "p3" in errors[0]
+    assert len(errors) == 2
+    assert "p1" in errors[0] and "p3" in errors[1]
 
 
 @pytest.mark.parametrize("name", SLACK)

@@ -315,7 +315,7 @@ def test_log_file_levels_and_no_output(tmp_path):
     r = pb(tmp_path, "run", rb, "--state-path", tmp_path / "s.db")
     assert r.returncode == 1, r.text
     info = log.read_text()
-    assert "INFO run 1: started 'rt' (3 nodes)" in info
+    assert "INFO run 1: started 'rt' (3 steps)" in info
     assert "INFO run 1: a started (Command, attempt 1)" in info and "INFO run 1: a succeeded" in info
     assert "WARNING run 1: bad failed (attempt 1" in info and "exit code 4" in info
     assert "WARNING run 1: finished failed (exit code 1)" in info
@@ -400,7 +400,7 @@ def test_progress_bar_on_a_terminal_and_plain_turns_it_off(tmp_path):
     c = spawn(tmp_path, "run", rb, "--state-path", tmp_path / "s.db")
     code, out = finish(c)
     assert code == 0, out
-    assert "steps" not in out
+    assert "/2 steps" not in out  # no progress bar (the run header still says "2 steps")
 
 
 def test_color_theme_on_a_terminal(tmp_path):

@@ -244,6 +244,11 @@ def test_max_fail_percentage_zero_stops_after_the_first_failed_host(tmp_path, pl
     assert statuses(out) == {"x": "failed", "y": "not started", "z": "not started"}
     assert not (tmp_path / "remote" / "y").exists()
     assert "serial: [1]" in (out / "fleet.yml").read_text()
+    assert "not started: y, z; start them later with: playbook fleet resume %s --remaining" % out in ran.stdout
+    marker.unlink()  # x would pass now; --remaining starts y and z and resumes x
+    again = playbook("fleet", "resume", out, "--remaining", "--var", "TOKEN=" + TOKEN, timeout=240)
+    assert again.returncode == 0, again.text
+    assert statuses(out) == {"x": "succeeded", "y": "succeeded", "z": "succeeded"}
 
 
 def test_confirm_batches_asks_before_each_batch_after_the_canary(tmp_path, spawn_playbook, bundles):
@@ -368,7 +373,7 @@ def test_ctrl_c_on_the_controller_leaves_the_started_runs_going_and_resume_colle
                            "--serial", 1, timeout=90)
     child.expect(r"h1  first  succeeded")
     child.sendintr()
-    child.expect(r"interrupted: no further host was started; still running in the background: h1 \(later: playbook fleet resume ")
+    child.expect(r"interrupted: no further host was started; still running in the background: h1; later: playbook fleet resume \S+ --remaining")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130
@@ -380,8 +385,13 @@ def test_ctrl_c_on_the_controller_leaves_the_started_runs_going_and_resume_colle
     while _run_status(tmp_path / "state" / "h1.db") != "succeeded" and time.monotonic() < deadline:
         time.sleep(0.2)
     resumed = playbook("fleet", "resume", out, timeout=240)
-    assert resumed.returncode == 3, resumed.text  # h2 was never started: resume does not start it
+    assert resumed.returncode == 3, resumed.text  # h2 was never started: resume does not start it, and says how
+    assert "not started, left alone (add --remaining to start them): h2" in resumed.stdout
     assert statuses(out) == {"h1": "succeeded", "h2": "not started"}
+    started = playbook("fleet", "resume", out, "--remaining", timeout=240)
+    assert started.returncode == 0, started.text
+    assert "starting 1 host never started: h2" in started.stdout
+    assert statuses(out) == {"h1": "succeeded", "h2": "succeeded"}
 
 
 def _look(host: str, events: list, status: str = "retry", window: int = fleet.WATCH_WINDOW) -> dict:

@@ -570,7 +570,7 @@ def test_the_runbook_title_and_description_render_a_value_once(tmp_path):
     planned = json.loads(playbook("plan", rb, *given, "--json").out)
     assert (planned["runbook"]["title"], planned["runbook"]["description"]) == (title, description)
     console = playbook("run", rb, *given, "--state-path", dbp).out
-    assert "starting run 1: %s (1 nodes)" % title in console
+    assert "starting run 1: %s (1 step)" % title in console
     started = json_lines(playbook("run", rb, *given, "--json", "--state-path", dbp).out)[0]
     assert (started["event"], started["title"]) == ("run_started", title)
     listed = playbook("show", "--state-path", dbp).out
@@ -589,7 +589,7 @@ def test_a_bundle_names_its_runbook_with_the_value_as_text(tmp_path, playbook):
     built = pb(tmp_path, "compile", rb, "-o", bundle, "--no-bytecode", "--var", "V={{ W }}")
     assert built.returncode == 0, built.text
     ran = playbook("run", "--state-path", tmp_path / "host.db", exe=bundle)
-    assert "starting run 1: Deploy {{ W }} (1 nodes)" in ran.stdout  # the run: rendered once
+    assert "starting run 1: Deploy {{ W }} (1 step)" in ran.stdout  # the run: rendered once
     inspected = playbook("inspect", exe=bundle)
     version = playbook("--version", exe=bundle)
     named = {
