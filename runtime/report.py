@@ -67,7 +67,7 @@ def run_text(run: dict, attempts: list, events: list, output: bool = False) -> s
     if run.get("software"):
         lines.append("  software: %s" % run["software"])
     if run.get("variables"):
-        lines.append("  variables: %s" % ", ".join("%s=%s" % (k, v) for k, v in sorted(run["variables"].items())))
+        lines.append("  variables: %s" % ", ".join("%s=%s" % (k, _one_line(v)) for k, v in sorted(run["variables"].items())))
     lines.append(_table(("node", "try", "status", "time", "exit", "decision", "who", "note"), [_attempt_row(a) for a in attempts]))
     if output:
         for a in attempts:
@@ -76,6 +76,11 @@ def run_text(run: dict, attempts: list, events: list, output: bool = False) -> s
     from . import terminal  # stored output is shown, never obeyed: no control sequence gets through
 
     return terminal.clean("\n".join(lines))
+
+
+def _one_line(value):
+    """A value as `show` lists it on one line: its line breaks shown as symbols (␍ ␤)."""
+    return str(value).replace("\r", "\u240d").replace("\n", "\u2424")
 
 
 def _origin(run):

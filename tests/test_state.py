@@ -789,9 +789,12 @@ def test_stats(store):
 
 
 def test_stats_running_run_has_no_duration(store):
-    new_run(store, title="live")
-    live = store.stats()["live"]
+    run_id = new_run(store, title="live")
+    with store.lock_run(run_id):  # a process drives it: running
+        live = store.stats()["live"]
     assert live["by_status"] == {"running": 1} and live["median_duration"] is None
+    # nothing drives it any more: the status `show` and `list` give, interrupted
+    assert store.stats()["live"]["by_status"] == {"interrupted": 1}
 
 
 # --- portability -------------------------------------------------------------------------
