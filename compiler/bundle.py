@@ -1,5 +1,5 @@
 """Write a bundle: one executable file that runs a compiled runbook on a server with nothing but
-a system CPython (DESIGN.md section 5).
+a system CPython (docs/architecture.md, "The bundle").
 
 Layout of the file::
 
@@ -43,7 +43,9 @@ import tempfile
 import time
 import zipfile
 
-from playbook.runtime.bundle import DIGEST_MARK, SIGN_NAMESPACE, identity_text
+from playbook.runtime.bundle import DIGEST_MARK, SIGN_NAMESPACE, identity_text, rehearsal_text
+from playbook.runtime.errors import EXIT_STATE
+from playbook.runtime.errors import BundleError as RuntimeBundleError
 from playbook.runtime.templating import PRECOMPILED_CODE, PRECOMPILED_SOURCES, precompile
 
 BUNDLE_FORMAT = 1
@@ -82,12 +84,11 @@ SKIP_SUFFIXES = (".so", ".pyd", ".dll", ".dylib", ".pyc", ".pyo", ".c", ".h", ".
 SKIP_NAMES = ("py.typed",)
 
 
-class BundleError(Exception):
-    """A bundle cannot be built; `code` is the exit code (2 invalid input, 4 bundle problem)."""
+class BundleError(RuntimeBundleError):
+    """A bundle cannot be built: exit 2 (invalid input) or 4 (a bundle problem)."""
 
-    def __init__(self, message, code=4):
-        super().__init__(message)
-        self.code = code
+    def __init__(self, message: str, code: int = EXIT_STATE) -> None:
+        super().__init__(message, code)
 
 
 def default_output(runbook_path):
@@ -719,7 +720,7 @@ def _read(disk):
 def build(
     compiled, output: str, targets: list | None = None, sign_key: str | None = None, epoch: int | None = None,
     pythons=(), interpreters=(), bytecode: bool = True, warn=None, approval_signers: str | None = None,
-    approval_max_valid: float | None = None,
+    approval_max_valid: float | None = None, rehearsal: dict | None = None,
 ) -> dict:
     """Write the bundle for a Compiled runbook to `output`. Returns a report (dict).
 
@@ -752,6 +753,10 @@ def build(
         manifest["approval_signers"] = read_allowed_signers(approval_signers)
         if approval_max_valid:
             manifest["approval_max_valid"] = int(approval_max_valid)
+    if rehearsal is not None:
+        if rehearsal["runbook_sha256"] != manifest["runbook"]["source_sha256"]:
+            raise BundleError("the runbook changed while its scenarios were rehearsed; nothing was written (compile again)")
+        manifest["rehearsal"] = {key: rehearsal[key] for key in ("scenarios_file", "scenarios_sha256", "passed")}
     carried = {FILES_PREFIX + f.path: f.read() for f in compiled.files}
     manifest["files"] = [f.manifest_entry(carried[FILES_PREFIX + f.path]) for f in compiled.files]
     entries = archive_entries(plan, manifest, sources, dists, trees)
@@ -1035,6 +1040,8 @@ def describe(report):
     if manifest.get("files"):
         count = len(manifest["files"])
         lines.append("  files: %d next to the runbook (%s)" % (count, ", ".join(f["path"] for f in manifest["files"][:5]) + (" …" if count > 5 else "")))
+    if manifest.get("rehearsal"):
+        lines.append("  " + rehearsal_text(manifest["rehearsal"]))
     if manifest["plan"]["host_variables"]:
         lines.append("  variables taken on the host: %s" % ", ".join(manifest["plan"]["host_variables"]))
     lines.append("  " + identity_text(report["sha256"]))

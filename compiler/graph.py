@@ -11,6 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
+
+from playbook.runtime.errors import EXIT_INVALID, EXIT_STATE, PlaybookError
 from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
@@ -25,12 +27,12 @@ INSTALL_HINT = (
 )
 
 
-class GraphError(Exception):
-    """A picture that cannot be made; `code` is the exit code (4: environment problem)."""
+class GraphError(PlaybookError):
+    """A picture that cannot be made: exit 2 (a program it needs is missing: dot; a bad
+    format) or 4 (a file that cannot be written)."""
 
-    def __init__(self, message: str, code: int = 4) -> None:
-        super().__init__(message)
-        self.code = code
+    def __init__(self, message: str, code: int = EXIT_STATE) -> None:
+        super().__init__(message, code)
 
 
 def default_output(runbook_path: str | None, fmt: str, run_id: int | None = None) -> str:
@@ -76,7 +78,7 @@ def render(dot_text: str, fmt: str) -> bytes:
     try:
         return graphviz.Source(dot_text, engine="dot").pipe(format=fmt, quiet=True)
     except graphviz.ExecutableNotFound:
-        raise GraphError("the Graphviz program `dot` was not found on PATH; %s" % INSTALL_HINT) from None
+        raise GraphError("the Graphviz program `dot` was not found on PATH; %s" % INSTALL_HINT, EXIT_INVALID) from None
     except graphviz.CalledProcessError as exc:
         detail = exc.stderr.decode("utf-8", "replace").strip() if isinstance(exc.stderr, bytes) else str(exc.stderr or exc)
         raise GraphError("`dot` could not draw the graph: %s" % (detail.splitlines()[-1] if detail else exc)) from None

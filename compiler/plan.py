@@ -13,7 +13,6 @@ and returns a Compiled (plan, summary, warnings) or raises CompileError with eve
   template for the host.
 """
 
-import bisect
 import json
 import os
 import re
@@ -345,7 +344,7 @@ def _check_commands(src, runbook, nodes):
         node.command_quoting = analysis.quoting
         if not analysis.problems:
             continue
-        places = _string_places(src, (node.id, "command_name"), node.command)
+        places = src.string_places((node.id, "command_name"), node.command)
         for problem in analysis.problems:
             line = col = None
             if places is not None:
@@ -359,98 +358,6 @@ def _check_commands(src, runbook, nodes):
             else:
                 message = "cannot quote %s in %s.command_name: %s" % (problem.shown, node.id, problem.message)
             src.error(message, node.id, "command_name", hint=problem.hint, line=line, col=col)
-
-
-def _string_places(src, path, value):
-    """(line, col) in the file of each character of the TOML string at `path` (and one past the
-    end), or None when the string cannot be found there as written."""
-    line, col = src.where(*path)
-    text = src.text
-    starts = [0]
-    for row in text.split("\n"):
-        starts.append(starts[-1] + len(row) + 1)
-    if line > len(starts) - 1:
-        return None
-    opening = _string_opening(text, starts[line - 1] + col - 1)
-    read = None if opening is None else _string_body(text, *opening)
-    if read is None or read[0] != value:
-        return None
-    places = []
-    for offset in read[1]:
-        row = bisect.bisect_right(starts, offset) - 1
-        places.append((row + 1, offset - starts[row] + 1))
-    return places
-
-
-def _string_opening(text, pos):
-    """(where the string's text starts, its quote) for the `key = "…"` found from `pos`, or None."""
-    pos = text.find("=", pos)
-    if pos < 0:
-        return None
-    pos += 1
-    while pos < len(text) and text[pos] in " \t":
-        pos += 1
-    quote = text[pos : pos + 3] if text[pos : pos + 3] in ('"""', "'''") else text[pos : pos + 1]
-    if quote not in ('"', "'", '"""', "'''"):
-        return None
-    pos += len(quote)
-    if len(quote) == 3 and text.startswith("\n", pos):
-        pos += 1
-    elif len(quote) == 3 and text.startswith("\r\n", pos):
-        pos += 2
-    return pos, quote
-
-
-def _string_body(text, pos, quote):
-    """(the value of the TOML string whose text starts at `pos`, the offset each of its characters
-    comes from and that of the closing quote), or None for an escape it does not know."""
-    decoded = []
-    offsets = []
-    basic = quote[0] == '"'
-    while pos < len(text) and not text.startswith(quote, pos):
-        if text.startswith("\r\n", pos):
-            pos += 1  # TOML reads CRLF as a line break
-            continue
-        if basic and text[pos] == "\\":
-            escape = _escape(text, pos, multiline=len(quote) == 3)
-            if escape is None:
-                return None
-            char, end = escape
-            if char:  # "" for a line-ending backslash: the line break and blanks are dropped
-                decoded.append(char)
-                offsets.append(pos)
-            pos = end
-            continue
-        decoded.append(text[pos])
-        offsets.append(pos)
-        pos += 1
-    offsets.append(pos)
-    return "".join(decoded), offsets
-
-
-_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", "e": "\x1b", '"': '"', "\\": "\\"}
-_HEX_ESCAPES = {"u": 4, "U": 8, "x": 2}  # the number of hex digits after \u, \U and \x
-
-
-def _escape(text, pos, multiline):
-    """The backslash at `pos` of a basic TOML string: (the character it stands for, or "" for a
-    line-ending backslash; where the string goes on), or None when it is not understood."""
-    follow = text[pos + 1 : pos + 2]
-    if follow in _ESCAPES:
-        return _ESCAPES[follow], pos + 2
-    width = _HEX_ESCAPES.get(follow)
-    if width:
-        try:
-            return chr(int(text[pos + 2 : pos + 2 + width], 16)), pos + 2 + width
-        except ValueError:
-            return None
-    if multiline:
-        end = pos + 1
-        while end < len(text) and text[end] in " \t\r\n":
-            end += 1
-        if "\n" in text[pos + 1 : end]:
-            return "", end
-    return None
 
 
 def _bake(src, specs, sources):

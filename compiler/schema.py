@@ -1,4 +1,4 @@
-"""Raw TOML data → a typed runbook. Every field of DESIGN.md section 3, nothing else.
+"""Raw TOML data → a typed runbook. Every field of the README's Runbooks section, nothing else.
 
 Unknown keys are errors with a "did you mean" hint; every problem is collected as a diagnostic
 on the source, located at its table or key.

@@ -6,11 +6,13 @@ on the first diagnostic (a 100,000-node runbook that validates never pays for it
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import re
 
 from playbook.runtime import tomlfile
+from playbook.runtime.errors import EXIT_INVALID, PlaybookError
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
@@ -61,13 +63,19 @@ class Diagnostic:
         return "Diagnostic(%r)" % self.format()
 
 
-class CompileError(Exception):
-    """The runbook has errors; `diagnostics` holds all of them (and the warnings)."""
+class CompileError(PlaybookError):
+    """The runbook has errors; `diagnostics` holds all of them (and the warnings). Exit 2; an
+    entry point prints each diagnostic (`file:line:col: error: …`) and the count."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
         diagnostics = sorted(diagnostics, key=lambda d: (d.file or "", d.line or 0))
-        super().__init__("\n".join(d.format() for d in diagnostics))
+        super().__init__("\n".join(d.format() for d in diagnostics), EXIT_INVALID)
         self.diagnostics = diagnostics
+
+    def report(self) -> str:
+        errors = [d for d in self.diagnostics if d.severity == "error"]
+        where = self.diagnostics[0].file if self.diagnostics else "the runbook"
+        return "\n".join([d.format() for d in self.diagnostics] + ["%s: %d error%s" % (where, len(errors), "" if len(errors) == 1 else "s")])
 
 
 class Source:
@@ -107,6 +115,10 @@ class Source:
     @property
     def warnings(self):
         return [d for d in self.diagnostics if d.severity == "warning"]
+
+    def string_places(self, path: tuple[str, ...], value: str) -> list[tuple[int, int]] | None:
+        """(line, col) of each character of the string `value` at key `path`; see string_places."""
+        return string_places(self, path, value)
 
 
 def read(path: str, display: str | None = None) -> Source:
@@ -149,3 +161,98 @@ def relative_display(path: str) -> str:
     except ValueError:
         return path
     return path if rel.startswith("..") else rel
+
+
+# -- where each character of a TOML string is written ------------------------------------------
+def string_places(source: Source, path: tuple[str, ...], value: str) -> list[tuple[int, int]] | None:
+    """(line, col) in the file of each character of the TOML string at `path` (and one past the
+    end), or None when the string cannot be found there as written. This small scanner of TOML
+    strings maps a character of a value (one a diagnostic points at) back to where it is written,
+    through escapes and line-ending backslashes."""
+    line, col = source.where(*path)
+    text = source.text
+    starts = [0]
+    for row in text.split("\n"):
+        starts.append(starts[-1] + len(row) + 1)
+    if line > len(starts) - 1:
+        return None
+    opening = _string_opening(text, starts[line - 1] + col - 1)
+    read = None if opening is None else _string_body(text, *opening)
+    if read is None or read[0] != value:
+        return None
+    places = []
+    for offset in read[1]:
+        row = bisect.bisect_right(starts, offset) - 1
+        places.append((row + 1, offset - starts[row] + 1))
+    return places
+
+
+def _string_opening(text: str, pos: int) -> tuple[int, str] | None:
+    """(where the string's text starts, its quote) for the `key = "…"` found from `pos`, or None."""
+    pos = text.find("=", pos)
+    if pos < 0:
+        return None
+    pos += 1
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    quote = text[pos : pos + 3] if text[pos : pos + 3] in ('"""', "'''") else text[pos : pos + 1]
+    if quote not in ('"', "'", '"""', "'''"):
+        return None
+    pos += len(quote)
+    if len(quote) == 3 and text.startswith("\n", pos):
+        pos += 1
+    elif len(quote) == 3 and text.startswith("\r\n", pos):
+        pos += 2
+    return pos, quote
+
+
+def _string_body(text: str, pos: int, quote: str) -> tuple[str, list[int]] | None:
+    """(the value of the TOML string whose text starts at `pos`, the offset each of its characters
+    comes from and that of the closing quote), or None for an escape it does not know."""
+    decoded: list[str] = []
+    offsets: list[int] = []
+    basic = quote[0] == '"'
+    while pos < len(text) and not text.startswith(quote, pos):
+        if text.startswith("\r\n", pos):
+            pos += 1  # TOML reads CRLF as a line break
+            continue
+        if basic and text[pos] == "\\":
+            escape = _escape(text, pos, multiline=len(quote) == 3)
+            if escape is None:
+                return None
+            char, end = escape
+            if char:  # "" for a line-ending backslash: the line break and blanks are dropped
+                decoded.append(char)
+                offsets.append(pos)
+            pos = end
+            continue
+        decoded.append(text[pos])
+        offsets.append(pos)
+        pos += 1
+    offsets.append(pos)
+    return "".join(decoded), offsets
+
+
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", "e": "\x1b", '"': '"', "\\": "\\"}
+_HEX_ESCAPES = {"u": 4, "U": 8, "x": 2}  # the number of hex digits after \u, \U and \x
+
+
+def _escape(text: str, pos: int, multiline: bool) -> tuple[str, int] | None:
+    """The backslash at `pos` of a basic TOML string: (the character it stands for, or "" for a
+    line-ending backslash; where the string goes on), or None when it is not understood."""
+    follow = text[pos + 1 : pos + 2]
+    if follow in _ESCAPES:
+        return _ESCAPES[follow], pos + 2
+    width = _HEX_ESCAPES.get(follow)
+    if width:
+        try:
+            return chr(int(text[pos + 2 : pos + 2 + width], 16)), pos + 2 + width
+        except ValueError:
+            return None
+    if multiline:
+        end = pos + 1
+        while end < len(text) and text[end] in " \t\r\n":
+            end += 1
+        if "\n" in text[pos + 1 : end]:
+            return "", end
+    return None

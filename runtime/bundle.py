@@ -330,11 +330,21 @@ def _runbook_lines(bundle, found):
         "  source:       %s (sha256 %s)" % (runbook.get("source", "?"), found.source_sha256 or "?"),
         "  plan:         %s, sha256 %s" % (nodes, found.plan_sha256),
     ]
+    lines.append("  " + rehearsal_text(bundle.manifest.get("rehearsal")).replace(": ", ":    ", 1))
     if found.baked:
         lines.append("  given at build time: %s" % ", ".join(found.baked))
     if found.host:
         lines.append("  taken on this host:  %s (--var, --vars-file, --vars-env or a prompt)" % ", ".join(found.host))
     return lines
+
+
+def rehearsal_text(rehearsal: dict | None) -> str:
+    """What the manifest says of `compile --test`: the scenarios that passed before the build."""
+    if not rehearsal:
+        return "rehearsed: no (built without --test)"
+    count = rehearsal.get("passed", 0)
+    return "rehearsed: %d scenario%s passed before the build (%s, sha256 %s)" % (
+        count, "" if count == 1 else "s", _visible(rehearsal.get("scenarios_file", "?")), rehearsal.get("scenarios_sha256", "?"))
 
 
 def _visible(text: str) -> str:

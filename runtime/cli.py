@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from . import session
+from . import options, session
 from . import variables as var_mod
 from .errors import EXIT_INVALID, EXIT_OK, EXIT_STATE, BundleError, UsageError
 from .plan import Plan, PlanError
@@ -26,40 +26,22 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 
-# -- the options, defined once -------------------------------------------------------------------
-def _variable_args(parser):
-    group = parser.add_argument_group("variables")
-    group.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a variable (repeatable)")
-    group.add_argument("--vars-file", metavar="FILE", help="read variables from a TOML file of NAME = value lines")
-    group.add_argument("--vars-env", metavar="PREFIX", help="read variables from environment variables PREFIX<NAME>")
-    group.add_argument(
-        "--no-interactive-vars", action="store_true", help="never prompt for a missing variable; fail and list them"
-    )
+# -- the commands' parsers -----------------------------------------------------------------------
+RUN_CODES = (EXIT_OK, 1, EXIT_INVALID, 3, EXIT_STATE, 129, 130)  # a command that drives a run
+QUERY_CODES = (EXIT_OK, EXIT_INVALID, EXIT_STATE)  # one that reads or records
 
 
-def _state_arg(parser):
-    parser.add_argument(
-        "--state-path",
-        metavar="DB",
-        help="SQLite state database (default: $PLAYBOOK_DB_PATH or ~/.config/playbook/run.db)",
-    )
-
-
-def _since_arg(parser):
+def _since_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--since", metavar="DATE", help="only runs started at or after DATE (UTC, e.g. 2026-11-01) or within an age (7d, 12h)"
     )
 
 
-def _exec_args(parser):
+def _exec_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-retries", type=int, metavar="N", help="attempts offered per node when it fails (default 3)")
     parser.add_argument("--parallel", type=int, metavar="N", help="run up to N independent nodes at once (default 1)")
-    parser.add_argument("--auto-approve", action="store_true", help="approve every approval without a terminal (recorded as such)")
-    parser.add_argument(
-        "--approve", action="append", default=[], metavar="NODE",
-        help="approve this step's question without a terminal (repeatable; recorded as approved by flag with user@host)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object per event")
+    options.add_approval_args(parser)
+    options.add_json_arg(parser, "print one JSON object per event")
     parser.add_argument("--no-output", action="store_true", help="do not echo command output (it is still recorded)")
     parser.add_argument(
         "--events-file", metavar="FILE",
@@ -67,35 +49,41 @@ def _exec_args(parser):
     )
 
 
-def _approval_files_arg(parser):
+def _approval_files_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--approval", action="append", default=[], metavar="FILE",
         help="a signed approval (`playbook approval sign`) to record before the run goes on (repeatable)",
     )
 
 
-def build_parser(bundle=None, prog="playbook"):
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Run a runbook step by step, with approvals, retries and resumable state.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _command(sub: Any, name: str, summary: str, description: str, examples: list[str], codes: tuple[int, ...]) -> Any:
+    """A command's parser, in the one shape of every command's help (runtime/options.py)."""
+    return sub.add_parser(name, help=summary, description=description, epilog=options.epilog(examples, codes),
+                          formatter_class=options.HelpFormatter)
+
+
+def command_parsers(bundle: Any = None, prog: str = "playbook") -> dict[str, argparse.ArgumentParser]:
+    """Each command's parser, by name (what `playbook` completes and lists)."""
+    return dict(_subparsers(build_parser(bundle, prog)).choices)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> Any:
+    return next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+
+
+def build_parser(bundle: Any = None, prog: str = "playbook") -> argparse.ArgumentParser:
+    parser = options.parser(prog, "Run a runbook step by step, with approvals, retries and resumable state.", codes=())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     file_help = "the runbook file (*.playbook.toml)"
+    runbook = "" if bundle else "deploy.playbook.toml "
 
-    run = sub.add_parser(
-        "run",
-        help="run the runbook",
-        description="Run the runbook. Exit 0 succeeded, 1 failed, 2 invalid input, 3 aborted, 4 state problem, 130 interrupted.",
-        epilog="example:\n  %s run %s--var ENVIRONMENT=staging --auto-approve --state-path run.db"
-        % (prog, "" if bundle else "deploy.playbook.toml "),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    run = _command(sub, "run", "run the runbook", "Run the runbook step by step: approvals, retries, resumable state.",
+                   ["%s run %s--var ENVIRONMENT=staging --auto-approve --state-path run.db" % (prog, runbook)], RUN_CODES)
     if not bundle:
         run.add_argument("file", help=file_help)
-    _variable_args(run)
+    options.add_variable_args(run)
     _exec_args(run)
-    _state_arg(run)
+    options.add_state_arg(run)
     _approval_files_arg(run)
     run.add_argument(
         "--rollout", nargs=2, metavar=("UID", "HOST"),
@@ -103,19 +91,15 @@ def build_parser(bundle=None, prog="playbook"):
         "signed for that rollout are checked against it)",
     )
 
-    resume = sub.add_parser(
-        "resume",
-        help="continue a failed or aborted run",
-        description="Continue a failed or aborted run: succeeded steps never run again.",
-        epilog="example:\n  %s resume %s7 --auto-approve" % (prog, "" if bundle else "deploy.playbook.toml "),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    resume = _command(sub, "resume", "continue a failed or aborted run",
+                      "Continue a failed, aborted or waiting run: succeeded steps never run again.",
+                      ["%s resume %s7 --auto-approve" % (prog, runbook)], RUN_CODES)
     if not bundle:
         resume.add_argument("file", help=file_help)
     resume.add_argument("run_id", nargs="?", type=int, help="the run to continue (default: the latest resumable one)")
-    _variable_args(resume)
+    options.add_variable_args(resume)
     _exec_args(resume)
-    _state_arg(resume)
+    options.add_state_arg(resume)
     resume.add_argument(
         "--replan",
         action="store_true",
@@ -128,54 +112,47 @@ def build_parser(bundle=None, prog="playbook"):
     )
     _approval_files_arg(resume)
 
-    approve = sub.add_parser(
-        "approve",
-        help="record a decision on a waiting step's question (out of band, or signed)",
-        description="Record an approval (or with --reject a rejection) of a step's question in a run, "
+    approve = _command(
+        sub, "approve", "record a decision on a waiting step's question (out of band, or signed)",
+        "Record an approval (or with --reject a rejection) of a step's question in a run, "
         "for a run that waits for it; `resume` then continues without asking again. Recorded with "
         "who (the operating system's name of the user running this; behind sudo, the login that ran "
         "sudo), when, how and the note. In a bundle compiled with --approval-signers, a step with "
         "approvers or approvals accepts only --signature FILE (exit 2: it does not fit this run, step, "
         "question or values, or has expired; exit 4: its signature does not verify); RUN and NODE "
         "may then be left out (the file names them).",
-        epilog="examples:\n  %s approve 7 approve_production --note 'dashboards green'\n"
-        "  %s approve --signature approval.json" % (prog, prog),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ["%s approve 7 approve_production --note 'dashboards green'" % prog, "%s approve --signature approval.json" % prog],
+        QUERY_CODES,
     )
     approve.add_argument("run_id", type=int, nargs="?", metavar="RUN")
     approve.add_argument("node", nargs="?", metavar="NODE")
     approve.add_argument("--reject", action="store_true", help="record a rejection instead")
     approve.add_argument("--note", metavar="TEXT", help="why (recorded)")
     approve.add_argument("--signature", metavar="FILE", help="a signed approval made with `playbook approval sign`")
-    _state_arg(approve)
+    options.add_state_arg(approve)
 
-    approval = sub.add_parser(
-        "approval",
-        help="export a waiting step's approval request, for an approver to sign elsewhere",
-        description="Approvals signed away from this host. `approval request RUN NODE` writes what the "
+    approval = _command(
+        sub, "approval", "export a waiting step's approval request, for an approver to sign elsewhere",
+        "Approvals signed away from this host. `approval request RUN NODE` writes what the "
         "approver signs: the run (its id and random UID), the step, its question as asked and the run's "
         "values (secrets masked). On a workstation: `playbook approval sign request.json --key KEY -o "
         "approval.json`; back here: `resume --approval approval.json` (or `approve --signature approval.json`).",
-        epilog="example:\n  %s approval request 7 approve_production -o request.json" % prog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ["%s approval request 7 approve_production -o request.json" % prog], QUERY_CODES,
     )
     approval_sub = approval.add_subparsers(dest="approval_command", metavar="ACTION")
     approval_sub.required = True
-    request = approval_sub.add_parser(
-        "request", help="write the approval request of a step a run waits for",
-        description="Write the approval request of a step the run waits for (JSON; standard output without -o).",
-    )
+    request = _command(approval_sub, "request", "write the approval request of a step a run waits for",
+                       "Write the approval request of a step the run waits for (JSON; standard output without -o).",
+                       ["%s approval request 7 approve_production -o request.json" % prog], QUERY_CODES)
     request.add_argument("run_id", type=int, metavar="RUN")
     request.add_argument("node", metavar="NODE")
     request.add_argument("--output", "-o", metavar="FILE", help="write it to FILE (default: standard output)")
-    _state_arg(request)
+    options.add_state_arg(request)
 
-    show = sub.add_parser(
-        "show",
-        help="list runs with statistics per workflow, or show one run's steps",
-        epilog="examples:\n  %s show\n  %s show deploy --since 7d\n  %s show --run 7 --output" % (prog, prog, prog),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    show = _command(sub, "show", "list runs with statistics per workflow, or show one run's steps",
+                    "List runs with statistics per workflow (what each waiting run waits for), or show one run: its "
+                    "attempts, decisions, audit trail and, with --output, the output tails.",
+                    ["%s show" % prog, "%s show deploy --since 7d" % prog, "%s show --run 7 --output" % prog], QUERY_CODES)
     show.add_argument(
         "title", nargs="?", metavar="NAME", help="only runs of this runbook: its file, its id, or a unique part of its title"
     )
@@ -184,46 +161,39 @@ def build_parser(bundle=None, prog="playbook"):
     show.add_argument("--output", action="store_true", help="with --run/--last: include the output tails")
     show.add_argument("--limit", type=int, default=20, help="how many runs to list (default 20)")
     _since_arg(show)
-    show.add_argument("--json", action="store_true", help="print JSON")
-    _state_arg(show)
+    options.add_json_arg(show)
+    options.add_state_arg(show)
 
-    info = sub.add_parser(
-        "info",
-        help="database location and statistics per workflow; --plugins lists plugins",
-        epilog="example:\n  %s info --plugins" % prog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    info = _command(sub, "info", "database location and statistics per workflow; --plugins lists plugins",
+                    "The state database and statistics per workflow (runs by outcome, durations, the steps that fail "
+                    "or are retried most, the slowest, approvals by person); --plugins lists the plugins.",
+                    ["%s info --plugins" % prog], QUERY_CODES)
     info.add_argument("--plugins", action="store_true", help="list the plugins, their functions and parameters")
     _since_arg(info)
-    info.add_argument("--json", action="store_true", help="print JSON")
-    _state_arg(info)
+    options.add_json_arg(info)
+    options.add_state_arg(info)
 
-    setst = sub.add_parser(
-        "set-status",
-        help="correct the recorded status of a step (audited)",
-        description="Correct the recorded status of a step, recorded with who and why. A step with approvers "
-        "or approvals can never be set succeeded or skipped: decisions on it are given with `approve`.",
-        epilog="example:\n  %s set-status 7 deploy succeeded --reason 'finished by hand'" % prog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    setst = _command(sub, "set-status", "correct the recorded status of a step (audited)",
+                     "Correct the recorded status of a step, recorded with who and why. A step with approvers "
+                     "or approvals can never be set succeeded or skipped: decisions on it are given with `approve`.",
+                     ["%s set-status 7 deploy succeeded --reason 'finished by hand'" % prog], QUERY_CODES)
     setst.add_argument("run_id", type=int)
     setst.add_argument("node")
     setst.add_argument("status", choices=["succeeded", "failed", "skipped"])
     setst.add_argument("--reason", help="why (recorded)")
-    _state_arg(setst)
+    options.add_state_arg(setst)
 
-    report_cmd = sub.add_parser(
-        "report",
-        help="write a run's report: HTML for people, JUnit XML for CI, JSON",
-        description="Write the report of a run (default: the latest):\n"
+    report_cmd = _command(
+        sub, "report", "write a run's report: HTML for people, JUnit XML for CI, JSON",
+        "Write the report of a run (default: the latest):\n"
         "  --html   one self-contained page: summary, DAG coloured by state, timeline of attempts,\n"
         "           audit trail of approvals and decisions, output tails\n"
         "  --junit  JUnit XML, one test case per step (failed, skipped with the reason)\n"
         "  --json   the same content as JSON\n"
-        "Secrets stay masked. Without any of them: HTML to playbook-run-ID.html here.",
-        epilog="examples:\n  %s report --html report.html\n  %s report 7 --junit junit.xml --json run.json\n  %s report --json"
-        % (prog, prog, prog),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "Secrets stay masked. Without any of them: HTML to playbook-run-ID.html here."
+        + ("" if bundle else "\nThe report of a fleet rollout: playbook fleet report DIR."),
+        ["%s report --html report.html" % prog, "%s report 7 --junit junit.xml --json run.json" % prog, "%s report --json" % prog],
+        QUERY_CODES,
     )
     report_cmd.add_argument("run_id", nargs="?", type=int, metavar="RUN_ID", help="the run (default: the latest one)")
     report_cmd.add_argument("--last", action="store_true", help="the latest run (the default)")
@@ -236,17 +206,15 @@ def build_parser(bundle=None, prog="playbook"):
         help="write JUnit XML to FILE (- for standard output; default playbook-run-ID.xml)",
     )
     report_cmd.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON to FILE (standard output without FILE)")
-    _state_arg(report_cmd)
+    options.add_state_arg(report_cmd)
 
     if bundle:
-        plan = sub.add_parser(
-            "plan",
-            help="show what will run here, with this host's variables",
-            epilog="example:\n  %s plan --var ENVIRONMENT=prod" % prog,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        _variable_args(plan)
-        plan.add_argument("--json", action="store_true", help="print the plan document")
+        plan = _command(sub, "plan", "show what will run here, with this host's variables",
+                        "Show what will run here, in execution order, with this host's variables: each step's command "
+                        "rendered, its timeout, and its run condition in words.",
+                        ["%s plan --var ENVIRONMENT=prod" % prog], QUERY_CODES)
+        options.add_variable_args(plan)
+        options.add_json_arg(plan, "print the plan document")
         for name, text in (
             ("verify", "check the bundle's integrity and signature"),
             ("inspect", "what is inside: runbook, versions, contents, Python floor"),
@@ -580,13 +548,15 @@ def _workflow(inv: Invocation, store: Any, name: str | None) -> str | None:
 
 
 def _waits_for(store: Any, run_id: int) -> list[str]:
-    """The steps a waiting run waits for: its last `approval-needed` events not answered since."""
+    """The steps a waiting run waits for: those of its `approval-needed` events since it was
+    last resumed (an approval given since may not be all the step needs: `_waiting_lines`
+    counts them)."""
     needed: list[str] = []
     for event in store.events(run_id):
         if event["kind"] == "approval-needed" and event["node_id"] and event["node_id"] not in needed:
             needed.append(event["node_id"])
-        elif event["kind"] in ("approval", "resume") and event["node_id"] in needed:
-            needed.remove(event["node_id"])
+        elif event["kind"] == "resume":
+            needed = []
     return needed
 
 
@@ -612,6 +582,10 @@ def _waiting_lines(inv: Invocation, store: Any, run_id: int) -> list[str]:
         have = "%d of %d approval%s given%s" % (
             len(given), policy.approvals, "" if policy.approvals == 1 else "s", " (by %s)" % ", ".join(given) if given else "")
         signed = inv.approval_signers(run) and approvals.has_policy(node)
+        if len(given) >= policy.approvals:
+            lines.append("run %d waits for an approval of %s: %s; go on with: %s" % (
+                run_id, node_id, have, command("resume", run_id, file=run.get("source"))))
+            continue
         how = command("approval request", run_id, node_id, "-o", "request.json") if signed else command("approve", run_id, node_id)
         lines.append("run %d waits for an approval of %s: %s; %s may approve%s; %s: %s" % (
             run_id, node_id, have, ", ".join(policy.approvers) or "anyone", ", signed only" if signed else "",
@@ -706,7 +680,7 @@ def cmd_set_status(inv: Invocation) -> int:
             % (node.id, policy_of(node).describe(), args.status, inv.commands()("approve", args.run_id, node.id))
         )
     store.set_node_status(args.run_id, args.node, args.status, whoami(), args.reason or "no reason given")
-    said = "recorded with who and why" if args.reason else "recorded with who; no reason given (--reason says why)"
+    said = "recorded with who and why" if args.reason else "recorded with who; no reason given: --reason says why"
     sys.stdout.write("run %d: %s is now %s (%s)\n" % (args.run_id, args.node, args.status, said))
     return EXIT_OK
 

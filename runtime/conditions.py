@@ -1,6 +1,6 @@
 """When a node runs: `depends_on` entries, `when` expressions, skip reasons. Fail closed.
 
-The rules (DESIGN.md section 3):
+The rules (the README's Runbooks section):
 - `skip = true` → skipped (disabled).
 - Conditional entries (`X:success`, `X:failure`, `X:done`) are alternatives: at least one must hold.
 - A `when` must be true; an error while evaluating it never runs the node.

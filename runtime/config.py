@@ -20,14 +20,12 @@ Standard library and tomli (runtime/tomlfile.py) only: this module goes into bun
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
-import sqlite3
-import time
 
 from . import tomlfile
+from .errors import EXIT_INVALID, PlaybookError
 from .durations import DurationError, check_duration
 from .suggest import did_you_mean
 
@@ -117,14 +115,18 @@ class Problem:
         return self.format()
 
 
-class ConfigError(Exception):
-    """A bad configuration: `problems` lists every mistake found."""
+class ConfigError(PlaybookError):
+    """A bad configuration: `problems` lists every mistake found (exit 2)."""
 
     def __init__(self, problems: str | Iterable[Problem]) -> None:
         if isinstance(problems, str):
             problems = [_Text(problems)]
         self.problems = list(problems)
-        super().__init__("\n".join(p.format() for p in self.problems))
+        super().__init__("\n".join(p.format() for p in self.problems), EXIT_INVALID)
+
+    def report(self) -> str:
+        return "\n".join("error: %s" % p.format() for p in self.problems) + (
+            "\n(`playbook config --validate` checks the configuration files)")
 
 
 class _Text(Problem):
@@ -668,56 +670,3 @@ def template_text() -> str:
 
 
 # -- [database] backup_enabled / backup_count ---------------------------------------------------
-def backup_database(path: str, keep: int) -> str:
-    """Copy the database to `<db>.bak-<UTC timestamp>` (sqlite3 backup API: consistent even
-    with a WAL) and delete all but the newest `keep` copies. Returns the copy's path."""
-    from .state import StateError
-
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = "%s.bak-%s" % (path, stamp)
-    same_second = glob.glob(glob.escape(target) + "*")
-    if same_second:  # several upgrades within a second: -2, -3, … (always after the others)
-        target = "%s-%d" % (target, max(_backup_order(p)[1] for p in same_second) + 1)
-    try:
-        os.close(os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-        source = sqlite3.connect(path)
-        try:
-            copy = sqlite3.connect(target)
-            try:
-                source.backup(copy)
-            finally:
-                copy.close()
-        finally:
-            source.close()
-    except (OSError, sqlite3.Error) as exc:
-        try:
-            os.unlink(target)
-        except OSError:
-            pass
-        raise StateError(
-            "cannot back up the state database %s before upgrading its schema (%s); free space or "
-            "make its folder writable, or set [database] backup_enabled = false" % (path, exc)
-        ) from None
-    backups = sorted(glob.glob(glob.escape(path) + ".bak-*"), key=_backup_order)
-    for old in backups[: max(0, len(backups) - max(1, int(keep)))]:
-        try:
-            os.unlink(old)
-        except OSError:
-            pass
-    return target
-
-
-def _backup_order(path):
-    stamp = path.rsplit(".bak-", 1)[-1]
-    base, _, number = stamp.partition("Z")
-    number = number.lstrip("-")
-    return (base, int(number) if number.isdigit() else 1)
-
-
-def backup_hook(keep: int) -> Callable[[str, int], None]:
-    """A Store `before_migrate` callback that backs the database up first."""
-
-    def before_migrate(path: str, from_version: int) -> None:
-        backup_database(path, keep)
-
-    return before_migrate

@@ -1,7 +1,8 @@
-"""The one engine: schedules a plan per DESIGN.md section 3 and records every step.
+"""The one engine: schedules a plan per the README's Runbooks section and records every step.
 
 The engine never prints or reads input: it emits events and asks questions through the `ui`
-object it is given. Processes, plugins, the clock and the state store are passed in.
+object it is given (a `UI`, ui.py). Processes, plugins, the clock and the state store are passed
+in; one attempt of a Command or Function step is steps.py's.
 
 Run outcome: succeeded (no node ended failed) · failed (a node ended failed, or an unhandled
 failure stopped the run) · aborted (operator abort, missing approval, EOF at a prompt, signal).
@@ -15,7 +16,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from . import conditions, executors, templating
+from . import conditions, executors, steps, templating
 from .conditions import FAILED, SKIPPED, SUCCEEDED
 from .errors import EXIT_ABORTED, EXIT_FAILED, EXIT_OK
 from .plan import slotted
@@ -31,11 +32,6 @@ if TYPE_CHECKING:
     from .state import Store
 
 DEFAULT_PROMPT = "Continue?"
-# What a shell's exit code 126 means, said where a failed step shows its error.
-NOT_EXECUTABLE = (
-    "exit 126: a program was found but could not be executed (no execute permission, or a file system "
-    "mounted noexec, as /tmp often is): run a script through its interpreter, e.g. sh {{ runbook_dir }}/x.sh"
-)
 
 
 class Interrupted(BaseException):
@@ -571,66 +567,30 @@ class Engine:
                 self.ui.event("node_output", node=node, stream=stream, text=text)
 
             try:
-                result = self.runner(
-                    node.command,
-                    shell=node.shell or self.plan.runbook.get("shell"),
-                    env=templating.command_env(node),
-                    cwd=node.cwd,
-                    timeout=node.timeout if node.timeout is not None else self.options.default_timeout,
-                    interactive=node.interactive,
-                    on_output=on_output,
-                    on_start=on_start,
-                    kill_grace=self.options.kill_grace,
+                status, fields, interrupted = steps.command(
+                    node, self.runner, self.mask, shell=self.plan.runbook.get("shell"),
+                    default_timeout=self.options.default_timeout, kill_grace=self.options.kill_grace,
+                    on_output=on_output, on_start=on_start,
                 )
             except BaseException:
                 announced()
                 self.store.finish_attempt(attempt_id, "interrupted", error="interrupted by a signal")
                 raise
             announced()
-            fields = {
-                "exit_code": result.exit_code,
-                "stdout": self.mask.tail(result.stdout) if result.stdout_truncated else self.mask.text(result.stdout),
-                "stderr": self.mask.tail(result.stderr) if result.stderr_truncated else self.mask.text(result.stderr),
-                "stdout_truncated": result.stdout_truncated,
-                "stderr_truncated": result.stderr_truncated,
-                "error": result.error,
-            }
-            if result.timed_out and node.timeout is None:
-                from .durations import default_timeout_note
-
-                fields["error"] = default_timeout_note(fields["error"])
-            elif result.exit_code == 126 and not fields["error"]:
-                fields["error"] = NOT_EXECUTABLE
-            status = SUCCEEDED if result.ok else FAILED
-            if result.interrupted:
+            if interrupted:
                 self.store.finish_attempt(attempt_id, "interrupted", **fields)
                 raise Interrupted()
         else:
             node = prepared
             try:
-                from .plugins import merge_config  # plugins load only when a Function node runs
-
-                runbook_config = templating.render_value(
-                    dict(self.plan.plugin_config.get(node.plugin) or {}), self.values, native=True
+                status, fields = steps.function(
+                    node, self.plugins, self.plan.plugin_config.get(node.plugin) or {}, self.values, self.mask
                 )
-                config = merge_config(runbook_config, node.plugin_config)
-                output = self.plugins.call(
-                    node.plugin, node.function, node.function_params or {}, config, where="node %s" % node.id
-                )
-                if not (output is None or isinstance(output, (str, int, float, bool, list, dict))):
-                    output = str(output)
-                output = self.mask.value(output)
-                fields = {"output": output}
-                status = SUCCEEDED
-                if output is not None:
-                    self.ui.event("node_output", node=node, stream="output", text=str(output) + "\n")
             except (KeyboardInterrupt, Interrupted):
                 self.store.finish_attempt(attempt_id, "interrupted", error="interrupted by a signal")
                 raise
-            except Exception as exc:  # a plugin's failure is a failed attempt, with its message
-                message = self.mask.text(str(exc) or type(exc).__name__)
-                fields = {"error": message}
-                status = FAILED
+            if fields.get("output") is not None:
+                self.ui.event("node_output", node=node, stream="output", text=str(fields["output"]) + "\n")
         data = dict(fields, ran=True)
         data["attempt"] = number
         event = {"node": node, "status": status, "attempt": number, "duration": time.monotonic() - started, "fields": fields}

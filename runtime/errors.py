@@ -27,6 +27,24 @@ EXIT_STATE = 4  # state database, bundle or environment problem; also an interna
 EXIT_HANGUP = 129  # the operator's terminal hung up (SIGHUP); resumable
 EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM; resumable
 
+# What each code means, as every --help lists it (and the README's table begins each row with).
+EXIT_MEANINGS = {
+    EXIT_OK: "success: the command did what it was asked (a run: no step ended failed)",
+    EXIT_FAILED: "failed: a step of the run failed; for test and compile --test, a scenario failed",
+    EXIT_INVALID: "invalid input: runbook, variables, flags, configuration, or a program it needs is missing",
+    EXIT_ABORTED: "aborted, or waiting for an approval (resumable)",
+    EXIT_STATE: "state or bundle problem: the database, the disk, a damaged bundle; also an internal error",
+    EXIT_HANGUP: "the terminal hung up (resumable)",
+    EXIT_INTERRUPTED: "interrupted by SIGINT or SIGTERM (resumable)",
+}
+
+
+def exit_codes(*codes: int, meanings: dict[int, str] | None = None) -> str:
+    """The "exit codes:" paragraph of a command's --help, for `codes`."""
+    meanings = meanings or EXIT_MEANINGS
+    width = max(len(str(code)) for code in codes)
+    return "exit codes:\n" + "\n".join("  %*d  %s" % (width, code, meanings[code]) for code in codes)
+
 
 
 class PlaybookError(Exception):
@@ -42,6 +60,10 @@ class PlaybookError(Exception):
     @property
     def code(self) -> int:
         return self.exit_code
+
+    def report(self) -> str:
+        """What the entry point prints for it (one line; a compiler error: its diagnostics)."""
+        return "error: %s" % self
 
 
 class UsageError(PlaybookError):
@@ -191,7 +213,7 @@ def guard(main: Callable[[], int]) -> int:
     try:
         return main()
     except PlaybookError as exc:
-        _say("error: %s" % mask(str(exc)))
+        _say(mask(exc.report()))
         return exc.exit_code
     except sqlite3.Error as exc:  # a database error that no store call translated
         _say("error: %s" % mask(str(database_error("the state database", exc))))

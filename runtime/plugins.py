@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from playbook.runtime.errors import PlaybookError
 from playbook.runtime.suggest import did_you_mean
 from playbook.runtime.variables import VariableError, check, coerce
 
@@ -40,7 +41,7 @@ TYPE_ALIASES = {
 }
 
 
-class PluginError(Exception):
+class PluginError(PlaybookError):
     """A plugin problem reported to people: unknown plugin or function, bad parameters or config,
     or a failure raised by a plugin on purpose."""
 
@@ -91,10 +92,19 @@ class ParameterDef:
 
 @dataclass
 class FunctionSignature:
+    """One function of a plugin.
+
+    `rehearse_safe`: `playbook test` may call the function while it rehearses a runbook (its
+    result then becomes the step's output). Declare it only for a function whose one effect is
+    its return value or its exception: no network, files, processes, clocks or sleeps. A function
+    that does not declare it never runs in a rehearsal: its step takes the scenario's outcome
+    (by default success without output)."""
+
     name: str
     description: str = ""
     parameters: Dict[str, ParameterDef] = field(default_factory=dict)
     returns: Any = None
+    rehearse_safe: bool = False
 
 
 @dataclass
@@ -491,6 +501,7 @@ class PythonPlugin(Plugin):
                         "message": ParameterDef(type="str", required=True, description="Text of the notification"),
                     },
                     returns="str",
+                    rehearse_safe=True,  # a pure function of its parameters
                 ),
                 "sleep": FunctionSignature(
                     name="sleep",
@@ -510,6 +521,7 @@ class PythonPlugin(Plugin):
                             type="str", default=THROW_DEFAULT, description="Error message of the failure"
                         ),
                     },
+                    rehearse_safe=True,  # it only raises
                 ),
             },
         )

@@ -27,7 +27,7 @@ from . import variables as var_mod
 from .errors import EXIT_ABORTED, EXIT_HANGUP, EXIT_INTERRUPTED, StateError, UsageError
 from .plan import Plan, PlanError
 from .secrets import Masker, MaskedUI
-from .state import Store, whoami
+from .state import Store, backup_hook, whoami
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
@@ -58,8 +58,6 @@ def load_config() -> Any:
 def open_store(state_path: str | None, cfg: Any = None) -> Store:
     """`state_path`, else [database] path (PLAYBOOK_DB_PATH overrides it); [database] timeout is
     SQLite's busy timeout; backup_enabled/backup_count copy the database before a migration."""
-    from . import config
-
     from .private import link_problem, location_problem
 
     cfg = cfg if cfg is not None else load_config()
@@ -76,7 +74,7 @@ def open_store(state_path: str | None, cfg: Any = None) -> Store:
             "the state database %s (%s) is not used: %s; give --state-path a file of your own"
             % (os.path.abspath(path), where, problem)
         )
-    backup = config.backup_hook(cfg.get("database", "backup_count")) if cfg.get("database", "backup_enabled") else None
+    backup = backup_hook(cfg.get("database", "backup_count")) if cfg.get("database", "backup_enabled") else None
     store = Store(path, before_migrate=backup, timeout=cfg.get("database", "timeout"))
     errors.set_crash_dir(os.path.dirname(store.path))
     return store
@@ -567,7 +565,7 @@ class Session:
             failed = [node.id for node in plan.nodes if eng.results[node.id].status == "failed"]
             reason = "nothing was left to run: every step reached its end, and %s failed (its failure was handled)" % ", ".join(failed)
             hint = (
-                "to run %s again, fix the runbook and: %s\nto accept it as it is: %s\nor start a new run"
+                "to run %s again, fix the runbook and: %s; to accept it as it is: %s; or start a new run"
                 % (failed[0], self.command("resume", run_id, "--replan"),
                    self.command("set-status", run_id, failed[0], "succeeded", "--reason", "checked by hand"))
             )

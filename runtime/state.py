@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
+import glob
 import json
 import math
 import os
@@ -36,7 +37,9 @@ import time
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Iterable, Mapping
+    from typing import Any, Callable, Iterable, Mapping
+
+MEMORY = ":memory:"  # Store(MEMORY): a database in memory, written to no file
 
 RUN_STATUSES = ("running", "succeeded", "failed", "aborted", "waiting")
 RUN_TRIGGERS = ("run", "resume")
@@ -411,14 +414,20 @@ class Store:
     """
 
     def __init__(self, path, before_migrate=None, timeout=None):
-        self.path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        # MEMORY (":memory:"): a database in this process's memory that no file ever holds and
+        # no other process sees (`playbook test` rehearses runs in one); it has no run locks
+        memory = os.fspath(path) == MEMORY
+        self.path = MEMORY if memory else os.path.abspath(os.path.expanduser(os.fspath(path)))
         self._mutex = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._mask = None
         parent = os.path.dirname(self.path)
         try:
-            os.makedirs(parent, mode=0o700, exist_ok=True)
-            if not os.path.exists(self.path):
+            if not memory:
+                os.makedirs(parent, mode=0o700, exist_ok=True)
+            if memory:
+                pass  # no file to create or check
+            elif not os.path.exists(self.path):
                 # Command output may be sensitive: only the owner reads the database
                 # (SQLite gives its -wal and -shm files the same mode).
                 os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -1114,8 +1123,10 @@ class Store:
     def lock_run(self, run_id: int) -> RunLock:
         """Take the exclusive right to drive ``run_id``; raises LockedError if another
         process (or another lock in this process) holds it. Use as a context manager or
-        call ``release()``."""
+        call ``release()``. A MEMORY database is this process's alone: its lock is no file."""
         path = self._lock_path(run_id)
+        if self.path == MEMORY:
+            return RunLock(run_id, path, None, self, 0)
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -1231,3 +1242,57 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+# -- a copy before a schema upgrade ------------------------------------------------------------
+def backup_database(path: str, keep: int) -> str:
+    """Copy the database to `<db>.bak-<UTC timestamp>` (sqlite3 backup API: consistent even
+    with a WAL) and delete all but the newest `keep` copies. Returns the copy's path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = "%s.bak-%s" % (path, stamp)
+    same_second = glob.glob(glob.escape(target) + "*")
+    if same_second:  # several upgrades within a second: -2, -3, … (always after the others)
+        target = "%s-%d" % (target, max(_backup_order(p)[1] for p in same_second) + 1)
+    try:
+        os.close(os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        source = sqlite3.connect(path)
+        try:
+            copy = sqlite3.connect(target)
+            try:
+                source.backup(copy)
+            finally:
+                copy.close()
+        finally:
+            source.close()
+    except (OSError, sqlite3.Error) as exc:
+        try:
+            os.unlink(target)
+        except OSError:
+            pass
+        raise StateError(
+            "cannot back up the state database %s before upgrading its schema (%s); free space or "
+            "make its folder writable, or set [database] backup_enabled = false" % (path, exc)
+        ) from None
+    backups = sorted(glob.glob(glob.escape(path) + ".bak-*"), key=_backup_order)
+    for old in backups[: max(0, len(backups) - max(1, int(keep)))]:
+        try:
+            os.unlink(old)
+        except OSError:
+            pass
+    return target
+
+
+def _backup_order(path: str) -> tuple[str, int]:
+    stamp = path.rsplit(".bak-", 1)[-1]
+    base, _, number = stamp.partition("Z")
+    number = number.lstrip("-")
+    return (base, int(number) if number.isdigit() else 1)
+
+
+def backup_hook(keep: int) -> Callable[[str, int], None]:
+    """A Store `before_migrate` callback that backs the database up first."""
+
+    def before_migrate(path: str, from_version: int) -> None:
+        backup_database(path, keep)
+
+    return before_migrate

@@ -15,6 +15,8 @@ import json
 import re
 import shlex
 
+from .errors import PlaybookError
+
 TEMPLATE_MARKERS = ("{{", "{%", "{#")
 _SINGLE_EXPR = re.compile(r"^\s*\{\{-?(?P<expr>.*?)-?\}\}\s*$", re.S)
 
@@ -31,7 +33,7 @@ QUESTION_FIELDS = ("prompt_before", "prompt_after")  # rendered as questions (QU
 RUNBOOK_DIR_ENV = "PLAYBOOK_RUNBOOK_DIR"  # the runbook's directory, in every command's environment
 
 
-class TemplateError(Exception):
+class TemplateError(PlaybookError):
     """A template that cannot be parsed or rendered."""
 
     lineno: int | None = None  # the line of a syntax error, within the template

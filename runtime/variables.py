@@ -18,6 +18,7 @@ import os
 import re
 
 from . import patterns, tomlfile
+from .errors import PlaybookError
 from .suggest import did_you_mean
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
@@ -33,7 +34,7 @@ _FALSE = ("false", "0", "no", "off", "n")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class VariableError(Exception):
+class VariableError(PlaybookError):
     """A variable value or spec that cannot be used. `key` names the spec key at fault."""
 
     def __init__(self, message: str, key: str | None = None, hint: str | None = None) -> None:

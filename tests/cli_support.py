@@ -45,23 +45,11 @@ def compat(name):
 
 
 def make_env(tmp_path, extra=None, path_first=None):
-    """A clean environment: HOME in tmp, no colour, no PLAYBOOK_* leaking in from outside."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLAYBOOK_")}
-    home = Path(tmp_path) / "home"
-    home.mkdir(exist_ok=True)
-    env.update(HOME=str(home), NO_COLOR="1", TERM="dumb", PYTHONDONTWRITEBYTECODE="1")
-    env.pop("COLUMNS", None)
-    parts = [str(VENV_BIN), env.get("PATH", "/usr/bin:/bin")]
-    if path_first:
-        parts.insert(0, str(path_first))
-    env["PATH"] = os.pathsep.join(parts)
-    if extra:
-        for key, value in extra.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = str(value)
-    return env
+    """The one environment policy of every `playbook` a test starts (conftest.clean_env): HOME
+    in tmp, no colour, no PLAYBOOK_* or DISPLAY leaking in from outside."""
+    from conftest import clean_env
+
+    return clean_env(Path(tmp_path) / "home", extra, path_first)
 
 
 def write_runbook(tmp_path, body, name="rb.playbook.toml", title="rt"):
@@ -91,9 +79,13 @@ def pb(tmp_path, *args, env=None, timeout=TIMEOUT, path_first=None):
     return proc
 
 
+STARTED: list = []  # processes pb_start started: conftest stops any still running after each test
+
+
 def pb_start(tmp_path, *args, env=None, path_first=None):
-    """Start `playbook ARGS` in the background without a terminal; returns the Popen."""
-    return subprocess.Popen(
+    """Start `playbook ARGS` in the background without a terminal; returns the Popen. It is
+    stopped after the test if still running (conftest's autouse `_stop_started`)."""
+    proc = subprocess.Popen(
         [playbook_exe()] + [str(a) for a in args],
         cwd=str(tmp_path),
         env=make_env(tmp_path, env, path_first),
@@ -101,6 +93,8 @@ def pb_start(tmp_path, *args, env=None, path_first=None):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    STARTED.append(proc)
+    return proc
 
 
 def spawn(tmp_path, *args, env=None, path_first=None):

@@ -1,4 +1,4 @@
-"""Approvals (runtime/approvals.py, DESIGN §3 Approvals): --approve NODE, waiting runs and
+"""Approvals (runtime/approvals.py, README, Approvals): --approve NODE, waiting runs and
 `approve` out of band, the approvers/approvals policy with two real OS users, and signed
 approvals checked with real `ssh-keygen` keys, with every refusal.
 

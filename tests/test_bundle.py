@@ -571,7 +571,7 @@ def _redigest(data):
 
 def test_signature_verifies_and_a_tampered_file_does_not(tmp_path, home):
     if not shutil.which("ssh-keygen"):
-        pytest.skip("ssh-keygen not installed")
+        pytest.skip("ssh-keygen is not installed (CI installs openssh-client)")
     key, pub = _keys(tmp_path, "release")
     _, other_pub = _keys(tmp_path, "mallory")
     signers = tmp_path / "allowed_signers"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from playbook.compiler.cli import cli
+from playbook.compiler.main import COMMANDS
 
 HERE = Path(__file__).resolve().parent
 GOOD = HERE / "fixtures" / "good"
@@ -34,7 +34,7 @@ def test_version(script_runner):
     assert result.stdout.strip() == "playbook, version %s" % importlib.metadata.version("playbook")
 
 
-@pytest.mark.parametrize("command", sorted(cli.commands))
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_help_on_every_command_has_an_example(script_runner, command):
     result = script_runner.run(["playbook", command, "--help"])
     assert result.returncode == 0, result.stderr
@@ -51,7 +51,7 @@ def test_top_level_help_shows_example_command_lines(script_runner):
 
 
 def test_main_commands_exist():
-    assert {"validate", "plan", "create"} <= set(cli.commands)
+    assert {"validate", "plan", "create"} <= set(COMMANDS)
 
 
 # -- validate ----------------------------------------------------------------------------------------
@@ -394,19 +394,25 @@ def test_plan_json_of_invalid_runbook_is_json(script_runner):
     assert json.loads(result.stdout)["valid"] is False
 
 
-def test_plan_json_is_identical_across_hash_seeds(playbook_cli, compat_dir):
-    files = [
-        (EXAMPLES / "deploy.playbook.toml", ["--var", "ENVIRONMENT=prod"]),
-        (GOOD / "typed-values.playbook.toml", ["--var", "CANARY=true"]),
-        (compat_dir / "conditional_deployment.playbook.toml", ["--var", "ENVIRONMENT=dev"]),
-    ]
-    for path, extra in files:
-        outputs = []
-        for seed in ("0", "1", "12345"):
-            result = playbook_cli(["plan", "--json", path.name] + extra, cwd=path.parent, env={"PYTHONHASHSEED": seed})
-            assert result.returncode == 0, result.stderr
-            outputs.append(result.stdout)
-        assert outputs[0] == outputs[1] == outputs[2], path.name
+@pytest.mark.parametrize("name, extra", [
+    ("examples/deploy.playbook.toml", ["--var", "ENVIRONMENT=prod"]),
+    ("fixtures/good/typed-values.playbook.toml", ["--var", "CANARY=true"]),
+    ("compat/conditional_deployment.playbook.toml", ["--var", "ENVIRONMENT=dev"]),
+])
+def test_plan_json_is_identical_across_hash_seeds(playbook_cli, name, extra):
+    where, _, file = name.partition("/")
+    if where == "compat":
+        from conftest import compat_path
+
+        path = compat_path(file)  # only this case needs the corpus beside the checkout
+    else:
+        path = (EXAMPLES.parent / name) if where == "examples" else HERE / name
+    outputs = []
+    for seed in ("0", "1", "12345"):
+        result = playbook_cli(["plan", "--json", path.name] + extra, cwd=path.parent, env={"PYTHONHASHSEED": seed})
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1] == outputs[2], path.name
 
 
 def test_secret_never_appears_in_plan_or_validate_output(playbook_cli, workdir):
@@ -511,3 +517,49 @@ def test_no_traceback_with_odd_paths(script_runner, tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert os.listdir(work) == ["dir.playbook.toml"]
+
+
+# -- exit codes: every --help lists its own, in the README's words ---------------------------------
+def _readme_exit_tables():
+    """{"playbook": {code: row}, "fleet": {code: row}} from the README's two exit-code tables."""
+    text = (HERE.parent / "README.md").read_text("utf-8")
+    tables = {}
+    for name, header in (("playbook", "| exit | meaning |"), ("fleet", "| fleet exit | meaning |")):
+        rows = {}
+        for line in text.split(header, 1)[1].splitlines()[2:]:
+            if not line.startswith("|"):
+                break
+            code, meaning = [cell.strip() for cell in line.strip("|").split("|", 1)]
+            rows[int(code)] = meaning
+        tables[name] = rows
+    return tables
+
+
+HELPS = sorted(COMMANDS) + ["fleet resume", "fleet report", "approval request", "approval sign"]
+
+
+@pytest.mark.parametrize("command", HELPS)
+def test_every_help_lists_its_exit_codes_in_the_readmes_words(playbook_inprocess, command):
+    from playbook.runtime.errors import EXIT_MEANINGS
+
+    result = playbook_inprocess(*command.split(), "--help")
+    assert result.returncode == 0, result.text
+    listed = result.stdout.split("exit codes:\n", 1)
+    assert len(listed) == 2, "%s --help lists no exit codes" % command
+    rows = [re.match(r"^\s+(\d+)  (.+)$", line) for line in listed[1].splitlines() if line.strip()]
+    assert rows and all(rows), listed[1]
+    rollout = command in ("fleet", "fleet resume")  # a rollout's codes sum up its hosts: the fleet table
+    table = _readme_exit_tables()["fleet" if rollout else "playbook"]
+    for row in rows:
+        code, meaning = int(row.group(1)), row.group(2)
+        assert code in table, "%s --help lists exit %d, which the README's table lacks" % (command, code)
+        assert table[code].startswith(meaning), (command, code, meaning, table[code])
+        if not rollout:
+            assert meaning == EXIT_MEANINGS[code]
+
+
+def test_create_exit_codes_are_the_readmes(playbook_inprocess, tmp_path):
+    (tmp_path / "taken.playbook.toml").write_text("")
+    result = playbook_inprocess("create", "-o", "taken.playbook.toml")  # no terminal here
+    assert result.returncode == 2 and "taken.playbook.toml exists" in result.stderr
+    assert playbook_inprocess("view-dag").returncode == 2  # neither FILE nor --run

@@ -1,6 +1,6 @@
 """The runtime without a terminal: real `playbook` processes, stdin /dev/null, real SQLite files.
 
-DESIGN.md section 3 is the contract: dependencies, skip reasons, failures handled or not,
+the README's Runbooks section is the contract: dependencies, skip reasons, failures handled or not,
 approvals needing --auto-approve, resume, exit codes, secrets, output as plain text.
 """
 

@@ -288,7 +288,7 @@ def test_backup_before_a_schema_migration_rotated_to_backup_count(tmp_path, monk
         con.execute("DROP TABLE extra")
         con.execute("PRAGMA user_version = %d" % old_version)
         con.close()
-    backups = sorted(tmp_path.glob("run.db.bak-*"), key=lambda p: config._backup_order(str(p)))
+    backups = sorted(tmp_path.glob("run.db.bak-*"), key=lambda p: state._backup_order(str(p)))
     assert [p.name for p in backups] == made[-2:]  # the newest two kept
     assert re.match(r"run\.db\.bak-\d{8}T\d{6}Z(-\d+)?$", backups[-1].name)
     con = sqlite3.connect(str(backups[-1]))

@@ -1,11 +1,11 @@
-"""runtime/engine.py in-process, case by case through DESIGN.md section 3.
+"""runtime/engine.py in-process, case by case through the README's Runbooks section.
 
 Plans come from TOML text through the real compiler; the state is a real SQLite file read back
 with its own connection; Function nodes call the real built-in `python` plugin. Faked: the process
 runner (scripted results per command), the retry sleep (recorded) and the operator (a scripted UI
 that raises EOFError when it has no answer left). See tests/engine_fakes.py.
 
-Where today's engine differs from DESIGN section 3 the test states the design and is marked
+Where today's engine differs from the README's Runbooks section the test states the design and is marked
 xfail(strict=True) with the difference as its reason.
 """
 
@@ -97,7 +97,7 @@ def test_failed_upstream_skips_plain_dependents_with_the_reason(runbook):
     assert run.rows() == [
         ("a", 1, "failed", None, "follow-failure", "automatic"),
         ("b", 1, "skipped", "upstream a failed", None, None),
-        # DESIGN: "X is satisfied when X succeeded or was skipped" -- whatever the skip's reason,
+        # README: "X is satisfied when X succeeded or was skipped" -- whatever the skip's reason,
         # so c (after b) runs although b only skipped because a failed.
         ("c", 1, "succeeded", None, None, None),
         ("h", 1, "succeeded", None, None, None),

@@ -5,7 +5,6 @@ description, command, `when` or id must give DOT that `dot` accepts; `--run` mus
 nodes exactly as the state database says; a missing `dot` or viewer must never be a traceback.
 """
 
-import os
 import re
 import shutil
 import struct
@@ -25,7 +24,7 @@ from playbook.runtime.plan import Dep, Node, Plan
 from playbook.runtime.state import Store
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((REPO / "examples").glob("*.toml"))
+EXAMPLES = sorted((REPO / "examples").glob("*.playbook.toml"))
 COMPAT = REPO.parent / "shared" / "compat-runbooks"
 # The 1.x runbooks that are valid, with the variables they need to be drawn.
 VALID_COMPAT = [
@@ -57,21 +56,14 @@ def playbook_argv():
 
 
 def playbook(args, cwd=None, env=None, timeout=120):
-    full_env = dict(os.environ)
-    full_env["NO_COLOR"] = "1"
-    full_env.pop("DISPLAY", None)
-    full_env.pop("WAYLAND_DISPLAY", None)
-    if env:
-        full_env.update(env)
-    return subprocess.run(
-        playbook_argv() + [str(a) for a in args],
-        cwd=str(cwd) if cwd else None,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """`playbook ARGS` under the tests' one environment policy (conftest.run_playbook: HOME in
+    a temporary directory, no PLAYBOOK_* or DISPLAY from outside), DISPLAY only when `env` sets it."""
+    import tempfile
+
+    from conftest import run_playbook
+
+    with tempfile.TemporaryDirectory(prefix="playbook-graph-home-") as home:
+        return run_playbook(args, cwd=cwd, env=env, timeout=timeout, home=Path(home) / "home")
 
 
 def assert_png(path):
@@ -514,7 +506,7 @@ def test_missing_dot_is_one_clear_line(tmp_path):
     empty.mkdir()
     deploy = REPO / "examples" / "deploy.playbook.toml"
     result = playbook(["view-dag", deploy, "--no-open"], cwd=tmp_path, env={"PATH": str(empty)})
-    assert result.returncode == 4
+    assert result.returncode == 2  # a program it needs is missing (not a state or bundle problem)
     assert "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "`dot` was not found" in line
@@ -531,7 +523,9 @@ def test_help_documents_exit_codes():
     result = playbook(["view-dag", "--help"])
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
-    assert "4 environment problem: the Graphviz `dot` program is missing" in text and "--no-open" in text
+    assert "2 invalid input: runbook, variables, flags, configuration, or a program it needs is missing" in text
+    assert "4 state or bundle problem" in text and "Without Graphviz's `dot`, --format dot still works" in text
+    assert "--no-open" in text
 
 
 @pytest.fixture
@@ -557,19 +551,26 @@ def wait_for(path, seconds=10.0):
     return False
 
 
+def opened_after(marker, then_run):
+    """The pictures the fake viewer was asked to open, once the one `then_run` (a run that
+    opens one) opens has been seen: a viewer of an earlier run would have been started before
+    it, so waiting for the later one (no fixed sleep) tells whether the earlier one opened."""
+    result = then_run()
+    assert result.returncode == 0, result.stderr
+    assert wait_for(marker)
+    return marker.read_text().split()
+
+
 @needs_dot
 def test_no_open_never_opens(fake_viewer, tmp_path):
     bin_dir, marker = fake_viewer
     env = {"PATH": "%s:/bin:/usr/bin" % bin_dir, "DISPLAY": ":0"}
-    result = playbook(["view-dag", REPO / "examples" / "checklist.playbook.toml", "--no-open"], cwd=tmp_path, env=env)
+    checklist = REPO / "examples" / "checklist.playbook.toml"
+    result = playbook(["view-dag", checklist, "--no-open", "-o", "first.png"], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    time.sleep(0.3)
-    assert not marker.exists()
-    # the same command without --no-open does open (so the check above means something)
-    result = playbook(["view-dag", REPO / "examples" / "checklist.playbook.toml"], cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr
-    assert wait_for(marker)
-    assert marker.read_text().strip().endswith("checklist.png")
+    # the same command without --no-open does open (so the check means something)
+    opened = opened_after(marker, lambda: playbook(["view-dag", checklist, "-o", "second.png"], cwd=tmp_path, env=env))
+    assert [Path(p).name for p in opened] == ["second.png"]
 
 
 @needs_dot
@@ -580,8 +581,9 @@ def test_without_display_or_viewer_it_does_not_fail(fake_viewer, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "no display" in result.stderr and str(tmp_path / "checklist.png") in result.stderr
     assert_png(tmp_path / "checklist.png")
-    time.sleep(0.3)
-    assert not marker.exists()
+    env = {"PATH": "%s:/bin:/usr/bin" % bin_dir, "DISPLAY": ":0"}
+    opened = opened_after(marker, lambda: playbook(["view-dag", checklist, "-o", "shown.png"], cwd=tmp_path, env=env))
+    assert [Path(p).name for p in opened] == ["shown.png"]  # never checklist.png (no display)
     # a display but no viewer program: still fine
     only_dot = tmp_path / "onlydot"
     only_dot.mkdir()

@@ -1,6 +1,6 @@
 """Outputs feed later steps: previous_node() in commands, env, cwd, function params and
 questions, rendered when the step starts, quoted like any value, secrets masked, the reference an
-ordering edge (DESIGN.md section 3, "Outputs and files"). Real `playbook` processes, real shells,
+ordering edge (the README's Runbooks section). Real `playbook` processes, real shells,
 real SQLite files, a real pty for a question."""
 
 import json

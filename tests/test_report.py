@@ -673,7 +673,7 @@ def _waiting_run(tmp_path, kind, detail):
 
 
 def test_report_recognises_a_missing_approval_by_the_event_kind(tmp_path):
-    """The engine records it as an `approval-needed` event (DESIGN: structured, not prose)."""
+    """The engine records it as an `approval-needed` event (by design: structured, not prose)."""
     from playbook.runtime.report import RunReport, run_text
 
     store, run = _waiting_run(tmp_path, "approval-needed", "gate: Go on?")

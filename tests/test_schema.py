@@ -1,4 +1,4 @@
-"""compiler/schema.py: every field of DESIGN.md section 3, its type and default; unknown keys
+"""compiler/schema.py: every field of the README's Runbooks section, its type and default; unknown keys
 rejected with "did you mean". (The one-file-per-failure cases are in tests/fixtures/bad/.)"""
 
 import pytest

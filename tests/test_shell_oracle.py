@@ -1,4 +1,4 @@
-"""The shell is the oracle for command substitution (DESIGN.md section 3, Security).
+"""The shell is the oracle for command substitution (the README's Security model).
 
 Values are put into every position the compiler accepts, in a corpus of shell snippets, then
 run by the real shells of this machine (sh, dash, bash). Each snippet writes the value it

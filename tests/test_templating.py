@@ -1,5 +1,5 @@
 """runtime/templating.py and runtime/conditions.py: sandboxed Jinja, shell quoting, typed values,
-`when` expressions that fail closed, and the run/skip rules of DESIGN.md section 3."""
+`when` expressions that fail closed, and the run/skip rules of the README's Runbooks section."""
 
 import json
 import subprocess
@@ -258,7 +258,7 @@ def test_when_errors_fail_closed(expression):
     assert reason.startswith("condition could not be evaluated")
 
 
-# -- decide: DESIGN.md section 3 ------------------------------------------------------------------
+# -- decide: the README's Runbooks section ------------------------------------------------------------------
 def decide(deps=(), results=None, values=None, **fields):
     node = Node("n", "Command", [Dep(*d.split(":")) if ":" in d else Dep(d) for d in deps], **fields)
     return conditions.decide(node, results or {}, values or {})
