@@ -7,6 +7,7 @@ fails while its MARKER file exists (the `check` step), so a test can make it fai
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from playbook.compiler import fleet
+from playbook.fleet import ansible, approvals, bundle, cli, follow
+from playbook.fleet import playbook as fleet_playbook
+from playbook.fleet import summary as fleet_summary
 from playbook.runtime.errors import UsageError
 from playbook.runtime.state import whoami
 
@@ -378,7 +381,7 @@ def test_ctrl_c_on_the_controller_leaves_the_started_runs_going_and_resume_colle
     child.close()
     assert child.exitstatus == 130
     hosts = {h["host"]: h for h in summary(out)["hosts"]}
-    assert (hosts["h1"]["status"], hosts["h1"]["run_id"], hosts["h1"]["reason"]) == ("aborted", 1, fleet.UNFOLLOWED)
+    assert (hosts["h1"]["status"], hosts["h1"]["run_id"], hosts["h1"]["reason"]) == ("aborted", 1, fleet_summary.UNFOLLOWED)
     assert hosts["h2"]["status"] == "not started"
     gate.write_text("open")  # h1's run ends well in the background
     deadline = time.monotonic() + 60
@@ -394,7 +397,7 @@ def test_ctrl_c_on_the_controller_leaves_the_started_runs_going_and_resume_colle
     assert statuses(out) == {"h1": "succeeded", "h2": "succeeded"}
 
 
-def _look(host: str, events: list, status: str = "retry", window: int = fleet.WATCH_WINDOW) -> dict:
+def _look(host: str, events: list, status: str = "retry", window: int = follow.WATCH_WINDOW) -> dict:
     """A record of one look at a run in progress, made by running WATCH_SCRIPT on a real events file."""
     import tempfile
 
@@ -404,7 +407,7 @@ def _look(host: str, events: list, status: str = "retry", window: int = fleet.WA
             f.write("".join(json.dumps(e) + "\n" for e in events))
         with open(job, "w") as f:
             f.write('{"started": 1, "finished": 0}' if status == "retry" else '{"rc": 0}')
-        script = fleet.WATCH_SCRIPT.replace("n=%d" % fleet.WATCH_WINDOW, "n=%d" % window)
+        script = fleet_playbook.watch_script().replace("n=%d" % follow.WATCH_WINDOW, "n=%d" % window)
         done = subprocess.run(["sh", "-c", script, "sh", path, job], capture_output=True, text=True, check=True)
     return {"kind": "result", "host": host, "register": "playbook_watch", "status": status, "stdout": done.stdout.rstrip("\n")}
 
@@ -418,8 +421,8 @@ def test_each_event_line_is_printed_once_as_the_run_is_followed():
               {"event": "node_finished", "node": "b", "status": "failed", "exit_code": 2},
               {"event": "run_finished", "run_id": 4, "status": "failed", "exit_code": 1, "reason": "b failed"}]
     out = io.StringIO()
-    rollout = fleet.Rollout(out)
-    assert fleet.watch_view(_look("h", [])["stdout"]) == (0, None, [])
+    rollout = follow.Rollout(out)
+    assert follow.watch_view(_look("h", [])["stdout"]) == (0, None, [])
     for record in (_look("h", []), _look("h", events[:1]), _look("h", events[:3]), _look("h", events[:3]), _look("h", events[:4]),
                    _look("h", events, "ok")):
         rollout.feed(record)
@@ -429,9 +432,9 @@ def test_each_event_line_is_printed_once_as_the_run_is_followed():
     # a look shows only the latest events: the lines left out are counted, never repeated
     many = [{"event": "run_started", "run_id": 9}] + [{"event": "node_finished", "node": "n%d" % i, "status": "succeeded"} for i in range(7)]
     out = io.StringIO()
-    rollout = fleet.Rollout(out)
+    rollout = follow.Rollout(out)
     rollout.feed(_look("w", many[:2], window=3))
-    assert fleet.watch_view(_look("w", many, window=3)["stdout"])[:2] == (8, many[0])
+    assert follow.watch_view(_look("w", many, window=3)["stdout"])[:2] == (8, many[0])
     rollout.feed(_look("w", many, window=3))
     rollout.feed({"kind": "result", "host": "w", "register": "playbook_run", "status": "ok", "rc": 0,
                   "stdout": "\n".join(json.dumps(e) for e in many + [{"event": "run_finished", "run_id": 9, "status": "succeeded",
@@ -440,7 +443,7 @@ def test_each_event_line_is_printed_once_as_the_run_is_followed():
                                            "w  n4  succeeded", "w  n5  succeeded", "w  n6  succeeded", "w  run 9 succeeded (exit 0)"]
     # a bundle that never started: the result says why, after nothing was printed
     out = io.StringIO()
-    rollout = fleet.Rollout(out)
+    rollout = follow.Rollout(out)
     rollout.feed(_look("h", [], "ok"))
     rollout.feed({"kind": "result", "host": "h", "register": "playbook_run", "status": "ok", "rc": 127, "stdout": "",
                   "stderr": "no Python 3.9 or newer found"})
@@ -555,10 +558,10 @@ def test_a_bundle_that_does_not_verify_is_never_copied(tmp_path, playbook, bundl
 
 
 def test_without_ansible_fleet_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(fleet.sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setattr(ansible.sys, "executable", str(tmp_path / "bin" / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UsageError) as caught:
-        fleet.main(["runbook.playbook.toml", "-i", "hosts.ini"])
+        cli.main(["runbook.playbook.toml", "-i", "hosts.ini"])
     assert caught.value.code == 2
     assert "pip install 'playbook[fleet]'" in str(caught.value) and "Python 3.9" in str(caught.value)
 
@@ -581,18 +584,18 @@ def test_bad_flags_are_one_line_errors(tmp_path, playbook, bundles):
 
 
 def test_parse_serial_follows_ansible():
-    assert fleet.parse_serial("1") == [1]
-    assert fleet.parse_serial("25%") == ["25%"]
-    assert fleet.parse_serial("1,10,100%") == [1, 10, "100%"]
-    assert fleet.parse_serial(None) is None
+    assert fleet_playbook.parse_serial("1") == [1]
+    assert fleet_playbook.parse_serial("25%") == ["25%"]
+    assert fleet_playbook.parse_serial("1,10,100%") == [1, 10, "100%"]
+    assert fleet_playbook.parse_serial(None) is None
     for bad in ("", "0", "101%", "-1", "a"):
         with pytest.raises(UsageError):
-            fleet.parse_serial(bad)
+            fleet_playbook.parse_serial(bad)
 
 
 def test_fleet_exit_codes():
     def code(*states):
-        return fleet.fleet_exit_code([{"status": s} for s in states])
+        return fleet_summary.fleet_exit_code([{"status": s} for s in states])
 
     assert code("succeeded", "succeeded") == 0
     assert code("succeeded", "failed", "unreachable", "waiting") == 1
@@ -606,34 +609,34 @@ def test_host_outcome_reads_the_run_and_ansible_results(tmp_path):
     events = [{"event": "run_started", "run_id": 7}, {"event": "run_finished", "run_id": 7, "status": "waiting", "exit_code": 3,
                                                       "reason": "approve needs an approval"}]
     run = {"register": "playbook_run", "status": "ok", "rc": 3, "stdout": "\n".join(json.dumps(e) for e in events), "stderr": ""}
-    entry = fleet.host_outcome("h", [run], str(tmp_path))
+    entry = fleet_summary.host_outcome("h", [run], str(tmp_path))
     assert (entry["status"], entry["exit_code"], entry["run_id"], entry["reason"]) == ("waiting", 3, 7, "approve needs an approval")
     launcher = {"register": "playbook_run", "status": "ok", "rc": 127, "stdout": "", "stderr": "no Python 3.9 or newer found"}
-    assert fleet.host_outcome("h", [launcher], str(tmp_path))["status"] == "failed"
+    assert fleet_summary.host_outcome("h", [launcher], str(tmp_path))["status"] == "failed"
     down = {"register": None, "status": "unreachable", "task": "Make the bundle's directory (0700)", "msg": "ssh: connect refused"}
-    assert fleet.host_outcome("h", [down], str(tmp_path))["status"] == "unreachable"
-    assert fleet.host_outcome("h", [], str(tmp_path))["status"] == "not started"
+    assert fleet_summary.host_outcome("h", [down], str(tmp_path))["status"] == "unreachable"
+    assert fleet_summary.host_outcome("h", [], str(tmp_path))["status"] == "not started"
 
 
 def test_approvals_on_the_controller_terminal_list_every_question(bundles):
     import io
 
-    _, plan = fleet.read_bundle(str(bundles["approval"]))
+    _, plan = bundle.read_bundle(str(bundles["approval"]))
     out, asked = io.StringIO(), []
 
     def read(prompt):
         asked.append(prompt)
         return "y"
 
-    assert fleet.gather_approvals(plan, [], False, ask=True, out=out, read=read) == ["approve"]
+    assert approvals.gather_approvals(plan, [], False, ask=True, out=out, read=read) == ["approve"]
     assert "approve: Go on with the rollout?" in out.getvalue()
     assert asked == ["Approve approve (Go on with the rollout?)? [y/N] "]
-    assert fleet.gather_approvals(plan, [], True, ask=True, out=out, read=read) == []
-    assert fleet.gather_approvals(plan, ["approve"], False, ask=False) == ["approve"]
+    assert approvals.gather_approvals(plan, [], True, ask=True, out=out, read=read) == []
+    assert approvals.gather_approvals(plan, ["approve"], False, ask=False) == ["approve"]
 
 
 def test_secret_values_are_never_written_into_the_playbook():
-    text = fleet.playbook_text("T", "t.pyz", {"PLAIN": "x {{ y }}", "FLAG": "no"}, ["TOKEN"], ["approve"], False,
+    text = fleet_playbook.playbook_text("T", "t.pyz", {"PLAIN": "x {{ y }}", "FLAG": "no"}, ["TOKEN"], ["approve"], False,
                                "u@c via fleet", [1, "25%"], 0, True, False)
     assert 'playbook_fleet_vars: {"FLAG": "no", "PLAIN": !unsafe "x {{ y }}"}' in text
     assert "lookup('ansible.builtin.env', 'PLAYBOOK_FLEET_SECRET_TOKEN')" in text
@@ -726,3 +729,36 @@ def test_a_fleet_approval_signed_by_an_unknown_key_runs_nowhere(tmp_path, playbo
     (host,) = summary(out)["hosts"]
     assert host["status"] == "failed" and "does not verify for principal 'mallory'" in (host["reason"] or ""), host
     assert not (tmp_path / "state" / "v1.db").exists() or not _approvals_of(tmp_path / "state" / "v1.db")
+
+
+# -- the names the playbook, the callback and the follower share -----------------------------------------
+def test_the_playbook_the_callback_and_the_follower_agree_on_the_task_names():
+    """REGISTER (fleet/ansible.py) is the one definition: every name is registered by a task of the
+    playbook, the callback (a file Ansible loads, that cannot import Playbook) keeps the results
+    the follower reads, and the follower and the summary read them by those names."""
+    import ast
+    import re
+    from importlib import resources
+
+    text = fleet_playbook.playbook_text("T", "b.pyz", {}, [], [], False, "0" * 32, None, None, False, True)
+    registered = set(re.findall(r"^\s+register: (\S+)$", text, re.M))
+    assert registered == set(ansible.REGISTER.values())
+    callback = resources.files("playbook.templates").joinpath("fleet/callback.py").read_text("utf-8")
+    kept = next(node.value for node in ast.parse(callback).body
+                if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["KEPT"])
+    assert tuple(ast.literal_eval(kept)) == ansible.KEPT
+    # a look and a result, by the shared names, are what the follower prints lines for
+    rollout = follow.Rollout(out=io.StringIO())
+    event = {"event": "node_finished", "node": "a", "status": "succeeded"}
+    rollout.feed({"kind": "result", "host": "h", "register": ansible.REGISTER["watch"], "status": "retry",
+                  "stdout": "1\n\n%s\n\nplaybook-job: running" % json.dumps(event)})
+    assert rollout.out.getvalue() == "h  a  succeeded\n"
+
+
+def test_ansible_starts_without_cryptographys_deprecation_notices(tmp_path):
+    """What `playbook fleet` runs Ansible with keeps cryptography's cipher notices out of the
+    operator's terminal (PYTHONWARNINGS)."""
+    env = dict(os.environ, PYTHONWARNINGS=ansible.QUIET)
+    done = subprocess.run([ansible.ansible_playbook(), "--version"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "CryptographyDeprecationWarning" not in done.stderr and "Warning" not in done.stderr, done.stderr

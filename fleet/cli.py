@@ -1,0 +1,308 @@
+"""The command line of `playbook fleet` (rolling out, `resume`, `report`) and the course of a
+rollout: the bundle, the approvals, the playbook written, Ansible run and followed, the
+summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import secrets as secrets_mod
+import sys
+from typing import Any, Mapping, Sequence
+
+from playbook.runtime.errors import (
+    EXIT_ABORTED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_STATE,
+    UsageError,
+)
+from playbook.runtime.state import whoami
+
+from .ansible import INSTALL_HINT, ansible_playbook, run_ansible, write_callback
+from .approvals import gather_approvals, signed_nodes, host_values, sign_rollout
+from .bundle import prepare_bundle, read_bundle
+from .follow import Rollout
+from .playbook import SECRET_ENV, parse_serial, playbook_text
+from .report import report_main
+from .summary import FLEET_VERSION, RESUMABLE, UNFOLLOWED, _now, host_outcome, read_summary, summary_lines, write_summary
+
+
+def _controller_values(var_pairs: Sequence[str], vars_file: str | None, plan: Any, vars_env: str | None = None) -> tuple[dict, dict]:
+    """(plain values, secret values) given on the controller, as the strings each host receives
+    (--var over --vars-file over --vars-env, as for a run)."""
+    from playbook.runtime import variables
+
+    try:
+        sources = variables.Sources.gather(var_pairs, vars_file, vars_env)
+    except variables.VariableError as exc:
+        raise UsageError(str(exc)) from None
+    merged = dict(sources.env)
+    merged.update(sources.file)
+    merged.update(sources.cli)
+    plain: dict[str, str] = {}
+    secret: dict[str, str] = {}
+    for name, value in merged.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        spec = plan.variables.get(name) or {}
+        (secret if spec.get("secret") else plain)[name] = text
+    return plain, secret
+
+
+def _check_inventory(inventory: str) -> str:
+    if "," in inventory and not os.path.exists(inventory):
+        return inventory  # a host list: "web1,web2,"
+    if not os.path.exists(inventory):
+        raise UsageError("-i %s: no such inventory file or directory" % inventory)
+    return os.path.abspath(inventory)
+
+
+def _default_out(source: str) -> str:
+    stem = os.path.basename(source).split(".")[0] or "fleet"
+    return "fleet-%s-%s" % (stem, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _rollout(out_dir: str, summary: dict, inventory: str, limit: str | None, forks: int | None,
+             extra_vars: str | None, secrets: Mapping[str, str], previous: Mapping[str, dict] | None = None) -> int:
+    rollout = Rollout()
+    env = {SECRET_ENV + name: value for name, value in secrets.items()}
+    os.makedirs(os.path.join(out_dir, "hosts"), exist_ok=True)
+    code = run_ansible(os.path.join(out_dir, "fleet.yml"), inventory, limit, forks, extra_vars, env, rollout,
+                       os.path.join(out_dir, "records.jsonl"))
+    hosts = [host_outcome(h, rollout.results.get(h, []), out_dir) for h in rollout.hosts]
+    if previous is not None:  # a resume: the hosts not resumed keep their entries
+        fresh = {h["host"]: h for h in hosts}
+        hosts = [fresh.get(name, entry) for name, entry in previous.items()] + [h for h in hosts if h["host"] not in previous]
+    elif not hosts and rollout.interrupted:
+        raise KeyboardInterrupt
+    elif not hosts and code == 0:
+        raise UsageError("no host of %s matches%s" % (inventory, " --limit %s" % limit if limit else ""))
+    elif not hosts:
+        raise UsageError("ansible-playbook ended with exit %d before any host ran (its message is above)" % code)
+    summary["hosts"] = hosts
+    summary["ended_at"] = _now()
+    summary["ansible_exit_code"] = code
+    write_summary(out_dir, summary)
+    for line in summary_lines(summary):
+        rollout.say(line)
+    rollout.say("summary: %s · report: playbook fleet report %s --html" % (os.path.join(out_dir, "summary.json"), out_dir))
+    unstarted = [h["host"] for h in hosts if h["status"] == "not started"]
+    if unstarted and not rollout.interrupted:
+        rollout.say("not started: %s; start them later with: playbook fleet resume %s --remaining" % (", ".join(unstarted), out_dir))
+    if rollout.interrupted:
+        going = [h["host"] for h in hosts if h["reason"] == UNFOLLOWED]
+        later = "playbook fleet resume %s%s" % (out_dir, " --remaining" if unstarted else "")
+        rollout.say("interrupted: no further host was started%s; later: %s" % (
+            "; still running in the background: %s" % ", ".join(going) if going else "", later))
+        return EXIT_INTERRUPTED
+    return int(summary["exit_code"])
+
+
+def fleet_run(args: argparse.Namespace) -> int:
+    ansible_playbook()  # before anything is built or copied
+    inventory = _check_inventory(args.inventory)
+    serial = parse_serial(args.serial)
+    if args.max_fail_percentage is not None and not 0 <= args.max_fail_percentage <= 100:
+        raise UsageError("--max-fail-percentage %d: give 0 to 100" % args.max_fail_percentage)
+    if args.forks is not None and args.forks < 1:
+        raise UsageError("--forks %d: give 1 or more" % args.forks)
+    if args.confirm_batches and not sys.stdin.isatty():
+        raise UsageError("--confirm-batches asks on the controller's terminal, and there is none")
+    out_dir = os.path.abspath(args.out or _default_out(args.source))
+    if os.path.exists(os.path.join(out_dir, "summary.json")):
+        raise UsageError("%s already holds a rollout: continue it with `playbook fleet resume %s`, or give another --out" % (out_dir, out_dir))
+    bundle = prepare_bundle(args.source, os.path.join(out_dir, "files"), args.allowed_signers)
+    manifest, plan = read_bundle(bundle)
+    plain, secret = _controller_values(args.var, args.vars_file, plan, args.vars_env)
+    approve = gather_approvals(plan, args.approve, args.auto_approve, ask=_interactive())
+    rollout_uid = secrets_mod.token_hex(16)
+    signed, approve, auto = _signed_approvals(args, out_dir, manifest, plan, inventory, plain, secret, approve, rollout_uid)
+    text = playbook_text(plan.title or os.path.basename(bundle), os.path.basename(bundle), plain, secret, approve,
+                         auto, rollout_uid, serial, args.max_fail_percentage, args.become, args.confirm_batches, signed)
+    with open(os.path.join(out_dir, "fleet.yml"), "w", encoding="utf-8") as handle:
+        handle.write(text)
+    write_callback(out_dir)
+    summary = {
+        "fleet_version": FLEET_VERSION,
+        "runbook": {"title": plan.title, "source": (plan.source or {}).get("name"), "sha256": (plan.source or {}).get("sha256")},
+        "bundle": os.path.join("files", os.path.basename(bundle)),
+        "inventory": inventory,
+        "limit": args.limit,
+        "forks": args.forks,
+        "approvals": {"approve": approve, "auto_approve": auto, "signed": sorted(signed), "given_by": whoami()},
+        "rollout": rollout_uid,
+        "started_at": _now(),
+        "resumes": [],
+    }
+    return _rollout(out_dir, summary, inventory, args.limit, args.forks, None, secret)
+
+
+def fleet_resume(args: argparse.Namespace) -> int:
+    ansible_playbook()
+    out_dir = os.path.abspath(args.dir)
+    summary = read_summary(out_dir)
+    if args.source and not args.replan:
+        raise UsageError("a new runbook or bundle needs --replan (succeeded steps keep their results, changed ones run)")
+    bundle = os.path.join(out_dir, summary["bundle"])
+    if args.source:
+        bundle = prepare_bundle(args.source, os.path.join(out_dir, "files"), args.allowed_signers)
+    _, plan = read_bundle(bundle)
+    todo = {h["host"]: h["run_id"] for h in summary["hosts"] if h["status"] in RESUMABLE and h.get("run_id") is not None}
+    unstarted = [h["host"] for h in summary["hosts"] if h["status"] == "not started"]
+    fresh = unstarted if args.remaining else []
+    if not todo and not fresh:
+        print("nothing to resume in %s: no host's run failed, aborted or waited" % out_dir)
+        if unstarted:
+            print("%d host%s never started: %s; start them with: playbook fleet resume %s --remaining"
+                  % (len(unstarted), "" if len(unstarted) == 1 else "s", ", ".join(unstarted), out_dir))
+        return int(summary.get("exit_code", EXIT_OK))
+    plain, secret = _controller_values(args.var, args.vars_file, plan, args.vars_env)
+    approve = gather_approvals(plan, args.approve, args.auto_approve, ask=_interactive())
+    manifest, _ = read_bundle(bundle)
+    inventory = _check_inventory(args.inventory or summary["inventory"])
+    rollout_uid = summary.get("rollout") or ""
+    signed, approve, auto = _signed_approvals(args, out_dir, manifest, plan, inventory, plain, secret, approve, rollout_uid)
+    extra = {
+        "playbook_mode": "resume",
+        "playbook_resume_runs": todo,
+        "playbook_replan": bool(args.replan),
+        "playbook_bundle": os.path.basename(bundle),
+        "playbook_approve": approve,
+        "playbook_auto_approve": auto,
+        "playbook_signed_approvals": signed,
+    }
+    extra_path = os.path.join(out_dir, "resume-vars.json")
+    with open(extra_path, "w", encoding="utf-8") as handle:
+        json.dump(extra, handle, indent=2, sort_keys=True)
+    summary["bundle"] = os.path.relpath(bundle, out_dir)
+    summary["resumes"] = list(summary.get("resumes") or []) + [{"at": _now(), "hosts": sorted(todo), "started": fresh,
+                                                                 "replan": bool(args.replan),
+                                                                 "approve": approve, "auto_approve": auto, "signed": sorted(signed),
+                                                                 "given_by": whoami()}]
+    previous = {h["host"]: h for h in summary["hosts"]}
+    if todo:
+        print("resuming %d host%s: %s" % (len(todo), "" if len(todo) == 1 else "s", ", ".join(sorted(todo))))
+    if fresh:
+        print("starting %d host%s never started: %s" % (len(fresh), "" if len(fresh) == 1 else "s", ", ".join(fresh)))
+    elif unstarted:
+        print("not started, left alone (add --remaining to start them): %s" % ", ".join(unstarted))
+    hosts = sorted(todo) + fresh
+    return _rollout(out_dir, summary, inventory, ",".join(hosts), args.forks or summary.get("forks"), extra_path, secret,
+                    previous=previous)
+
+
+def _signed_approvals(args: argparse.Namespace, out_dir: str, manifest: Mapping[str, Any], plan: Any, inventory: str,
+                      plain: Mapping[str, str], secret: Mapping[str, str], approve: Sequence[str],
+                      rollout_uid: str) -> tuple[dict[str, str], list[str], bool]:
+    """(signed approvals {node: document}, the --approve flags left for the hosts, --auto-approve
+    left for them). A signed-only bundle takes the controller's approvals of steps with a policy
+    only as signatures bound to this rollout and each host's values (--approval-key)."""
+    from playbook.runtime.approvals import has_question
+
+    nodes = signed_nodes(manifest, plan, approve, args.auto_approve)
+    if not nodes:
+        if args.approval_key:
+            raise UsageError("--approval-key signs the approvals a bundle compiled with --approval-signers needs for steps "
+                             "with approvers or approvals; none of the approvals given here is one")
+        return {}, list(approve), bool(args.auto_approve)
+    digests = host_values(inventory, plan, plain, secret)
+    signed = sign_rollout(out_dir, rollout_uid, nodes, plan.digest(), digests, args.approval_key, args.principal, args.valid_for)
+    if args.auto_approve:
+        flags = [n.id for n in plan.nodes if has_question(n) and n.id not in nodes]
+    else:
+        flags = [n for n in approve if n not in nodes]
+    return signed, flags, False
+
+
+FLEET_EXIT_MEANINGS = {
+    EXIT_OK: "every host succeeded",
+    EXIT_FAILED: "a host failed",
+    EXIT_INVALID: "invalid input (flags, inventory, runbook; Ansible missing)",
+    EXIT_ABORTED: "no host failed or was unreachable; a host is waiting, aborted or was not started",
+    EXIT_STATE: "no host failed, a host was unreachable",
+    EXIT_INTERRUPTED: "interrupted on the controller (the runs started go on on their hosts)",
+}
+FLEET_CODES = (EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ABORTED, EXIT_STATE, EXIT_INTERRUPTED)
+
+
+def _approval_args(parser: argparse.ArgumentParser) -> None:
+    from playbook.runtime import options
+
+    parser.add_argument("--approve", action="append", default=[], metavar="NODE", help="approve NODE on every host (repeatable)")
+    parser.add_argument("--auto-approve", action="store_true", help="approve every approval on every host")
+    parser.add_argument(
+        "--approval-key", metavar="KEY",
+        help="a bundle compiled with --approval-signers: sign the approvals of steps with a policy with this SSH key, "
+        "for this rollout and each host (checked on the host)",
+    )
+    parser.add_argument("--principal", metavar="NAME", help="with --approval-key: your principal in the allowed signers (default: your user name)")
+    parser.add_argument("--valid-for", default="2h", metavar="DURATION", help="with --approval-key: how long the approvals stay valid (default 2h, at most 7d)")
+    options.add_variable_args(parser, interactive=False)
+    parser.add_argument("--forks", type=int, metavar="N", help="hosts Ansible works on at once (default 5)")
+    parser.add_argument("--allowed-signers", metavar="FILE", help="verify the bundle's signature against this allowed-signers file first")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from playbook.runtime import options
+
+    parser = options.parser(
+        "playbook fleet",
+        "Roll a runbook out over the hosts of an Ansible inventory: Ansible copies the bundle and runs it on each\n"
+        "host (batches, forks, become); approvals are given once here; every host's state database is fetched.\n"
+        "Needs ansible-core 2.15+ on this controller (Python 3.9+): %s.\n\n"
+        "Continue later:  playbook fleet resume DIR [NEW_RUNBOOK_OR_BUNDLE --replan]\n"
+        "Its report:      playbook fleet report DIR --html" % INSTALL_HINT,
+        ["playbook fleet deploy.pyz -i hosts.ini --serial 1,25% --max-fail-percentage 0 --var ENVIRONMENT=prod --out rollout",
+         "playbook fleet report rollout --html"],
+        FLEET_CODES, FLEET_EXIT_MEANINGS,
+    )
+    parser.add_argument("source", metavar="RUNBOOK_OR_BUNDLE", help="a runbook (compiled first) or a bundle (used as it is)")
+    parser.add_argument("-i", "--inventory", required=True, metavar="INVENTORY", help="Ansible inventory (file, directory or host,list,)")
+    parser.add_argument("--limit", metavar="PATTERN", help="only these hosts (Ansible's host pattern)")
+    parser.add_argument("--serial", metavar="N|N%|LIST", help="batch sizes: 1, 25%% or 1,10,100%% (the first batch is the canary)")
+    parser.add_argument("--max-fail-percentage", type=int, metavar="P", help="stop when more than P%% of a batch failed (0: the first failure)")
+    parser.add_argument("--become", action="store_true", help="run the bundle as root (Ansible's become)")
+    parser.add_argument("--confirm-batches", action="store_true", help="ask on this terminal before each batch after the first")
+    parser.add_argument("--out", metavar="DIR", help="where fleet.yml, the bundle, hosts/HOST.db and summary.json go (default fleet-NAME-TIME)")
+    _approval_args(parser)
+    return parser
+
+
+def build_resume_parser() -> argparse.ArgumentParser:
+    from playbook.runtime import options
+
+    parser = options.parser(
+        "playbook fleet resume",
+        "Resume the hosts of a rollout whose run failed, aborted or waited; succeeded hosts are left alone "
+        "(--remaining also starts those never started).",
+        ["playbook fleet resume rollout --approve approve_production", "playbook fleet resume rollout deploy-fixed.pyz --replan",
+         "playbook fleet resume rollout --remaining"],
+        FLEET_CODES, FLEET_EXIT_MEANINGS,
+    )
+    parser.add_argument("dir", metavar="DIR", help="the --out directory of the rollout")
+    parser.add_argument("source", nargs="?", metavar="RUNBOOK_OR_BUNDLE", help="a new runbook or bundle (needs --replan)")
+    parser.add_argument("--replan", action="store_true", help="continue with the new bundle's plan")
+    parser.add_argument("--remaining", action="store_true",
+                        help="also start the hosts that were never started (stopped by --max-fail-percentage or Ctrl-C)")
+    parser.add_argument("-i", "--inventory", metavar="INVENTORY", help="another inventory (default: the rollout's)")
+    _approval_args(parser)
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    """`playbook fleet ...`, `playbook fleet resume DIR ...` and `playbook fleet report DIR ...`."""
+    argv = list(argv)
+    if argv and argv[0] == "resume":
+        return fleet_resume(build_resume_parser().parse_args(argv[1:]))
+    if argv and argv[0] == "report":
+        return report_main(argv[1:])
+    return fleet_run(build_parser().parse_args(argv))
