@@ -21,17 +21,19 @@ TYPEROOT := $(VENV)/typecheck
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	mkdir -p $(TYPEROOT) && ln -sfn $(CURDIR) $(TYPEROOT)/playbook
-	cd $(TYPEROOT) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p playbook.runtime -p playbook.compiler
+	cd $(TYPEROOT) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p playbook.runtime -p playbook.compiler -p playbook.fleet
 
 DEMO_DB := demo/state.db
 
-# The main job: an author checks and compiles the deployment example into one file; an operator
-# runs that file with the machine's own Python (no virtual environment), then looks at the run.
+# The main job: an author checks the deployment example, rehearses every path of it (its
+# scenarios, running nothing) and compiles it into one file; an operator runs that file with the
+# machine's own Python (no virtual environment), then looks at the run.
 demo: $(STAMP)
 	mkdir -p demo
 	$(BIN)/playbook validate examples/deploy.playbook.toml --var ENVIRONMENT=prod
 	$(BIN)/playbook plan examples/deploy.playbook.toml --var ENVIRONMENT=prod
-	$(BIN)/playbook compile examples/deploy.playbook.toml -o demo/deploy.pyz
+	$(BIN)/playbook test examples/deploy.playbook.toml --coverage --min-coverage 100
+	$(BIN)/playbook compile examples/deploy.playbook.toml --test -o demo/deploy.pyz
 	./demo/deploy.pyz run --var ENVIRONMENT=prod --auto-approve --state-path $(DEMO_DB) < /dev/null
 	./demo/deploy.pyz show --last --state-path $(DEMO_DB)
 	./demo/deploy.pyz report --last --html demo/report.html --state-path $(DEMO_DB)
