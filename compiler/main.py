@@ -2,8 +2,8 @@
 error handler.
 
 COMMANDS maps every command to where it is defined, imported only when the command runs:
-- "runtime": runtime/cli.py (run, resume, approve, approval request, show, info, set-status,
-  report), the same parser a bundle uses, with a loader that compiles the runbook file;
+- "runtime": runtime/cli.py (run, resume, follow, approve, approval request, show, info,
+  set-status, report), the same parser a bundle uses, with a loader that compiles the runbook file;
 - "author": compiler/cli.py (validate, plan, view-dag, compile, create, config, approval sign);
 - "fleet": fleet/cli.py; "rehearse": compiler/rehearse.py (`playbook test`).
 `playbook --help` and shell completion are made from the table. Every command's help has one
@@ -36,6 +36,7 @@ COMMANDS: dict[str, Command] = {
     "resume": Command("runtime", "run", "continue a failed, aborted or waiting run"),
     "approve": Command("runtime", "run", "record a decision on a waiting step's question"),
     "approval": Command("approval", "run", "request (on the host) and sign (on a workstation) an approval"),
+    "follow": Command("runtime", "run", "one look at a run started with --detach (what `fleet` uses)"),
     "show": Command("runtime", "records", "list runs, or show one run's steps, decisions and output"),
     "info": Command("runtime", "records", "database location and statistics; --plugins lists plugins"),
     "set-status": Command("runtime", "records", "correct the recorded status of a step (audited)"),

@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from playbook.runtime.errors import UsageError
 
@@ -25,20 +25,20 @@ CALLBACK_NAME = "playbook_fleet"
 
 # The `register:` name of each task result the playbook, the callback and the follower share.
 REGISTER = {
-    "remote": "playbook_remote",  # the bundle's directory on the host
     "confirm": "playbook_confirm",  # --confirm-batches: the answer
-    "job": "playbook_job",  # the run started in the background
-    "watch": "playbook_watch",  # a look at the run in progress
-    "run": "playbook_run",  # the run's result
-    "copy": "playbook_copy",  # the state database's consistent copy
+    "start": "playbook_started",  # the run started, detached (or, in check mode, its plan)
+    "look": "playbook_look",  # a look at the run; the last one has its end and state database
 }
+# The action plugins the playbook calls (templates/fleet/NAME.py, written to action_plugins/).
+ACTIONS = ("playbook_start", "playbook_follow")
 # cryptography's notices of the ciphers it will drop, which importing Ansible's SSH code raises
 # on every start: Python warnings (not Ansible's) that tell a fleet's operator nothing.
 QUIET = ",".join("ignore:%s" % prefix for prefix in (
     "DSA is deprecated", "TripleDES has been moved", "Blowfish has been deprecated", "CAST5 has been deprecated",
 ))
 # The results whose whole output the callback passes on (the others: status and message only).
-KEPT = (REGISTER["run"], REGISTER["watch"], REGISTER["copy"])
+KEPT = (REGISTER["start"], REGISTER["look"])
+DEFAULT_FORKS = 50  # every host of a batch of up to 50 is followed at once
 
 
 def ansible_playbook() -> str:
@@ -64,40 +64,37 @@ def _program(name: str) -> str:
     return shutil.which(name) or name
 
 
-def write_callback(out_dir: str) -> str:
-    """Write the stdout callback beside the playbook; returns its directory."""
+def write_plugins(out_dir: str) -> None:
+    """Write our plugins beside the playbook, where ansible-playbook finds them (as it finds a
+    user's plugins beside theirs): the stdout callback in callback_plugins/, the actions in
+    action_plugins/. Plugin paths from ansible.cfg or the environment stay as they are."""
     from importlib import resources
 
-    plugins = os.path.join(out_dir, "callback_plugins")
-    os.makedirs(plugins, exist_ok=True)
-    text = resources.files("playbook.templates").joinpath("fleet/callback.py").read_text(encoding="utf-8")
-    with open(os.path.join(plugins, CALLBACK_NAME + ".py"), "w", encoding="utf-8") as handle:
-        handle.write(text)
-    return plugins
+    for kind, names in (("callback_plugins", {CALLBACK_NAME: "callback.py"}),
+                        ("action_plugins", {name: name + ".py" for name in ACTIONS})):
+        directory = os.path.join(out_dir, kind)
+        os.makedirs(directory, exist_ok=True)
+        for name, source in names.items():
+            text = resources.files("playbook.templates").joinpath("fleet/" + source).read_text(encoding="utf-8")
+            with open(os.path.join(directory, name + ".py"), "w", encoding="utf-8") as handle:
+                handle.write(text)
 
 
 
-def run_ansible(playbook: str, inventory: str, limit: str | None, forks: int | None, extra_vars: str | None,
-                env_extra: Mapping[str, str], rollout: Rollout, records_log: str) -> int:
-    """Run ansible-playbook with our callback; feed its records to `rollout`; return its exit code."""
-    command = [ansible_playbook(), "-i", inventory, playbook]
-    if limit:
-        command += ["--limit", limit]
-    if forks:
-        command += ["--forks", str(forks)]
-    if extra_vars:
-        command += ["-e", "@" + extra_vars]
+def run_ansible(playbook: str, ansible_args: Sequence[str], env_extra: Mapping[str, str], rollout: Rollout,
+                records_log: str) -> int:
+    """Run ansible-playbook with our callback and `ansible_args` (inventories, --limit, --forks,
+    -e and the connection flags given); feed its records to `rollout`; return its exit code."""
+    command = [ansible_playbook(), *ansible_args, playbook]
     read_fd, write_fd = os.pipe()
     env = dict(os.environ)
     env.update(env_extra)
     env.update(
-        ANSIBLE_CALLBACK_PLUGINS=os.path.join(os.path.dirname(playbook), "callback_plugins"),
         ANSIBLE_STDOUT_CALLBACK=CALLBACK_NAME,
         PLAYBOOK_FLEET_RECORDS_FD=str(write_fd),
         ANSIBLE_RETRY_FILES_ENABLED="false",
         PYTHONWARNINGS=",".join(filter(None, [env.get("PYTHONWARNINGS"), QUIET])),
     )
-    env.setdefault("ANSIBLE_PYTHON_INTERPRETER", "auto_silent")
     try:
         proc = subprocess.Popen(command, env=env, pass_fds=(write_fd,))
     except OSError as exc:
@@ -134,15 +131,43 @@ def run_ansible(playbook: str, inventory: str, limit: str | None, forks: int | N
     return code
 
 
-def inventory_hostvars(inventory: str) -> dict[str, dict]:
-    """Every host of the inventory with its variables, as `ansible-inventory --list` gives them."""
-    done = subprocess.run([_program("ansible-inventory"), "-i", inventory, "--list"], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+def list_hosts(playbook: str, ansible_args: Sequence[str]) -> list[str]:
+    """The hosts the play targets (inventories, --limit), as `ansible-playbook --list-hosts`
+    gives them; UsageError with Ansible's own message when it cannot read them."""
+    env = dict(os.environ, PYTHONWARNINGS=",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), QUIET])))
+    done = subprocess.run([ansible_playbook(), *ansible_args, "--list-hosts", playbook], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise UsageError("ansible-inventory -i %s: %s" % (inventory, (done.stderr.strip().splitlines() or [""])[-1] or "exit %d" % done.returncode))
+        raise UsageError(ansible_message(done.stderr) or "ansible-playbook --list-hosts: exit %d" % done.returncode)
+    hosts: list[str] = []
+    listing = False
+    for line in done.stdout.splitlines():
+        if line.strip().startswith("hosts (") or line.strip().startswith("pattern:"):
+            listing = line.strip().startswith("hosts (")
+            continue
+        if listing and line.strip():
+            hosts.append(line.strip())
+    return hosts
+
+
+def ansible_message(stderr: str | None) -> str:
+    """Ansible's own error, on one line (ERROR! ... or [ERROR]: ...)."""
+    lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("ERROR!", "[ERROR]"))]
+    return " ".join((errors or lines[-1:] or [""])[0].split())
+
+
+def inventory_hostvars(inventory_args: Sequence[str]) -> dict[str, dict]:
+    """Every host of the inventories (`-i ...` and vault flags, or ansible.cfg's) with its
+    variables, as `ansible-inventory --list` gives them."""
+    done = subprocess.run([_program("ansible-inventory"), *inventory_args, "--list"], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UsageError("ansible-inventory: %s" % (ansible_message(done.stderr) or "exit %d" % done.returncode))
     try:
         listing = json.loads(done.stdout)
     except ValueError as exc:
-        raise UsageError("ansible-inventory -i %s printed no JSON: %s" % (inventory, exc)) from None
+        raise UsageError("ansible-inventory printed no JSON: %s" % exc) from None
     hostvars = (listing.get("_meta") or {}).get("hostvars") or {}
     hosts: dict[str, dict] = {}
 

@@ -79,7 +79,7 @@ def signed_nodes(manifest: Mapping[str, Any], plan: Any, given: Sequence[str], a
     return [n.id for n in plan.nodes if has_question(n) and has_policy(n) and (auto_approve or n.id in given)]
 
 
-def host_values(inventory: str, plan: Any, plain: Mapping[str, str], secret: Mapping[str, str]) -> dict[str, str]:
+def host_values(inventory_args: Sequence[str], plan: Any, plain: Mapping[str, str], secret: Mapping[str, str]) -> dict[str, str]:
     """{host: digest of the values its run will use} for every host of the inventory: the
     controller's values overlaid by the host's playbook_var_NAME, resolved as the host resolves
     them (types, defaults; secrets masked), as runtime/approvals.values_digest computes it."""
@@ -87,7 +87,7 @@ def host_values(inventory: str, plan: Any, plain: Mapping[str, str], secret: Map
     from playbook.runtime.session import masked_values
     from playbook.runtime.plan import Plan
 
-    hostvars = ansible.inventory_hostvars(inventory)
+    hostvars = ansible.inventory_hostvars(inventory_args)
     digests = {}
     for host, found in sorted(hostvars.items()):
         given = dict(plain)

@@ -24,11 +24,11 @@ from playbook.runtime.errors import (
 )
 from playbook.runtime.state import whoami
 
-from .ansible import INSTALL_HINT, ansible_playbook, run_ansible, write_callback
+from .ansible import DEFAULT_FORKS, INSTALL_HINT, ansible_playbook, list_hosts, run_ansible, write_plugins
 from .approvals import gather_approvals, signed_nodes, host_values, sign_rollout
 from .bundle import prepare_bundle, read_bundle
 from .follow import Rollout
-from .playbook import SECRET_ENV, parse_serial, playbook_text
+from .playbook import SECRET_ENV, parse_serial, playbook_text, remote_name
 from .report import report_main
 from .summary import FLEET_VERSION, RESUMABLE, UNFOLLOWED, _now, host_outcome, read_summary, summary_lines, write_summary
 
@@ -62,6 +62,63 @@ def _check_inventory(inventory: str) -> str:
     return os.path.abspath(inventory)
 
 
+def _inventories(given: Sequence[str]) -> list[str]:
+    """The -i values (each checked, repeatable, in order); none: ansible.cfg's `inventory`."""
+    return [_check_inventory(inventory) for inventory in given]
+
+
+# Ansible's own flags, passed to ansible-playbook as given: (flags, what argparse stores).
+PASSTHROUGH = (
+    (("-u", "--user"), dict(metavar="REMOTE_USER", help="connect as this user")),
+    (("--private-key", "--key-file"), dict(metavar="FILE", help="use this file to authenticate the connection")),
+    (("-k", "--ask-pass"), dict(action="store_true", help="ask for the connection password")),
+    (("-K", "--ask-become-pass"), dict(action="store_true", help="ask for the privilege escalation password")),
+    (("--become-user",), dict(metavar="USER", help="run the bundle as this user (with --become; default root)")),
+    (("--become-method",), dict(metavar="METHOD", help="privilege escalation method (sudo, su, ...)")),
+    (("-c", "--connection"), dict(metavar="CONNECTION", help="connection type (ssh, local, ...)")),
+    (("-T", "--timeout"), dict(metavar="SECONDS", help="connection timeout")),
+    (("--ssh-common-args",), dict(metavar="ARGS", help="extra arguments for sftp, scp and ssh")),
+    (("--ssh-extra-args",), dict(metavar="ARGS", help="extra arguments for ssh only")),
+    (("--vault-id",), dict(action="append", metavar="ID", help="the vault identity to use (repeatable)")),
+    (("--vault-password-file", "--vault-pass-file"), dict(action="append", metavar="FILE", help="vault password file (repeatable)")),
+    (("-J", "--ask-vault-password", "--ask-vault-pass"), dict(action="store_true", help="ask for the vault password")),
+)
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    """The Ansible flags given, as ansible-playbook takes them."""
+    words: list[str] = []
+    for flags, spec in PASSTHROUGH:
+        value = getattr(args, flags[-1].lstrip("-").replace("-", "_"))
+        if spec.get("action") == "store_true":
+            words += [flags[-1]] if value else []
+        elif spec.get("action") == "append":
+            for item in value or []:
+                words += [flags[-1], item]
+        elif value is not None:
+            words += [flags[-1], value]
+    return words + (["-" + "v" * args.verbose] if args.verbose else [])
+
+
+def _vault_args(args: argparse.Namespace) -> list[str]:
+    words = _passthrough(args)
+    keep = {"--vault-id", "--vault-password-file", "--ask-vault-pass"}
+    return [w for i, w in enumerate(words) if w in keep or (i and words[i - 1] in keep - {"--ask-vault-pass"})]
+
+
+def _ansible_args(args: argparse.Namespace, inventories: Sequence[str], limit: str | None, forks: int | None,
+                  extra_vars: Sequence[str] = ()) -> list[str]:
+    words: list[str] = []
+    for inventory in inventories:
+        words += ["-i", inventory]
+    if limit:
+        words += ["--limit", limit]
+    words += ["--forks", str(forks or DEFAULT_FORKS)]
+    for extra in list(getattr(args, "extra_vars", None) or []) + list(extra_vars):
+        words += ["-e", extra]
+    return words + _passthrough(args)
+
+
 def _default_out(source: str) -> str:
     stem = os.path.basename(source).split(".")[0] or "fleet"
     return "fleet-%s-%s" % (stem, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
@@ -71,21 +128,28 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
-def _rollout(out_dir: str, summary: dict, inventory: str, limit: str | None, forks: int | None,
-             extra_vars: str | None, secrets: Mapping[str, str], previous: Mapping[str, dict] | None = None) -> int:
+def _rollout(out_dir: str, summary: dict, ansible_args: Sequence[str], secrets: Mapping[str, str],
+             previous: Mapping[str, dict] | None = None, check: bool = False) -> int:
     rollout = Rollout()
     env = {SECRET_ENV + name: value for name, value in secrets.items()}
     os.makedirs(os.path.join(out_dir, "hosts"), exist_ok=True)
-    code = run_ansible(os.path.join(out_dir, "fleet.yml"), inventory, limit, forks, extra_vars, env, rollout,
+    code = run_ansible(os.path.join(out_dir, "fleet.yml"), list(ansible_args) + (["--check"] if check else []), env, rollout,
                        os.path.join(out_dir, "records.jsonl"))
+    if check:
+        failed = [h for h in rollout.hosts if any(r.get("status") in ("failed", "unreachable") for r in rollout.results.get(h, []))]
+        rollout.say("check: %d host%s planned, nothing was run%s" % (
+            len(rollout.hosts) - len(failed), "" if len(rollout.hosts) - len(failed) == 1 else "s",
+            "; no plan from: %s" % ", ".join(failed) if failed else ""))
+        return EXIT_FAILED if failed or code else EXIT_OK
     hosts = [host_outcome(h, rollout.results.get(h, []), out_dir) for h in rollout.hosts]
+    _refuse_vault_trouble(hosts)
     if previous is not None:  # a resume: the hosts not resumed keep their entries
         fresh = {h["host"]: h for h in hosts}
         hosts = [fresh.get(name, entry) for name, entry in previous.items()] + [h for h in hosts if h["host"] not in previous]
     elif not hosts and rollout.interrupted:
         raise KeyboardInterrupt
     elif not hosts and code == 0:
-        raise UsageError("no host of %s matches%s" % (inventory, " --limit %s" % limit if limit else ""))
+        raise UsageError("no host of the inventory matches%s" % (" --limit %s" % summary["limit"] if summary.get("limit") else ""))
     elif not hosts:
         raise UsageError("ansible-playbook ended with exit %d before any host ran (its message is above)" % code)
     summary["hosts"] = hosts
@@ -107,14 +171,73 @@ def _rollout(out_dir: str, summary: dict, inventory: str, limit: str | None, for
     return int(summary["exit_code"])
 
 
-def fleet_run(args: argparse.Namespace) -> int:
-    ansible_playbook()  # before anything is built or copied
-    inventory = _check_inventory(args.inventory)
-    serial = parse_serial(args.serial)
-    if args.max_fail_percentage is not None and not 0 <= args.max_fail_percentage <= 100:
+def _checked_numbers(args: argparse.Namespace) -> None:
+    if getattr(args, "max_fail_percentage", None) is not None and not 0 <= args.max_fail_percentage <= 100:
         raise UsageError("--max-fail-percentage %d: give 0 to 100" % args.max_fail_percentage)
     if args.forks is not None and args.forks < 1:
         raise UsageError("--forks %d: give 1 or more" % args.forks)
+
+
+def batches(hosts: Sequence[str], serial: Sequence[Any] | None) -> list[list[str]]:
+    """The batches Ansible makes of `hosts` with `serial` (numbers or percentages; the last
+    size repeats; a percentage of the hosts, at least 1)."""
+    if not serial:
+        return [list(hosts)] if hosts else []
+    sizes = [max(1, len(hosts) * int(item[:-1]) // 100) if isinstance(item, str) else int(item) for item in serial]
+    result, at, index = [], 0, 0
+    while at < len(hosts):
+        size = sizes[min(index, len(sizes) - 1)]
+        result.append(list(hosts[at:at + size]))
+        at += size
+        index += 1
+    return result
+
+
+def fleet_list_hosts(args: argparse.Namespace, inventories: Sequence[str], serial: list[Any] | None) -> int:
+    """--list-hosts: the hosts the rollout would start, batch by batch (nothing is built or run)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="playbook-fleet-") as scratch:
+        play = os.path.join(scratch, "hosts.yml")
+        with open(play, "w", encoding="utf-8") as handle:
+            handle.write("- hosts: all\n  gather_facts: false\n  tasks: []\n")
+        hosts = list_hosts(play, _ansible_args(args, inventories, args.limit, args.forks))
+    if not hosts:
+        raise UsageError("no host of the inventory matches%s" % (" --limit %s" % args.limit if args.limit else ""))
+    groups = batches(hosts, serial)
+    for number, batch in enumerate(groups, 1):
+        print("batch %d (%d host%s): %s" % (number, len(batch), "" if len(batch) == 1 else "s", ", ".join(batch)))
+    forks = args.forks or DEFAULT_FORKS
+    widest = max(len(b) for b in groups)
+    print("%d host%s in %d batch%s; --forks %d%s" % (
+        len(hosts), "" if len(hosts) == 1 else "s", len(groups), "" if len(groups) == 1 else "es", forks,
+        "" if forks >= widest else ": a batch has more hosts than forks, so hosts beyond %d are followed when a fork is free "
+        "(every host of a batch is started first)" % forks))
+    return EXIT_OK
+
+
+VAULT_TROUBLE = ("vault secrets", "Decryption failed", "vault password", "undecryptable")
+
+
+def _refuse_vault_trouble(hosts: Sequence[Mapping[str, Any]]) -> None:
+    """No run started because Ansible could not decrypt a vaulted variable: invalid input
+    (exit 2) in Ansible's own words, and no summary (the same command with the password may
+    follow)."""
+    if not hosts or any(h["status"] != "failed" or h.get("run_id") is not None for h in hosts):
+        return
+    vault = [h for h in hosts if any(word in (h.get("reason") or "") for word in VAULT_TROUBLE)]
+    if len(vault) == len(hosts):
+        message = (vault[0]["reason"] or "").split(": ", 1)[-1]
+        raise UsageError("%s (give --vault-password-file, --vault-id or --ask-vault-pass); no host was started" % message)
+
+
+def fleet_run(args: argparse.Namespace) -> int:
+    ansible_playbook()  # before anything is built or copied
+    inventories = _inventories(args.inventory)
+    serial = parse_serial(args.serial)
+    _checked_numbers(args)
+    if args.list_hosts:
+        return fleet_list_hosts(args, inventories, serial)
     if args.confirm_batches and not sys.stdin.isatty():
         raise UsageError("--confirm-batches asks on the controller's terminal, and there is none")
     out_dir = os.path.abspath(args.out or _default_out(args.source))
@@ -123,43 +246,55 @@ def fleet_run(args: argparse.Namespace) -> int:
     bundle = prepare_bundle(args.source, os.path.join(out_dir, "files"), args.allowed_signers)
     manifest, plan = read_bundle(bundle)
     plain, secret = _controller_values(args.var, args.vars_file, plan, args.vars_env)
-    approve = gather_approvals(plan, args.approve, args.auto_approve, ask=_interactive())
+    approve = [] if args.check else gather_approvals(plan, args.approve, args.auto_approve, ask=_interactive())
     rollout_uid = secrets_mod.token_hex(16)
-    signed, approve, auto = _signed_approvals(args, out_dir, manifest, plan, inventory, plain, secret, approve, rollout_uid)
+    inventory_args = [w for i in inventories for w in ("-i", i)] + _vault_args(args)
+    signed, approve, auto = ({}, approve, False) if args.check else _signed_approvals(
+        args, out_dir, manifest, plan, inventory_args, plain, secret, approve, rollout_uid)
     text = playbook_text(plan.title or os.path.basename(bundle), os.path.basename(bundle), plain, secret, approve,
-                         auto, rollout_uid, serial, args.max_fail_percentage, args.become, args.confirm_batches, signed)
+                         auto, rollout_uid, serial, args.max_fail_percentage, args.become, args.confirm_batches, signed,
+                         remote=remote_name(bundle))
     with open(os.path.join(out_dir, "fleet.yml"), "w", encoding="utf-8") as handle:
         handle.write(text)
-    write_callback(out_dir)
+    write_plugins(out_dir)
+    ansible_args = _ansible_args(args, inventories, args.limit, args.forks)
+    if args.check:
+        return _rollout(out_dir, {}, ansible_args, secret, check=True)
     summary = {
         "fleet_version": FLEET_VERSION,
         "runbook": {"title": plan.title, "source": (plan.source or {}).get("name"), "sha256": (plan.source or {}).get("sha256")},
         "bundle": os.path.join("files", os.path.basename(bundle)),
-        "inventory": inventory,
+        "inventory": inventories,
         "limit": args.limit,
         "forks": args.forks,
+        "extra_vars": list(args.extra_vars or []),
         "approvals": {"approve": approve, "auto_approve": auto, "signed": sorted(signed), "given_by": whoami()},
         "rollout": rollout_uid,
         "started_at": _now(),
         "resumes": [],
     }
-    return _rollout(out_dir, summary, inventory, args.limit, args.forks, None, secret)
+    return _rollout(out_dir, summary, ansible_args, secret)
 
 
 def fleet_resume(args: argparse.Namespace) -> int:
     ansible_playbook()
     out_dir = os.path.abspath(args.dir)
     summary = read_summary(out_dir)
+    _checked_numbers(args)
     if args.source and not args.replan:
         raise UsageError("a new runbook or bundle needs --replan (succeeded steps keep their results, changed ones run)")
     bundle = os.path.join(out_dir, summary["bundle"])
     if args.source:
         bundle = prepare_bundle(args.source, os.path.join(out_dir, "files"), args.allowed_signers)
     _, plan = read_bundle(bundle)
-    todo = {h["host"]: h["run_id"] for h in summary["hosts"] if h["status"] in RESUMABLE and h.get("run_id") is not None}
+    # a run the controller stopped following is followed again (it may have ended meanwhile);
+    # one that failed, aborted or waits is resumed
+    follow = {h["host"]: h["job"] for h in summary["hosts"] if h.get("reason") == UNFOLLOWED and h.get("job") and not args.source}
+    todo = {h["host"]: h["run_id"] for h in summary["hosts"]
+            if h["status"] in RESUMABLE and h.get("run_id") is not None and h["host"] not in follow}
     unstarted = [h["host"] for h in summary["hosts"] if h["status"] == "not started"]
     fresh = unstarted if args.remaining else []
-    if not todo and not fresh:
+    if not todo and not fresh and not follow:
         print("nothing to resume in %s: no host's run failed, aborted or waited" % out_dir)
         if unstarted:
             print("%d host%s never started: %s; start them with: playbook fleet resume %s --remaining"
@@ -168,14 +303,17 @@ def fleet_resume(args: argparse.Namespace) -> int:
     plain, secret = _controller_values(args.var, args.vars_file, plan, args.vars_env)
     approve = gather_approvals(plan, args.approve, args.auto_approve, ask=_interactive())
     manifest, _ = read_bundle(bundle)
-    inventory = _check_inventory(args.inventory or summary["inventory"])
+    inventories = _inventories(args.inventory) if args.inventory else _stored_inventories(summary)
     rollout_uid = summary.get("rollout") or ""
-    signed, approve, auto = _signed_approvals(args, out_dir, manifest, plan, inventory, plain, secret, approve, rollout_uid)
+    inventory_args = [w for i in inventories for w in ("-i", i)] + _vault_args(args)
+    signed, approve, auto = _signed_approvals(args, out_dir, manifest, plan, inventory_args, plain, secret, approve, rollout_uid)
     extra = {
         "playbook_mode": "resume",
         "playbook_resume_runs": todo,
+        "playbook_follow_jobs": follow,
         "playbook_replan": bool(args.replan),
         "playbook_bundle": os.path.basename(bundle),
+        "playbook_bundle_name": remote_name(bundle),
         "playbook_approve": approve,
         "playbook_auto_approve": auto,
         "playbook_signed_approvals": signed,
@@ -184,23 +322,31 @@ def fleet_resume(args: argparse.Namespace) -> int:
     with open(extra_path, "w", encoding="utf-8") as handle:
         json.dump(extra, handle, indent=2, sort_keys=True)
     summary["bundle"] = os.path.relpath(bundle, out_dir)
-    summary["resumes"] = list(summary.get("resumes") or []) + [{"at": _now(), "hosts": sorted(todo), "started": fresh,
-                                                                 "replan": bool(args.replan),
+    summary["resumes"] = list(summary.get("resumes") or []) + [{"at": _now(), "hosts": sorted(todo), "followed": sorted(follow),
+                                                                 "started": fresh, "replan": bool(args.replan),
                                                                  "approve": approve, "auto_approve": auto, "signed": sorted(signed),
                                                                  "given_by": whoami()}]
     previous = {h["host"]: h for h in summary["hosts"]}
+    if follow:
+        print("following again %d run%s the controller left going: %s" % (len(follow), "" if len(follow) == 1 else "s", ", ".join(sorted(follow))))
     if todo:
         print("resuming %d host%s: %s" % (len(todo), "" if len(todo) == 1 else "s", ", ".join(sorted(todo))))
     if fresh:
         print("starting %d host%s never started: %s" % (len(fresh), "" if len(fresh) == 1 else "s", ", ".join(fresh)))
     elif unstarted:
         print("not started, left alone (add --remaining to start them): %s" % ", ".join(unstarted))
-    hosts = sorted(todo) + fresh
-    return _rollout(out_dir, summary, inventory, ",".join(hosts), args.forks or summary.get("forks"), extra_path, secret,
-                    previous=previous)
+    hosts = sorted(follow) + sorted(todo) + fresh
+    extra_vars = list(summary.get("extra_vars") or []) + ["@" + extra_path]
+    ansible_args = _ansible_args(args, inventories, ",".join(hosts), args.forks or summary.get("forks"), extra_vars)
+    return _rollout(out_dir, summary, ansible_args, secret, previous=previous)
 
 
-def _signed_approvals(args: argparse.Namespace, out_dir: str, manifest: Mapping[str, Any], plan: Any, inventory: str,
+def _stored_inventories(summary: Mapping[str, Any]) -> list[str]:
+    stored = summary.get("inventory")
+    return [stored] if isinstance(stored, str) else list(stored or [])
+
+
+def _signed_approvals(args: argparse.Namespace, out_dir: str, manifest: Mapping[str, Any], plan: Any, inventory_args: Sequence[str],
                       plain: Mapping[str, str], secret: Mapping[str, str], approve: Sequence[str],
                       rollout_uid: str) -> tuple[dict[str, str], list[str], bool]:
     """(signed approvals {node: document}, the --approve flags left for the hosts, --auto-approve
@@ -214,7 +360,7 @@ def _signed_approvals(args: argparse.Namespace, out_dir: str, manifest: Mapping[
             raise UsageError("--approval-key signs the approvals a bundle compiled with --approval-signers needs for steps "
                              "with approvers or approvals; none of the approvals given here is one")
         return {}, list(approve), bool(args.auto_approve)
-    digests = host_values(inventory, plan, plain, secret)
+    digests = host_values(inventory_args, plan, plain, secret)
     signed = sign_rollout(out_dir, rollout_uid, nodes, plan.digest(), digests, args.approval_key, args.principal, args.valid_for)
     if args.auto_approve:
         flags = [n.id for n in plan.nodes if has_question(n) and n.id not in nodes]
@@ -247,8 +393,21 @@ def _approval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--principal", metavar="NAME", help="with --approval-key: your principal in the allowed signers (default: your user name)")
     parser.add_argument("--valid-for", default="2h", metavar="DURATION", help="with --approval-key: how long the approvals stay valid (default 2h, at most 7d)")
     options.add_variable_args(parser, interactive=False)
-    parser.add_argument("--forks", type=int, metavar="N", help="hosts Ansible works on at once (default 5)")
+    parser.add_argument("--forks", type=int, metavar="N",
+                        help="hosts followed at once (default %d; every host of a batch is started first)" % DEFAULT_FORKS)
     parser.add_argument("--allowed-signers", metavar="FILE", help="verify the bundle's signature against this allowed-signers file first")
+    _ansible_flags(parser)
+
+
+def _ansible_flags(parser: argparse.ArgumentParser) -> None:
+    """Ansible's flags, meaning what they mean to ansible-playbook."""
+    group = parser.add_argument_group("Ansible's flags (passed to ansible-playbook)")
+    group.add_argument("-e", "--extra-vars", action="append", default=[], metavar="VARS",
+                       help="extra variables, key=value, JSON or @FILE (repeatable); -e playbook_var_NAME=VALUE gives "
+                       "a runbook variable to every host")
+    for flags, spec in PASSTHROUGH:
+        group.add_argument(*flags, dest=flags[-1].lstrip("-").replace("-", "_"), **spec)  # type: ignore[arg-type]
+    group.add_argument("-v", "--verbose", action="count", default=0, help="Ansible's verbosity (-vvv: connection detail)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,11 +421,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Continue later:  playbook fleet resume DIR [NEW_RUNBOOK_OR_BUNDLE --replan]\n"
         "Its report:      playbook fleet report DIR --html" % INSTALL_HINT,
         ["playbook fleet deploy.pyz -i hosts.ini --serial 1,25% --max-fail-percentage 0 --var ENVIRONMENT=prod --out rollout",
+         "playbook fleet deploy.pyz -i hosts.ini --serial 1,25% --list-hosts",
+         "playbook fleet deploy.pyz -i hosts.ini -u deploy --become -K --vault-password-file ~/.vault --check",
          "playbook fleet report rollout --html"],
         FLEET_CODES, FLEET_EXIT_MEANINGS,
     )
     parser.add_argument("source", metavar="RUNBOOK_OR_BUNDLE", help="a runbook (compiled first) or a bundle (used as it is)")
-    parser.add_argument("-i", "--inventory", required=True, metavar="INVENTORY", help="Ansible inventory (file, directory or host,list,)")
+    parser.add_argument("-i", "--inventory", action="append", default=[], metavar="INVENTORY",
+                        help="Ansible inventory: file, directory or host,list, (repeatable; default: ansible.cfg's inventory)")
+    parser.add_argument("--list-hosts", action="store_true", help="list the hosts batch by batch, and do nothing else")
+    parser.add_argument("--check", action="store_true",
+                        help="run `plan` on each host with its variables, and change nothing there (no run, no state)")
     parser.add_argument("--limit", metavar="PATTERN", help="only these hosts (Ansible's host pattern)")
     parser.add_argument("--serial", metavar="N|N%|LIST", help="batch sizes: 1, 25%% or 1,10,100%% (the first batch is the canary)")
     parser.add_argument("--max-fail-percentage", type=int, metavar="P", help="stop when more than P%% of a batch failed (0: the first failure)")
@@ -293,7 +458,8 @@ def build_resume_parser() -> argparse.ArgumentParser:
     parser.add_argument("--replan", action="store_true", help="continue with the new bundle's plan")
     parser.add_argument("--remaining", action="store_true",
                         help="also start the hosts that were never started (stopped by --max-fail-percentage or Ctrl-C)")
-    parser.add_argument("-i", "--inventory", metavar="INVENTORY", help="another inventory (default: the rollout's)")
+    parser.add_argument("-i", "--inventory", action="append", default=[], metavar="INVENTORY",
+                        help="another inventory (repeatable; default: the rollout's)")
     _approval_args(parser)
     return parser
 

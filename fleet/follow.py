@@ -1,19 +1,17 @@
 """What the controller prints while the hosts run: the callback's records (one per task result,
 and one per look at a run in progress) turned into a line per host event.
+
+A look (templates/fleet/playbook_follow.py) carries the step events after the previous look's
+offset, so each line is printed once, in the order of the host's run.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .ansible import REGISTER
-
-
-# The events `playbook fleet` prints a line for (or needs: run_started has the run id).
-LIVE_EVENTS = ("run_started", "node_finished", "node_skipped", "run_finished")
-WATCH_WINDOW = 200  # at most this many of the latest live events per look (a long run's file is not sent again and again)
 
 
 class Rollout:
@@ -24,7 +22,6 @@ class Rollout:
         self.results: dict[str, list[dict]] = {}
         self.out = out or sys.stdout
         self.batches = 0
-        self.shown: dict[str, int] = {}  # host -> lines of its run already printed
         self.interrupted = False  # Ctrl-C on the controller
 
     def _host(self, host: str) -> list[dict]:
@@ -49,35 +46,36 @@ class Rollout:
         host = record["host"]
         self._host(host).append(record)
         register, status = record.get("register"), record.get("status")
-        if register == REGISTER["watch"] and status in ("ok", "retry"):
-            lines = self._followed(host, *watch_view(record.get("stdout")))
-        elif register == REGISTER["run"] and status == "ok":
-            events = [e for e in run_events(record.get("stdout")) if e["event"] in LIVE_EVENTS]
-            lines = self._followed(host, len(events), None, events)
-            if not any(e["event"] == "run_finished" for e in events):
-                why = _first_line(record.get("stderr")) or _first_line(record.get("msg")) or "no output"
-                lines.append("the bundle did not run (exit %s): %s" % (record.get("rc"), why))
+        if register == REGISTER["look"] and status in ("ok", "retry", "failed") and "offset" in record:
+            lines = look_lines(record)
+        elif register == REGISTER["start"] and status == "ok" and record.get("plan") is not None:
+            lines = ["plan (check mode, nothing was run):"] + ["  " + line for line in str(record["plan"]).splitlines()]
         else:
             lines = live_lines(record)
         for line in lines:
             self.say("%s  %s" % (host, line))
 
-    def _followed(self, host: str, total: int, first: dict | None, window: list[dict]) -> list[str]:
-        """The lines of a host's live events not printed yet; `window` holds the last of its
-        `total` live events so far (a look at the run may leave out older ones: then one line
-        says how many)."""
-        shown, start = self.shown.get(host, 0), total - len(window)
-        lines = []
-        if start > shown:
-            lines.append("… %d step event%s not shown here (the report has them)" % (start - shown, "" if start - shown == 1 else "s"))
-            shown = start
-        lines += event_lines(window[shown - start:])
-        self.shown[host] = max(shown, total)
-        return lines
-
     def say(self, line: str) -> None:
         self.out.write(line + "\n")
         self.out.flush()
+
+
+def look_lines(record: Mapping[str, Any]) -> list[str]:
+    """The lines of one look at a host's run: its new step events (a count of those a look left
+    out, if any) and, at the end, what became of the run and its state database."""
+    lines = []
+    skipped = int(record.get("skipped") or 0)
+    if skipped:
+        lines.append("… %d step event%s not shown here (the report has them)" % (skipped, "" if skipped == 1 else "s"))
+    events = [e for e in record.get("events") or [] if isinstance(e, dict)]
+    lines += event_lines(events)
+    if record.get("done"):
+        if record.get("exit_code") not in (0, None) and not any(e.get("event") == "run_finished" for e in events):
+            lines.append("the bundle did not run (exit %s): %s" % (record.get("exit_code"), _first_line(record.get("output")) or "no output"))
+        elif record.get("exit_code") is None and record.get("msg"):
+            lines.append(_first_line(record.get("msg")))
+        lines.append("state database fetched" if record.get("fetched") else "no state database came back from the host")
+    return lines
 
 
 def run_events(stdout: str | None) -> list[dict]:
@@ -116,25 +114,13 @@ def event_lines(events: Sequence[dict]) -> list[str]:
     return lines
 
 
-def watch_view(stdout: str | None) -> tuple[int, dict | None, list[dict]]:
-    """What one look at a run in progress (WATCH_SCRIPT) printed: the number of live events so
-    far, the run's run_started event, and the latest live events."""
-    lines = (stdout or "").splitlines()
-    if len(lines) < 3 or not lines[0].isdigit() or "" not in lines[2:]:  # not the script's output: nothing seen
-        return 0, None, []
-    first = run_events(lines[1])
-    return int(lines[0]), (first[0] if first else None), run_events("\n".join(lines[2:lines.index("", 2)]))
-
-
 def live_lines(record: dict) -> list[str]:
-    """The lines a task result other than the run's gives: problems, the fetch."""
-    status, register = record.get("status"), record.get("register")
+    """The lines a task result other than a look gives: problems."""
+    status = record.get("status")
     if status == "unreachable":
         return ["unreachable: %s" % _first_line(record.get("msg"))]
-    if status == "failed" and record.get("task") != "The run's result":
+    if status == "failed":
         return ["%s failed: %s" % (record.get("task"), _first_line(record.get("msg")))]
-    if register == REGISTER["copy"] and status == "ok":
-        return ["state database fetched" if (record.get("stdout") or "").strip() == "copied" else "no state database on the host"]
     return []
 
 

@@ -2,8 +2,8 @@
 templates/fleet/fleet.yml.j2. Our placeholders there are `<< value >>` and `<% block %>`; every
 `{{ }}` is Ansible's and stays as it is. Values given on the controller go in as YAML that
 Ansible never templates (`!unsafe`); secrets never go in (each host reads them from the
-controller's environment). The watch script, the state-copy script and the variables file are
-files under templates/fleet/ too.
+controller's environment). The variables file is a template under templates/fleet/ too; the
+action plugins the playbook calls (playbook_start, playbook_follow) are written beside it.
 """
 
 from __future__ import annotations
@@ -15,28 +15,38 @@ from typing import Any, Iterable, Mapping, Sequence
 from playbook.runtime.errors import UsageError
 
 from .ansible import REGISTER
-from .follow import LIVE_EVENTS, WATCH_WINDOW
 
 
 SECRET_ENV = "PLAYBOOK_FLEET_SECRET_"
 DEFAULT_REMOTE_DIR = "~/.cache/playbook"
 DEFAULT_STATE_PATH = "~/.config/playbook/run.db"
-DEFAULT_RUN_TIMEOUT = 7 * 24 * 3600  # seconds; a run still going then is stopped by Ansible's async wrapper
-DEFAULT_POLL_INTERVAL = 2  # seconds between two looks at a host's events file
+DEFAULT_HOLD = 20  # seconds a look at a quiet run waits on the host for news before it answers
 
-# The bundle's command line on a host (an Ansible expression: run, or resume its run).
+# The bundle's command line on a host (an Ansible expression: run, or resume its run); the
+# start action adds --vars-file, --approval and --detach.
 ARGV = (
-    "{{ [playbook_remote_bundle, playbook_host_mode]"
+    "{{ [playbook_host_mode]"
     " + ([playbook_resume_runs[inventory_hostname] | string] if playbook_host_mode == 'resume' else [])"
-    " + ['--json', '--no-interactive-vars', '--state-path', playbook_host_state, '--vars-file', playbook_host_vars_file]"
+    " + ['--no-interactive-vars', '--state-path', playbook_host_state]"
     " + (['--replan'] if playbook_replan else [])"
     " + (playbook_approve | map('regex_replace', '^', '--approve=') | list)"
     " + (['--auto-approve'] if playbook_auto_approve else [])"
-    " + (['--rollout', playbook_rollout, inventory_hostname] if playbook_host_mode == 'run' else [])"
-    " + (playbook_signed_approvals | dict2items | map(attribute='key') | sort"
-    " | map('regex_replace', '^', '--approval=' ~ %(remote)s.path ~ '/' ~ inventory_hostname ~ '.approval-')"
-    " | map('regex_replace', '$', '.json') | list) }}"
-) % REGISTER
+    " + (['--rollout', playbook_rollout, inventory_hostname] if playbook_host_mode == 'run' else []) }}"
+)
+
+
+def remote_name(bundle: str) -> str:
+    """The bundle's name on the hosts: NAME-<first 12 hex digits of its SHA-256>.pyz."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256()
+    with open(bundle, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    stem = os.path.basename(bundle)
+    stem = stem[:-4] if stem.endswith(".pyz") else stem
+    return "%s-%s.pyz" % (stem, digest.hexdigest()[:12])
 
 
 def template(name: str) -> str:
@@ -56,14 +66,6 @@ def _render(name: str, **values: Any) -> str:
         autoescape=False,
     )
     return env.from_string(template(name)).render(**values)
-
-
-def watch_script() -> str:
-    """Follows a run started in the background (an `sh -c` script: the events file, the job's
-    record). Prints the number of live events so far, the first run_started event, the last
-    WATCH_WINDOW live events, a blank line, then whether the job has ended (Ansible's job record
-    says "finished": false/0 until the command has ended)."""
-    return _render("watch.sh", window=WATCH_WINDOW, events="|".join(LIVE_EVENTS)).rstrip("\n")
 
 
 def parse_serial(text: str | None) -> list[Any] | None:
@@ -102,10 +104,12 @@ def _block(text: str, indent: int) -> str:
 
 
 
-def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secrets: Iterable[str],
+def playbook_text(title: str, bundle: str, values: Mapping[str, str], secrets: Iterable[str],
                   approve: Sequence[str], auto_approve: bool, rollout: str, serial: list[Any] | None,
-                  max_fail: int | None, become: bool, confirm_batches: bool, signed: Mapping[str, str] | None = None) -> str:
-    """The text of DIR/fleet.yml."""
+                  max_fail: int | None, become: bool, confirm_batches: bool, signed: Mapping[str, str] | None = None,
+                  remote: str | None = None) -> str:
+    """The text of DIR/fleet.yml; `bundle` is the bundle's name in files/, `remote` its
+    content-addressed name on the hosts (remote_name)."""
     secret_map = "{%s}" % ", ".join(
         "%s: %s" % (_y(name), _y("{{ lookup('ansible.builtin.env', '%s%s') }}" % (SECRET_ENV, name))) for name in sorted(secrets)
     )
@@ -117,7 +121,8 @@ def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secre
         max_fail=max_fail,
         become=become,
         confirm_batches=confirm_batches,
-        bundle=_y(bundle_name),
+        bundle=_y(bundle),
+        bundle_name=_y(remote or bundle),
         fleet_vars=_unsafe(values),
         secrets=secret_map,
         approve=_y(list(approve)),
@@ -126,12 +131,8 @@ def playbook_text(title: str, bundle_name: str, values: Mapping[str, str], secre
         rollout=_y(rollout),
         remote_dir=DEFAULT_REMOTE_DIR,
         state_path=DEFAULT_STATE_PATH,
-        run_timeout=DEFAULT_RUN_TIMEOUT,
-        poll_interval=DEFAULT_POLL_INTERVAL,
+        hold=DEFAULT_HOLD,
         argv=_y(ARGV),
-        copy_script=_block(template("state_copy.py"), 6).rstrip("\n"),
-        vars_file=_block(template("vars.toml.j2"), 14).rstrip("\n"),
-        watch=_y(watch_script()),
-        until=_y("%(watch)s.rc != 0 or (%(watch)s.stdout_lines | last | default('')) == 'playbook-job: done'" % REGISTER),
+        vars_file=_block(template("vars.toml.j2"), 10).rstrip("\n"),
         reg=SimpleNamespace(**REGISTER),  # << reg.run >> (a dict's own methods would shadow keys like "copy")
     )

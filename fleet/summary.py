@@ -23,7 +23,7 @@ from playbook.runtime.errors import (
 from playbook.runtime.session import ALREADY_SUCCEEDED
 
 from .ansible import REGISTER
-from .follow import _first_line, run_events, watch_view
+from .follow import _first_line
 
 
 FLEET_VERSION = 1
@@ -44,60 +44,66 @@ _STATUS_BY_EXIT: dict[int | None, str] = {
 def host_outcome(host: str, results: Sequence[dict], out_dir: str) -> dict:
     """One host's entry of summary.json from its task results."""
     entry: dict[str, Any] = {"host": host, "status": "not started", "exit_code": None, "run_id": None, "reason": None}
-    run = next((r for r in reversed(results) if r.get("register") == REGISTER["run"] and r.get("status") == "ok"), None)
-    started = any(r.get("register") == REGISTER["job"] and r.get("status") == "ok" for r in results)
-    if run is not None:
-        entry.update(_run_outcome(run))
-    elif started:
-        entry.update(_unfollowed_outcome(results))
+    looks = [r for r in results if r.get("register") == REGISTER["look"] and "offset" in r]
+    last = looks[-1] if looks else None
+    start = next((r for r in reversed(results) if r.get("register") == REGISTER["start"] and r.get("status") == "ok"), None)
+    if last is not None and last.get("done"):
+        entry.update(_run_outcome(looks))
+    elif start is not None or looks:
+        entry.update(_unfollowed_outcome(start, looks))
     else:
         entry.update(_trouble_outcome(results))
-    entry["database"] = _fetched_database(host, results, out_dir)
+    database = os.path.join("hosts", host + ".db")
+    fetched = last is not None and last.get("done") and last.get("fetched")
+    entry["database"] = database if fetched and os.path.isfile(os.path.join(out_dir, database)) else None
     return entry
 
 
-def _run_outcome(run: Mapping[str, Any]) -> dict:
-    """Status, exit code, run id and reason of a host whose `playbook run` task completed."""
-    events = run_events(run.get("stdout"))
-    finished = next((e for e in reversed(events) if e["event"] == "run_finished"), None)
-    started = next((e for e in events if e["event"] == "run_started"), None)
-    rc = run.get("rc")
+def _events(looks: Sequence[Mapping[str, Any]]) -> list[dict]:
+    return [e for look in looks for e in look.get("events") or [] if isinstance(e, dict)]
+
+
+def _run_outcome(looks: Sequence[Mapping[str, Any]]) -> dict:
+    """Status, exit code, run id and reason of a host whose run was followed to its end."""
+    last = looks[-1]
+    events = _events(looks)
+    finished = next((e for e in reversed(events) if e.get("event") == "run_finished"), None)
+    rc = last.get("exit_code")
     if finished is not None and finished.get("status") in RUN_STATUSES:
         status = finished["status"]
-    elif rc == EXIT_INVALID and ALREADY_SUCCEEDED in (run.get("stderr") or ""):
+    elif rc == EXIT_INVALID and ALREADY_SUCCEEDED in (last.get("output") or ""):
         # a resume of a run that ended well in the background after the controller stopped following it
         return {"status": "succeeded", "exit_code": EXIT_OK, "run_id": None, "reason": None}
     else:
         status = _STATUS_BY_EXIT.get(rc, "failed")
-    reason = (finished or {}).get("reason") or (None if rc == 0 else _first_line(run.get("stderr")) or None)
-    return {"status": status, "exit_code": rc, "run_id": (finished or started or {}).get("run_id"), "reason": reason}
+    reason = (finished or {}).get("reason") or (None if rc == 0 else _first_line(last.get("output")) or _first_line(last.get("msg")) or None)
+    run_id = (finished or {}).get("run_id") or last.get("run_id")
+    return {"status": status, "exit_code": rc, "run_id": run_id, "reason": reason}
 
 
 UNFOLLOWED = "the controller stopped following this run; it goes on on the host (`playbook fleet resume` picks it up)"
 
 
-def _unfollowed_outcome(results: Sequence[dict]) -> dict:
+def _unfollowed_outcome(start: Mapping[str, Any] | None, looks: Sequence[Mapping[str, Any]]) -> dict:
     """A host whose run was started in the background but whose end the controller did not see
-    (the rollout was interrupted): aborted as far as this rollout knows; the run goes on there."""
-    looks = [watch_view(r.get("stdout"))[1] for r in results if r.get("register") == REGISTER["watch"]]
-    started = next((e for e in looks if e is not None), None) or {}
-    return {"status": "aborted", "run_id": started.get("run_id"), "reason": UNFOLLOWED}
+    (the rollout was interrupted, or the connection lost): aborted as far as this rollout knows;
+    the run goes on there, and `fleet resume` follows it again (the job recorded here)."""
+    last = looks[-1] if looks else {}
+    job = {"job": last.get("job") or (start or {}).get("job"), "bundle": (start or {}).get("bundle"),
+           "python": (start or {}).get("python_env") or ""}
+    entry = {"status": "aborted", "run_id": last.get("run_id"), "reason": UNFOLLOWED}
+    if job["job"] and job["bundle"]:
+        entry["job"] = job
+    return entry
 
 
 def _trouble_outcome(results: Sequence[dict]) -> dict:
-    """Status and reason of a host that never completed its `playbook run`: the first task that
-    failed or found the host unreachable, if any."""
+    """Status and reason of a host whose run never started: the first task that failed or
+    found the host unreachable, if any."""
     trouble = next((r for r in results if r.get("status") in ("unreachable", "failed")), None)
     if trouble is None:
         return {}
     return {"status": trouble["status"], "reason": "%s: %s" % (trouble.get("task"), _first_line(trouble.get("msg")))}
-
-
-def _fetched_database(host: str, results: Sequence[dict], out_dir: str) -> str | None:
-    """hosts/HOST.db (relative to the rollout directory) when the host's database was fetched."""
-    database = os.path.join("hosts", host + ".db")
-    fetched = any(r.get("register") == REGISTER["copy"] and (r.get("stdout") or "").strip() == "copied" for r in results)
-    return database if fetched and os.path.isfile(os.path.join(out_dir, database)) else None
 
 
 def fleet_exit_code(hosts: Sequence[Mapping[str, Any]]) -> int:

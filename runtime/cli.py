@@ -49,6 +49,15 @@ def _exec_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _detach_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--detach", metavar="JOB",
+        help="run in the background, detached from this terminal and connection; JOB (a 0700 directory of yours) "
+        "receives its events, output, exit code and a state copy (`follow JOB` looks at it); a --vars-file inside "
+        "JOB is removed once read",
+    )
+
+
 def _approval_files_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--approval", action="append", default=[], metavar="FILE",
@@ -90,6 +99,7 @@ def build_parser(bundle: Any = None, prog: str = "playbook") -> argparse.Argumen
         help="record that the fleet rollout UID started this run as HOST (`playbook fleet` gives it; approvals "
         "signed for that rollout are checked against it)",
     )
+    _detach_arg(run)
 
     resume = _command(sub, "resume", "continue a failed or aborted run",
                       "Continue a failed, aborted or waiting run: succeeded steps never run again.",
@@ -111,6 +121,19 @@ def build_parser(bundle: Any = None, prog: str = "playbook") -> argparse.Argumen
         "--rerun-interrupted", action="store_true", help="without a terminal, run again a step that was interrupted"
     )
     _approval_files_arg(resume)
+    _detach_arg(resume)
+
+    follow = _command(
+        sub, "follow", "one look at a run started with --detach (as `playbook fleet` follows hosts)",
+        "One look at a run started with --detach JOB: waits up to --hold seconds for new events or the run's end, "
+        "then prints one JSON object: the step events after byte offset --since, the new offset and, once the run "
+        "has ended, its exit code and a copy of the state database (zlib, base64); that last look removes JOB.",
+        ["%s follow /tmp/job --since 0 --hold 20" % prog], QUERY_CODES,
+    )
+    follow.add_argument("job", metavar="JOB", help="the --detach directory of the run")
+    follow.add_argument("--since", type=int, default=0, metavar="OFFSET", help="the offset the previous look returned (default 0)")
+    follow.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
+                        help="wait up to this long for news (default 0: look and return; at most 300)")
 
     approve = _command(
         sub, "approve", "record a decision on a waiting step's question (out of band, or signed)",
@@ -242,7 +265,32 @@ def main(
         parser.print_help()
         return EXIT_INVALID
     args = parser.parse_args(argv)
-    return COMMANDS[args.command](Invocation(args, bundle, load_plan, prog))
+    inv = Invocation(args, bundle, load_plan, prog)
+    if getattr(args, "detach", None):
+        return _detached(inv)
+    return COMMANDS[args.command](inv)
+
+
+def _detached(inv: Invocation) -> int:
+    """`run|resume --detach JOB`: the variables read (a --vars-file inside JOB then removed, so
+    secrets do not stay on disk), then the command started in the background (detach.py)."""
+    from . import detach
+
+    args = inv.args
+    job = os.path.abspath(args.detach)
+    problem = detach.job_problem(job)
+    if problem is not None:
+        raise UsageError("--detach %s: %s" % (job, problem))
+    args.events_file = args.events_file or os.path.join(job, detach.EVENTS)
+    inv.sources()
+    if args.vars_file and os.path.dirname(os.path.abspath(args.vars_file)) == job:
+        os.unlink(args.vars_file)
+    return detach.start(job, lambda: COMMANDS[args.command](inv), inv.state_file(), _print)
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 class Invocation:
@@ -255,6 +303,7 @@ class Invocation:
         self.load_plan = load_plan
         self.prog = prog
         self._cfg = None
+        self._sources: Any = None
 
     @property
     def cfg(self) -> Any:
@@ -265,11 +314,18 @@ class Invocation:
     def store(self) -> Any:
         return session.open_store(getattr(self.args, "state_path", None), self.cfg)
 
+    def state_file(self) -> str:
+        """The state database's path, as `store()` opens it."""
+        return os.path.abspath(getattr(self.args, "state_path", None) or os.path.expanduser(self.cfg.get("database", "path")))
+
     def sources(self) -> Any:
-        try:
-            return var_mod.Sources.gather(self.args.var, self.args.vars_file, self.args.vars_env)
-        except var_mod.VariableError as exc:
-            raise UsageError(str(exc)) from None
+        """The variables given (read once)."""
+        if self._sources is None:
+            try:
+                self._sources = var_mod.Sources.gather(self.args.var, self.args.vars_file, self.args.vars_env)
+            except var_mod.VariableError as exc:
+                raise UsageError(str(exc)) from None
+        return self._sources
 
     def plan(self, sources: Any) -> tuple[Plan, str]:
         """The plan to run and where it came from (the runbook file, or the bundle)."""
@@ -910,7 +966,15 @@ def cmd_approval(inv: Invocation) -> int:
     return EXIT_OK
 
 
+def cmd_follow(inv: Invocation) -> int:
+    from . import detach
+
+    _print(json.dumps(detach.follow(inv.args.job, inv.args.since, inv.args.hold), ensure_ascii=False, separators=(",", ":")))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Invocation], int]] = {
+    "follow": cmd_follow,
     "approve": cmd_approve,
     "approval": cmd_approval,
     "run": cmd_run,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from playbook.fleet import ansible, approvals, bundle, cli, follow
+from playbook.fleet import cli as fleet_cli
 from playbook.fleet import playbook as fleet_playbook
 from playbook.fleet import summary as fleet_summary
 from playbook.runtime.errors import UsageError
@@ -197,14 +199,16 @@ def test_local_rollout_vars_failure_secret_report_and_resume(tmp_path, playbook,
     for written in ("fleet.yml", "summary.json", "records.jsonl"):
         assert TOKEN not in (out / written).read_text(), written
     assert TOKEN not in ran.text
-    # on the host: a 0700 directory with the bundle; the variables file and the state copy are gone
+    # on the host: a 0700 directory with the bundle under its content-addressed name; the job
+    # directory (variables, events, state copy) is gone, and Ansible left no job record
     remote = tmp_path / "remote" / "a"
     assert (remote.stat().st_mode & 0o777) == 0o700
-    assert sorted(p.name for p in remote.iterdir()) == ["probe.pyz"]
-    assert [p.name for p in (tmp_path / "home" / ".ansible_async").iterdir()] == []  # Ansible's job records too
-    # an ordinary playbook, beside the bundle it copies
+    assert sorted(p.name for p in remote.iterdir()) == [fleet_playbook.remote_name(str(bundles["probe"]))]
+    assert not (tmp_path / "home" / ".ansible_async").exists()
+    # an ordinary playbook, beside the bundle it copies and the plugins it calls
     text = (out / "fleet.yml").read_text()
-    assert "hosts: all" in text and "ansible.builtin.copy" in text and (out / "files" / "probe.pyz").is_file()
+    assert "hosts: all" in text and "playbook_start:" in text and (out / "files" / "probe.pyz").is_file()
+    assert (out / "action_plugins" / "playbook_start.py").is_file() and (out / "callback_plugins" / "playbook_fleet.py").is_file()
 
     # the report: one matrix, one JUnit suite per host, JSON
     rep = playbook("report", "--fleet", out, "--html", tmp_path / "r.html", "--junit", tmp_path / "r.xml", "--json", tmp_path / "r.json")
@@ -397,24 +401,164 @@ def test_ctrl_c_on_the_controller_leaves_the_started_runs_going_and_resume_colle
     assert statuses(out) == {"h1": "succeeded", "h2": "succeeded"}
 
 
-def _look(host: str, events: list, status: str = "retry", window: int = follow.WATCH_WINDOW) -> dict:
-    """A record of one look at a run in progress, made by running WATCH_SCRIPT on a real events file."""
+def test_every_host_of_a_batch_starts_before_any_is_followed_even_with_fewer_forks(tmp_path, spawn_playbook, bundles):
+    """Four hosts, two forks: all four runs are going on their hosts (waiting at the gate) while
+    the controller still follows the first two; every host's lines arrive, each once."""
+    import io
+
+    pexpect = pytest.importorskip("pexpect")
+    gate = tmp_path / "gate"
+    names = ("f1", "f2", "f3", "f4")
+    inventory = write_inventory(tmp_path, {name: local_host(tmp_path, name) for name in names})
+    out = tmp_path / "out"
+    child = spawn_playbook("fleet", bundles["gated"], "-i", inventory, "--out", out, "--var", "GATE=%s" % gate,
+                           "--forks", 2, timeout=90)
+    child.logfile_read = seen = io.StringIO()
+    child.expect(r"f\d  first  succeeded")
+    deadline = time.monotonic() + 60
+    while any(_run_status(tmp_path / "state" / (n + ".db")) != "running" for n in names) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert {n: _run_status(tmp_path / "state" / (n + ".db")) for n in names} == {n: "running" for n in names}
+    assert not gate.exists()
+    gate.write_text("open")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, seen.getvalue()
+    assert statuses(out) == {n: "succeeded" for n in names}
+    for host in names:
+        lines = [line.split("  ", 1)[1].strip() for line in seen.getvalue().splitlines() if line.startswith(host + "  ")]
+        assert lines[:3] == ["first  succeeded", "gate  succeeded", "run 1 succeeded (exit 0)"], (host, lines)
+
+
+def test_check_plans_on_every_host_and_changes_nothing_there(tmp_path, playbook, bundles):
+    inventory = write_inventory(tmp_path, {"k1": local_host(tmp_path, "k1", playbook_var_WHO="kay"), "k2": local_host(tmp_path, "k2")})
+    out = tmp_path / "out"
+    ran = fleet_cmd(playbook, bundles["probe"], "-i", inventory, "--out", out, "--check", "--var", "TOKEN=" + TOKEN)
+    assert ran.returncode == 0, ran.text
+    assert "k1  plan (check mode, nothing was run):" in ran.stdout
+    assert "k1       $ echo hello kay" in ran.stdout and "k2       $ echo hello world" in ran.stdout
+    assert "check: 2 hosts planned, nothing was run" in ran.stdout
+    assert TOKEN not in ran.text
+    assert not (tmp_path / "state").exists()  # no run, no state database
+    for name in ("k1", "k2"):  # nothing but the bundle, which check mode needs to plan
+        remote = tmp_path / "remote" / name
+        assert [p.name for p in remote.iterdir()] == [fleet_playbook.remote_name(str(bundles["probe"]))]
+    assert not (out / "summary.json").exists()
+
+
+def test_extra_vars_reach_every_host_as_in_ansible(tmp_path, playbook, bundles):
+    inventory = write_inventory(tmp_path, {"e1": local_host(tmp_path, "e1"), "e2": local_host(tmp_path, "e2", playbook_var_WHO="host")})
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps({"playbook_var_TOKEN": TOKEN}))
+    out = tmp_path / "out"
+    ran = fleet_cmd(playbook, bundles["probe"], "-i", inventory, "--out", out, "-e", "playbook_var_WHO=extra", "-e", "@%s" % extra)
+    assert ran.returncode == 0, ran.text
+    for host in ("e1", "e2"):  # extra vars win over host variables, as they do in Ansible
+        assert attempts(out / "hosts" / (host + ".db"))["hello"][1].strip() == "hello extra"
+        assert attempts(out / "hosts" / (host + ".db"))["token"][0] == "succeeded"
+
+
+def _vault(tmp_path: Path, value: str) -> tuple[Path, str]:
+    """(a vault password file, `value` encrypted with it as ansible-vault writes it)."""
+    password = tmp_path / "vault-pass"
+    password.write_text("correct horse\n")
+    done = subprocess.run([str(Path(ansible.ansible_playbook()).parent / "ansible-vault"), "encrypt_string", "--vault-password-file",
+                           str(password), value, "--name", "x"], capture_output=True, text=True, check=True)
+    return password, done.stdout.split("!vault |", 1)[1]
+
+
+def test_a_vault_encrypted_host_variable_is_decrypted_and_a_missing_password_is_exit_2(tmp_path, playbook, bundles):
+    password, encrypted = _vault(tmp_path, "vaulted")
+    host = local_host(tmp_path, "v1")
+    lines = ["all:", "  hosts:", "    v1:"] + ["      %s: %s" % (k, json.dumps(v)) for k, v in host.items()]
+    lines += ["      playbook_var_WHO: !vault |"] + ["    " + line for line in encrypted.strip("\n").splitlines()]
+    inventory = tmp_path / "vaulted.yml"
+    inventory.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    ran = fleet_cmd(playbook, bundles["probe"], "-i", inventory, "--out", out, "--vault-password-file", password, "--var", "TOKEN=" + TOKEN)
+    assert ran.returncode == 0, ran.text
+    assert attempts(out / "hosts" / "v1.db")["hello"][1].strip() == "hello vaulted"
+    assert "vaulted" not in (out / "fleet.yml").read_text()
+    missing = fleet_cmd(playbook, bundles["probe"], "-i", inventory, "--out", tmp_path / "out2", "--var", "TOKEN=" + TOKEN)
+    assert missing.returncode == 2, missing.text
+    assert "Attempting to decrypt but no vault secrets found" in missing.stderr  # Ansible's own words
+    assert "--vault-password-file" in missing.stderr
+    assert not (tmp_path / "out2" / "summary.json").exists()  # nothing ran: the same command with the password may follow
+
+
+def test_ansible_cfg_is_honoured_interpreter_inventory_and_the_users_callbacks(tmp_path, playbook, bundles):
+    """ansible.cfg's interpreter_python runs the bundle, its inventory is used without -i, and a
+    callback plugin it enables still runs beside ours."""
+    marker = tmp_path / "interpreter-used"
+    python = tmp_path / "python-wrapper"
+    python.write_text("#!/bin/sh\necho used >> %s\nexec %s \"$@\"\n" % (marker, sys.executable))
+    python.chmod(0o755)
+    plugins = tmp_path / "my_callbacks"
+    plugins.mkdir()
+    (plugins / "witness.py").write_text(
+        "from ansible.plugins.callback import CallbackBase\n"
+        "class CallbackModule(CallbackBase):\n"
+        "    CALLBACK_VERSION = 2.0\n    CALLBACK_TYPE = 'notification'\n    CALLBACK_NAME = 'witness'\n"
+        "    CALLBACK_NEEDS_ENABLED = True\n"
+        "    def v2_playbook_on_stats(self, stats):\n"
+        "        open(%r, 'w').write('the user callback ran')\n" % str(tmp_path / "witness.txt"))
+    host = local_host(tmp_path, "c1")
+    del host["ansible_python_interpreter"]
+    inventory = write_inventory(tmp_path, {"c1": host})
+    (tmp_path / "ansible.cfg").write_text(
+        "[defaults]\ninventory = %s\ninterpreter_python = %s\ncallback_plugins = %s\ncallbacks_enabled = witness\n"
+        % (inventory, python, plugins))
+    out = tmp_path / "out"
+    ran = fleet_cmd(playbook, bundles["probe"], "--out", out, "--var", "TOKEN=" + TOKEN)
+    assert ran.returncode == 0, ran.text
+    assert statuses(out) == {"c1": "succeeded"}
+    assert marker.read_text().count("used") >= 2  # the run and each look at it
+    assert (tmp_path / "witness.txt").read_text() == "the user callback ran"
+
+
+def test_list_hosts_shows_the_batches_and_repeated_inventories_add_up(tmp_path, playbook, bundles):
+    first = write_inventory(tmp_path, {name: local_host(tmp_path, name) for name in ("l1", "l2", "l3")}, "one.yml")
+    second = write_inventory(tmp_path, {name: local_host(tmp_path, name) for name in ("l4", "l5")}, "two.yml")
+    ran = fleet_cmd(playbook, bundles["probe"], "-i", first, "-i", second, "--serial", "1,50%", "--list-hosts", "--forks", 1)
+    assert ran.returncode == 0, ran.text
+    listed = [re.match(r"batch (\d) \((\d) hosts?\): (.*)$", line) for line in ran.stdout.splitlines()[:3]]
+    assert all(listed), ran.stdout
+    assert [(int(m.group(1)), int(m.group(2))) for m in listed] == [(1, 1), (2, 2), (3, 2)]  # 1, then 50% of 5 (2)
+    names = [name for m in listed for name in m.group(3).split(", ")]
+    assert sorted(names) == ["l1", "l2", "l3", "l4", "l5"]  # both inventories, in Ansible's order
+    assert "5 hosts in 3 batches; --forks 1: a batch has more hosts than forks" in ran.stdout
+    assert not (tmp_path / "remote").exists()
+    assert fleet_cli.batches(["a", "b", "c", "d", "e"], [2]) == [["a", "b"], ["c", "d"], ["e"]]
+    assert fleet_cli.batches(["a", "b", "c"], None) == [["a", "b", "c"]]
+
+
+def _look(host: str, events: list, since: int = 0, ended: bool = False, window: int | None = None) -> dict:
+    """The callback's record of one look at a run, made by the runtime's real `follow` on a real
+    job directory holding `events` (what playbook_follow puts in its result)."""
     import tempfile
 
+    from playbook.runtime import detach
+
     with tempfile.TemporaryDirectory() as tmp:
-        path, job = os.path.join(tmp, "events.jsonl"), os.path.join(tmp, "job")
-        with open(path, "w") as f:
+        job = os.path.join(tmp, "job")
+        os.mkdir(job, 0o700)
+        with open(os.path.join(job, detach.EVENTS), "w") as f:
             f.write("".join(json.dumps(e) + "\n" for e in events))
-        with open(job, "w") as f:
-            f.write('{"started": 1, "finished": 0}' if status == "retry" else '{"rc": 0}')
-        script = fleet_playbook.watch_script().replace("n=%d" % follow.WATCH_WINDOW, "n=%d" % window)
-        done = subprocess.run(["sh", "-c", script, "sh", path, job], capture_output=True, text=True, check=True)
-    return {"kind": "result", "host": host, "register": "playbook_watch", "status": status, "stdout": done.stdout.rstrip("\n")}
+        with open(os.path.join(job, detach.PID), "w") as f:
+            f.write("%d %s\n" % (os.getpid(), __import__("playbook.runtime.executors").runtime.executors.process_start_ticks(os.getpid())))
+        if ended:
+            with open(os.path.join(job, detach.EXIT), "w") as f:
+                f.write("%d\n" % (1 if any(e.get("status") == "failed" for e in events) else 0))
+        saved = detach.WINDOW
+        detach.WINDOW = window or saved
+        try:
+            look = detach.follow(job, since)
+        finally:
+            detach.WINDOW = saved
+    return dict(look, kind="result", host=host, register="playbook_look", status="ok" if ended else "retry", job=job)
 
 
 def test_each_event_line_is_printed_once_as_the_run_is_followed():
-    import io
-
     events = [{"event": "run_started", "run_id": 4},
               {"event": "node_started", "node": "a"},
               {"event": "node_finished", "node": "a", "status": "succeeded", "exit_code": 0},
@@ -422,32 +566,31 @@ def test_each_event_line_is_printed_once_as_the_run_is_followed():
               {"event": "run_finished", "run_id": 4, "status": "failed", "exit_code": 1, "reason": "b failed"}]
     out = io.StringIO()
     rollout = follow.Rollout(out)
-    assert follow.watch_view(_look("h", [])["stdout"]) == (0, None, [])
-    for record in (_look("h", []), _look("h", events[:1]), _look("h", events[:3]), _look("h", events[:3]), _look("h", events[:4]),
-                   _look("h", events, "ok")):
+    offset = 0
+    for upto, ended in ((0, False), (1, False), (3, False), (3, False), (4, False), (5, True)):
+        record = _look("h", events[:upto], offset, ended)
+        offset = record["offset"]
         rollout.feed(record)
-    rollout.feed({"kind": "result", "host": "h", "register": "playbook_run", "status": "ok", "rc": 1,
-                  "stdout": "\n".join(json.dumps(e) for e in events), "stderr": ""})
-    assert out.getvalue().splitlines() == ["h  a  succeeded", "h  b  failed  (exit 2)", "h  run 4 failed (exit 1)  b failed"]
-    # a look shows only the latest events: the lines left out are counted, never repeated
+    assert out.getvalue().splitlines() == ["h  a  succeeded", "h  b  failed  (exit 2)", "h  run 4 failed (exit 1)  b failed",
+                                           "h  no state database came back from the host"]
+    # a look brings at most WINDOW events: the ones left out are counted, never repeated
     many = [{"event": "run_started", "run_id": 9}] + [{"event": "node_finished", "node": "n%d" % i, "status": "succeeded"} for i in range(7)]
     out = io.StringIO()
     rollout = follow.Rollout(out)
-    rollout.feed(_look("w", many[:2], window=3))
-    assert follow.watch_view(_look("w", many, window=3)["stdout"])[:2] == (8, many[0])
-    rollout.feed(_look("w", many, window=3))
-    rollout.feed({"kind": "result", "host": "w", "register": "playbook_run", "status": "ok", "rc": 0,
-                  "stdout": "\n".join(json.dumps(e) for e in many + [{"event": "run_finished", "run_id": 9, "status": "succeeded",
-                                                                       "exit_code": 0}]), "stderr": ""})
-    assert out.getvalue().splitlines() == ["w  n0  succeeded", "w  … 3 step events not shown here (the report has them)",
-                                           "w  n4  succeeded", "w  n5  succeeded", "w  n6  succeeded", "w  run 9 succeeded (exit 0)"]
-    # a bundle that never started: the result says why, after nothing was printed
+    first = _look("w", many[:2], window=3)
+    rollout.feed(first)
+    rollout.feed(_look("w", many + [{"event": "run_finished", "run_id": 9, "status": "succeeded", "exit_code": 0}],
+                       first["offset"], ended=True, window=3))
+    assert out.getvalue().splitlines() == ["w  n0  succeeded", "w  … 4 step events not shown here (the report has them)",
+                                           "w  n5  succeeded", "w  n6  succeeded", "w  run 9 succeeded (exit 0)",
+                                           "w  no state database came back from the host"]
+    # a bundle that never started a run: the look at its end says why
     out = io.StringIO()
     rollout = follow.Rollout(out)
-    rollout.feed(_look("h", [], "ok"))
-    rollout.feed({"kind": "result", "host": "h", "register": "playbook_run", "status": "ok", "rc": 127, "stdout": "",
-                  "stderr": "no Python 3.9 or newer found"})
-    assert out.getvalue().splitlines() == ["h  the bundle did not run (exit 127): no Python 3.9 or newer found"]
+    rollout.feed({"kind": "result", "host": "h", "register": "playbook_look", "status": "failed", "offset": 0, "events": [],
+                  "done": True, "exit_code": 127, "output": "error: no Python 3.9 or newer found\n", "fetched": False})
+    assert out.getvalue().splitlines() == ["h  the bundle did not run (exit 127): error: no Python 3.9 or newer found",
+                                           "h  no state database came back from the host"]
 
 
 # -- the SSH path: a real sshd on 127.0.0.2 and 127.0.0.3; 127.0.0.4 has none ---------------------------
@@ -608,12 +751,21 @@ def test_fleet_exit_codes():
 def test_host_outcome_reads_the_run_and_ansible_results(tmp_path):
     events = [{"event": "run_started", "run_id": 7}, {"event": "run_finished", "run_id": 7, "status": "waiting", "exit_code": 3,
                                                       "reason": "approve needs an approval"}]
-    run = {"register": "playbook_run", "status": "ok", "rc": 3, "stdout": "\n".join(json.dumps(e) for e in events), "stderr": ""}
-    entry = fleet_summary.host_outcome("h", [run], str(tmp_path))
+    start = {"register": "playbook_started", "status": "ok", "job": "/r/h.job.1", "bundle": "/r/b.pyz", "python_env": ""}
+    first = {"register": "playbook_look", "status": "retry", "offset": 40, "events": events[:1], "done": False, "run_id": 7,
+             "job": "/r/h.job.1"}
+    last = {"register": "playbook_look", "status": "failed", "offset": 90, "events": events[1:], "done": True, "exit_code": 3,
+            "output": "", "fetched": False, "job": "/r/h.job.1"}
+    entry = fleet_summary.host_outcome("h", [start, first, last], str(tmp_path))
     assert (entry["status"], entry["exit_code"], entry["run_id"], entry["reason"]) == ("waiting", 3, 7, "approve needs an approval")
-    launcher = {"register": "playbook_run", "status": "ok", "rc": 127, "stdout": "", "stderr": "no Python 3.9 or newer found"}
-    assert fleet_summary.host_outcome("h", [launcher], str(tmp_path))["status"] == "failed"
-    down = {"register": None, "status": "unreachable", "task": "Make the bundle's directory (0700)", "msg": "ssh: connect refused"}
+    # followed, then no more (Ctrl-C, a lost connection): the run goes on; resume follows it again
+    entry = fleet_summary.host_outcome("h", [start, first], str(tmp_path))
+    assert (entry["status"], entry["run_id"], entry["reason"]) == ("aborted", 7, fleet_summary.UNFOLLOWED)
+    assert entry["job"] == {"job": "/r/h.job.1", "bundle": "/r/b.pyz", "python": ""}
+    launcher = {"register": "playbook_look", "status": "failed", "offset": 0, "events": [], "done": True, "exit_code": 127,
+                "output": "no Python 3.9 or newer found", "fetched": False}
+    assert fleet_summary.host_outcome("h", [start, launcher], str(tmp_path))["status"] == "failed"
+    down = {"register": None, "status": "unreachable", "task": "Start the run", "msg": "ssh: connect refused"}
     assert fleet_summary.host_outcome("h", [down], str(tmp_path))["status"] == "unreachable"
     assert fleet_summary.host_outcome("h", [], str(tmp_path))["status"] == "not started"
 
@@ -737,6 +889,7 @@ def test_the_playbook_the_callback_and_the_follower_agree_on_the_task_names():
     playbook, the callback (a file Ansible loads, that cannot import Playbook) keeps the results
     the follower reads, and the follower and the summary read them by those names."""
     import ast
+    import inspect
     import re
     from importlib import resources
 
@@ -747,11 +900,23 @@ def test_the_playbook_the_callback_and_the_follower_agree_on_the_task_names():
     kept = next(node.value for node in ast.parse(callback).body
                 if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["KEPT"])
     assert tuple(ast.literal_eval(kept)) == ansible.KEPT
-    # a look and a result, by the shared names, are what the follower prints lines for
+    # the fields the actions return, the callback passes on and the follower and summary read
+    fields = next(node.value for node in ast.parse(callback).body
+                  if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["FIELDS"])
+    passed = set(ast.literal_eval(fields))
+    for action in ansible.ACTIONS:
+        source = resources.files("playbook.templates").joinpath("fleet/%s.py" % action).read_text("utf-8")
+        returned = set(re.findall(r"\b(\w+)=", " ".join(re.findall(r"result\.update\(([^)]*)\)", source, re.S))))
+        returned |= set(re.findall(r'result\["(\w+)"\] =', source))
+        assert returned - {"failed", "changed", "msg"} <= passed, (action, returned - passed)
+    for module in (follow, fleet_summary):
+        read = set(re.findall(r'(?:record|last|look|start|r)\.get\("(\w+)"', inspect.getsource(module)))
+        assert read - {"kind", "host", "register", "status", "task", "msg", "batch", "hosts", "event", "run_id"} <= passed, (module, read - passed)
+    # a look, by the shared names, is what the follower prints lines for
     rollout = follow.Rollout(out=io.StringIO())
     event = {"event": "node_finished", "node": "a", "status": "succeeded"}
-    rollout.feed({"kind": "result", "host": "h", "register": ansible.REGISTER["watch"], "status": "retry",
-                  "stdout": "1\n\n%s\n\nplaybook-job: running" % json.dumps(event)})
+    rollout.feed({"kind": "result", "host": "h", "register": ansible.REGISTER["look"], "status": "retry", "offset": 10,
+                  "events": [event], "done": False})
     assert rollout.out.getvalue() == "h  a  succeeded\n"
 
 

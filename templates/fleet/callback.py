@@ -19,8 +19,11 @@ DOCUMENTATION = """
       - Sends one JSON record per task result to the file descriptor in PLAYBOOK_FLEET_RECORDS_FD.
 """
 
-# The results whose whole output `playbook fleet` needs; of the others only the status and message.
-KEPT = ("playbook_run", "playbook_watch", "playbook_copy")
+# The results whose fields `playbook fleet` needs (the start of a run, each look at it); of the
+# others only the status and message.
+KEPT = ("playbook_started", "playbook_look")
+FIELDS = ("rc", "stdout", "stderr", "job", "pid", "bundle", "python_env", "uploaded", "plan", "offset", "skipped", "events",
+          "done", "run_id", "exit_code", "output", "fetched")
 
 
 def _part(result, name):
@@ -63,7 +66,7 @@ class CallbackModule(CallbackBase):
         record = {"kind": "result", "host": _part(result, "host").get_name(), "task": task.get_name(),
                   "register": register, "status": status, "msg": data.get("msg")}
         if register in KEPT:
-            record.update(rc=data.get("rc"), stdout=data.get("stdout"), stderr=data.get("stderr"))
+            record.update({name: data.get(name) for name in FIELDS if name in data})
         self._record(**record)
 
     def v2_runner_on_ok(self, result):
@@ -72,7 +75,7 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self._result(result, "failed")
 
-    def v2_runner_retry(self, result):  # each look at a run in progress (an `until` loop)
+    def v2_runner_retry(self, result):  # each look at a run in progress (the follow task's `until` loop)
         self._result(result, "retry")
 
     def v2_runner_on_unreachable(self, result):
