@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 import click
 
 if TYPE_CHECKING:
+    from playbook.runtime.plugins import ParameterDef
+
     from .source import Diagnostic
 
 NODE_KINDS = {"m": "Manual", "c": "Command", "f": "Function"}
@@ -47,7 +49,7 @@ def new_identity(title: str) -> str:
 
 
 # -- TOML text ---------------------------------------------------------------------------------
-def _toml_string(text):
+def _toml_string(text: str) -> str:
     # JSON string escapes are valid TOML basic-string escapes; TOML also forbids a raw DEL.
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
@@ -79,14 +81,14 @@ def toml_value(value: Any) -> str:
     return _toml_string(str(value))
 
 
-def _multiline(text):
+def _multiline(text: str) -> str:
     """A string field: a basic string, or a multi-line one when the text has line breaks."""
     if "\n" in text and '"""' not in text and "\\" not in text and "\x7f" not in text:
         return '"""\n%s"""' % (text if text.endswith("\n") else text + "\n")
     return _toml_string(text)
 
 
-def _now(now=None):
+def _now(now: datetime.datetime | None = None) -> str:
     now = now or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     return now.isoformat().replace("+00:00", "Z")
 
@@ -223,7 +225,7 @@ def required_text(what: str) -> Callable[[str], str]:
     return check
 
 
-def param_value(pdef: Any, text: str) -> Any:
+def param_value(pdef: ParameterDef, text: str) -> Any:
     """A parameter answer → the typed value written to the file (templates stay text)."""
     from playbook.runtime import plugins, templating
 
@@ -312,7 +314,7 @@ class Wizard:
     def ask_function(self) -> dict[str, Any]:
         from playbook.runtime import plugins
 
-        def check_plugin(text):
+        def check_plugin(text: str) -> str:
             name = text.strip()
             try:
                 self.registry.metadata(name)
@@ -326,7 +328,7 @@ class Wizard:
         for fname, sig in sorted(functions.items()):
             self.echo("    %s%s" % (fname, " — %s" % sig.description if sig.description else ""))
 
-        def check_function(text):
+        def check_function(text: str) -> str:
             try:
                 self.registry.signature(plugin, text.strip())
             except plugins.PluginError as exc:
@@ -342,7 +344,7 @@ class Wizard:
             words.append("required" if pdef.required else "optional, Enter to leave out")
             label = "  %s (%s)%s" % (pname, ", ".join(words), " — %s" % pdef.description if pdef.description else "")
 
-            def convert(text, pdef=pdef):
+            def convert(text: str, pdef: ParameterDef = pdef) -> Any:
                 if not text.strip():
                     if pdef.required:
                         raise click.BadParameter("this parameter is required")
@@ -405,7 +407,7 @@ def interactive_create(
         description = click.prompt("Description (optional)", default="", show_default=False)
     if output is None:
 
-        def free(text):
+        def free(text: str) -> str:
             path = text.strip()
             if not path:
                 raise click.BadParameter("a file name is needed")

@@ -16,6 +16,12 @@ import os
 import stat
 from dataclasses import dataclass
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterable
+
+    from .source import Source
+
 
 @dataclass(frozen=True)
 class RunbookFile:
@@ -30,7 +36,7 @@ class RunbookFile:
         with open(self.disk, "rb") as handle:
             return handle.read()
 
-    def manifest_entry(self, data: bytes) -> dict:
+    def manifest_entry(self, data: bytes) -> dict[str, Any]:
         return {"path": self.path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "executable": self.executable}
 
 
@@ -39,7 +45,7 @@ def runbook_dir(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
 
 
-def collect(src, entries) -> list[RunbookFile]:
+def collect(src: Source, entries: Iterable[Any] | None) -> list[RunbookFile]:
     """The files the entries of `[runbook] files` name, sorted by path; each problem is an
     error at the key's line on `src`."""
     if not entries:
@@ -64,7 +70,7 @@ def collect(src, entries) -> list[RunbookFile]:
     return [found[path] for path in sorted(found)]
 
 
-def _check_entry(entry) -> str | None:
+def _check_entry(entry: object) -> str | None:
     if not isinstance(entry, str) or not entry.strip():
         return "each entry must be a non-empty path, not %r" % (entry,)
     if "\x00" in entry or "\\" in entry:
@@ -97,7 +103,7 @@ def _expand(root: str, entry: str) -> list[str]:
     return result
 
 
-def _file(root: str, disk: str):
+def _file(root: str, disk: str) -> tuple[RunbookFile, None] | tuple[None, str]:
     """(RunbookFile, None), or (None, the problem) for a path found below `root`."""
     rel = os.path.relpath(disk, root).replace(os.sep, "/")
     target = os.path.realpath(disk)

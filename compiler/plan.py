@@ -13,6 +13,8 @@ and returns a Compiled (plan, summary, warnings) or raises CompileError with eve
   template for the host.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
@@ -25,12 +27,32 @@ from . import files as files_mod, resolve, schema, source as source_mod
 from .source import CompileError
 from playbook.runtime.suggest import did_you_mean
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import AbstractSet, Any, Callable, Iterable, Iterator, Mapping, TypeVar
+
+    from playbook.runtime.plan import Node
+    from playbook.runtime.plugins import FunctionSignature, Registry
+
+    from .files import RunbookFile
+    from .schema import Runbook
+    from .source import Source
+
+    T = TypeVar("T")
+
 RUNBOOK_TEMPLATED = ("title", "description")
 TOML_KEY = resolve.TOML_KEY  # where each node field lives in the TOML file, for messages
 
 
 class Compiled:
-    def __init__(self, plan, source, runbook, sources=None, files=()):
+    def __init__(
+        self,
+        plan: Plan,
+        source: Source,
+        runbook: Runbook,
+        sources: var_specs.Sources | None = None,
+        files: Iterable[RunbookFile] = (),
+    ) -> None:
         self.files = list(files)  # the RunbookFiles of [runbook] files (compiler/files.py)
         self.sources = sources
         self.plan = plan
@@ -38,7 +60,7 @@ class Compiled:
         self.runbook = runbook
         self.warnings = source.warnings
 
-    def summary(self):
+    def summary(self) -> dict[str, Any]:
         plan = self.plan
         counts: dict[str, int] = {}
         for node in plan.nodes:
@@ -70,12 +92,20 @@ class Compiled:
         }
 
 
-def compile_file(path, sources=None, bake=False, registry=None, display=None):
+def compile_file(
+    path: str,
+    sources: var_specs.Sources | None = None,
+    bake: bool = False,
+    registry: Registry | None = None,
+    display: str | None = None,
+) -> Compiled:
     src = source_mod.read(path, display=display or source_mod.relative_display(path))
     return compile_source(src, sources, bake, registry)
 
 
-def compile_source(src, sources=None, bake=False, registry=None):
+def compile_source(
+    src: Source, sources: var_specs.Sources | None = None, bake: bool = False, registry: Registry | None = None
+) -> Compiled:
     # The compiler builds many small objects and frees none: the cyclic garbage collector would
     # only rescan them (it doubles the time of a 100,000-node runbook).
     import gc
@@ -89,7 +119,9 @@ def compile_source(src, sources=None, bake=False, registry=None):
             gc.enable()
 
 
-def _compile_source(src, sources=None, bake=False, registry=None):
+def _compile_source(
+    src: Source, sources: var_specs.Sources | None = None, bake: bool = False, registry: Registry | None = None
+) -> Compiled:
     sources = sources or var_specs.Sources()
     runbook = schema.check(src)
     nodes = resolve.resolve(src, runbook)
@@ -140,7 +172,7 @@ def _compile_source(src, sources=None, bake=False, registry=None):
     return Compiled(plan, src, runbook, sources, runbook_files)
 
 
-def _spec_for_plan(spec):
+def _spec_for_plan(spec: Mapping[str, Any]) -> dict[str, Any]:
     """A spec as the plan keeps it: a secret's default is never copied into plans or bundles."""
     return {
         k: v
@@ -149,7 +181,7 @@ def _spec_for_plan(spec):
     }
 
 
-def _render(src, fn, *path):
+def _render(src: Source, fn: Callable[..., T], *path: str) -> T | None:
     try:
         return fn()
     except (templating.TemplateError, var_specs.VariableError) as exc:
@@ -157,7 +189,7 @@ def _render(src, fn, *path):
         return None
 
 
-def _field_templates(node):
+def _field_templates(node: Node) -> Iterator[tuple[str, str]]:
     """(field, template text) for every templated string inside the node's fields."""
     for field in TEMPLATED_FIELDS:
         value = getattr(node, field)
@@ -172,7 +204,7 @@ def _field_templates(node):
                 yield field, text
 
 
-def _check_skippable_outputs(src, nodes):
+def _check_skippable_outputs(src: Source, nodes: list[Node]) -> None:
     """A step that reads previous_node('x') of a step that may be skipped by design (a `when`,
     `skip`, or only conditional dependencies) reads '' (and exit_code None) when it was: warn,
     unless the reader runs only after x succeeded."""
@@ -196,13 +228,21 @@ def _check_skippable_outputs(src, nodes):
             )
 
 
-def _check_names(src, runbook, nodes, specs, sources):
+def _check_names(
+    src: Source,
+    runbook: Runbook,
+    nodes: list[Node],
+    specs: dict[str, dict[str, Any]],
+    sources: var_specs.Sources,
+) -> dict[tuple[str, str], AbstractSet[str]]:
     """Parse every template; check the names it uses. Returns {(node, field): names}."""
     supplied = sources.names()
-    used = {}
+    # check() gives frozensets, and sets made by setdefault(…, set()) are updated in place: a value
+    # type that allows both (a set or a frozenset) would not allow the update
+    used: dict[tuple[str, str], Any] = {}
     undeclared: dict[str, list] = {}
 
-    def check(text, path, allowed=frozenset()):
+    def check(text: str, path: tuple[str, ...], allowed: AbstractSet[str] = frozenset()) -> AbstractSet[str]:
         try:
             names, called = templating.analyze(text)
         except templating.TemplateError as exc:
@@ -292,18 +332,18 @@ def _check_names(src, runbook, nodes, specs, sources):
     return used
 
 
-def _analysis(text):
+def _analysis(text: str) -> tuple[AbstractSet[str], AbstractSet[str]]:
     try:
         return templating.analyze(text)
     except templating.TemplateError:
         return frozenset(), frozenset()  # reported by check()
 
 
-def _shown_name(name):
+def _shown_name(name: str) -> str:
     return "%s()" % name if name == "previous_node" else name
 
 
-def _check_outputs(src, text, path):
+def _check_outputs(src: Source, text: str, path: tuple[str, ...]) -> None:
     """previous_node('x') is followed by one of its fields (`.stdout`, ...): a misspelt field is
     an error here rather than when the step starts."""
     try:
@@ -319,7 +359,7 @@ def _check_outputs(src, text, path):
             )
 
 
-def _check_commands(src, runbook, nodes):
+def _check_commands(src: Source, runbook: Runbook, nodes: list[Node]) -> None:
     """Find where each `{{ }}` of every templated command stands (compiler/shell.py); the plan
     records it in `command_quoting`. A value whose place is not certain is an error. A value
     read from a secret variable is passed through the command's environment (shell.py)."""
@@ -360,7 +400,7 @@ def _check_commands(src, runbook, nodes):
             src.error(message, node.id, "command_name", hint=problem.hint, line=line, col=col)
 
 
-def _bake(src, specs, sources):
+def _bake(src: Source, specs: Mapping[str, Mapping[str, Any]], sources: var_specs.Sources) -> dict[str, Any]:
     """Values supplied at compile time, coerced and checked; secrets are never baked."""
     values = {}
     for name in sorted(specs):
@@ -385,7 +425,13 @@ def _bake(src, specs, sources):
     return values
 
 
-def _bake_node(src, node, used, values, specs):
+def _bake_node(
+    src: Source,
+    node: Node,
+    used: Mapping[tuple[str, str], AbstractSet[str]],
+    values: Mapping[str, Any],
+    specs: Mapping[str, Mapping[str, Any]],
+) -> Node:
     """Render what can be rendered now; list the fields that still need run-time variables."""
     known = set(values)
     pending = []
@@ -433,7 +479,12 @@ def _bake_node(src, node, used, values, specs):
 _SAMPLES: dict[str, list] = {"bool": [True, False], "int": [1], "float": [0.5], "list": [[]], "dict": [{}]}
 
 
-def _typed_params(signature, params, templated, specs):
+def _typed_params(
+    signature: FunctionSignature,
+    params: Mapping[str, Any],
+    templated: Iterable[str],
+    specs: Mapping[str, Mapping[str, Any]],
+) -> list[str]:
     """A templated parameter that is one variable (`"{{ ENABLED }}"`) whose type is known: its
     values must convert to the parameter's declared type, checked now rather than half-way
     through a run. A variable's default and choices are tried; for a typed variable without
@@ -467,7 +518,9 @@ def _typed_params(signature, params, templated, specs):
     return errors
 
 
-def _check_plugins(src, nodes, registry, specs):
+def _check_plugins(
+    src: Source, nodes: list[Node], registry: Registry | None, specs: Mapping[str, Mapping[str, Any]]
+) -> None:
     functions = [n for n in nodes if n.type == "Function"]
     if not functions:
         return
@@ -476,6 +529,7 @@ def _check_plugins(src, nodes, registry, specs):
     registry = registry or plugins.Registry()
     missing: dict[str, list] = {}
     for node in functions:
+        assert node.plugin is not None and node.function is not None  # schema.py requires both of a Function node
         if node.plugin in missing:
             missing[node.plugin].append(node.id)
             continue
@@ -505,7 +559,7 @@ def _check_plugins(src, nodes, registry, specs):
             )
 
 
-def load_plan(file, sources):
+def load_plan(file: str, sources: var_specs.Sources | None) -> Plan:
     """Compile a runbook in memory for the runtime (nothing baked: variables resolve when run).
 
     Diagnostics go to standard error; an invalid runbook raises UsageError (exit 2)."""

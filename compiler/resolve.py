@@ -19,7 +19,7 @@ from playbook.runtime.suggest import did_you_mean
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Container, Iterable, Iterator, Mapping
 
 if TYPE_CHECKING:
     from .schema import Runbook
@@ -57,7 +57,7 @@ def resolve(source: Source, runbook: Runbook) -> list[Node]:
     return order(source, nodes, index)
 
 
-def _failure_checks(nodes):
+def _failure_checks(nodes: Iterable[Node]) -> Iterator[tuple[str, str]]:
     for node in nodes:
         if node.when is not None:
             for function, arg in _calls_cached(node.when):
@@ -68,7 +68,7 @@ def _failure_checks(nodes):
 _CALLS: dict[str, list[tuple[str, Any]]] = {}
 
 
-def _calls_cached(expression):
+def _calls_cached(expression: str) -> list[tuple[str, Any]]:
     if expression not in _CALLS:
         try:
             ast = templating.parse("{{ %s }}" % expression)
@@ -78,7 +78,15 @@ def _calls_cached(expression):
     return _CALLS[expression]
 
 
-def _deps(source, node, position, nodes, index, raw, known):
+def _deps(
+    source: Source,
+    node: Node,
+    position: int,
+    nodes: list[Node],
+    index: Mapping[str, int],
+    raw: Iterable[Any] | None,
+    known: Container[str],
+) -> list[Dep]:
     if raw is None:
         return [Dep(nodes[position - 1].id)] if position > 0 else []
     deps = []
@@ -133,11 +141,11 @@ def _deps(source, node, position, nodes, index, raw, known):
     return deps
 
 
-def _when_nodes(source, node, index, known):
+def _when_nodes(source: Source, node: Node, index: Mapping[str, int], known: Container[str]) -> list[str]:
     return _named_nodes(source, node, "{{ %s }}" % node.when, "when", conditions.NODE_FUNCTIONS, index, known, [])
 
 
-def _output_nodes(source, node, index, known):
+def _output_nodes(source: Source, node: Node, index: Mapping[str, int], known: Container[str]) -> list[str]:
     """Nodes whose outputs the node's templated fields read with previous_node(): ordering
     edges, like the nodes a `when` names."""
     found: list[str] = []
@@ -151,7 +159,7 @@ def _output_nodes(source, node, index, known):
     return found
 
 
-def _reading_field(source, node, writer, index):
+def _reading_field(source: Source, node: Node, writer: str, index: Mapping[str, int]) -> str:
     """The file key of the first field of `node` that reads previous_node(writer)."""
     for field in TEMPLATED_FIELDS:
         key = TOML_KEY.get(field, field)
@@ -161,7 +169,16 @@ def _reading_field(source, node, writer, index):
     return "depends_on"
 
 
-def _named_nodes(source, node, text, key, functions, index, known, found):
+def _named_nodes(
+    source: Source,
+    node: Node,
+    text: str,
+    key: str,
+    functions: Container[str],
+    index: Mapping[str, int],
+    known: Container[str],
+    found: list[str],
+) -> list[str]:
     """Add to `found` the nodes that `text` (field `key` of `node`) names in calls of
     `functions`; report calls without a constant id, about the node itself or unknown nodes."""
     try:

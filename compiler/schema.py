@@ -15,7 +15,7 @@ from playbook.runtime.plan import NODE_TYPES, Node
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from typing import Any, Iterable, Mapping
 
 if TYPE_CHECKING:
     from .source import Source
@@ -108,7 +108,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return suggest.did_you_mean(word, candidates)
 
 
-def _check_type(source, value, spec, *path):
+def _check_type(source: Source, value: object, spec: tuple[Any, str], *path: str) -> bool:
     kinds, words = spec
     if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
         ok = False
@@ -146,7 +146,7 @@ def check(source: Source) -> Runbook:
     return Runbook(meta, plugin_config, variables, nodes, raw_deps, rejected)
 
 
-def _check_runbook(source, runbook):
+def _check_runbook(source: Source, runbook: object) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """([runbook] fields, {plugin: config table}) of the [runbook] table."""
     if not isinstance(runbook, dict):
         missing = runbook is None
@@ -181,7 +181,7 @@ def _check_runbook(source, runbook):
     return meta, plugin_config
 
 
-def _check_variables(source, raw_vars):
+def _check_variables(source: Source, raw_vars: object) -> dict[str, dict[str, Any]]:
     """{name: spec} of the [variables] table."""
     if not isinstance(raw_vars, dict):
         source.error("[variables] must be a table", "variables")
@@ -196,7 +196,7 @@ def _check_variables(source, raw_vars):
     return variables
 
 
-def _check_node(source, node_id, table):
+def _check_node(source: Source, node_id: str, table: Mapping[str, Any]) -> Node | None:
     """The Node of one node table, or None when it has errors (each reported on `source`)."""
     if not NODE_ID_RE.match(node_id):
         source.error("node id %r may only contain letters, digits, '_', '-' and '.'" % node_id, node_id)
@@ -212,7 +212,7 @@ def _check_node(source, node_id, table):
     return _node(node_id, node_type, fields) if ok else None
 
 
-def _node_type(source, node_id, node_type):
+def _node_type(source: Source, node_id: str, node_type: object) -> str | None:
     if node_type is None:
         source.error("node %s has no type" % node_id, node_id, hint='add type = "Manual", "Command" or "Function"')
         return None
@@ -224,7 +224,7 @@ def _node_type(source, node_id, node_type):
     return node_type
 
 
-def _fields(source, node_id, node_type, table):
+def _fields(source: Source, node_id: str, node_type: str, table: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """({field: value} of the fields allowed for the type and of the right type, all ok)."""
     allowed = ALLOWED[node_type]
     fields = {}
@@ -242,7 +242,7 @@ def _fields(source, node_id, node_type, table):
     return fields, ok
 
 
-def _unknown_field(source, node_id, node_type, key):
+def _unknown_field(source: Source, node_id: str, node_type: str, key: str) -> None:
     other = [kind for kind, fields in TYPE_FIELDS.items() if key in fields]
     if other:
         source.error("%s is a field of %s nodes, not of %s node %s" % (key, other[0], node_type, node_id), node_id, key)
@@ -255,7 +255,7 @@ def _unknown_field(source, node_id, node_type, key):
 EXPLAINS_MISSING = {"function_name": ("plugin", "function"), "command": ("command_name",)}
 
 
-def _has_required(source, node_id, node_type, table):
+def _has_required(source: Source, node_id: str, node_type: str, table: Mapping[str, Any]) -> bool:
     explained = {field for old, new in EXPLAINS_MISSING.items() if old in table for field in new}
     missing = [key for key in REQUIRED[node_type] if key not in table and key not in explained]
     for key in missing:
@@ -263,7 +263,7 @@ def _has_required(source, node_id, node_type, table):
     return not missing
 
 
-def _skip_and_critical(source, node_id, fields):
+def _skip_and_critical(source: Source, node_id: str, fields: dict[str, Any]) -> bool:
     if fields.get("skip") is True and fields.get("critical") is True:
         source.error(
             "node %s is both skip = true and critical = true; a critical node cannot be skipped" % node_id,
@@ -274,14 +274,14 @@ def _skip_and_critical(source, node_id, fields):
     return True
 
 
-def _retries(source, node_id, fields):
+def _retries(source: Source, node_id: str, fields: dict[str, Any]) -> bool:
     if fields.get("retries", 0) < 0:
         source.error("retries must not be negative", node_id, "retries")
         return False
     return True
 
 
-def _env_values(source, node_id, fields):
+def _env_values(source: Source, node_id: str, fields: dict[str, Any]) -> bool:
     ok = True
     for name, value in fields.get("env", {}).items():
         if not isinstance(value, (str, int, float, bool)):
@@ -294,7 +294,7 @@ def _env_values(source, node_id, fields):
 TYPED_TEXT_FIELDS = ("critical", "timeout")
 
 
-def _literal_texts(source, node_id, fields):
+def _literal_texts(source: Source, node_id: str, fields: dict[str, Any]) -> bool:
     """`critical = "yes"`, `timeout = "90"`: converted now (templates wait for their values)."""
     ok = True
     for key in TYPED_TEXT_FIELDS:
@@ -309,7 +309,7 @@ def _literal_texts(source, node_id, fields):
     return ok
 
 
-def _durations(source, node_id, fields):
+def _durations(source: Source, node_id: str, fields: dict[str, Any]) -> bool:
     ok = True
     for key in ("timeout", "retry_delay"):
         value = fields.get(key)
@@ -325,7 +325,7 @@ def _durations(source, node_id, fields):
 APPROVER_RE = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
-def _approval_policy(source, node_id, node_type, fields):
+def _approval_policy(source: Source, node_id: str, node_type: str, fields: Mapping[str, Any]) -> bool:
     """approvers / approvals: only on a step with a question, names or @groups, N >= 1 and no
     more than the named people when no group is listed."""
     if "approvers" not in fields and "approvals" not in fields:
@@ -358,7 +358,7 @@ def _approval_policy(source, node_id, node_type, fields):
 _FIELD_CHECKS = (_skip_and_critical, _retries, _env_values, _literal_texts, _durations)
 
 
-def _node(node_id, node_type, fields):
+def _node(node_id: str, node_type: str, fields: Mapping[str, Any]) -> Node:
     """The Node of checked fields (runbook names → plan names, defaults filled in)."""
     when = fields.get("when")
     env = fields.get("env")
@@ -389,7 +389,7 @@ def _node(node_id, node_type, fields):
     )
 
 
-def _env_text(value):
+def _env_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -52,6 +52,10 @@ from jinja2 import nodes
 from playbook.runtime import templating
 from playbook.runtime.templating import DOUBLE, JSON, PLAIN, RAW, SINGLE, WORD
 
+TYPE_CHECKING = False  # typing names are for the type checker only
+if TYPE_CHECKING:
+    from typing import Any, Iterable
+
 SHELLS = ("sh", "dash", "bash", "ash")
 
 HINT = (
@@ -168,7 +172,7 @@ def _split(shell: str) -> list:
         return [shell]
 
 
-def _first_text(ast):
+def _first_text(ast: nodes.Template) -> nodes.TemplateData | None:
     """The template's leading text, when it starts with text."""
     if ast.body and isinstance(ast.body[0], nodes.Output) and ast.body[0].nodes:
         first = ast.body[0].nodes[0]
@@ -213,7 +217,7 @@ def placeholder_offsets(source: str) -> list:
         pos = _tag_end(source, start + 2, "}}")
 
 
-def _tag_end(source, pos, closer):
+def _tag_end(source: str, pos: int, closer: str) -> int:
     depth = 0
     while pos < len(source):
         char = source[pos]
@@ -254,24 +258,24 @@ _BLOCK_NAMES = {
 class _Walk:
     """Walks a command template's syntax tree, feeding its text to the lexer."""
 
-    def __init__(self, expressions):
+    def __init__(self, expressions: list[nodes.Expr]) -> None:
         self.expressions = expressions
         self.index = {id(expression): i for i, expression in enumerate(expressions)}
         self.contexts: list[str | None] = [None] * len(expressions)
-        self.refused = {}  # index -> (message, hint)
-        self.blocks = []  # (template line, message)
-        self.foreign = None  # the interpreter, when it is not a shell we quote for
+        self.refused: dict[int, tuple[str, str | None]] = {}  # index -> (message, hint)
+        self.blocks: list[tuple[int, str]] = []  # (template line, message)
+        self.foreign: str | None = None  # the interpreter, when it is not a shell we quote for
         self.foreign_is_script = False
-        self.skip = None
-        self.plain = {}  # index -> whether a WORD value may stand unquoted (Lexer.plain)
+        self.skip: tuple[nodes.TemplateData | None, int] | None = None
+        self.plain: dict[int, bool] = {}  # index -> whether a WORD value may stand unquoted (Lexer.plain)
         self.tainted: set[str] = set()  # names whose value is (or may come from) a secret
         self.secrets: frozenset = frozenset()  # the secret variables themselves
         self.env_cleared = False  # the command runs through `env -i` (or -u): no variable reaches it
 
-    def block_problem(self, line, message):
+    def block_problem(self, line: int, message: str) -> None:
         self.blocks.append((line, message))
 
-    def body(self, items, lexer):
+    def body(self, items: Iterable[nodes.Node], lexer: Lexer | None) -> None:
         for item in items:
             if isinstance(item, nodes.Output):
                 for child in item.nodes:
@@ -296,15 +300,16 @@ class _Walk:
                     "through {%% if %%}, {%% for %%}, {%% set %%} and {%% with %%} only" % name,
                 )
 
-    def _text(self, data, lexer):
+    def _text(self, data: nodes.TemplateData, lexer: Lexer) -> None:
         text, line = data.data, data.lineno
         if self.skip is not None and self.skip[0] is data:
             text, line = text[self.skip[1] :], line + text.count("\n", 0, self.skip[1])
         lexer.text(text, line)
 
-    def _value(self, expression, lexer):
+    def _value(self, expression: nodes.Expr, lexer: Lexer | None) -> None:
         i = self.index[id(expression)]
         name = expression.name if isinstance(expression, nodes.Name) else "VALUE"
+        context: str | None  # None once refused (lexer.value, _through_env)
         if templating.is_filtered(expression, "raw"):
             context = RAW
             if lexer is not None:
@@ -333,7 +338,7 @@ class _Walk:
             self._refuse(i, "it stands in different places on different passes of a {% for %} loop", HINT % {"name": name})
         self.contexts[i] = context
 
-    def secret(self, expression):
+    def secret(self, expression: nodes.Expr) -> str | None:
         """The secret variable an expression reads (or a name that may hold one's value), if any."""
         if not self.tainted:
             return None
@@ -347,7 +352,7 @@ class _Walk:
             return found[0]
         return "%s (which may hold the value of %s)" % (found[0], ", ".join(sorted(self.secrets)))
 
-    def _through_env(self, i, context, secret):
+    def _through_env(self, i: int, context: str | None, secret: str) -> str | None:
         """The quoting of a value read from a secret: its text is the argv of `sh -c`, which every
         local user can read (ps), so the value travels in a private variable of the command's
         environment and the text refers to it (templating.THROUGH_ENV). A #! script reaches its
@@ -374,10 +379,10 @@ class _Walk:
                          'value through env (env = { %s = "{{ %s }}" })' % (secret, secret))
         return None
 
-    def _refuse(self, i, message, hint):
+    def _refuse(self, i: int, message: str, hint: str | None) -> None:
         self.refused.setdefault(i, (message, hint))
 
-    def _if(self, item, lexer):
+    def _if(self, item: nodes.If, lexer: Lexer | None) -> None:
         branches = [item.body] + [branch.body for branch in item.elif_] + [item.else_]
         if lexer is None:
             for branch in branches:
@@ -394,7 +399,7 @@ class _Walk:
                 merged.lose("an {% if %} whose branches leave the quoting in different states", item.lineno)
         lexer.assign(merged)
 
-    def _for(self, item, lexer):
+    def _for(self, item: nodes.For, lexer: Lexer | None) -> None:
         if item.recursive:
             self.block_problem(item.lineno, "a recursive {% for %} is not supported in a command")
         if lexer is None:
@@ -420,7 +425,7 @@ class _Walk:
             state.lose("a {% for %} whose {% else %} leaves the quoting in another state", item.lineno)
         lexer.assign(state)
 
-    def result(self, template):
+    def result(self, template: str) -> Analysis:
         offsets = placeholder_offsets(template)
         if len(offsets) != len(self.expressions):
             offsets = [None] * len(self.expressions)
@@ -444,7 +449,7 @@ class _Walk:
         )
 
 
-def _shown(template, offset):
+def _shown(template: str, offset: int) -> str:
     end = _tag_end(template, offset + 2, "}}")
     text = " ".join(template[offset:end].split())
     return text if len(text) <= 40 else text[:37] + "…"
@@ -536,7 +541,7 @@ class Word(NamedTuple):
 NO_WORD = Word("", 0, True, "", False)
 
 
-def _extend(word, text):
+def _extend(word: Word, text: str) -> Word:
     value, assign, plain, last, opaque = word
     for char in text:
         if assign == 0:
@@ -555,7 +560,7 @@ def _extend(word, text):
     return Word(value, assign, plain, last, opaque)
 
 
-def _opaque(word):
+def _opaque(word: Word) -> Word:
     return Word(None, 1 if word.assign == 1 else 2, False, "", True)
 
 
@@ -568,22 +573,24 @@ class Frame:
 
     __slots__ = ("kind", "fields", "words", "cmdpos")
 
-    def __init__(self, kind, words=None, cmdpos=0, **fields):
+    def __init__(self, kind: str, words: frozenset[Word] | None = None, cmdpos: int = 0, **fields: Any) -> None:
         self.kind = kind
         self.fields = fields
-        self.words = words  # command text only: the set of Words the current one may be
+        # command text only: the set of Words the current one may be. Other frames hold None and
+        # never read it; typed as command text has it (`… | None` would flag every read there).
+        self.words: frozenset[Word] = words  # type: ignore[assignment]
         self.cmdpos = cmdpos  # command text only: 0 an argument, 1 maybe a first word, 2 so until ;
 
-    def get(self, name):
+    def get(self, name: str) -> Any:
         return self.fields[name]
 
-    def set(self, **fields):
+    def set(self, **fields: Any) -> None:
         self.fields.update(fields)
 
-    def copy(self):
+    def copy(self) -> Frame:
         return Frame(self.kind, self.words, self.cmdpos, **self.fields)
 
-    def key(self):
+    def key(self) -> tuple[Any, ...]:
         return (self.kind,) + tuple(sorted(self.fields.items()))
 
 
@@ -596,16 +603,16 @@ class Lexer:
     what and where), every later value is refused.
     """
 
-    def __init__(self, at_start=True):
+    def __init__(self, at_start: bool = True) -> None:
         self.frames = [self._command_frame(nested=False)]
-        self.lost = None
-        self.at_start = at_start  # the output may still be at its start: True, False or "#"
+        self.lost: str | None = None
+        self.at_start: bool | str = at_start  # the output may still be at its start: True, False or "#"
         self.line = 1
-        self.pending = None  # the index of a WORD value that may turn out PLAIN with the next character
-        self.plain = {}  # index -> whether every pass found that value PLAIN (shared by all copies)
+        self.pending: int | None = None  # the index of a WORD value that may turn out PLAIN with the next character
+        self.plain: dict[int, bool] = {}  # index -> whether every pass found that value PLAIN (shared by all copies)
 
     @staticmethod
-    def _command_frame(nested, array=False):
+    def _command_frame(nested: bool, array: bool = False) -> Frame:
         return Frame(
             "cmd",
             frozenset([NO_WORD]),
@@ -658,7 +665,7 @@ class Lexer:
         self.at_start = self.at_start or other.at_start
         return True
 
-    def _key(self):
+    def _key(self) -> tuple[tuple[tuple[Any, ...], ...], bool]:
         return (tuple(frame.key() for frame in self.frames), self.at_start == "#")
 
     def lose(self, what: str, line: int | None = None) -> None:
@@ -711,7 +718,7 @@ class Lexer:
             if char == "\n":
                 self.line += 1
 
-    def _start(self, char):
+    def _start(self, char: str) -> None:
         if self.at_start == "#":
             self.at_start = False
             if char == "!":
@@ -719,7 +726,7 @@ class Lexer:
         elif not char.isspace():
             self.at_start = "#" if char == "#" else False
 
-    def value(self, index: int):
+    def value(self, index: int) -> tuple[str | None, str | None, str | None]:
         """The `{{ … }}` number `index` here: (quoting, None, None), or (None, why it is refused,
         hint or None). A WORD value may still become PLAIN: see `plain`."""
         self.settle(False)
@@ -755,7 +762,7 @@ class Lexer:
         elif frame.kind == "hbody":
             frame.set(line=None)
 
-    def _before_value(self):
+    def _before_value(self) -> tuple[Frame, tuple[str, str | None] | None]:
         """Resolve the look-ahead of the reading before a value: (the frame the value lands in,
         None or (why it is refused, hint))."""
         frame = self.frames[-1]
@@ -780,7 +787,7 @@ class Lexer:
             self._subshell(frame)
         return frame, None  # after "<": a redirection's target
 
-    def _unless_code(self, quoting):
+    def _unless_code(self, quoting: str) -> tuple[str | None, str | None, str | None]:
         """`quoting`, unless some command around the value runs or evaluates its words as code:
         then even an exact word would run (`eval "$(echo …)"` runs what echo prints)."""
         for frame in self.frames:
@@ -798,17 +805,17 @@ class Lexer:
         return quoting, None, None
 
     # -- the frames ----------------------------------------------------------------------------
-    def _push(self, kind, **fields):
+    def _push(self, kind: str, **fields: Any) -> Frame:
         frame = Frame(kind, **fields)
         self.frames.append(frame)
         return frame
 
-    def _push_command(self, array=False):
+    def _push_command(self, array: bool = False) -> Frame:
         frame = self._command_frame(nested=True, array=array)
         self.frames.append(frame)
         return frame
 
-    def _char(self, char):
+    def _char(self, char: str) -> None:
         frame = self.frames[-1]
         if char == "\n" and len(self.frames) > 1 and self.frames[0].get("heredocs"):
             # Quotes may span lines before a here-document's text starts; nothing else may.
@@ -817,7 +824,7 @@ class Lexer:
                     return self.lose("a line break inside %s on a here-document's line" % _NAMES[inner.kind])
         getattr(self, "_" + frame.kind)(frame, char)
 
-    def _cmd(self, frame, char):
+    def _cmd(self, frame: Frame, char: str) -> None:
         pend = frame.get("pend")
         if frame.get("array") and char in ";&|<>(" and pend not in ("$", "$("):
             # A syntax error inside name=( … ) is not fatal to bash: it drops the rest of the line
@@ -831,14 +838,14 @@ class Lexer:
 
     # -- command text: the character after one that needs the next (`frame.pend`) ---------------
     # Each returns True when it has dealt with the character, False when it is read as usual.
-    def _after_backslash(self, frame, char):
+    def _after_backslash(self, frame: Frame, char: str) -> bool:
         if char != "\n":
             self._opaque(frame)
         elif frame.get("heredocs"):
             self.lose("a line continuation on a here-document's line")
         return True  # a quoted character, or a line continuation (removed)
 
-    def _after_dollar(self, frame, char):
+    def _after_dollar(self, frame: Frame, char: str) -> bool:
         self._opaque(frame)
         if char == "(":
             frame.set(pend="$(")
@@ -854,7 +861,7 @@ class Lexer:
             return False
         return True
 
-    def _after_dollar_paren(self, frame, char):
+    def _after_dollar_paren(self, frame: Frame, char: str) -> bool:
         if char == "(":
             self._push("arith", depth=0, pend="", command=False)
         else:
@@ -862,7 +869,7 @@ class Lexer:
             self._char(char)
         return True
 
-    def _after_paren(self, frame, char):
+    def _after_paren(self, frame: Frame, char: str) -> bool:
         if char == "(":
             frame.cmdpos = 1
             self._push("arith", depth=0, pend="", command=True)
@@ -870,13 +877,13 @@ class Lexer:
         self._subshell(frame)
         return False
 
-    def _after_less(self, frame, char):
+    def _after_less(self, frame: Frame, char: str) -> bool:
         if char == "<":
             frame.set(pend="<<")
             return True
         return False
 
-    def _after_heredoc(self, frame, char):
+    def _after_heredoc(self, frame: Frame, char: str) -> bool:
         if char == "<":
             return True  # <<< : a here-string, an ordinary word follows
         if frame.get("nested"):
@@ -888,15 +895,15 @@ class Lexer:
         return True
 
     # -- command text: a character read as usual -------------------------------------------------
-    def _blank(self, frame, char):
+    def _blank(self, frame: Frame, char: str) -> None:
         self._end_word(frame)
 
-    def _separator(self, frame, char):
+    def _separator(self, frame: Frame, char: str) -> None:
         self._end_word(frame)
         frame.cmdpos = 1
         frame.set(special="")
 
-    def _newline(self, frame, char):
+    def _newline(self, frame: Frame, char: str) -> None:
         self._separator(frame, char)
         heredocs = frame.get("heredocs")
         if heredocs:
@@ -904,7 +911,7 @@ class Lexer:
             for delimiter, quoted, strip in reversed(heredocs):
                 self._push("hbody", delimiter=delimiter, quoted=quoted, strip=strip, line="", pend="")
 
-    def _open_paren(self, frame, char):
+    def _open_paren(self, frame: Frame, char: str) -> None:
         array = any(word.assign == 1 and word.last == "=" for word in frame.words)
         self._end_word(frame)
         if array:
@@ -912,7 +919,7 @@ class Lexer:
         else:
             frame.set(special="", pend="(")
 
-    def _close_paren(self, frame, char):
+    def _close_paren(self, frame: Frame, char: str) -> None:
         self._separator(frame, char)
         if frame.get("nested"):
             if frame.get("depth") == 0:
@@ -920,12 +927,12 @@ class Lexer:
             else:
                 frame.set(depth=frame.get("depth") - 1)
 
-    def _redirect(self, frame, char):
+    def _redirect(self, frame: Frame, char: str) -> None:
         self._end_word(frame)
         if char == "<":
             frame.set(pend="<")
 
-    def _hash(self, frame, char):
+    def _hash(self, frame: Frame, char: str) -> Any:  # see _char: the value is not used
         if frame.words == {NO_WORD}:
             if frame.get("nested"):
                 return self.lose("a comment inside %s" % _inside(frame))
@@ -934,7 +941,7 @@ class Lexer:
             return self.lose("a # that starts a comment or not, depending on a {% … %} block")
         return self._literal(frame, char)
 
-    def _quote(self, frame, char):
+    def _quote(self, frame: Frame, char: str) -> None:
         self._opaque(frame)
         if char == "'":
             self._push("sq")
@@ -944,25 +951,25 @@ class Lexer:
             self._push("backtick", pend="")
 
     @staticmethod
-    def _pend(frame, char):
+    def _pend(frame: Frame, char: str) -> None:
         frame.set(pend=char)
 
     @staticmethod
-    def _subshell(frame):
+    def _subshell(frame: Frame) -> None:
         """After `(` in command text: a first word may follow; count the level inside $( )."""
         frame.cmdpos = 1
         if frame.get("nested"):
             frame.set(depth=frame.get("depth") + 1)
 
     @staticmethod
-    def _literal(frame, text):
+    def _literal(frame: Frame, text: str) -> None:
         frame.words = frozenset(_extend(word, text) for word in frame.words)
 
     @staticmethod
-    def _opaque(frame):
+    def _opaque(frame: Frame) -> None:
         frame.words = frozenset(_opaque(word) for word in frame.words)
 
-    def _end_word(self, frame):
+    def _end_word(self, frame: Frame) -> None:
         cmdpos = None
         for word in frame.words:
             if word == NO_WORD:
@@ -991,11 +998,11 @@ class Lexer:
         frame.cmdpos = frame.cmdpos if cmdpos is None else cmdpos
         frame.words = frozenset([NO_WORD])
 
-    def _sq(self, frame, char):
+    def _sq(self, frame: Frame, char: str) -> None:
         if char == "'":
             self.frames.pop()
 
-    def _dq(self, frame, char):
+    def _dq(self, frame: Frame, char: str) -> Any:  # see _char: the value is not used
         pend = frame.get("pend")
         if pend:
             frame.set(pend="")
@@ -1018,12 +1025,12 @@ class Lexer:
             self._push("backtick", pend="")
         return None
 
-    def _comment(self, frame, char):
+    def _comment(self, frame: Frame, char: str) -> None:
         if char == "\n":
             self.frames.pop()
             self._char(char)
 
-    def _backtick(self, frame, char):
+    def _backtick(self, frame: Frame, char: str) -> None:
         if frame.get("pend") == "$":
             frame.set(pend="")
             if char in "({":
@@ -1036,7 +1043,7 @@ class Lexer:
             frame.set(pend="$")
         return None
 
-    def _param(self, frame, char):
+    def _param(self, frame: Frame, char: str) -> Frame | None:
         if frame.get("pend") == "$":
             frame.set(pend="")
             if char == "{":
@@ -1049,7 +1056,7 @@ class Lexer:
             self.lose("${…} with %r inside" % char)
         return None
 
-    def _arith(self, frame, char):
+    def _arith(self, frame: Frame, char: str) -> None:
         pend = frame.get("pend")
         if pend == ")":
             frame.set(pend="")
@@ -1076,13 +1083,13 @@ class Lexer:
             self.lose("arithmetic with %r inside" % char)
         return None
 
-    def _ansi(self, frame, char):
+    def _ansi(self, frame: Frame, char: str) -> None:
         if char == "'":
             self.frames.pop()
         elif char == "\\":
             self.lose("$'…' with a backslash inside (bash and dash read it differently)")
 
-    def _hdelim(self, frame, char):
+    def _hdelim(self, frame: Frame, char: str) -> None:
         if frame.get("pend"):
             frame.set(pend="")
             if char == "\n":
@@ -1117,7 +1124,7 @@ class Lexer:
             frame.set(buf=frame.get("buf") + char)
         return None
 
-    def _hbody(self, frame, char):
+    def _hbody(self, frame: Frame, char: str) -> Any:  # see _char: the value is not used
         line = frame.get("line")
         if not frame.get("quoted"):
             # Expansions are live here; only those that stay on their line can be followed:
@@ -1149,7 +1156,7 @@ class Lexer:
         return self._body_text(frame, line, char)
 
     @staticmethod
-    def _body_text(frame, line, text):
+    def _body_text(frame: Frame, line: str | None, text: str) -> None:
         """Keep the current line only while it may still turn out to be the delimiter."""
         if line is not None:
             line += text
@@ -1158,5 +1165,5 @@ class Lexer:
             frame.set(line=line)
 
 
-def _inside(frame):
+def _inside(frame: Frame) -> str:
     return "an array ( … )" if frame.get("array") else "$( )"

@@ -103,17 +103,19 @@ class Source:
     def warning(self, message: str, *path: str, hint: str | None = None, line: int | None = None, col: int | None = None) -> None:
         self._add("warning", message, path, hint, line, col)
 
-    def _add(self, severity, message, path, hint, line, col):
+    def _add(
+        self, severity: str, message: str, path: tuple[str, ...], hint: str | None, line: int | None, col: int | None
+    ) -> None:
         if line is None:
             line, col = self.where(*path) if path else (None, None)
         self.diagnostics.append(Diagnostic(severity, message, self.display, line, col, hint))
 
     @property
-    def errors(self):
+    def errors(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity == "error"]
 
     @property
-    def warnings(self):
+    def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity == "warning"]
 
     def string_places(self, path: tuple[str, ...], value: str) -> list[tuple[int, int]] | None:
@@ -172,8 +174,8 @@ def string_places(source: Source, path: tuple[str, ...], value: str) -> list[tup
     line, col = source.where(*path)
     text = source.text
     starts = [0]
-    for row in text.split("\n"):
-        starts.append(starts[-1] + len(row) + 1)
+    for text_line in text.split("\n"):
+        starts.append(starts[-1] + len(text_line) + 1)
     if line > len(starts) - 1:
         return None
     opening = _string_opening(text, starts[line - 1] + col - 1)

@@ -25,6 +25,11 @@ import sys
 from .errors import EXIT_INVALID, EXIT_OK
 from .errors import EXIT_STATE as EXIT_BUNDLE
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Mapping
+
 SIGN_NAMESPACE = "playbook-bundle"
 DIGEST_MARK = b"\n#=playbook-sha256="  # line 2 of the launcher, then 64 hex digits
 DIGEST_WITHIN = 4096  # the digest field is in the first 4 KiB of the file
@@ -37,7 +42,9 @@ class BundleContext:
     `tree` (the bytecode tree in use, or None when running from source), `identity` (the
     SHA-256 of the file, computed when first asked for: a few milliseconds)."""
 
-    def __init__(self, path, manifest, plan_bytes, digest=None, tree=None):
+    def __init__(
+        self, path: str, manifest: dict[str, Any], plan_bytes: bytes, digest: str | None = None, tree: str | None = None
+    ) -> None:
         self.path = path
         self.manifest = manifest
         self.plan_bytes = plan_bytes
@@ -45,14 +52,14 @@ class BundleContext:
         self.tree = tree
         self.entry_points = {name: info["entry_point"] for name, info in manifest.get("plugins", {}).items()}
         self.source_label = "%s (bundle of %s)" % (path, manifest.get("runbook", {}).get("source") or "a runbook")
-        self._identity = None
+        self._identity: str | None = None
 
     @property
-    def title(self):
+    def title(self) -> str:
         return self.manifest.get("runbook", {}).get("title", "")
 
     @property
-    def name(self):
+    def name(self) -> str:
         return os.path.basename(self.path)
 
     @property
@@ -78,7 +85,7 @@ def identity_text(sha256: str | None) -> str:
     return "%s: %s" % (IDENTITY_LABEL, sha256 or "? (the file cannot be read)")
 
 
-def embedded_digest(data: bytes) -> tuple:
+def embedded_digest(data: bytes) -> tuple[str, str | None]:
     """(the digest line 2 holds, the SHA-256 of the file with that field as 64 zeros); the
     first is "" when the file has no digest field."""
     import hashlib
@@ -94,12 +101,12 @@ def embedded_digest(data: bytes) -> tuple:
     return stored, check.hexdigest()
 
 
-def _read_file(path):
+def _read_file(path: str) -> bytes:
     with open(path, "rb") as handle:
         return handle.read()
 
 
-def read(path, name):
+def read(path: str, name: str) -> bytes:
     """The bytes of the archive member `name` (read through the zip importer, whose directory
     of the archive is already in memory)."""
     import zipimport
@@ -107,23 +114,23 @@ def read(path, name):
     return zipimport.zipimporter(path).get_data(name)
 
 
-def open_bundle(path, digest=None, tree=None):
+def open_bundle(path: str, digest: str | None = None, tree: str | None = None) -> BundleContext:
     manifest = json.loads(read(path, "manifest.json").decode("utf-8"))
     return BundleContext(path, manifest, read(path, "plan.json"), digest=digest, tree=tree)
 
 
-def version_line(bundle):
+def version_line(bundle: BundleContext) -> str:
     return "playbook %s (bundle of %s)" % (bundle.manifest.get("playbook_version", "?"), bundle.title or "a runbook")
 
 
-def main(path, argv, digest=None, tree=None):
+def main(path: str, argv: list[str], digest: str | None = None, tree: str | None = None) -> int:
     """Entry point of a bundle (called by the boot code). Returns the exit code."""
     from .errors import guard
 
     return guard(lambda: _dispatch(path, argv, digest, tree))
 
 
-def _dispatch(path, argv, digest, tree):
+def _dispatch(path: str, argv: list[str], digest: str | None, tree: str | None) -> int:
     try:
         bundle = open_bundle(path, digest, tree)
     except (OSError, ValueError, KeyError) as exc:
@@ -215,12 +222,12 @@ def remove_files(directory: str) -> None:
     remove_tree(directory)
 
 
-def command(name, argv, bundle):
+def command(name: str, argv: list[str], bundle: BundleContext) -> int:
     """Run one of the bundle's own commands (`verify`, `inspect`, `extract`)."""
     return COMMANDS[name](argv, bundle)
 
 
-def _parser(bundle, name, description, epilog):
+def _parser(bundle: BundleContext, name: str, description: str, epilog: str) -> argparse.ArgumentParser:
     import argparse
 
     return argparse.ArgumentParser(
@@ -238,14 +245,14 @@ class Examined:
     where it cannot be read), and `problems`: each way the file differs from its embedded
     SHA-256, or the manifest from the plan inside."""
 
-    def __init__(self):
-        self.identity = None
-        self.plan_sha256 = None
-        self.nodes = None
-        self.baked = None
-        self.host = None
-        self.source_sha256 = None
-        self.problems = []
+    def __init__(self) -> None:
+        self.identity: str | None = None
+        self.plan_sha256: str | None = None
+        self.nodes: int | None = None
+        self.baked: list[str] | None = None
+        self.host: list[str] | None = None
+        self.source_sha256: str | None = None
+        self.problems: list[str] = []
 
 
 def examine(bundle: BundleContext) -> Examined:
@@ -281,7 +288,7 @@ def examine(bundle: BundleContext) -> Examined:
     return found
 
 
-def _compare_manifest(manifest, found):
+def _compare_manifest(manifest: Mapping[str, Any], found: Examined) -> None:
     plan = manifest.get("plan", {})
     for label, said, actual in (
         ("plan sha256", plan.get("sha256"), found.plan_sha256),
@@ -294,20 +301,20 @@ def _compare_manifest(manifest, found):
             found.problems.append("the manifest says %s %s, but plan.json inside gives %s" % (label, _shown(said), _shown(actual)))
 
 
-def _shown(value):
+def _shown(value: object) -> str:
     if isinstance(value, list):
         return ", ".join(value) or "none"
     return "nothing" if value is None else str(value)
 
 
-def _report_problems(found):
+def _report_problems(found: Examined) -> int:
     for problem in found.problems:
         sys.stderr.write("error: %s\n" % problem)
     return EXIT_BUNDLE if found.problems else EXIT_OK
 
 
 # -- inspect -------------------------------------------------------------------------------------
-def _size(path):
+def _size(path: str) -> int | None:
     try:
         return os.path.getsize(path)
     except OSError:
@@ -320,7 +327,7 @@ def inspect_text(bundle: BundleContext, found: Examined) -> str:
     return "\n".join(_runbook_lines(bundle, found) + _runtime_lines(bundle.manifest, bundle.tree) + _contents_lines(bundle, found))
 
 
-def _runbook_lines(bundle, found):
+def _runbook_lines(bundle: BundleContext, found: Examined) -> list[str]:
     runbook = bundle.manifest.get("runbook", {})
     by = " by %s" % runbook["author"] if runbook.get("author") else ""
     version = " %s" % runbook["version"] if runbook.get("version") else ""
@@ -338,7 +345,7 @@ def _runbook_lines(bundle, found):
     return lines
 
 
-def rehearsal_text(rehearsal: dict | None) -> str:
+def rehearsal_text(rehearsal: Mapping[str, Any] | None) -> str:
     """What the manifest says of `compile --test`: the scenarios that passed before the build."""
     if not rehearsal:
         return "rehearsed: no (built without --test)"
@@ -353,7 +360,7 @@ def _visible(text: str) -> str:
     return "".join("\\x%02x" % ord(c) if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c for c in str(text))
 
 
-def _runtime_lines(manifest, tree):
+def _runtime_lines(manifest: Mapping[str, Any], tree: str | None) -> list[str]:
     lines = ["  playbook:     %s" % manifest.get("playbook_version", "?")]
     floor_from = "; ".join(manifest.get("floor_from", []))
     lines.append("  python:       CPython %s or newer%s" % (manifest.get("python_floor", "?"), " (set by %s)" % floor_from if floor_from else ""))
@@ -366,7 +373,7 @@ def _runtime_lines(manifest, tree):
     return lines
 
 
-def _contents_lines(bundle, found):
+def _contents_lines(bundle: BundleContext, found: Examined) -> list[str]:
     m = bundle.manifest
     lines = ["  contents:", "    playbook %s (runtime only)" % m.get("playbook_version", "?")]
     for dist in m.get("distributions", []):
@@ -390,7 +397,7 @@ def _contents_lines(bundle, found):
     return lines
 
 
-def cmd_inspect(argv: list, bundle: BundleContext) -> int:
+def cmd_inspect(argv: list[str], bundle: BundleContext) -> int:
     parser = _parser(
         bundle,
         "inspect",
@@ -419,7 +426,7 @@ def cmd_inspect(argv: list, bundle: BundleContext) -> int:
 
 
 # -- verify --------------------------------------------------------------------------------------
-def _ssh_keygen(args, data):
+def _ssh_keygen(args: list[str], data: bytes) -> tuple[int | None, str]:
     import subprocess
 
     try:
@@ -433,12 +440,12 @@ def _ssh_keygen(args, data):
 class _Refused(Exception):
     """verify cannot go on: the message for stderr and the exit code."""
 
-    def __init__(self, message, code=EXIT_BUNDLE):
+    def __init__(self, message: str, code: int = EXIT_BUNDLE) -> None:
         super().__init__(message)
         self.code = code
 
 
-def cmd_verify(argv: list, bundle: BundleContext) -> int:
+def cmd_verify(argv: list[str], bundle: BundleContext) -> int:
     parser = _parser(
         bundle,
         "verify",
@@ -481,7 +488,7 @@ def cmd_verify(argv: list, bundle: BundleContext) -> int:
     return EXIT_OK
 
 
-def _verify_signature(bundle, signers, sig, identity):
+def _verify_signature(bundle: BundleContext, signers: str, sig: str, identity: str | None) -> str:
     """The signer (and ssh-keygen's words) when `sig` is a valid signature of the bundle by
     `identity`, or by any key of the allowed-signers file; raises _Refused otherwise."""
     if not os.path.isfile(sig):
@@ -505,7 +512,7 @@ def _verify_signature(bundle, signers, sig, identity):
     )
 
 
-def _signers_of(bundle, signers, sig, data):
+def _signers_of(bundle: BundleContext, signers: str, sig: str, data: bytes) -> list[str]:
     """The principals of the allowed-signers file whose key made `sig`."""
     code, text = _ssh_keygen(["-Y", "find-principals", "-s", sig, "-f", signers], data)
     if code is None:
@@ -517,7 +524,7 @@ def _signers_of(bundle, signers, sig, data):
 
 
 # -- extract -------------------------------------------------------------------------------------
-def cmd_extract(argv, bundle):
+def cmd_extract(argv: list[str], bundle: BundleContext) -> int:
     parser = _parser(
         bundle,
         "extract",

@@ -16,7 +16,9 @@ from .errors import UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping
+    from typing import Any, Callable, Literal, Mapping
+
+    from .plan import Node
 
 NODE_FUNCTIONS = ("has_succeeded", "has_failed", "has_run", "is_skipped", "previous_node")
 PREVIOUS_NODE_FIELDS = ("status", "exit_code", "stdout", "stderr", "output")
@@ -64,7 +66,7 @@ def _status(results: Mapping[str, Any], node_id: str) -> str | None:
     return _field(results, node_id, "status")
 
 
-def evaluate_when(expression, values, results):
+def evaluate_when(expression: str, values: Mapping[str, Any], results: Mapping[str, Any]) -> bool:
     """True/False for a `when` expression (without braces); raises ConditionError."""
     context = dict(values)
     context.update(functions(results))
@@ -85,7 +87,9 @@ def evaluate_when(expression, values, results):
     return bool(value)
 
 
-def decide(node, results, values):
+def decide(
+    node: Node, results: Mapping[str, Any], values: Mapping[str, Any]
+) -> tuple[Literal["run"], None] | tuple[Literal["skip"], str]:
     """("run", None) or ("skip", reason) for a node whose upstream nodes are all final."""
     if node.skip:
         return "skip", node.skip_reason or "disabled (skip = true)"
@@ -111,9 +115,9 @@ def decide(node, results, values):
     return "run", None
 
 
-def in_words(node):
+def in_words(node: Node) -> str:
     """The run condition of a node in words, as `plan` shows it."""
-    parts = []
+    parts: list[str] = []
     if node.skip:
         return "never runs: %s" % (node.skip_reason or "disabled (skip = true)")
     if node.when_value is False:

@@ -11,9 +11,9 @@ Where values come from, highest first (docs/configuration.md):
 5. ``DEFAULTS``.
 
 Unknown keys and wrong types are reported as ``FILE:LINE: message`` with a did-you-mean hint;
-a run refuses to start with a bad configuration. This module also holds what the keys do
-outside the engine: the database backup before a schema migration (``backup_hook``) and the
-rotating log file of run events (``open_run_log`` + ``LoggingUI``).
+a run refuses to start with a bad configuration. What the keys do lives where it is done: the
+database backup before a schema migration in state.py (``backup_hook``), the rotating log file
+of run events in runlog.py (``open_run_log``, ``LoggingUI``).
 
 Standard library and tomli (runtime/tomlfile.py) only: this module goes into bundles.
 """
@@ -31,7 +31,14 @@ from .suggest import did_you_mean
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+    # check_value's answer: (normalized value, None) or (None, (message, hint))
+    _Checked = Tuple[Any, Optional[Tuple[str, Optional[str]]]]
+    # the values a file (or one of its environments) sets: {(section, key): (value, line)}
+    _Found = Dict[Tuple[str, str], Tuple[Any, Optional[int]]]
+    # one file read: (the file, its base values, {environment name: its values})
+    _Layer = Tuple["_File", _Found, Dict[str, _Found]]
 
 SYSTEM_FILE = "/etc/playbook/config.toml"
 USER_FILE = "~/.config/playbook/config.toml"
@@ -188,7 +195,7 @@ def read_file(path: str, fd: Optional[int] = None) -> Tuple[Optional[_File], Lis
 
 
 # -- checking -----------------------------------------------------------------------------------
-def _type_name(value):
+def _type_name(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int):
@@ -204,7 +211,7 @@ def _type_name(value):
     return type(value).__name__
 
 
-def _toml(value):
+def _toml(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -212,7 +219,7 @@ def _toml(value):
     return repr(value)
 
 
-def check_value(section: str, key: str, value: Any) -> Tuple[Any, Optional[Tuple[str, Optional[str]]]]:
+def check_value(section: str, key: str, value: Any) -> _Checked:
     """(normalized value, None) or (None, (message, hint))."""
     name = "%s.%s" % (section, key)
     kind, rule = RULES[name]
@@ -222,11 +229,11 @@ def check_value(section: str, key: str, value: Any) -> Tuple[Any, Optional[Tuple
     return _CHECK_KIND[kind](name, rule, value)
 
 
-def _is_number(value):
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-_IS_KIND = {
+_IS_KIND: Dict[str, Callable[[Any], bool]] = {
     "str": lambda value: isinstance(value, str),
     "bool": lambda value: isinstance(value, bool),
     "int": lambda value: isinstance(value, int) and not isinstance(value, bool),
@@ -250,7 +257,7 @@ def _type_hint(key: str, kind: str, value: Any) -> Optional[str]:
     return None
 
 
-def _check_str(name, rule, value):
+def _check_str(name: str, rule: Union[None, str, Sequence[str]], value: str) -> _Checked:
     if rule is None:
         return value, None
     if rule == "nonempty":
@@ -262,33 +269,33 @@ def _check_str(name, rule, value):
     return None, ("%s must be one of %s, not %s" % (name, choices, _toml(value)), did_you_mean(normal, rule))
 
 
-def _check_minimum(name, minimum, value):
+def _check_minimum(name: str, minimum: float, value: float) -> _Checked:
     if value < minimum:
         return None, ("%s must be at least %s, not %s" % (name, minimum, _toml(value)), None)
     return value, None
 
 
-def _check_number(name, rule, value):
+def _check_number(name: str, rule: Tuple[float, float], value: float) -> _Checked:
     minimum, maximum = rule
     if value > maximum:
         return None, ("%s must be at most %s, not %s" % (name, maximum, _toml(value)), None)
     return _check_minimum(name, minimum, value)
 
 
-def _check_duration(name, rule, value):
+def _check_duration(name: str, rule: None, value: float) -> _Checked:
     try:
         return check_duration(value, name), None
     except DurationError as exc:
         return None, (str(exc), None)
 
 
-def _check_parallel(name, rule, value):
+def _check_parallel(name: str, rule: int, value: int) -> _Checked:
     if isinstance(value, bool):
         return (PARALLEL_WHEN_TRUE if value else 1), None
     return _check_minimum(name, rule, value)
 
 
-_CHECK_KIND = {
+_CHECK_KIND: Dict[str, Callable[[str, Any, Any], _Checked]] = {
     "str": _check_str,
     "bool": lambda name, rule, value: (value, None),
     "int": _check_minimum,
@@ -298,10 +305,10 @@ _CHECK_KIND = {
 }
 
 
-def _check_sections(file, tables, prefix, problems):
+def _check_sections(file: _File, tables: Mapping[str, Any], prefix: Tuple[str, ...], problems: List[Problem]) -> _Found:
     """Check `{section: {key: value}}` of a file (or of one environment); returns the values
     found as {(section, key): (value, line)}."""
-    found = {}
+    found: _Found = {}
     for section, keys in tables.items():
         path = prefix + (section,)
         if section not in DEFAULTS:
@@ -348,14 +355,14 @@ def _unknown_key(where: str, line: Optional[int], path: Tuple[str, ...], key: st
     return Problem(where, line, "unknown key %r in [%s]" % (key, ".".join(path)), hint)
 
 
-def check_file(file: _File) -> Tuple[Dict[Tuple[str, str], Any], Dict[str, Any], List[Problem]]:
+def check_file(file: _File) -> Tuple[_Found, Dict[str, _Found], List[Problem]]:
     """(base values, {environment: values}, problems) of one parsed file; every environment
     section is checked, selected or not."""
     problems: List[Problem] = []
     data = dict(file.data)
     environments = data.pop("environments", None)
     base = _check_sections(file, data, (), problems)
-    envs = {}
+    envs: Dict[str, _Found] = {}
     if environments is not None and not isinstance(environments, dict):
         message = "environments must be a table of [environments.NAME] sections"
         problems.append(Problem(file.path, file.line("environments"), message))
@@ -385,12 +392,12 @@ def _env_value(name: str, text: str) -> Tuple[Any, Optional[Problem]]:
     return normal, None
 
 
-def _env_number(text):
+def _env_number(text: str) -> float:
     value = float(text)
     return int(value) if value.is_integer() else value
 
 
-def _env_parallel(text):
+def _env_parallel(text: str) -> Union[bool, int]:
     lowered = text.lower()
     if lowered in ("true", "yes", "on", "false", "no", "off"):
         return lowered in ("true", "yes", "on")
@@ -470,7 +477,7 @@ def gather(
     return cfg, files, problems
 
 
-def _read_layers(searched, explicit, problems, skipped):
+def _read_layers(searched: Iterable[str], explicit: bool, problems: List[Problem], skipped: List[Tuple[str, str]]) -> List[_Layer]:
     """[(file, base values, {environment: values})] of the files found, highest priority first.
 
     A file is read only when no other user controls it (runtime/private.py: it belongs to the
@@ -479,7 +486,7 @@ def _read_layers(searched, explicit, problems, skipped):
     PLAYBOOK_CONFIG names is a problem instead."""
     from .private import trusted_file
 
-    layers = []
+    layers: List[_Layer] = []
     for path in searched:
         if not os.path.exists(path):
             if explicit:
@@ -507,14 +514,16 @@ def _read_layers(searched, explicit, problems, skipped):
     return layers
 
 
-def _apply(values, origins, found, where, note=""):
+def _apply(values: Dict[str, Dict[str, Any]], origins: Dict[str, str], found: _Found, where: str, note: str = "") -> None:
     """Set the values `found` ({(section, key): (value, line)}), recording where they came from."""
     for (section, key), (value, line) in found.items():
         values[section][key] = value
         origins["%s.%s" % (section, key)] = "%s%s%s" % (where, ":%d" % line if line else "", note)
 
 
-def _apply_environment(values, origins, layers, env_name, problems):
+def _apply_environment(
+    values: Dict[str, Dict[str, Any]], origins: Dict[str, str], layers: Sequence[_Layer], env_name: str, problems: List[Problem]
+) -> None:
     """PLAYBOOK_ENV=NAME: the [environments.NAME] sections of every file, lowest priority first."""
     defined = [(file, envs[env_name]) for file, _, envs in reversed(layers) if env_name in envs]
     for file, found in defined:
@@ -643,7 +652,7 @@ def init_environment(name: str, environ: Optional[Mapping[str, str]] = None, for
     return path, action
 
 
-def _remove_environment(text, name):
+def _remove_environment(text: str, name: str) -> Tuple[str, bool]:
     out = []
     skipping = False
     removed = False

@@ -25,11 +25,17 @@ from .state import now_iso
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, Mapping, Optional
+    from concurrent.futures import Future, ThreadPoolExecutor
+    from typing import Any, Callable, Iterable, Mapping, NoReturn, Optional, Sequence
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from .approvals import Policy
+    from .plan import Node, Plan
     from .state import Store
+    from .ui import UI
+
+    # how an attempt of a step ended: (status, the step's fields, attempt id)
+    Outcome = tuple[str, dict[str, Any], int]
 
 DEFAULT_PROMPT = "Continue?"
 
@@ -41,7 +47,7 @@ class Interrupted(BaseException):
 class Stop(Exception):
     """The run stops here (resumable): `status` is 'failed' or 'aborted'."""
 
-    def __init__(self, status, reason):
+    def __init__(self, status: str, reason: str) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -56,7 +62,7 @@ class Options:
     auto_approve: bool = False  # approve every question without a terminal (recorded)
     default_timeout: float = 300  # seconds, for Command nodes without `timeout`
     rerun_interrupted: bool = False  # without a terminal, run an interrupted step again
-    approve: frozenset = frozenset()  # steps whose question --approve answers yes
+    approve: frozenset[str] = frozenset()  # steps whose question --approve answers yes
     approval_signers: Optional[str] = None  # allowed signers: steps with a policy accept only their signatures
     approval_max_valid: Optional[float] = None  # seconds a signed approval may be valid for (None: 7 days)
     kill_grace: float = 2.0  # seconds between SIGTERM and SIGKILL
@@ -119,7 +125,7 @@ class Engine:
         values: Mapping[str, Any],
         store: Store,
         run_id: int,
-        ui: Any,
+        ui: UI,
         options: Options | None = None,
         plugins: Any = None,
         who: str = "operator",
@@ -138,7 +144,7 @@ class Engine:
         self.who = who
         # every text that leaves the engine is masked where it leaves: the UI and the store
         self.mask = Masker(secrets)
-        self.ui = MaskedUI(ui, self.mask) if self.mask and not isinstance(ui, MaskedUI) else ui
+        self.ui: UI = MaskedUI(ui, self.mask) if self.mask and not isinstance(ui, MaskedUI) else ui
         if self.mask:
             store.set_mask(self.mask)
         self.runner = runner or executors.run_command
@@ -163,11 +169,15 @@ class Engine:
             for up in node.upstream():
                 self._downstream[up].append(node.id)
         self._lock = threading.Lock()
-        self._prepared: dict[str, Any] = {}  # node id -> the node rendered at its start (or the TemplateError)
-        self._announce: dict[str, Any] = {}  # node id -> its node_started event, shown once its command started
+        # node id -> the node rendered at its start (or the TemplateError)
+        self._prepared: dict[str, Node | templating.TemplateError] = {}
+        # node id -> its node_started event (node, attempt, command, node_finished event held
+        # back before it), shown once its command started
+        self._announce: dict[str, tuple[Node, int, str | None, dict[str, Any] | None]] = {}
         # A step that succeeded in a chain: its result, written with the next step's row (one
         # commit instead of two) and shown once that is durable; see _drive and _flush_held.
-        self._held: tuple | None = None  # ((attempt id, status, fields, ended at), node_finished event)
+        # ((attempt id, status, fields, ended at), node_finished event)
+        self._held: tuple[tuple[int, str, dict[str, Any], str], dict[str, Any]] | None = None
         self.waiting_for: str | None = None  # the step whose approval the run waits for
         self.waiting_signed = False  # ... and whether only a signed approval will do
         self.asked = ""  # the question asked last (as shown)
@@ -179,7 +189,7 @@ class Engine:
         self.halted = reason
 
     # -- helpers ---------------------------------------------------------------------------
-    def _next_attempt(self, node_id):
+    def _next_attempt(self, node_id: str) -> int:
         numbers = self.attempt_numbers
         if numbers is None:  # the attempts of earlier sessions, read once
             numbers = self.attempt_numbers = {k: n + 1 for k, n in self.store.attempt_numbers(self.run_id).items()}
@@ -187,7 +197,7 @@ class Engine:
         numbers[node_id] = number + 1
         return number
 
-    def _finish(self, node, status, result=None, reason=None):
+    def _finish(self, node: Node, status: str, result: Mapping[str, Any] | None = None, reason: str | None = None) -> None:
         data = self.results[node.id]
         data.status = status
         if result is not None:
@@ -280,8 +290,8 @@ class Engine:
     def run(self) -> tuple[str, int, str | None]:
         """Drive the run to its end. Returns (status, exit code, reason)."""
         waiting, ready = self._initial()
-        running: dict[Any, Any] = {}  # future -> node
-        pools: list[Any] = []  # the thread pool, made when a second node runs at once
+        running: dict[Future[Outcome], Node] = {}  # future -> node
+        pools: list[ThreadPoolExecutor] = []  # the thread pool, made when a second node runs at once
         try:
             while ready or running:
                 self._start_ready(waiting, ready, running, pools)
@@ -327,7 +337,9 @@ class Engine:
         heapq.heapify(ready)
         return waiting, ready
 
-    def _start_ready(self, waiting, ready, running, pools) -> None:
+    def _start_ready(
+        self, waiting: dict[str, int], ready: list[int], running: dict[Future[Outcome], Node], pools: list[ThreadPoolExecutor]
+    ) -> None:
         """Start ready nodes up to --parallel: skip what its conditions skip, run a node with a
         question (or everything, with --parallel 1) here, the others in the pool. A node that is
         the only one that can run (nothing in flight, nothing else ready, so nothing can become
@@ -339,6 +351,7 @@ class Engine:
             node = self.nodes[heapq.heappop(ready)]
             verdict, reason = conditions.decide(node, self.results, self.values)
             if verdict == "skip":
+                assert reason is not None  # decide gives the reason of every skip
                 self._flush_held()
                 self._skip(node, reason)
                 self._release(node, waiting, ready)
@@ -359,7 +372,7 @@ class Engine:
             self._release(node, waiting, ready)
         self._flush_held()
 
-    def _collect(self, waiting, ready, running) -> None:
+    def _collect(self, waiting: dict[str, int], ready: list[int], running: dict[Future[Outcome], Node]) -> None:
         """Settle the nodes in flight that have finished."""
         for future in self._wait(running):
             if future not in running:  # settled already by a _drain before a prompt
@@ -371,7 +384,7 @@ class Engine:
             self._settle(node, outcome)
             self._release(node, waiting, ready)
 
-    def _wait(self, running):
+    def _wait(self, running: Mapping[Future[Outcome], Node]) -> set[Future[Outcome]]:
         from concurrent.futures import FIRST_COMPLETED, wait
 
         while True:
@@ -379,7 +392,9 @@ class Engine:
             if done:
                 return done
 
-    def _drain(self, running, waiting, ready, quiet=False):
+    def _drain(
+        self, running: dict[Future[Outcome], Node], waiting: dict[str, int], ready: list[int], quiet: bool = False
+    ) -> None:
         """Finish the nodes in flight (used before a prompt and when the run stops)."""
         while running:
             for future in self._wait(running):
@@ -391,7 +406,7 @@ class Engine:
                     self._settle(node, outcome)
                 self._release(node, waiting, ready)
 
-    def _release(self, node, waiting, ready):
+    def _release(self, node: Node, waiting: dict[str, int], ready: list[int]) -> None:
         if node.id not in self.final:
             return
         for down in self._downstream[node.id]:
@@ -400,19 +415,19 @@ class Engine:
                 if waiting[down] == 0 and down not in self.final:
                     heapq.heappush(ready, self.index[down])
 
-    def _needs_prompt(self, node):
+    def _needs_prompt(self, node: Node) -> bool:
         return node.type == "Manual" or bool(node.prompt_before) or bool(node.prompt_after)
 
-    def _failure_needs_prompt(self, node):
+    def _failure_needs_prompt(self, node: Node) -> bool:
         return self.ui.interactive
 
     # -- one node --------------------------------------------------------------------------
-    def _skip(self, node, reason, decision=None):
+    def _skip(self, node: Node, reason: str, decision: str | None = None) -> None:
         self.store.record_skip(self.run_id, node.id, reason, decision=decision, decided_by=self.who if decision else None)
         self._finish(node, SKIPPED, reason=reason)
         self.ui.event("node_skipped", node=node, reason=reason)
 
-    def _drive(self, node):
+    def _drive(self, node: Node) -> None:
         """Run one node in the main thread: approvals, attempts, the failure menu.
 
         A Command or Function step that succeeds here without an approval after it is held
@@ -439,7 +454,7 @@ class Engine:
         attempt = self._begin(node, here=True)
         self._settle(node, self._attempts(node, attempt, hold=not node.prompt_after))
 
-    def _begin(self, node, here=False):
+    def _begin(self, node: Node, here: bool = False) -> tuple[int, int]:
         """Write the node's attempt row (with a held success before it); ``here``: the node
         runs in this thread, so the held success is shown when its command has started."""
         number = self._next_attempt(node.id)
@@ -467,7 +482,7 @@ class Engine:
             self.ui.event("node_started", node=node, attempt=number, command=prepared.command)
         return attempt_id, number
 
-    def _flush_held(self):
+    def _flush_held(self) -> None:
         """Write and show a success held back (see _drive), if there is one."""
         held = self._held
         if held is None:
@@ -478,7 +493,7 @@ class Engine:
         self.ui.event("node_finished", **event)
 
     # -- fields rendered when the step starts ----------------------------------------------
-    def _prepare(self, node):
+    def _prepare(self, node: Node) -> Node | templating.TemplateError:
         """The node with the fields that wait for its start rendered (`runtime_templates`:
         those reading earlier steps' outputs or `runbook_dir`), or the TemplateError."""
         if not node.runtime_templates:
@@ -488,7 +503,7 @@ class Engine:
         except templating.TemplateError as exc:
             return exc
 
-    def _start_values(self):
+    def _start_values(self) -> dict[str, Any]:
         """The variables, `runbook_dir` (the runbook's directory, or the copy of its files a
         bundle provides) and `previous_node(id)`: what a step's fields are rendered with."""
         values = dict(self.values)
@@ -498,7 +513,7 @@ class Engine:
         values["previous_node"] = self._outputs
         return values
 
-    def _outputs(self, node_id):
+    def _outputs(self, node_id: str) -> StepOutputs:
         """previous_node(id) in a step's fields: the step's result. A stream kept only in part
         (longer than the state database keeps) is refused rather than passed on cut."""
         result = self.results.get(node_id)
@@ -506,7 +521,7 @@ class Engine:
             raise templating.TemplateError("previous_node(%r): there is no step %r" % (node_id, node_id))
         return StepOutputs(node_id, result)
 
-    def question_text(self, node, field):
+    def question_text(self, node: Node, field: str) -> str:
         """The question a step asks (`field`: prompt_before or prompt_after; a Manual step without
         prompt_after asks DEFAULT_PROMPT). A question that reads earlier steps' outputs or
         runbook_dir is rendered now, once; every other one was rendered with the variables when
@@ -519,7 +534,7 @@ class Engine:
         except templating.TemplateError as exc:
             raise Stop(FAILED, "cannot ask the question of %s: %s" % (node.id, exc)) from None
 
-    def _attempts(self, node, attempt, hold=False):
+    def _attempts(self, node: Node, attempt: tuple[int, int], hold: bool = False) -> Outcome:
         """Execute with automatic retries (`retries`, `retry_delay`). Runs in a worker in parallel
         mode. ``hold``: a success is held back (see _drive)."""
         automatic = max(0, int(node.retries or 0))
@@ -534,7 +549,7 @@ class Engine:
                 self.sleep(node.retry_delay)
             attempt = self._begin(node)
 
-    def _execute(self, node, attempt_id, number, hold=False):
+    def _execute(self, node: Node, attempt_id: int, number: int, hold: bool = False) -> Outcome:
         """One attempt of a Command or Function node; records it (a success, with ``hold``, is
         held back: see _drive). Returns (status, fields, attempt id)."""
         started = time.monotonic()
@@ -547,7 +562,7 @@ class Engine:
             node = prepared
             announce = [self._announce.pop(node.id, None)]
 
-            def announced():
+            def announced() -> None:
                 """The node_started event (after the previous step's node_finished, if held
                 back), once: when the command has started (or ended without)."""
                 event = announce[0]
@@ -557,11 +572,11 @@ class Engine:
                         self.ui.event("node_finished", **event[3])
                     self.ui.event("node_started", node=event[0], attempt=event[1], command=event[2])
 
-            def on_start(pgid, ticks):
+            def on_start(pgid: int, ticks: int | None) -> None:
                 self.record_process(attempt_id, pgid, ticks)
                 announced()
 
-            def on_output(stream, text):
+            def on_output(stream: str, text: str) -> None:
                 if announce[0] is not None:
                     announced()
                 self.ui.event("node_output", node=node, stream=stream, text=text)
@@ -583,9 +598,8 @@ class Engine:
         else:
             node = prepared
             try:
-                status, fields = steps.function(
-                    node, self.plugins, self.plan.plugin_config.get(node.plugin) or {}, self.values, self.mask
-                )
+                config = self.plan.plugin_config.get(node.plugin) if node.plugin is not None else None
+                status, fields = steps.function(node, self.plugins, config or {}, self.values, self.mask)
             except (KeyboardInterrupt, Interrupted):
                 self.store.finish_attempt(attempt_id, "interrupted", error="interrupted by a signal")
                 raise
@@ -601,11 +615,11 @@ class Engine:
             self.ui.event("node_finished", **event)
         return status, data, attempt_id
 
-    def _settle_quietly(self, node, outcome):
+    def _settle_quietly(self, node: Node, outcome: Outcome) -> None:
         status, data, _ = outcome
         self._finish(node, status, data)
 
-    def _settle(self, node, outcome):
+    def _settle(self, node: Node, outcome: Outcome) -> None:
         """After the automatic attempts: approval after success, or the failure menu."""
         while True:
             status, data, attempt_id = outcome
@@ -621,7 +635,7 @@ class Engine:
                 continue
             return
 
-    def _on_failure(self, node, data, attempt_id, rejected=False):
+    def _on_failure(self, node: Node, data: Mapping[str, Any], attempt_id: int, rejected: bool = False) -> str | None:
         """Decide what a failed (or rejected) node leads to. Returns 'retry' or None (final).
 
         A rejection is never skipped: the operator asks again, follows the failure path (when
@@ -656,7 +670,7 @@ class Engine:
         self._finish(node, FAILED, data)
         raise Stop("aborted", "aborted by %s at %s" % (self.who, node.id))
 
-    def _unattended_failure(self, node, data, attempt_id, rejected):
+    def _unattended_failure(self, node: Node, data: Mapping[str, Any], attempt_id: int, rejected: bool) -> str | None:
         """Without a terminal: a handled failure follows its path; an unhandled one stops the run."""
         self._finish(node, FAILED, data)
         if node.handled:
@@ -668,11 +682,11 @@ class Engine:
         what = "was rejected" if rejected else "failed"
         raise Stop(FAILED, "%s %s and nothing handles its failure" % (node.id, what))
 
-    def _menu(self, node, rejected):
+    def _menu(self, node: Node, rejected: bool) -> list[tuple[str, str, str]]:
         """The choices after a failure or a rejection (letter, name, what it does)."""
         attempts = self.session_attempts.get(node.id, 1)
         limit = self.options.max_retries
-        options = []
+        options: list[tuple[str, str, str]] = []
         if rejected and node.type == "Manual":
             options.append(("r", "ask again", "ask the question of %s again" % node.id))
         elif attempts < limit:
@@ -686,7 +700,7 @@ class Engine:
         return options
 
     # -- questions and approvals ---------------------------------------------------------
-    def _question(self, node, field):
+    def _question(self, node: Node, field: str) -> tuple[str, str]:
         """The decision on a step's question: ("approved" | "auto-approved" | "rejected", by whom).
 
         Decisions recorded out of band count first (a rejection wins); then a person at the
@@ -731,7 +745,7 @@ class Engine:
                     node.id, self.who, policy.describe(), ", each person once" if me in counted else ""))
             self._wait_for_approval(node, question, policy, counted, signed)
 
-    def _verified(self, node, question, decisions):
+    def _verified(self, node: Node, question: str, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The decisions whose signed document still verifies for this run, step and question
         (each as recorded, `who` the signing principal); the others are voided, with why."""
         from .approvals import ApprovalError
@@ -755,7 +769,7 @@ class Engine:
             self.ui.event("message", text=text)
         return kept
 
-    def backed_by_signatures(self, node) -> str | None:
+    def backed_by_signatures(self, node: Node) -> str | None:
         """For a step with a policy that a run accepts only signed approvals for, and that an
         earlier session settled as approved: None when the decisions it used still verify (the
         run, plan, step, question and values they bind; expiry was checked when they were
@@ -783,7 +797,7 @@ class Engine:
             return "its signed approvals do not verify for this run as it is now (%s needed)" % policy.describe()
         return None
 
-    def _record(self, node, question, approved, who, how):
+    def _record(self, node: Node, question: str, approved: bool, who: str, how: str) -> None:
         decision = "approved" if approved else "rejected"
         self.store.add_approval(self.run_id, node.id, decision, who, how)
         word = "auto-approved" if how == "auto-approve" and approved else decision
@@ -793,7 +807,9 @@ class Engine:
         self.store.add_event(self.run_id, "approval", detail, who=who, node_id=node.id)
         self.ui.event("approval", node=node, decision=decision, who=who, how=how)
 
-    def _wait_for_approval(self, node, question, policy, counted, signed=False):
+    def _wait_for_approval(
+        self, node: Node, question: str, policy: Policy, counted: Sequence[str], signed: bool = False
+    ) -> NoReturn:
         """Stop the run waiting for the approvals `node` still needs (`counted`: the people whose
         approvals count already)."""
         more = policy.approvals - len(counted)
@@ -816,7 +832,7 @@ class Engine:
             % (node.id, wanted, policy.describe(), given, "it" if more == 1 else "them", node.id),
         )
 
-    def _approve(self, node, field, before=False, attempt_id=None):
+    def _approve(self, node: Node, field: str, before: bool = False, attempt_id: int | None = None) -> bool:
         """Ask a Command/Function step's question (`field`: prompt_before or prompt_after). True
         when approved; otherwise the node is settled (or Stop)."""
         try:
@@ -840,15 +856,16 @@ class Engine:
         if before:
             return self._declined_before(node, by)
         # rejected after success: the result is not accepted
+        assert attempt_id is not None  # asked after the step ran, so its attempt is known
         self.store.finish_attempt(attempt_id, FAILED, decision="rejected", decided_by=by, error="rejected by %s" % by)
         data = self.results[node.id].attempt_fields()
         self.final.discard(node.id)
         self._settle_rejection(node, data, attempt_id)
         return False
 
-    def _declined_before(self, node, by):
+    def _declined_before(self, node: Node, by: str) -> bool:
         """Declined before running: do not run it (skip, not for critical steps) or abort."""
-        options = []
+        options: list[tuple[str, str, str]] = []
         if not node.critical:
             options.append(("s", "skip", "do not run %s and continue" % node.id))
         options.append(("a", "abort", "stop the run here; it can be resumed later"))
@@ -865,7 +882,7 @@ class Engine:
             return False
         raise Stop("aborted", "aborted by %s before %s" % (by, node.id))
 
-    def _settle_rejection(self, node, data, attempt_id):
+    def _settle_rejection(self, node: Node, data: Mapping[str, Any], attempt_id: int) -> None:
         self.results[node.id].status = FAILED
         choice = self._on_failure(node, data, attempt_id, rejected=True)
         if choice == "retry":
@@ -875,7 +892,7 @@ class Engine:
             else:
                 self._manual(node)
 
-    def _manual(self, node):
+    def _manual(self, node: Node) -> None:
         """A Manual node: show the description, ask prompt_after; record who decided."""
         while True:
             self.ui.event("manual", node=node, description=node.description or "")

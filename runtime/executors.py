@@ -74,6 +74,14 @@ import threading
 import time
 from collections.abc import Callable
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any, Iterable, Sequence
+
+    # what signal.signal installs and returns (typeshed's signal._HANDLER)
+    _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
 __all__ = [
     "CommandResult",
     "run_command",
@@ -141,7 +149,7 @@ class _Stream:
 
     __slots__ = ("name", "fd", "limit", "callback", "decoder", "chunks", "size", "dropped", "done")
 
-    def __init__(self, name, fd, limit, callback):
+    def __init__(self, name: str, fd: int, limit: int, callback: Callable[[str, str], object] | None) -> None:
         self.name = name
         self.fd = fd
         self.limit = limit
@@ -152,7 +160,7 @@ class _Stream:
         self.dropped = False
         self.done = False
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> None:
         limit = self.limit
         if limit > 0:
             chunks = self.chunks
@@ -174,7 +182,7 @@ class _Stream:
             if text:
                 callback(self.name, text)
 
-    def finish(self):
+    def finish(self) -> None:
         """End of stream: flush an incomplete character to the callback (as U+FFFD)."""
         if self.done:
             return
@@ -185,7 +193,7 @@ class _Stream:
             if text:
                 callback(self.name, text)
 
-    def text(self):
+    def text(self) -> str:
         data = b"".join(self.chunks)
         if self.dropped:
             # The cut may have landed inside a multi-byte character: drop its continuation bytes.
@@ -245,7 +253,7 @@ def _live(fields: list[bytes]) -> bool:
     return fields[0] not in (b"Z", b"X")  # a zombie has exited: only its parent has to reap it
 
 
-def _group_has_live_member(pgid):
+def _group_has_live_member(pgid: int) -> bool:
     """True if a process of group ``pgid`` is alive (zombies do not count), per /proc.
 
     Zombies matter: a zombie stays in its group until its parent reaps it, and an init
@@ -403,7 +411,7 @@ def stop_group(pgid: int, start_ticks: int | None, grace: float = 2.0) -> bool:
     return _wait_group(pgid, time.monotonic() + _REAP_LIMIT)
 
 
-def _wait_group(pgid, deadline, proc=None):
+def _wait_group(pgid: int, deadline: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
     """Wait until group ``pgid`` has no live process or ``deadline`` passes; True if gone."""
     delay = 0.001
     checks = 0
@@ -429,7 +437,7 @@ def _wait_group(pgid, deadline, proc=None):
         checks += 1
 
 
-def _killpg(pgid, sig):
+def _killpg(pgid: int, sig: int) -> bool:
     try:
         os.killpg(pgid, sig)
         return True
@@ -437,7 +445,7 @@ def _killpg(pgid, sig):
         return False
 
 
-def terminate_group(pgid, grace=2.0, proc=None):
+def terminate_group(pgid: int, grace: float = 2.0, proc: subprocess.Popen[bytes] | None = None) -> bool:
     """SIGTERM process group ``pgid``, wait up to ``grace`` seconds for it to end, then SIGKILL.
 
     ``proc`` (the group leader's ``Popen``, optional) is reaped while waiting, so that the
@@ -453,7 +461,7 @@ def terminate_group(pgid, grace=2.0, proc=None):
     return False
 
 
-def terminate_all(grace=2.0):
+def terminate_all(grace: float = 2.0) -> int:
     """End every command that ``run_command`` is supervising, in any thread.
 
     Each command's group (or, for an interactive command, its process) gets SIGTERM; whatever
@@ -479,7 +487,7 @@ def terminate_all(grace=2.0):
     return len(runs)
 
 
-def _wait_process(proc, deadline):
+def _wait_process(proc: subprocess.Popen[bytes], deadline: float) -> bool:
     """Wait (without reaping) until ``proc`` has exited or ``deadline`` passes."""
     delay = 0.001
     while not _exited(proc):
@@ -494,7 +502,7 @@ def _wait_process(proc, deadline):
 # --------------------------------------------------------------------------- starting
 
 
-def _argv_for(command, shell):
+def _argv_for(command: str, shell: str | Sequence[str] | None) -> tuple[list[str], bytes | None]:
     """(argv, script bytes or None) for ``command``; see the module docstring."""
     stripped = command.lstrip()
     if stripped.startswith("#!"):
@@ -519,7 +527,7 @@ def _argv_for(command, shell):
 _fd_dir_cache: list[str] = []
 
 
-def _fd_dir():
+def _fd_dir() -> str | None:
     """``/dev/fd`` (or ``/proc/self/fd``) if this system has it, else None."""
     if not _fd_dir_cache:
         for path in ("/dev/fd", "/proc/self/fd"):
@@ -534,7 +542,7 @@ def _fd_dir():
 _devnull_fd: list[int] = []
 
 
-def _devnull():
+def _devnull() -> int:
     """A descriptor of /dev/null for the commands' stdin, opened once (as subprocess.DEVNULL
     does, read-write, but not once per command: it is never inherited beyond the dup2)."""
     if not _devnull_fd:
@@ -547,7 +555,7 @@ def _devnull():
     return _devnull_fd[0]
 
 
-def _start_error(exc, argv, cwd):
+def _start_error(exc: OSError | ValueError, argv: Sequence[str], cwd: str | None) -> str:
     if isinstance(exc, ValueError):  # e.g. an embedded NUL byte
         return "cannot start: %s" % exc
     reason = exc.strerror or str(exc)
@@ -558,7 +566,7 @@ def _start_error(exc, argv, cwd):
     return "cannot start: %s: %s" % (argv[0], reason)
 
 
-def _close(fds):
+def _close(fds: Iterable[int | None]) -> None:
     for fd in fds:
         if fd is not None:
             try:
@@ -567,12 +575,12 @@ def _close(fds):
                 pass
 
 
-def _seconds(value):
+def _seconds(value: float) -> str:
     value = float(value)
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def _signal_name(number):
+def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
     except ValueError:
@@ -581,7 +589,7 @@ def _signal_name(number):
 
 if hasattr(os, "waitid"):
 
-    def _exited(proc):
+    def _exited(proc: subprocess.Popen[bytes]) -> bool:
         """Has the child exited? Does not reap it (the zombie keeps its pid and group)."""
         try:
             flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
@@ -591,7 +599,7 @@ if hasattr(os, "waitid"):
 
 else:  # macOS (a workstation running `playbook run`): reap right away
 
-    def _exited(proc):
+    def _exited(proc: subprocess.Popen[bytes]) -> bool:
         return proc.poll() is not None
 
 
@@ -666,7 +674,14 @@ class _Script:
 class _Run:
     """The supervision of one command (see run_command)."""
 
-    def __init__(self, on_output, on_start, tail_bytes, kill_grace, timeout):
+    def __init__(
+        self,
+        on_output: Callable[[str, str], object] | None,
+        on_start: Callable[[int, int | None], object] | None,
+        tail_bytes: int,
+        kill_grace: float,
+        timeout: float,
+    ) -> None:
         self.on_output = on_output
         self.on_start = on_start
         self.tail_bytes = tail_bytes
@@ -690,7 +705,15 @@ class _Run:
 
     # -- starting ------------------------------------------------------------------------
 
-    def start(self, argv, script, full_env, cwd, interactive, started):
+    def start(
+        self,
+        argv: list[str],
+        script: bytes | None,
+        full_env: dict[str, str] | None,
+        cwd: str | None,
+        interactive: bool,
+        started: float,
+    ) -> CommandResult:
         """Start the command and supervise it to the end."""
         script_r = script_w = out_r = out_w = err_r = err_w = None
         pass_fds: tuple[int, ...] = ()
@@ -737,7 +760,7 @@ class _Run:
             with _RUNNING_LOCK:
                 _RUNNING.discard(self)
 
-    def send_signal(self, sig):
+    def send_signal(self, sig: int) -> None:
         """Signal the command: its group, or when interactive its process and descendants."""
         # The main process is never reaped before the loop ends, so its pid (and group id)
         # cannot have been reused.
@@ -760,7 +783,9 @@ class _Run:
 
     # -- supervising ---------------------------------------------------------------------
 
-    def supervise(self, started, out_r, err_r, script_w, script):
+    def supervise(
+        self, started: float, out_r: int | None, err_r: int | None, script_w: int | None, script: bytes | None
+    ) -> CommandResult:
         # poll(2) itself, not epoll or the selectors module: registering costs no system call,
         # and a command has at most four descriptors to watch
         self.poller = select.poll()
@@ -793,32 +818,34 @@ class _Run:
             raise interrupt
         return result
 
-    def _watch(self, fd, what, events):
+    def _watch(self, fd: int, what: object, events: int) -> None:
         self.fds.append(fd)
         self.watched[fd] = what
         self.poller.register(fd, events)
 
-    def _register(self, out_r, err_r, script_w, script):
+    def _register(self, out_r: int | None, err_r: int | None, script_w: int | None, script: bytes | None) -> int | None:
         """Watch the output pipes, the script pipe and (pidfd) the exit; returns the pidfd."""
         # The output pipes stay blocking: each is read only when poll says it has data or has
         # ended, and only by us, so a read never waits.
+        # (start makes the two output pipes together, and the script pipe only for a script: the
+        # ignores below are for those pairs, which mypy cannot relate)
         if out_r is not None:
             self.streams = [
                 _Stream("stdout", out_r, self.tail_bytes, self.on_output),
-                _Stream("stderr", err_r, self.tail_bytes, self.on_output),
+                _Stream("stderr", err_r, self.tail_bytes, self.on_output),  # type: ignore[arg-type]
             ]
             self._watch(out_r, self.streams[0], select.POLLIN)
-            self._watch(err_r, self.streams[1], select.POLLIN)
+            self._watch(err_r, self.streams[1], select.POLLIN)  # type: ignore[arg-type]
         self.reading = len(self.streams)
         if script_w is not None:
             os.set_blocking(script_w, False)  # written a piece at a time, as the pipe has room
-            self._watch(script_w, _Script(script), select.POLLOUT)
+            self._watch(script_w, _Script(script), select.POLLOUT)  # type: ignore[arg-type]
         pidfd = _open_pidfd(self.proc.pid)
         if pidfd is not None:
             self._watch(pidfd, _PIDFD, select.POLLIN)
         return pidfd
 
-    def _loop(self, pidfd, started):
+    def _loop(self, pidfd: int | None, started: float) -> None:
         """Pump output (and the script) until the main process has exited and output is done.
 
         Without a pidfd the exit is polled, at intervals doubling from _POLL_MIN to _POLL_MAX
@@ -841,7 +868,7 @@ class _Run:
             elif self._enforce_timeout():
                 return
 
-    def _wait(self, poll):
+    def _wait(self, poll: float | None) -> Sequence[tuple[int, int]]:
         """The next events, waiting at most until the next thing to do."""
         until = self.drain_until if self.exited else self.alarm
         wait = None if until is None else max(until - time.monotonic(), 0)
@@ -854,7 +881,7 @@ class _Run:
         time.sleep(wait if wait is not None else _POLL_MAX)
         return ()
 
-    def _handle(self, fd):
+    def _handle(self, fd: int) -> None:
         """One ready descriptor: the exit (pidfd), the script pipe, or output."""
         what = self.watched.get(fd)
         if what is None:  # dropped while handling an earlier event of this round
@@ -876,7 +903,7 @@ class _Run:
                 what.finish()  # type: ignore[attr-defined]
                 self.reading -= 1
 
-    def _drained(self, pidfd):
+    def _drained(self, pidfd: int | None) -> bool:
         """After the main process exited: True once its output has ended, or DRAIN_SECONDS
         later (something it left running holds the pipes open)."""
         if self.reading == 0:
@@ -895,7 +922,7 @@ class _Run:
             return True
         return False
 
-    def _enforce_timeout(self):
+    def _enforce_timeout(self) -> bool:
         """At the alarm: SIGTERM (the timeout), then SIGKILL after kill_grace, then, after
         _REAP_LIMIT, give up on a process that ignores even SIGKILL (uninterruptible sleep):
         True means stop waiting."""
@@ -915,7 +942,7 @@ class _Run:
             return True
         return False
 
-    def _drop(self, fd):
+    def _drop(self, fd: int) -> None:
         if self.watched.pop(fd, None) is not None:
             self.poller.unregister(fd)
         if fd in self.fds:
@@ -924,7 +951,7 @@ class _Run:
 
     # -- the result ----------------------------------------------------------------------
 
-    def _finish(self, started):
+    def _finish(self, started: float) -> CommandResult:
         """After the loop: end the group's leftovers, reap, build the result."""
         proc = self.proc
         pgid = self.pgid
@@ -945,7 +972,8 @@ class _Run:
         else:
             exit_code = _reap(proc, _REAP_LIMIT if self.killed else None)
         group_killed = self.killed
-        if pgid is not None and not _wait_group(pgid, group_deadline):
+        # group_deadline is set above whenever pgid is (mypy cannot relate the two)
+        if pgid is not None and not _wait_group(pgid, group_deadline):  # type: ignore[arg-type]
             _killpg(pgid, signal.SIGKILL)
             group_killed = True
         error = note = None
@@ -954,13 +982,13 @@ class _Run:
             what = "process group" if pgid is not None else "process"
             how = "killed" if group_killed or exit_code == -signal.SIGKILL else "terminated"
             error = "interrupted (%s %s)" % (what, how)
-        elif self.timed_out:
+        elif self.timed_out:  # only a command with a timeout times out: self.timeout is a float
             what = "process group" if pgid is not None else "process"
             how = "killed" if group_killed else "terminated"
-            error = "timed out after %s s (%s %s)" % (_seconds(self.timeout), what, how)
+            error = "timed out after %s s (%s %s)" % (_seconds(self.timeout), what, how)  # type: ignore[arg-type]
             if exit_code is None:
                 error = "timed out after %s s (process did not die after SIGKILL)" % (
-                    _seconds(self.timeout)
+                    _seconds(self.timeout)  # type: ignore[arg-type]
                 )
         elif exit_code is not None and exit_code < 0:
             error = "killed by %s" % _signal_name(-exit_code)
@@ -980,7 +1008,7 @@ class _Run:
             note=note,
         )
 
-    def _abort(self, exc, started):
+    def _abort(self, exc: BaseException, started: float) -> CommandResult:
         """An exception while the command ran: end the command, then describe what we have."""
         proc = self.proc
         how = "terminated"
@@ -1008,14 +1036,14 @@ class _Run:
             error="interrupted by %s (%s %s)" % (type(exc).__name__, what, how),
         )
 
-    def _result(self, exit_code, started, **fields):
+    def _result(self, exit_code: int | None, started: float, **fields: Any) -> CommandResult:
         for stream in self.streams:
             fields[stream.name] = stream.text()
             fields[stream.name + "_truncated"] = stream.dropped
         return CommandResult(exit_code=exit_code, duration=time.monotonic() - started, **fields)
 
 
-def _reap_exited(proc):
+def _reap_exited(proc: subprocess.Popen[bytes]) -> int | None:
     """Reap ``proc``, which has exited (so this does not wait): what Popen.wait does, minus its
     lock and timeout machinery, which nothing here needs (no other thread reaps our children)."""
     if proc.returncode is None:
@@ -1027,7 +1055,7 @@ def _reap_exited(proc):
     return proc.returncode
 
 
-def _reap(proc, limit):
+def _reap(proc: subprocess.Popen[bytes], limit: float | None) -> int | None:
     """Reap ``proc``; with a ``limit`` give up after that many seconds (exit code None)."""
     if proc.returncode is not None:
         return proc.returncode
@@ -1042,7 +1070,7 @@ def _reap(proc, limit):
         return None
 
 
-def _open_pidfd(pid):
+def _open_pidfd(pid: int) -> int | None:
     global _USE_PIDFD
     if not _USE_PIDFD:
         return None
@@ -1055,18 +1083,18 @@ def _open_pidfd(pid):
         return None
 
 
-def _swallow_signal(signum, frame):
+def _swallow_signal(signum: int, frame: FrameType | None) -> None:
     pass
 
 
-def _ignore_terminal_signals():
+def _ignore_terminal_signals() -> list[tuple[int, _Handler]]:
     """Let SIGINT/SIGQUIT pass the runner by (system(3) style); returns what to restore.
 
     A no-op Python handler rather than SIG_IGN: the handler is in place before the child is
     started (no window where Ctrl-C would hit the runner) and, unlike SIG_IGN, it is not
     inherited through exec — the command gets the default behaviour.
     """
-    saved: list[tuple[int, object]] = []
+    saved: list[tuple[int, _Handler]] = []
     if threading.current_thread() is not threading.main_thread():
         return saved
     try:
@@ -1077,7 +1105,7 @@ def _ignore_terminal_signals():
     return saved
 
 
-def _restore_signals(saved):
+def _restore_signals(saved: Iterable[tuple[int, _Handler]]) -> None:
     for sig, handler in saved:
         try:
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

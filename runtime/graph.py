@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from typing import Any, Iterable, Mapping
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from .plan import Node, Plan
 
 FONT = "Helvetica"
 MONO = "Courier"
@@ -104,11 +104,11 @@ def html(text: Any) -> str:
     return clean(text).replace("\n", " ").replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace("[", "&#91;").replace("]", "&#93;")
 
 
-def _shorten(line, width):
+def _shorten(line: str, width: int) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def _wrap(text, width=WRAP, limit=DESCRIPTION_LINES):
+def _wrap(text: str, width: int = WRAP, limit: int = DESCRIPTION_LINES) -> list[str]:
     """Lines of `text` wrapped at `width`, at most `limit` of them (the last one ends in …)."""
     lines = []
     for paragraph in clean(text).strip().split("\n"):
@@ -123,7 +123,7 @@ def _wrap(text, width=WRAP, limit=DESCRIPTION_LINES):
     return lines
 
 
-def _command_lines(command):
+def _command_lines(command: str) -> list[str]:
     lines = [line.rstrip() for line in clean(command).strip("\n").split("\n")]
     lines = [line for line in lines if line.strip()]
     shown = [_shorten(line, COMMAND_WIDTH) for line in lines[:COMMAND_LINES]]
@@ -134,7 +134,7 @@ def _command_lines(command):
     return shown
 
 
-def _params(params):
+def _params(params: object) -> str:
     if not params:
         return ""
     if isinstance(params, dict):
@@ -142,13 +142,13 @@ def _params(params):
     return _value(params)
 
 
-def _value(value):
+def _value(value: object) -> str:
     if isinstance(value, str):
         return repr(value) if not value.startswith("{{") else value
     return str(value)
 
 
-def _critical(node):
+def _critical(node: Node) -> bool | str:
     """True, False, or the template text that decides it at run time."""
     if node.critical is True:
         return True
@@ -160,7 +160,7 @@ def _critical(node):
     return text
 
 
-def _never_runs(node):
+def _never_runs(node: Node) -> str | None:
     if node.skip:
         return node.skip_reason or "disabled (skip = true)"
     if node.when_value is False:
@@ -168,7 +168,14 @@ def _never_runs(node):
     return None
 
 
-def _section(lines, font=None, color=None, size=None, bold=False, italic=False):
+def _section(
+    lines: Iterable[str],
+    font: str | None = None,
+    color: str | None = None,
+    size: int | None = None,
+    bold: bool = False,
+    italic: bool = False,
+) -> str:
     """One table row holding `lines`, left-aligned, in the given font."""
     body = "<BR/>".join(html(line) or "&#160;" for line in lines) or "&#160;"
     if bold:
@@ -205,7 +212,7 @@ def state_words(state: Mapping[str, Any] | None) -> str:
     return words
 
 
-def _label(node, state, with_states):
+def _label(node: Node, state: Mapping[str, Any] | None, with_states: bool) -> str:
     """The node's HTML-like label: title, facts, description, what it does, when it runs and,
     with states, what happened."""
     rows = _title_rows(node) + _body_rows(node) + _condition_rows(node)
@@ -214,7 +221,7 @@ def _label(node, state, with_states):
     return '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">%s</TABLE>>' % "".join(rows)
 
 
-def _title_rows(node):
+def _title_rows(node: Node) -> list[str]:
     """The title, a line of facts (id, type, critical, retries, timeout) and a critical template."""
     critical = _critical(node)
     facts = [
@@ -228,12 +235,12 @@ def _title_rows(node):
         _section([_shorten(clean(node.name or node.id), WRAP + 10)], bold=True, size=12),
         _section([" · ".join(str(fact) for fact in facts if fact)], color="#555555", size=9),
     ]
-    if critical not in (True, False):
+    if not isinstance(critical, bool):  # a template
         rows.append(_section(_wrap("critical if " + critical, limit=2), color="#b71c1c", size=9))
     return rows
 
 
-def _body_rows(node):
+def _body_rows(node: Node) -> list[str]:
     """The description, then the command, the function call or the question."""
     rows = []
     if node.description and node.description.strip():
@@ -248,7 +255,7 @@ def _body_rows(node):
     return rows
 
 
-def _condition_rows(node):
+def _condition_rows(node: Node) -> list[str]:
     """Why the node never runs, or its `when`."""
     never = _never_runs(node)
     if never:
@@ -259,7 +266,7 @@ def _condition_rows(node):
     return [_section(_wrap(text, width=WRAP, limit=WHEN_LINES), color="#3949ab", size=9, italic=True)]
 
 
-def _state_rows(node, state):
+def _state_rows(node: Node, state: Mapping[str, Any] | None) -> list[str]:
     """What happened: the state with its attempts, and the reason (unless already shown)."""
     rows = [_section([state_words(state)], bold=True, size=10, color=_state_style(state)[3])]
     reason = (state or {}).get("reason")
@@ -268,12 +275,12 @@ def _state_rows(node, state):
     return rows
 
 
-def _state_style(state):
+def _state_style(state: Mapping[str, Any] | None) -> tuple[str, str, str, str]:
     status = (state or {}).get("status")
     return STATE_STYLE.get(status, STATE_STYLE[None])
 
 
-def _tooltip(node, state, with_states):
+def _tooltip(node: Node, state: Mapping[str, Any] | None, with_states: bool) -> str:
     parts = ["%s [%s]" % (node.id, node.type)]
     if node.name:
         parts.append(node.name)
@@ -290,16 +297,17 @@ def _tooltip(node, state, with_states):
         parts.append("when %s" % node.when)
     if with_states:
         parts.append(state_words(state))
-        if (state or {}).get("reason"):
-            parts.append(state["reason"])
+        reason = (state or {}).get("reason")
+        if reason:
+            parts.append(reason)
     return "\n".join(clean(part) for part in parts)
 
 
-def _attrs(pairs):
+def _attrs(pairs: Iterable[tuple[str, str]]) -> str:
     return "[%s]" % ", ".join("%s=%s" % (key, value) for key, value in pairs)
 
 
-def _node_line(node, state, with_states):
+def _node_line(node: Node, state: Mapping[str, Any] | None, with_states: bool) -> str:
     shape, extra, fill, border = TYPE_STYLE.get(node.type, DEFAULT_TYPE_STYLE)
     styles = ["filled"]
     if extra:
@@ -333,7 +341,7 @@ def _node_line(node, state, with_states):
     return "  %s %s;" % (quote(node.id), _attrs(pairs))
 
 
-def _edge_lines(plan):
+def _edge_lines(plan: Plan) -> list[str]:
     lines = []
     known = set(plan.by_id)
     for node in plan.nodes:
@@ -430,7 +438,7 @@ def run_states(attempts: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any
     return states
 
 
-def _reason(row):
+def _reason(row: Mapping[str, Any]) -> str | None:
     status = row.get("status")
     if row.get("decision") == "set-status":
         return "set to %s by %s: %s" % (status, row.get("decided_by") or "an operator", row.get("note") or row.get("skip_reason") or "")

@@ -69,17 +69,17 @@ class ParameterDef:
 
     def __init__(
         self,
-        type="str",
-        required=False,
-        default=None,
-        description="",
-        choices=None,
-        min_value=None,
-        max_value=None,
-        pattern=None,
-        min=None,
-        max=None,
-    ):
+        type: str = "str",
+        required: bool = False,
+        default: Any = None,
+        description: str = "",
+        choices: Optional[Iterable[Any]] = None,
+        min_value: Any = None,
+        max_value: Any = None,
+        pattern: Optional[str] = None,
+        min: Any = None,
+        max: Any = None,
+    ) -> None:
         self.type = type
         self.required = required
         self.default = default
@@ -141,7 +141,7 @@ class Plugin:
 
 
 
-def _one_line(exc):
+def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return "%s: %s" % (type(exc).__name__, text[0]) if text else type(exc).__name__
 
@@ -164,7 +164,7 @@ def _scan_entry_points() -> Dict[str, Tuple[str, Optional[str]]]:
     return result
 
 
-def _distribution_of(name, spec):
+def _distribution_of(name: str, spec: str) -> Optional[str]:
     """The distribution declaring entry point `name = spec` (Python 3.9 lacks `EntryPoint.dist`)."""
     import importlib.metadata as md
 
@@ -225,7 +225,7 @@ class Registry:
             dist = _distribution_of(name, spec)
         return dist
 
-    def _unknown(self, name):
+    def _unknown(self, name: str) -> PluginError:
         installed = self.names()
         advice = did_you_mean(name, installed) or (
             "install the package that provides it, e.g. `pip install playbook-%s`;" % name
@@ -366,7 +366,7 @@ def expand_env(config: Any, environ: Optional[Mapping[str, str]] = None, where: 
     environ = os.environ if environ is None else environ
     missing = []
 
-    def replace(match):
+    def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$$"
         name, default = match.group(1), match.group(2)
@@ -379,7 +379,7 @@ def expand_env(config: Any, environ: Optional[Mapping[str, str]] = None, where: 
             return match.group(0)
         return value
 
-    def walk(value):
+    def walk(value: Any) -> Any:
         if isinstance(value, str):
             return _ENV_RE.sub(replace, value)
         if isinstance(value, dict):

@@ -9,6 +9,18 @@ from __future__ import annotations
 import json
 import re
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    import datetime
+    from typing import Any, Iterable, Mapping, Sequence
+    from xml.etree.ElementTree import Element
+
+    import jinja2
+    from markupsafe import Markup
+
+    from .plan import Node, Plan
+    from .state import Store
+
 # The event the engine records when a Manual step needed an approval and there was no terminal
 # to ask on (its detail is text for people; the report reads the kind, never the text).
 APPROVAL_NEEDED = "approval-needed"
@@ -17,7 +29,7 @@ AUDIT_KINDS = ("approval", APPROVAL_NEEDED, "approval-voided", "decision", "set-
 WAITING_REASON = "waiting for an approval (there was no terminal to ask on)"
 
 
-def _duration(seconds):
+def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if seconds < 60:
@@ -29,7 +41,7 @@ def _duration(seconds):
     return "%dh%02dm" % (hours, minutes)
 
 
-def _table(headers, rows):
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -40,7 +52,7 @@ def _table(headers, rows):
     return "\n".join(lines)
 
 
-def runs_text(runs, database):
+def runs_text(runs: Sequence[Mapping[str, Any]], database: str) -> str:
     if not runs:
         return "no runs recorded in %s" % database
     rows = [
@@ -50,7 +62,9 @@ def runs_text(runs, database):
     return "runs in %s\n%s" % (database, _table(("id", "status", "trigger", "started (UTC)", "user", "title"), rows))
 
 
-def run_text(run: dict, attempts: list, events: list, output: bool = False) -> str:
+def run_text(
+    run: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]], output: bool = False
+) -> str:
     """`show --run`: the run, its attempts as a table, their output (with `output`) and the
     audit trail."""
     resumes = [e for e in events if e.get("kind") == "resume"]
@@ -78,19 +92,19 @@ def run_text(run: dict, attempts: list, events: list, output: bool = False) -> s
     return terminal.clean("\n".join(lines))
 
 
-def _one_line(value):
+def _one_line(value: object) -> str:
     """A value as `show` lists it on one line: its line breaks shown as symbols (␍ ␤)."""
     return str(value).replace("\r", "\u240d").replace("\n", "\u2424")
 
 
-def _origin(run):
+def _origin(run: Mapping[str, Any]) -> str:
     origin = run.get("origin") or {}
     if not origin.get("rollout"):
         return ""
     return "; started by fleet rollout %s as host %s" % (origin["rollout"], origin.get("host"))
 
 
-def _attempt_row(a):
+def _attempt_row(a: Mapping[str, Any]) -> tuple[object, ...]:
     return (
         a["node_id"],
         a["attempt"],
@@ -103,7 +117,7 @@ def _attempt_row(a):
     )
 
 
-def _attempt_output(a):
+def _attempt_output(a: Mapping[str, Any]) -> list[str]:
     """The stored output of one attempt, each stream under a `---` line."""
     lines = []
     for stream in ("stdout", "stderr"):
@@ -117,7 +131,7 @@ def _attempt_output(a):
     return lines
 
 
-def _audit_lines(events):
+def _audit_lines(events: Iterable[Mapping[str, Any]]) -> list[str]:
     audit = [e for e in events if e.get("kind") in AUDIT_KINDS]
     if not audit:
         return []
@@ -127,7 +141,7 @@ def _audit_lines(events):
     return lines
 
 
-def stats_text(stats, database, since=None):
+def stats_text(stats: Mapping[str, Mapping[str, Any]], database: str, since: str | None = None) -> str:
     """`info`: the database, then per workflow what happened in its runs (see workflows_text)."""
     lines = ["database: %s" % database]
     if since:
@@ -138,15 +152,15 @@ def stats_text(stats, database, since=None):
     return "\n".join(lines) + "\n" + workflows_text(stats)
 
 
-def _count_list(items, unit):
+def _count_list(items: Iterable[tuple[str, int]], unit: str) -> str:
     return ", ".join("%s %s" % (name, _plural(n, unit)) for name, n in items)
 
 
-def _plural(n, unit):
+def _plural(n: int, unit: str) -> str:
     return "%s %s%s" % (n, unit, "" if n == 1 else "s")
 
 
-def workflows_text(stats):
+def workflows_text(stats: Mapping[str, Mapping[str, Any]]) -> str:
     """Per workflow: runs by outcome and success rate, median and p95 duration, the steps that
     fail, get retried or take longest, and who approved."""
     lines = []
@@ -187,7 +201,7 @@ def workflows_text(stats):
     return "\n".join(lines)
 
 
-def parse_since(text, now=None):
+def parse_since(text: str | None, now: datetime.datetime | None = None) -> str:
     """``--since`` as a state-database timestamp (UTC, comparable with ``started_at``).
 
     Accepts a date or date-time (ISO 8601, UTC unless it carries an offset: ``2026-11-01``,
@@ -218,7 +232,7 @@ def parse_since(text, now=None):
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
 
 
-def plugins_text(plugins):
+def plugins_text(plugins: Iterable[Mapping[str, Any]]) -> str:
     lines = []
     for p in plugins:
         head = "%s %s" % (p["name"], p.get("version") or "")
@@ -271,7 +285,7 @@ _ANSI = re.compile(
 _CONTROL = re.compile("[^\t\n\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-def plain_text(text):
+def plain_text(text: object) -> str:
     """Terminal output as plain text: ANSI escapes removed, carriage-return overwrites settled
     (a progress bar keeps its last state), other control characters shown as U+FFFD, so the
     text is safe in HTML and XML alike."""
@@ -289,7 +303,7 @@ def plain_text(text):
     return _CONTROL.sub("\ufffd", text.expandtabs(8) if "\t" in text else text)
 
 
-def tail(text, lines=TAIL_LINES, chars=TAIL_CHARS):
+def tail(text: str | None, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> tuple[str, bool]:
     """``(last lines of text, whether anything was cut)``."""
     text = (text or "").rstrip("\n")
     cut = False
@@ -303,7 +317,7 @@ def tail(text, lines=TAIL_LINES, chars=TAIL_CHARS):
     return text, cut
 
 
-def parse_time(value):
+def parse_time(value: object) -> Any:  # datetime.datetime | None (Any: cli.py formats it unchecked)
     """A datetime (UTC) from a state-database timestamp, or None."""
     import datetime
 
@@ -318,14 +332,14 @@ def parse_time(value):
     return None
 
 
-def _seconds(start, end):
+def _seconds(start: object, end: object) -> float | None:
     a, b = parse_time(start), parse_time(end)
     if a is None or b is None:
         return None
     return round(max(0.0, (b - a).total_seconds()), 3)
 
 
-def _when(value):
+def _when(value: object) -> str:
     """'2026-11-29 04:58:01 UTC' from a database timestamp."""
     text = str(value or "")
     if len(text) >= 19 and text[10:11] == "T":
@@ -333,7 +347,7 @@ def _when(value):
     return text or "-"
 
 
-def fine_duration(seconds):
+def fine_duration(seconds: float | None) -> str:
     """Durations for the report: '35ms', '1.25s', '12.3s', then like the text tables."""
     if seconds is None:
         return "-"
@@ -344,7 +358,7 @@ def fine_duration(seconds):
     return _duration(seconds)
 
 
-def slug(text):
+def slug(text: object) -> str:
     """'Deploy myapp to prod' -> 'deploy-myapp-to-prod' (JUnit class names)."""
     value = re.sub(r"[^a-z0-9]+", "-", str(text or "").lower()).strip("-")
     return value or "runbook"
@@ -354,10 +368,10 @@ class _Masker:
     """Replaces secret values with the mask. The state database already holds them masked;
     this catches a secret value that a plan or a run row still carries."""
 
-    def __init__(self, secrets):
+    def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
-    def text(self, value):
+    def text(self, value: Any) -> Any:
         if value is None or not self.secrets:
             return value
         if not isinstance(value, str):
@@ -366,7 +380,7 @@ class _Masker:
             value = value.replace(secret, _MASK)
         return value
 
-    def data(self, value):
+    def data(self, value: Any) -> Any:
         if not self.secrets:
             return value
         if isinstance(value, str):
@@ -381,9 +395,9 @@ class _Masker:
 _MASK = "***"
 
 
-def _secret_values(plan, run):
+def _secret_values(plan: Plan | None, run: Mapping[str, Any]) -> list[str]:
     """Values of variables the plan marks secret that are still known in clear (should be none)."""
-    found: list = []
+    found: list[str] = []
     if plan is None:
         return found
     sources = [plan.values or {}, run.get("variables") or {}]
@@ -400,21 +414,21 @@ def _secret_values(plan, run):
     return found
 
 
-def _state_words(status):
+def _state_words(status: str | None) -> str:
     return "not reached" if status in (None, NOT_REACHED) else status
 
 
 class RunReport:
     """Everything one run recorded, ready to be written as HTML, JUnit XML or JSON."""
 
-    def __init__(self, store, run, now=None):
+    def __init__(self, store: Store, run: Mapping[str, Any], now: str | None = None) -> None:
         from . import graph
         from .plan import PlanError
 
         self.database = store.path
         self.generated_at = now or _now_iso()
-        self.plan = None
-        self.plan_problem = None
+        self.plan: Plan | None = None
+        self.plan_problem: str | None = None
         try:
             if run.get("plan"):
                 self.plan = graph.plan_for_run(run)
@@ -425,20 +439,20 @@ class RunReport:
         self.mask = _Masker(_secret_values(self.plan, run))
         run = dict(run)
         run.pop("plan", None)
-        self.run = self.mask.data(run)
-        self.attempts = [self.mask.data(dict(a)) for a in store.attempts(run["id"])]
-        self.events = [self.mask.data(dict(e)) for e in store.events(run["id"])]
+        self.run: dict[str, Any] = self.mask.data(run)
+        self.attempts: list[dict[str, Any]] = [self.mask.data(dict(a)) for a in store.attempts(run["id"])]
+        self.events: list[dict[str, Any]] = [self.mask.data(dict(e)) for e in store.events(run["id"])]
         workflow = run.get("runbook_id") or run.get("title")
         stats = store.stats(title=workflow).get(workflow) if workflow is not None else None
-        self.stats = self.mask.data(_jsonable(stats)) if stats else None
+        self.stats: dict[str, Any] | None = self.mask.data(_jsonable(stats)) if stats else None
         self.states = graph.run_states(self.attempts)
         self.nodes = self._nodes()
         self.summary = self._summary()
 
     # -- gathering ---------------------------------------------------------------------------
-    def _nodes(self):
+    def _nodes(self) -> list[dict[str, Any]]:
         """One entry per node: those of the plan in its order, then any only the attempts name."""
-        by_node: dict = {}
+        by_node: dict[str, list[dict[str, Any]]] = {}
         for a in self.attempts:
             by_node.setdefault(a["node_id"], []).append(a)
         order = [n.id for n in self.plan.nodes] if self.plan is not None else []
@@ -446,15 +460,15 @@ class RunReport:
         waiting = {e["node_id"] for e in self.events if e.get("kind") == APPROVAL_NEEDED and e.get("node_id")}
         return [self._node(node_id, by_node.get(node_id, []), node_id in waiting) for node_id in order]
 
-    def _node(self, node_id, rows, waiting):
+    def _node(self, node_id: str, rows: Sequence[Mapping[str, Any]], waiting: bool) -> dict[str, Any]:
         """The entry of one node from its spec and its attempt rows (oldest first); the
         exit code, error and output are those of the last attempt that ran."""
         spec = self.plan.by_id.get(node_id) if self.plan is not None else None
         state = self.states.get(node_id) or {}
         status = state.get("status") or NOT_REACHED
         final = rows[-1] if rows else {}
-        last_run: dict = next((r for r in reversed(rows) if _ran(r)), {})
-        entry = {"id": node_id}
+        last_run: Mapping[str, Any] = next((r for r in reversed(rows) if _ran(r)), {})
+        entry: dict[str, Any] = {"id": node_id}
         entry.update(self._spec_fields(spec))
         entry.update(
             status=status,
@@ -477,7 +491,7 @@ class RunReport:
         entry["output"] = last_run.get("output")
         return entry
 
-    def _spec_fields(self, spec):
+    def _spec_fields(self, spec: Node | None) -> dict[str, Any]:
         """What the plan says about a node (empty when the plan does not know it)."""
         if spec is None:
             return {"name": None, "type": None, "description": "", "command": None, "function": None, "critical": False, "depends_on": [], "when": None}
@@ -492,12 +506,13 @@ class RunReport:
             "when": spec.when,
         }
 
-    def _summary(self):
-        counts: dict = {}
+    def _summary(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
         for node in self.nodes:
             counts[node["status"]] = counts.get(node["status"], 0) + 1
-        starts = [self.run.get("started_at")] + [a.get("started_at") for a in self.attempts]
-        ends = [self.run.get("ended_at")] + [a.get("ended_at") for a in self.attempts]
+        # the timestamps, then (datetime, timestamp) of those that parse
+        starts: list[Any] = [self.run.get("started_at")] + [a.get("started_at") for a in self.attempts]
+        ends: list[Any] = [self.run.get("ended_at")] + [a.get("ended_at") for a in self.attempts]
         starts = [(parse_time(t), t) for t in starts if parse_time(t) is not None]
         ends = [(parse_time(t), t) for t in ends if parse_time(t) is not None]
         duration = None
@@ -513,8 +528,8 @@ class RunReport:
         }
 
     # -- JSON ----------------------------------------------------------------------------------
-    def to_dict(self):
-        runbook = {}
+    def to_dict(self) -> dict[str, Any]:
+        runbook: dict[str, Any] = {}
         if self.plan is not None:
             rb = self.plan.runbook
             runbook = {
@@ -543,7 +558,7 @@ class RunReport:
             "stats": self.stats,
         }
 
-    def json(self):
+    def json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n"
 
     # -- JUnit XML -----------------------------------------------------------------------------
@@ -575,7 +590,7 @@ class RunReport:
             ET.indent(suites)
         return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="utf-8") + b"\n"
 
-    def _junit_counts(self):
+    def _junit_counts(self) -> dict[str, str]:
         """The counts of a <testsuite>: failed nodes are failures, interrupted ones errors, all
         that neither succeeded nor failed are skipped."""
         counts = self.summary["counts"]
@@ -590,7 +605,7 @@ class RunReport:
             "time": "%.3f" % duration,
         }
 
-    def _junit_properties(self):
+    def _junit_properties(self) -> list[tuple[str, object]]:
         """(name, text) of the run's <property> elements: what the run row records, then the
         variables as var.NAME."""
         from .graph import clean
@@ -603,7 +618,7 @@ class RunReport:
         return props
 
     # -- HTML ----------------------------------------------------------------------------------
-    def dag_svg(self, dot="dot", timeout=60):
+    def dag_svg(self, dot: str = "dot", timeout: float = 60) -> tuple[str | None, str | None]:
         """``(svg markup, None)`` drawn by Graphviz, or ``(None, why not)``."""
         import subprocess
 
@@ -632,7 +647,7 @@ class RunReport:
         svg = re.sub(r'<svg width="[^"]*" height="[^"]*"', '<svg class="dag-svg" role="img" aria-label="DAG of the run coloured by state"', svg, count=1)
         return svg, None
 
-    def timeline(self):
+    def timeline(self) -> dict[str, Any]:
         """Bars for the timeline: offsets and widths in percent of the run's span."""
         start = parse_time(self.summary["first_start"]) if self.summary["first_start"] else None
         end = parse_time(self.summary["last_end"]) if self.summary["last_end"] else None
@@ -670,7 +685,7 @@ class RunReport:
         ticks = [{"left": "%.1f" % (i * 25.0), "label": "+" + fine_duration(span * i / 4.0)} for i in range(5)]
         return {"bars": bars, "span": span, "ticks": ticks}
 
-    def html(self, svg=None, note=None, draw=True):
+    def html(self, svg: str | None = None, note: str | None = None, draw: bool = True) -> str:
         """The self-contained HTML page. ``draw``: run Graphviz for the DAG picture."""
         if draw and svg is None and note is None:
             svg, note = self.dag_svg()
@@ -705,12 +720,12 @@ class RunReport:
         )
 
 
-def _ran(row):
+def _ran(row: Mapping[str, Any]) -> bool:
     """Whether an attempt row is a run of the step (not a skip, nor an operator's set-status)."""
     return row.get("status") != "skipped" and row.get("decision") != "set-status"
 
 
-def _node_reason(status, state, spec, waiting):
+def _node_reason(status: str, state: Mapping[str, Any], spec: Node | None, waiting: bool) -> str | None:
     """Why a node is where it is: the reason of its last attempt row; for a node never reached,
     that it is disabled or was waiting for an approval."""
     if status != NOT_REACHED:
@@ -720,7 +735,7 @@ def _node_reason(status, state, spec, waiting):
     return WAITING_REASON if waiting else None
 
 
-def _critical_flag(spec):
+def _critical_flag(spec: Node | None) -> bool | str:
     if spec is None:
         return False
     if spec.critical is True:
@@ -730,7 +745,7 @@ def _critical_flag(spec):
     return str(spec.critical)
 
 
-def _junit_outcome(case, node):
+def _junit_outcome(case: Element, node: Mapping[str, Any]) -> None:
     """The <failure>, <error> or <skipped> child of a node's <testcase> (none if it succeeded)."""
     import xml.etree.ElementTree as ET
 
@@ -756,7 +771,7 @@ def _junit_outcome(case, node):
         ET.SubElement(case, "skipped", message="still running when the report was made")
 
 
-def _junit_output(case, node):
+def _junit_output(case: Element, node: Mapping[str, Any]) -> None:
     """<system-out> (attempts, decision, stdout, output) and <system-err> of a <testcase>; a
     failed node's stderr is in its <failure> instead."""
     import xml.etree.ElementTree as ET
@@ -778,7 +793,7 @@ def _junit_output(case, node):
         ET.SubElement(case, "system-err").text = clean(node["stderr"])
 
 
-def _failure_message(node):
+def _failure_message(node: Mapping[str, Any]) -> str:
     """'exit code 1: <error> (after 3 attempts)' for a failed node."""
     parts = []
     if node["exit_code"] is not None:
@@ -793,13 +808,13 @@ def _failure_message(node):
     return message
 
 
-def _scalar(value):
+def _scalar(value: object) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -807,19 +822,19 @@ def _jsonable(value):
     return value
 
 
-def _now_iso():
+def _now_iso() -> str:
     from .state import now_iso
 
     return now_iso()
 
 
-def _markup(text):
+def _markup(text: str) -> Markup:
     from markupsafe import Markup
 
     return Markup(text)
 
 
-def _load_template(name):
+def _load_template(name: str) -> str | None:
     import pkgutil
 
     data = pkgutil.get_data("playbook.templates", name)
@@ -828,7 +843,7 @@ def _load_template(name):
     return data.decode("utf-8")
 
 
-def _jinja_env():
+def _jinja_env() -> jinja2.Environment:
     import jinja2
 
     return jinja2.Environment(

@@ -10,7 +10,14 @@ from .config import Config, ConfigError, Problem
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Sequence
+    from io import TextIOWrapper
+    from typing import Any, Callable, Mapping, Sequence
+
+    from .plan import Node
+    from .ui import UI
+
+    # an event's log lines: (node id, node, event data, who) -> [(level, text)]
+    EventLines = Callable[[str | None, Node | None, Mapping[str, Any], str], list[tuple[int, str]]]
 
 
 class _RotatingLog(logging.handlers.RotatingFileHandler):
@@ -19,7 +26,7 @@ class _RotatingLog(logging.handlers.RotatingFileHandler):
 
     warned = False
 
-    def _open(self):
+    def _open(self) -> TextIOWrapper:
         """The file, never through a symbolic link, and only when it is the effective user's own
         (made 0600): runtime/private.py."""
         from .private import open_own_file
@@ -27,7 +34,7 @@ class _RotatingLog(logging.handlers.RotatingFileHandler):
         fd = open_own_file(self.baseFilename, "the log file")
         return os.fdopen(fd, "a", encoding=self.encoding, errors=getattr(self, "errors", None))
 
-    def doRollover(self):
+    def doRollover(self) -> None:
         if self.backupCount > 0:
             return super().doRollover()
         if self.stream is None:
@@ -35,7 +42,7 @@ class _RotatingLog(logging.handlers.RotatingFileHandler):
         self.stream.flush()
         os.ftruncate(self.stream.fileno(), 0)  # emptied through the open file, not its name
 
-    def handleError(self, record):
+    def handleError(self, record: logging.LogRecord) -> None:
         if not self.warned:
             self.warned = True
             import sys
@@ -82,13 +89,13 @@ class LoggingUI:
     def __init__(self, ui: Any, logger: logging.Logger, who: str | None = None) -> None:
         self.__dict__.update(_ui=ui, _log=logger, _who=who or "operator", _run=None)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._ui, name)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._ui, name, value)
 
-    def _write(self, level, text):
+    def _write(self, level: int, text: str) -> None:
         try:
             prefix = "run %s: " % self._run if self._run is not None else ""
             self._log.log(level, prefix + text)
@@ -102,7 +109,7 @@ class LoggingUI:
             pass
         return self._ui.event(kind, **data)
 
-    def _record(self, kind, data):
+    def _record(self, kind: str, data: Mapping[str, Any]) -> None:
         """Log one engine event (events without a line of their own are not logged)."""
         describe = _EVENT_LINES.get(kind)
         if describe is None:
@@ -113,12 +120,12 @@ class LoggingUI:
         for level, text in describe(getattr(node, "id", node), node, data, self._who):
             self._write(level, text)
 
-    def _no_answer(self, node, exc):
+    def _no_answer(self, node: Node, exc: EOFError) -> None:
         seconds = getattr(exc, "timeout", None)
         why = "no answer within %s s (interactive_timeout)" % _seconds(seconds) if seconds else "no answer (end of input)"
         self._write(logging.WARNING, "%s: %s" % (getattr(node, "id", "prompt"), why))
 
-    def confirm(self, node: Any, question: str) -> bool:
+    def confirm(self, node: Node, question: str) -> bool:
         self._write(logging.DEBUG, "%s asks: %s" % (node.id, question))
         try:
             answer = self._ui.confirm(node, question)
@@ -128,7 +135,7 @@ class LoggingUI:
         self._write(logging.INFO, "%s approval %r: %s by %s" % (node.id, question, "approved" if answer else "rejected", self._who))
         return answer
 
-    def choose(self, node: Any, question: str, options: Sequence[tuple[str, str, Any]], critical: bool = False) -> str:
+    def choose(self, node: Node, question: str, options: Sequence[tuple[str, str, str]], critical: bool = False) -> str:
         self._write(logging.DEBUG, "%s asks: %s [%s]" % (node.id, question, "/".join(k for k, _, _ in options)))
         try:
             choice = self._ui.choose(node, question, options, critical=critical)
@@ -141,13 +148,13 @@ class LoggingUI:
 
 
 # Each event's log lines: kind -> function(node id, node, event data, who) -> [(level, text)].
-def _run_started(nid, node, data, who):
+def _run_started(nid: str | None, node: Node | None, data: Mapping[str, Any], who: str) -> list[tuple[int, str]]:
     verb = "resumed" if data.get("resumed") else "started"
     nodes = data.get("nodes") or 0
     return [(logging.INFO, "%s %r (%d step%s) by %s" % (verb, data.get("title"), nodes, "" if nodes == 1 else "s", who))]
 
 
-def _run_finished(nid, node, data, who):
+def _run_finished(nid: str | None, node: Node | None, data: Mapping[str, Any], who: str) -> list[tuple[int, str]]:
     status = data.get("status")
     text = "finished %s (exit code %s)" % (status, data.get("exit_code"))
     if data.get("counts"):
@@ -159,14 +166,14 @@ def _run_finished(nid, node, data, who):
     return [(logging.INFO if status == "succeeded" else logging.WARNING, text)]
 
 
-def _node_started(nid, node, data, who):
+def _node_started(nid: str | None, node: Node | None, data: Mapping[str, Any], who: str) -> list[tuple[int, str]]:
     lines = [(logging.INFO, "%s started (%s, attempt %s)" % (nid, getattr(node, "type", "?"), data.get("attempt")))]
     if data.get("command") and getattr(node, "type", None) == "Command":
         lines.append((logging.DEBUG, "%s command: %s" % (nid, data["command"])))
     return lines
 
 
-def _node_finished(nid, node, data, who):
+def _node_finished(nid: str | None, node: Node | None, data: Mapping[str, Any], who: str) -> list[tuple[int, str]]:
     fields = data.get("fields") or {}
     status = data.get("status")
     text = "%s %s (attempt %s" % (nid, status, data.get("attempt"))
@@ -182,7 +189,7 @@ def _node_finished(nid, node, data, who):
     return [(logging.INFO if status != "failed" else logging.WARNING, text)]
 
 
-_EVENT_LINES = {
+_EVENT_LINES: dict[str, EventLines] = {
     "run_started": _run_started,
     "run_finished": _run_finished,
     "node_started": _node_started,
@@ -196,5 +203,9 @@ _EVENT_LINES = {
 }
 
 
-def _seconds(value):
+def _seconds(value: float) -> str:
     return ("%g" % value) if isinstance(value, float) else str(value)
+
+
+if TYPE_CHECKING:  # what the engine takes: checked by mypy, never run
+    _UIS: tuple[type[UI], ...] = (LoggingUI,)

@@ -37,7 +37,14 @@ import time
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, Mapping
+    from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar, overload
+
+    from .secrets import Masker
+
+    _Method = TypeVar("_Method", bound=Callable[..., Any])
+    _Row = TypeVar("_Row", bound="dict[str, Any] | None")  # a row, or None where a query found none
+    # a `before_migrate` callback: (database path, the schema version it has) -> anything
+    _BeforeMigrate = Callable[[str, int], object]
 
 MEMORY = ":memory:"  # Store(MEMORY): a database in memory, written to no file
 
@@ -60,7 +67,7 @@ ATTEMPT_FIELDS = (
 )
 
 _FLAGS = frozenset(name for name in ATTEMPT_FIELDS if name.endswith("_truncated"))
-_FINISH_SQL: dict = {}  # finish_attempt's statement per set of fields given
+_FINISH_SQL: dict[tuple[str, ...], str] = {}  # finish_attempt's statement per set of fields given
 
 # Seconds between two ISO timestamps, rounded to the millisecond (SQLite accepts the 'Z').
 _SECONDS_BETWEEN = "round((julianday({end}) - julianday({start})) * 86400.0, 3)"
@@ -72,7 +79,7 @@ from .errors import LockedError, StateError, database_error  # noqa: E402  (re-e
 _last_second = [(-1, "")]  # (the last whole second formatted by now_iso, its text), replaced whole
 
 
-def now_iso():
+def now_iso() -> str:
     """The current UTC time as ``2026-11-29T04:18:05.123Z``."""
     now = time.time()
     seconds = int(now)
@@ -84,7 +91,7 @@ def now_iso():
 
 
 @functools.lru_cache(maxsize=None)
-def current_user():
+def current_user() -> str:
     """The person running this process, as the operating system knows them: the passwd name of
     the real uid. Behind sudo (real uid 0, a `sudo` process among the ancestors, SUDO_USER and
     SUDO_UID naming the same passwd entry), the login that ran sudo. Never LOGNAME, USER or a
@@ -102,7 +109,7 @@ def current_user():
         return "uid%d" % uid
 
 
-def _sudo_user():
+def _sudo_user() -> str | None:
     """The login that ran sudo, when this process (real uid 0) was started by sudo; else None."""
     import pwd
 
@@ -130,11 +137,11 @@ def _sudo_user():
     return None
 
 
-def current_host():
+def current_host() -> str:
     return os.uname().nodename
 
 
-def whoami():
+def whoami() -> str:
     """``user@host``, the form ``decided_by`` and event ``who`` use."""
     return "%s@%s" % (current_user(), current_host())
 
@@ -142,7 +149,7 @@ def whoami():
 # --- schema ------------------------------------------------------------------------------
 
 
-def _migrate_to_1(db):
+def _migrate_to_1(db: sqlite3.Connection) -> None:
     db.execute(
         """
         CREATE TABLE runs (
@@ -208,7 +215,7 @@ def _migrate_to_1(db):
     db.execute("CREATE INDEX events_kind ON events (kind, run_id)")
 
 
-def _migrate_to_2(db):
+def _migrate_to_2(db: sqlite3.Connection) -> None:
     """Each attempt of a Command records its process group and the start time of the group's
     leader (clock ticks since boot, /proc/PID/stat field 22): after a crashed runner, `resume`
     and `show` can tell whether that command is still alive (and not a reused pid)."""
@@ -216,7 +223,7 @@ def _migrate_to_2(db):
     db.execute("ALTER TABLE attempts ADD COLUMN proc_start INTEGER")
 
 
-def _migrate_to_3(db):
+def _migrate_to_3(db: sqlite3.Connection) -> None:
     """Runs belong to a runbook: its identity (`[runbook] id`, or one derived from the title
     as written, the author and created_at) survives title collisions, file moves and edits;
     statistics, `show NAME` and `resume` use it. Older runs have none (grouped by title)."""
@@ -224,7 +231,7 @@ def _migrate_to_3(db):
     db.execute("CREATE INDEX runs_runbook ON runs (runbook_id, id)")
 
 
-def _migrate_to_4(db):
+def _migrate_to_4(db: sqlite3.Connection) -> None:
     """Approval decisions, one row each: who (user@host; behind sudo, the login that ran it),
     how (terminal, flag, auto-approve, out-of-band, signed), for signed ones the principal and
     the key's fingerprint, a note, and whether a step has used it already."""
@@ -254,7 +261,7 @@ _ATTEMPT_COLUMNS = (
 )
 
 
-def _migrate_to_5(db):
+def _migrate_to_5(db: sqlite3.Connection) -> None:
     """Fewer pages written per step (an attempt is written three times: before its command
     starts, its process group, its result): attempt ids come from the rowid alone, not
     AUTOINCREMENT, whose counter row was rewritten at every insert (runs are never deleted,
@@ -296,7 +303,7 @@ def _migrate_to_5(db):
     db.execute("DELETE FROM sqlite_sequence WHERE name = 'attempts'")
 
 
-def _migrate_to_6(db):
+def _migrate_to_6(db: sqlite3.Connection) -> None:
     """Approvals bind what they approve (docs/architecture.md, "Approvals"):
     - every run gets a random UID (128 bits, hex), what a signed approval names: run ids restart
       at 1 in every database, and every host of a fleet has a run 1;
@@ -327,15 +334,15 @@ _WORKFLOW = "COALESCE(r.runbook_id, r.title)"
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _dict_row(cursor, row):
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return {column[0]: value for column, value in zip(cursor.description, row)}
 
 
-def _to_json(value):
+def _to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _from_json(text):
+def _from_json(text: str | None) -> Any:
     if text is None:
         return None
     try:
@@ -344,7 +351,7 @@ def _from_json(text):
         return text
 
 
-def _run_row(row):
+def _run_row(row: _Row) -> _Row:
     if row is not None and "variables" in row:
         row["variables"] = _from_json(row["variables"]) or {}
     if row is not None and row.get("origin") is not None:
@@ -352,26 +359,35 @@ def _run_row(row):
     return row
 
 
-def _attempt_row(row):
+def _attempt_row(row: dict[str, Any]) -> dict[str, Any]:
     row["output"] = _from_json(row["output"])
     return row
 
 
-def _location_error(path, reason):
+def _location_error(path: str, reason: str) -> StateError:
     return StateError(
         "cannot use the state database %s: %s; choose a writable location with "
         "--state-path or PLAYBOOK_DB_PATH" % (path, reason)
     )
 
 
-def _not_ours(path, reason):
+def _not_ours(path: str, reason: str) -> StateError:
     return StateError(
         "%s is not a Playbook state database (%s); point --state-path or PLAYBOOK_DB_PATH "
         "elsewhere" % (path, reason)
     )
 
 
-def _guarded(method=None, unmasked=()):
+if TYPE_CHECKING:  # the two ways to use it; the store's methods keep their signatures
+
+    @overload
+    def _guarded(method: _Method) -> _Method: ...
+
+    @overload
+    def _guarded(method: None = None, unmasked: tuple[str, ...] = ()) -> Callable[[_Method], _Method]: ...
+
+
+def _guarded(method: Callable[..., Any] | None = None, unmasked: tuple[str, ...] = ()) -> Any:
     """Serialise calls from threads, mask secrets in every text written (except the arguments
     named in `unmasked`), and turn SQLite errors into StateError (with the cure)."""
     if method is None:
@@ -380,7 +396,7 @@ def _guarded(method=None, unmasked=()):
     keep = {names.index(name) for name in unmasked}
 
     @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
         with self._mutex:
             if self._db is None:
                 raise StateError("the state database %s is closed" % self.path)
@@ -413,14 +429,16 @@ class Store:
     busy timeout; [database] timeout in the configuration); 5 when not given.
     """
 
-    def __init__(self, path, before_migrate=None, timeout=None):
+    def __init__(
+        self, path: str | os.PathLike[str], before_migrate: _BeforeMigrate | None = None, timeout: float | None = None
+    ) -> None:
         # MEMORY (":memory:"): a database in this process's memory that no file ever holds and
         # no other process sees (`playbook test` rehearses runs in one); it has no run locks
         memory = os.fspath(path) == MEMORY
         self.path = MEMORY if memory else os.path.abspath(os.path.expanduser(os.fspath(path)))
         self._mutex = threading.RLock()
         self._db: sqlite3.Connection | None = None
-        self._mask = None
+        self._mask: Masker | None = None
         parent = os.path.dirname(self.path)
         try:
             if not memory:
@@ -461,7 +479,7 @@ class Store:
             self.close()
             raise
 
-    def _migrate(self, version, before_migrate):
+    def _migrate(self, version: int, before_migrate: _BeforeMigrate | None) -> None:
         target = len(MIGRATIONS)
         if version > target:
             raise StateError(
@@ -482,7 +500,7 @@ class Store:
             ).fetchone():
                 raise _not_ours(self.path, "an SQLite database of another program")
             for number in range(version, target):
-                MIGRATIONS[number](self._db)
+                MIGRATIONS[number](self._conn)
                 self._conn.execute("PRAGMA user_version = %d" % (number + 1))
             self._conn.execute("COMMIT")
         except BaseException:
@@ -495,7 +513,7 @@ class Store:
             raise StateError("the state database %s is closed" % self.path)
         return self._db
 
-    def set_mask(self, masker: Any) -> None:
+    def set_mask(self, masker: Masker | None) -> None:
         """From now on every text written is masked by `masker` (secrets.Masker)."""
         self._mask = masker
 
@@ -505,13 +523,13 @@ class Store:
                 self._db.close()
                 self._db = None
 
-    def __enter__(self):
+    def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _update(self, sql, params, what):
+    def _update(self, sql: str, params: Sequence[Any], what: str) -> None:
         if self._conn.execute(sql, params).rowcount == 0:
             raise StateError("state database %s has no %s" % (self.path, what))
 
@@ -606,12 +624,12 @@ class Store:
         """The run with this UID (see `get_run`), or None."""
         return self._observed(_run_row(self._conn.execute("SELECT * FROM runs WHERE uid = ?", (uid,)).fetchone()))
 
-    def _observed(self, run):
+    def _observed(self, run: _Row) -> _Row:
         if run is not None and run["status"] == "running" and not self.driven(run["id"]):
             run["status"] = "interrupted"
         return run
 
-    def _lock_path(self, run_id):
+    def _lock_path(self, run_id: int) -> str:
         return os.path.join(self.path + ".locks", "run-%s.lock" % run_id)
 
     def driven(self, run_id: int) -> bool:
@@ -723,7 +741,7 @@ class Store:
             raise
         return new_id
 
-    def _insert_attempt(self, run_id, node_id, attempt):
+    def _insert_attempt(self, run_id: int, node_id: str, attempt: int) -> int:
         cursor = self._conn.execute(
             "INSERT INTO attempts (run_id, node_id, attempt, status, started_at) "
             "VALUES (?, ?, ?, 'running', ?)",
@@ -748,7 +766,7 @@ class Store:
         are stored as their str())."""
         self._finish_attempt(attempt_id, status, fields, ended_at or now_iso())
 
-    def _finish_attempt(self, attempt_id, status, fields, ended):
+    def _finish_attempt(self, attempt_id: int, status: str, fields: Mapping[str, Any], ended: str) -> None:
         if status not in ATTEMPT_STATUSES or status == "running":
             raise ValueError("cannot finish an attempt as %r" % (status,))
         names = tuple(sorted(fields))
@@ -760,7 +778,7 @@ class Store:
             sets = ["status = ?", "ended_at = ?"] + [name + " = ?" for name in names]
             sets.append("duration = " + _SECONDS_BETWEEN.format(end="?", start="started_at"))
             sql = _FINISH_SQL[names] = "UPDATE attempts SET %s WHERE id = ?" % ", ".join(sets)
-        params = [status, ended]
+        params: list[Any] = [status, ended]
         for name in names:
             value = fields[name]
             if name == "output":
@@ -837,7 +855,7 @@ class Store:
         rows = self._with_processes(run_id, [_attempt_row(row) for row in cursor])
         return {row["node_id"]: row for row in rows}
 
-    def _with_processes(self, run_id, rows):
+    def _with_processes(self, run_id: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`rows` with the process of a running or interrupted attempt filled in from the run's
         lock file when it is not in the database yet (see the module docstring)."""
         if any(row["pgid"] is None and row["status"] in _LIVE for row in rows):
@@ -1026,9 +1044,9 @@ class Store:
             "a.status IN ('succeeded', 'failed', 'interrupted') "
             "AND (a.decision IS NULL OR a.decision != 'set-status')"
         )
-        result = {}
+        result: dict[str, dict[str, Any]] = {}
 
-        def entry(name):
+        def entry(name: str) -> dict[str, Any]:
             if name not in result:
                 result[name] = {
                     "runs": 0,
@@ -1042,7 +1060,7 @@ class Store:
                 }
             return result[name]
 
-        def ranked(sql, key, value=lambda v: v):
+        def ranked(sql: str, key: str, value: Callable[[Any], Any] = lambda v: v) -> None:
             for row in self._conn.execute(sql, params):
                 items = entry(row["title"])[key]
                 if len(items) < top:
@@ -1148,10 +1166,10 @@ class Store:
         except BaseException:
             os.close(fd)  # the records stay for the next try
             raise
-        holder = ("%d %s\n" % (os.getpid(), current_host())).encode("utf-8")
+        holder_line = ("%d %s\n" % (os.getpid(), current_host())).encode("utf-8")
         try:
             os.ftruncate(fd, 0)
-            end = os.pwrite(fd, holder, 0)
+            end = os.pwrite(fd, holder_line, 0)
         except OSError as e:  # a full disk: the lock is held, only the holder's name is missing
             if e.errno != errno.ENOSPC:
                 os.close(fd)
@@ -1160,7 +1178,7 @@ class Store:
         return RunLock(run_id, path, fd, self, end)
 
 
-def _read_holder(fd):
+def _read_holder(fd: int) -> str:
     """`` (pid 1234 on host web1)`` from a lock file, or ``""`` if not written yet."""
     for _ in range(5):  # the holder writes right after locking: give it a moment
         try:
@@ -1176,7 +1194,7 @@ def _read_holder(fd):
 _LIVE = ("running", "interrupted")  # attempts whose command may still be running
 
 
-def _process_records(path, fd=None):
+def _process_records(path: str, fd: int | None = None) -> dict[int, tuple[int, int | None]]:
     """{attempt id: (pgid, start ticks or None)} of the ``attempt ID PGID START`` lines of a
     lock file (`fd`, else `path`); a line not ended yet (being written) is left out."""
     try:
@@ -1187,7 +1205,7 @@ def _process_records(path, fd=None):
             data = os.pread(fd, os.fstat(fd).st_size, 0)
     except OSError:
         return {}
-    records = {}
+    records: dict[int, tuple[int, int | None]] = {}
     for line in data.split(b"\n")[:-1]:
         words = line.split()
         if len(words) == 4 and words[0] == b"attempt" and words[1].isdigit() and words[2].isdigit():
@@ -1200,7 +1218,7 @@ class RunLock:
     """Held lock on a run; the kernel releases it if the process dies. The file names the
     holder on its first line and, after it, the commands the holder started."""
 
-    def __init__(self, run_id, path, fd, store, end):
+    def __init__(self, run_id: int, path: str, fd: int | None, store: Store, end: int) -> None:
         self.run_id = run_id
         self.path = path
         self._fd = fd
@@ -1234,13 +1252,13 @@ class RunLock:
             self._fd = None
 
     @property
-    def held(self):
+    def held(self) -> bool:
         return self._fd is not None
 
-    def __enter__(self):
+    def __enter__(self) -> RunLock:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 

@@ -17,6 +17,28 @@ import shlex
 
 from .errors import PlaybookError
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from types import CodeType
+    from typing import Any, Callable, Container, Iterable, Iterator, Mapping, Sequence, TypeGuard, TypeVar
+
+    from jinja2 import nodes
+    from jinja2.environment import Environment, Template, TemplateExpression
+    from jinja2.runtime import Context
+
+    from .plan import Node, Plan
+
+    _Function = TypeVar("_Function", bound=Callable[..., Any])
+    _Tree = TypeVar("_Tree", bound=nodes.Node)
+
+    class _ValueFilter(nodes.Filter):
+        """A filter applied to a value (`{{ value | name }}`), not a `{% filter %}` block."""
+
+        node: nodes.Expr
+
+    # What `_load` makes of a store: ({key: marshalled code or generated Python source}, {key: reads})
+    _Entries = tuple[dict[str, bytes | str], dict[str, Any]]
+
 TEMPLATE_MARKERS = ("{{", "{%", "{#")
 _SINGLE_EXPR = re.compile(r"^\s*\{\{-?(?P<expr>.*?)-?\}\}\s*$", re.S)
 
@@ -43,11 +65,11 @@ class Raw(str):
     """A value marked `| raw`: inserted into a shell command without quoting."""
 
 
-def is_template(value):
+def is_template(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and any(marker in value for marker in TEMPLATE_MARKERS)
 
 
-def _text(value):
+def _text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -57,7 +79,7 @@ def _text(value):
     return str(value)
 
 
-def _finalize_text(value):
+def _finalize_text(value: object) -> str:
     return _text(value)
 
 
@@ -65,13 +87,13 @@ QUESTION = "question"  # the rendering of a question: a value in it stays on its
 _LINE_BREAKS = {ord("\r"): "\u240d", ord("\n"): "\u2424"}  # ␍ ␤
 
 
-def _finalize_question(value):
+def _finalize_question(value: object) -> str:
     # a value's line breaks are shown, not obeyed: it cannot draw a line of its own (a fake
     # answer, a fake second question) into the question a person reads and approves
     return _text(value).translate(_LINE_BREAKS)
 
 
-def _finalize_shell(value):
+def _finalize_shell(value: object) -> str:
     # Every value of a command goes through one of the quoting filters below, as the plan
     # records; any other value reaching the output means the template and the plan disagree.
     if isinstance(value, Quoted):
@@ -79,7 +101,7 @@ def _finalize_shell(value):
     raise TemplateError("a value of this command has no recorded quoting; compile the runbook again")
 
 
-def _raw(value):
+def _raw(value: object) -> Raw:
     return Raw(_text(value))
 
 
@@ -111,45 +133,45 @@ class Quoted(str):
     """A command value after its quoting: the only kind of value a command's output accepts."""
 
 
-def _command_text(value):
+def _command_text(value: object) -> str:
     text = _text(value)
     if "\x00" in text:
         raise TemplateError("a value of this command contains a NUL character, which no command can receive")
     return text
 
 
-def _quote_word(value):
+def _quote_word(value: object) -> Quoted:
     return Quoted("'%s'" % _command_text(value).replace("'", "'\\''"))
 
 
-def _quote_plain(value):
+def _quote_plain(value: object) -> Quoted:
     text = _command_text(value)
     if text and all(char in PLAIN_CHARACTERS for char in text):
         return Quoted(text)
     return _quote_word(text)
 
 
-def _quote_single(value):
+def _quote_single(value: object) -> Quoted:
     return Quoted(_command_text(value).replace("'", "'\\''"))
 
 
-def _quote_double(value):
+def _quote_double(value: object) -> Quoted:
     text = _command_text(value)
     for char in ("\\", '"', "$", "`"):
         text = text.replace(char, "\\" + char)
     return Quoted(text)
 
 
-def _quote_raw(value):
+def _quote_raw(value: object) -> Quoted:
     return Quoted(_command_text(value))
 
 
-def _quote_json(value):
+def _quote_json(value: object) -> Quoted:
     _command_text(value)
     return Quoted(json.dumps(value, ensure_ascii=False))
 
 
-def _secret_reference(context, value, form):
+def _secret_reference(context: Context, value: object, form: str) -> Quoted:
     """Put `value` into the command's private environment (the collector the render context
     carries) and return the reference to it in `form`."""
     text = _command_text(value)
@@ -161,21 +183,21 @@ def _secret_reference(context, value, form):
     return Quoted(form % name)
 
 
-def _pass_context(function):
+def _pass_context(function: _Function) -> _Function:
     from jinja2 import pass_context
 
     return pass_context(function)
 
 
-def _quote_env_word(context, value):
+def _quote_env_word(context: Context, value: object) -> Quoted:
     return _secret_reference(context, value, '"$%s"')
 
 
-def _quote_env_single(context, value):
+def _quote_env_single(context: Context, value: object) -> Quoted:
     return _secret_reference(context, value, "'\"$%s\"'")
 
 
-def _quote_env_double(context, value):
+def _quote_env_double(context: Context, value: object) -> Quoted:
     return _secret_reference(context, value, "${%s}")
 
 
@@ -193,7 +215,7 @@ _QUOTE_FILTERS = {
 _CONTEXT_FILTERS = frozenset(("_quote_env_word", "_quote_env_single", "_quote_env_double"))
 
 
-def output_expressions(ast):
+def output_expressions(ast: nodes.Node) -> Iterator[nodes.Expr]:
     """Every `{{ … }}` expression of a parsed template, in the order they appear in the text."""
     from jinja2 import nodes
 
@@ -203,7 +225,7 @@ def output_expressions(ast):
                 yield child
 
 
-def is_filtered(expression, name):
+def is_filtered(expression: nodes.Node, name: str) -> TypeGuard[_ValueFilter]:
     """Whether `expression` is `… | name`, as its outermost operation and without arguments."""
     from jinja2 import nodes
 
@@ -218,7 +240,7 @@ def is_filtered(expression, name):
     )
 
 
-def _quote_outputs(ast, quoting):
+def _quote_outputs(ast: nodes.Template, quoting: Sequence[str]) -> nodes.Template:
     """Wrap each `{{ … }}` of a parsed command in the quoting filter the plan records for it."""
     from jinja2 import nodes
 
@@ -234,10 +256,11 @@ def _quote_outputs(ast, quoting):
             context = next(contexts)
             if context not in _QUOTE_FILTERS:
                 raise TemplateError("the plan records an unknown quoting %r for a command value" % (context,))
-            if context in (RAW, JSON) and not is_filtered(child, "raw" if context == RAW else "tojson"):
-                raise TemplateError("the plan's quoting does not match this command; compile the runbook again")
-            if context == JSON:
-                child = child.node  # JSON is written by _quote_json itself, not by `tojson`
+            if context in (RAW, JSON):
+                if not is_filtered(child, "raw" if context == RAW else "tojson"):
+                    raise TemplateError("the plan's quoting does not match this command; compile the runbook again")
+                if context == JSON:
+                    child = child.node  # JSON is written by _quote_json itself, not by `tojson`
             output.nodes[position] = nodes.Filter(
                 child, _QUOTE_FILTERS[context], [], [], None, None, lineno=child.lineno
             )
@@ -245,7 +268,7 @@ def _quote_outputs(ast, quoting):
 
 
 @functools.lru_cache(maxsize=None)
-def environment(shell=False):
+def environment(shell: bool | str = False) -> Environment:
     """The sandboxed environment (cached): `shell=True` accepts only quoted command values;
     `shell=QUESTION` shows a value's line breaks as symbols."""
     from jinja2 import StrictUndefined
@@ -265,7 +288,7 @@ def environment(shell=False):
     return env
 
 
-def _describe(exc):
+def _describe(exc: BaseException) -> str:
     """One line for a Jinja exception."""
     if isinstance(exc, TemplateError):
         return str(exc)
@@ -280,13 +303,13 @@ def _describe(exc):
     return "%s: %s" % (name, message)
 
 
-def syntax_error_line(exc):
+def syntax_error_line(exc: BaseException) -> int | None:
     """The line (1-based, within the template) of a Jinja syntax error, if known."""
     return getattr(exc, "lineno", None)
 
 
 @functools.lru_cache(maxsize=4096)
-def _compile(source, shell, quoting=()):
+def _compile(source: str, shell: bool | str, quoting: tuple[str, ...] = ()) -> Template:
     try:
         env = environment(shell)
         template = _precompiled_template(env, TEMPLATE, source, shell, quoting)
@@ -297,7 +320,7 @@ def _compile(source, shell, quoting=()):
         raise TemplateError(_describe(exc)) from None
 
 
-def _template_ast(env, source, shell, quoting):
+def _template_ast(env: Environment, source: str, shell: bool | str, quoting: Sequence[str]) -> nodes.Template:
     """The syntax tree a template is compiled from: a copy of the one `parse` keeps (the same
     source is lexed and parsed once in a process, whether the compiler or the runtime asks
     first), and for a command each value wrapped in the quoting the plan records."""
@@ -307,7 +330,7 @@ def _template_ast(env, source, shell, quoting):
     return ast
 
 
-def _copy_tree(node, env):
+def _copy_tree(node: _Tree, env: Environment) -> _Tree:
     """A copy of a parsed syntax tree for `env` (the parser's environments differ only in what
     code generation uses). Jinja's code generation folds constants in place and the quoting
     wraps values, so the tree `parse` shares is never compiled itself; copying costs a fifth to
@@ -328,7 +351,7 @@ def _copy_tree(node, env):
     return copy
 
 
-def _expression_ast(env, source):
+def _expression_ast(env: Environment, source: str) -> nodes.Template:
     """The template Jinja's `compile_expression` builds for an expression: `result = (expr)`."""
     from jinja2 import nodes
     from jinja2.exceptions import TemplateSyntaxError
@@ -343,7 +366,7 @@ def _expression_ast(env, source):
 
 
 @functools.lru_cache(maxsize=8192)
-def parse(source):
+def parse(source: str) -> nodes.Template:
     """Parse a template and return its AST (cached and shared: never modify it); raises
     TemplateError with a one-line message."""
     try:
@@ -355,7 +378,7 @@ def parse(source):
 
 
 @functools.lru_cache(maxsize=8192)
-def analyze(source):
+def analyze(source: str) -> tuple[frozenset[str], frozenset[str]]:
     """(names read from the context, names called as functions) of a template; cached."""
     from jinja2 import nodes
 
@@ -366,7 +389,7 @@ def analyze(source):
     return frozenset(names_used(ast)), called - JINJA_GLOBALS
 
 
-def names_used(ast):
+def names_used(ast: nodes.Node) -> set[str]:
     """Variables a parsed template reads from its context.
 
     A direct walk of the syntax tree: names read, less names the template sets itself (loop
@@ -382,7 +405,7 @@ def names_used(ast):
     return loaded - stored - JINJA_GLOBALS
 
 
-def calls(ast, functions):
+def calls(ast: nodes.Node, functions: Container[str]) -> list[tuple[str, Any]]:
     """(function, first argument) for every call of one of `functions` with a constant argument.
 
     A call with a non-constant argument gives (function, None).
@@ -397,11 +420,12 @@ def calls(ast, functions):
     return found
 
 
-def output_fields(ast):
+def output_fields(ast: nodes.Node) -> Iterator[str]:
     """The field named right after each `previous_node(…)` call (`.stdout`, `['stdout']`)."""
     from jinja2 import nodes
 
-    for access in ast.find_all((nodes.Getattr, nodes.Getitem)):
+    kinds: tuple[type[nodes.Getattr | nodes.Getitem], ...] = (nodes.Getattr, nodes.Getitem)
+    for access in ast.find_all(kinds):
         call = access.node
         if isinstance(call, nodes.Call) and isinstance(call.node, nodes.Name) and call.node.name == "previous_node":
             if isinstance(access, nodes.Getattr):
@@ -410,7 +434,7 @@ def output_fields(ast):
                 yield access.arg.value
 
 
-def outputs_read(node, field):
+def outputs_read(node: Node, field: str) -> list[str | None]:
     """The ids of the steps whose outputs a field of a plan node reads (for `plan`: "from
     build's output"); empty when the field reads none."""
     if field not in node.runtime_templates:
@@ -425,7 +449,7 @@ def outputs_read(node, field):
 
 
 @functools.lru_cache(maxsize=4096)
-def _previous_nodes(text):
+def _previous_nodes(text: str) -> tuple[str | None, ...]:
     """The first argument of each `previous_node(…)` call of a template (None when not constant)."""
     if _precompiled is not None:
         found = _precompiled.reads(_key(READS, text))
@@ -434,7 +458,7 @@ def _previous_nodes(text):
     return tuple(arg for _, arg in calls(parse(text), ("previous_node",)))
 
 
-def render(source, values, shell=False, quoting=()):
+def render(source: str, values: Mapping[str, Any], shell: bool | str = False, quoting: Sequence[str] = ()) -> str:
     """Render one template string with `values`; raises TemplateError.
 
     `shell=True` renders a command: `quoting` gives, for each `{{ … }}` in order, where it
@@ -449,18 +473,18 @@ def render(source, values, shell=False, quoting=()):
         raise TemplateError(_describe(exc)) from None
 
 
-def render_command(source, values, quoting=()):
+def render_command(source: str, values: Mapping[str, Any], quoting: Sequence[str] = ()) -> tuple[str, dict[str, str]]:
     """Render a command: (its text, the private environment it needs). A secret's value goes
     into that environment alone (ENV_WORD, ENV_SINGLE, ENV_DOUBLE); the text refers to it
     (render_node keeps the two together as a CommandText)."""
     if not is_template(source):
         return source, {}
-    collected: dict = {}
+    collected: dict[str, str] = {}
     text = render(source, dict(values, **{_SECRET_ENV: collected}), shell=True, quoting=quoting)
     return text, collected
 
 
-def render_native(source, values):
+def render_native(source: str, values: Mapping[str, Any]) -> Any:
     """Like render, but a field that is a single `{{ expr }}` keeps the expression's type."""
     if not is_template(source):
         return source
@@ -471,7 +495,7 @@ def render_native(source, values):
 
 
 @functools.lru_cache(maxsize=4096)
-def _expression(source):
+def _expression(source: str) -> TemplateExpression:
     try:
         from jinja2.environment import TemplateExpression
 
@@ -484,7 +508,7 @@ def _expression(source):
         raise TemplateError(_describe(exc)) from None
 
 
-def evaluate(expression, values):
+def evaluate(expression: str, values: Mapping[str, Any]) -> Any:
     """Evaluate a Jinja expression (no braces) and return its value."""
     compiled = _expression(expression.strip())
     try:
@@ -496,7 +520,7 @@ def evaluate(expression, values):
         raise TemplateError(_describe(exc)) from None
 
 
-def strings(value):
+def strings(value: object) -> Iterator[str]:
     """Every string inside a field's value (a string, or lists and dicts of them)."""
     if isinstance(value, str):
         yield value
@@ -508,7 +532,7 @@ def strings(value):
             yield from strings(item)
 
 
-def render_value(value, values, shell=False, native=False):
+def render_value(value: Any, values: Mapping[str, Any], shell: bool | str = False, native: bool = False) -> Any:
     """Render templates inside strings, lists and dicts (keys stay as written)."""
     if isinstance(value, str):
         if native:
@@ -521,7 +545,7 @@ def render_value(value, values, shell=False, native=False):
     return value
 
 
-def strip_braces(source):
+def strip_braces(source: str) -> str:
     """`{{ expr }}` → `expr`; an expression written without braces is returned as is."""
     match = _SINGLE_EXPR.match(source)
     if match:
@@ -529,7 +553,7 @@ def strip_braces(source):
     return source.strip()
 
 
-def render_field(node, field, values):
+def render_field(node: Node, field: str, values: Mapping[str, Any]) -> Any:
     """Render one templated field of a plan node, converted to the field's type."""
     value = getattr(node, field)
     if field == "command":
@@ -545,7 +569,7 @@ def render_field(node, field, values):
     return render_value(value, values)
 
 
-def _typed(value, kind, field):
+def _typed(value: Any, kind: str, field: str) -> Any:
     from .variables import VariableError, coerce
 
     try:
@@ -564,7 +588,7 @@ def _typed(value, kind, field):
     return result
 
 
-def render_node(node, values, at_start=False):
+def render_node(node: Node, values: Mapping[str, Any], at_start: bool = False) -> Node:
     """A copy of `node` with every field still holding a template rendered: those that wait
     for run-time variables, or with `at_start` those rendered when the step starts
     (`runtime_templates`: `values` then also holds `runbook_dir` and `previous_node`). A
@@ -573,10 +597,12 @@ def render_node(node, values, at_start=False):
     pending = getattr(node, key)
     if not pending:
         return node
-    changes = {}
+    changes: dict[str, Any] = {}
     for field in pending:
         if field == "command":
-            text, private = render_command(node.command, values, node.command_quoting)
+            # `command` is listed in `pending` only when it holds a template, so it is a str here
+            # (Node.command is Optional for the steps that have no command)
+            text, private = render_command(node.command, values, node.command_quoting)  # type: ignore[arg-type]
             changes[field] = CommandText(text, private) if private else text
         else:
             changes[field] = render_field(node, field, values)
@@ -589,15 +615,15 @@ class CommandText(str):
     environment: the text, which is what plans, events and `sh -c` see, holds only references.
     The value is never a field of its own, so nothing that writes a node out can carry it."""
 
-    private_env: dict
+    private_env: dict[str, str]
 
-    def __new__(cls, text: str, private_env: dict) -> CommandText:
+    def __new__(cls, text: str, private_env: Mapping[str, str]) -> CommandText:
         self = super().__new__(cls, text)
         self.private_env = dict(private_env)
         return self
 
 
-def command_env(node):
+def command_env(node: Node) -> dict[str, str] | None:
     """The environment a Command step's command gets from its node: `env`, plus the private
     variables its secrets travel in (CommandText)."""
     private = getattr(node.command, "private_env", None)
@@ -626,7 +652,7 @@ READS = "reads"  # the steps a run-time template reads the outputs of (`outputs_
 _precompiled = None  # the running bundle's Precompiled, if any
 
 
-def _key(kind, source, shell=False, quoting=()):
+def _key(kind: str, source: str, shell: bool | str = False, quoting: Iterable[str] = ()) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps([kind, source, shell, list(quoting)]).encode("utf-8")).hexdigest()
@@ -675,18 +701,18 @@ class Precompiled:
     `tree` is the bytecode tree the running interpreter uses (None: no tree, or not its
     version). The store is read when first asked for an entry, each entry loaded when asked for."""
 
-    def __init__(self, read, tree=None):
+    def __init__(self, read: Callable[[str], bytes], tree: str | None = None) -> None:
         self._read = read
         self._tree = tree
         # ({key: marshalled code (bytes) or generated Python source (str)}, {key: reads}) once read
-        self._loaded: tuple | None = None
+        self._loaded: _Entries | None = None
 
-    def _entries(self) -> tuple:
+    def _entries(self) -> _Entries:
         if self._loaded is None:
             self._loaded = self._load()
         return self._loaded
 
-    def _load(self):
+    def _load(self) -> _Entries:
         signature = precompiled_signature()
         loaders = [self._load_sources]
         if self._tree:
@@ -700,15 +726,15 @@ class Precompiled:
                 continue
         return {}, {}
 
-    def _load_code(self):
+    def _load_code(self) -> Any:
         import marshal
 
         return marshal.loads(self._read("%s/%s" % (self._tree, PRECOMPILED_CODE)))
 
-    def _load_sources(self):
+    def _load_sources(self) -> Any:
         return json.loads(self._read(PRECOMPILED_SOURCES).decode("utf-8"))
 
-    def code(self, key):
+    def code(self, key: str) -> CodeType | None:
         """The code object of an entry, or None (missing, or it does not load)."""
         found = self._entries()[0].get(key)
         try:
@@ -726,7 +752,7 @@ class Precompiled:
 
         return code if isinstance(code, types.CodeType) else None
 
-    def reads(self, key):
+    def reads(self, key: str) -> tuple[str | None, ...] | None:
         """The `previous_node` arguments of a run-time template (a tuple), or None."""
         found = self._entries()[1].get(key)
         if isinstance(found, (list, tuple)) and all(arg is None or isinstance(arg, str) for arg in found):
@@ -734,7 +760,7 @@ class Precompiled:
         return None
 
 
-def use_precompiled(store) -> None:
+def use_precompiled(store: Precompiled | None) -> None:
     """Compile templates from `store` (a Precompiled; None: from their sources) from now on."""
     global _precompiled
     _precompiled = store
@@ -743,7 +769,9 @@ def use_precompiled(store) -> None:
     _previous_nodes.cache_clear()
 
 
-def _precompiled_template(env, kind, source, shell=False, quoting=()):
+def _precompiled_template(
+    env: Environment, kind: str, source: str, shell: bool | str = False, quoting: Sequence[str] = ()
+) -> Template | None:
     """The template of a precompiled entry, or None (no store, no entry, or it does not load)."""
     if _precompiled is None:
         return None
@@ -756,19 +784,19 @@ def _precompiled_template(env, kind, source, shell=False, quoting=()):
         return None
 
 
-def precompile(plan) -> dict:
+def precompile(plan: Plan) -> dict[str, Any]:
     """What a bundle of `plan` carries for its host: {"format", "signature", "code": {key:
     Python source generated by Jinja}, "reads": {key: [previous_node arguments]}} for every
     template and expression of the plan that is compiled there (what `render_field`, `bind`,
     `evaluate` and `outputs_read` meet). One that does not compile is left out: the host then
     reports its error as it would without a store."""
-    wanted: dict = {}
+    wanted: dict[str, tuple[str, str, bool | str, tuple[str, ...]]] = {}
 
-    def text(source, shell=False, quoting=()):
+    def text(source: object, shell: bool | str = False, quoting: Iterable[str] = ()) -> None:
         if is_template(source):
             wanted[_key(TEMPLATE, source, shell, quoting)] = (TEMPLATE, source, shell, tuple(quoting))
 
-    def native(value):
+    def native(value: object) -> None:
         for source in strings(value):
             match = _SINGLE_EXPR.match(source) if is_template(source) else None
             if match and "{{" not in match.group("expr") and "}}" not in match.group("expr"):
@@ -776,13 +804,13 @@ def precompile(plan) -> dict:
             else:
                 text(source)
 
-    def expression(source):
+    def expression(source: str) -> None:
         wanted[_key(EXPRESSION, source.strip())] = (EXPRESSION, source.strip(), False, ())
 
     for key in plan.runbook.get("templates", ()):
         text(plan.runbook.get(key))
     native(plan.plugin_config)
-    reads = {}
+    reads: dict[str, list[str | None]] = {}
     for node in plan.nodes:
         for field in tuple(node.templates) + tuple(node.runtime_templates):
             value = getattr(node, field)
@@ -804,7 +832,7 @@ def precompile(plan) -> dict:
                         pass
         if node.when is not None and node.when_value is None:
             expression(node.when)
-    code = {}
+    code: dict[str, str] = {}
     for key, (kind, source, shell, quoting) in wanted.items():
         try:
             env = environment(shell)

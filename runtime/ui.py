@@ -15,6 +15,8 @@ A console that goes away — the terminal hung up (EIO, ENXIO) or the reader of 
 (``interactive`` becomes False) and sets ``output_lost``.
 """
 
+from __future__ import annotations
+
 import errno as _errno
 import json as _json
 import os as _os
@@ -23,8 +25,40 @@ import time as _time
 
 from . import conditions, terminal
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from typing import IO, Any, Callable, Iterable, Mapping, Protocol, Sequence
 
-def plan_text(plan, values=None, origins=None, default_timeout=None, timeout_origin="default"):
+    from .plan import Node, Plan
+
+    class UI(Protocol):
+        """What the engine uses of the `ui` it is given (engine.py); PlainUI, TerminalUI, JsonUI,
+        EventsFileUI, runlog.LoggingUI and secrets.MaskedUI are UIs. For type checking only."""
+
+        @property
+        def interactive(self) -> bool:
+            """Whether a person at a terminal may be asked (it may turn False during a run: the
+            terminal went away)."""
+
+        def event(self, kind: str, **data: Any) -> None:
+            """A run event (run_started, node_started, node_output, node_retrying, node_finished,
+            node_skipped, manual, approval, waiting, message, run_finished) with its fields."""
+
+        def confirm(self, node: Node, question: str) -> bool:
+            """Ask `question` of `node`: True approved, False rejected; EOFError: no answer."""
+
+        def choose(self, node: Node, question: str, options: list[tuple[str, str, str]], critical: bool = False) -> str:
+            """Ask `question` with `options` (letter, name, what it does): the letter chosen;
+            EOFError: no answer."""
+
+
+def plan_text(
+    plan: Plan,
+    values: Mapping[str, Any] | None = None,
+    origins: Mapping[str, str] | None = None,
+    default_timeout: float | None = None,
+    timeout_origin: str = "default",
+) -> str:
     """The plan in execution order, each node with its command, effective timeout and run
     condition in words.
 
@@ -69,7 +103,7 @@ def plan_text(plan, values=None, origins=None, default_timeout=None, timeout_ori
     return preview.mask("\n".join(lines), secrets)
 
 
-def _plan_flags(node, default_timeout, timeout_origin):
+def _plan_flags(node: Node, default_timeout: float, timeout_origin: str) -> list[str]:
     from . import preview
 
     flags = []
@@ -90,20 +124,21 @@ def _plan_flags(node, default_timeout, timeout_origin):
     return flags
 
 
-def _value_text(value):
+def _value_text(value: object) -> str:
     """A variable's value in the plan's header: text as it is, anything else as JSON."""
     return _short(value if isinstance(value, str) else _json.dumps(value, ensure_ascii=False))
 
 
-def _seconds(value):
+def _seconds(value: object) -> str:
     return "%g" % value if isinstance(value, (int, float)) else str(value)
 
 
-def _plan_body(node, indent, secrets):
+def _plan_body(node: Node, indent: str, secrets: list[str]) -> list[str]:
     from . import preview, templating
 
     lines = []
     if node.type == "Command":
+        assert node.command is not None  # schema.py requires the command of a Command node
         text = node.command.strip("\n")
         note = "  (template: completed when run)" if "command" in node.templates else ""
         read = templating.outputs_read(node, "command")
@@ -131,12 +166,12 @@ def _plan_body(node, indent, secrets):
     return lines
 
 
-def _short(value, limit=60):
+def _short(value: object, limit: int = 60) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _params(params):
+def _params(params: Mapping[str, Any] | None) -> str:
     if not params:
         return ""
     return ", ".join("%s=%s" % (k, _short(v if not isinstance(v, str) else repr(v))) for k, v in params.items())
@@ -159,12 +194,12 @@ THEMES = {
 class PromptTimeout(EOFError):
     """No answer within [execution] interactive_timeout: handled like end of input (abort, resumable)."""
 
-    def __init__(self, timeout):
+    def __init__(self, timeout: float) -> None:
         super().__init__("no answer within %s s" % ("%g" % timeout))
         self.timeout = timeout
 
 
-def _cut(text):
+def _cut(text: str) -> tuple[list[str], str]:
     """``(pieces of LINE_LIMIT characters, the rest)``: the rest is at most LINE_LIMIT long.
 
     A cut never splits a colour sequence (the only escape sequences left in cleaned text).
@@ -186,12 +221,12 @@ class _Lines:
 
     __slots__ = ("cleaner", "parts", "size")
 
-    def __init__(self, keep_sgr):
+    def __init__(self, keep_sgr: bool) -> None:
         self.cleaner = terminal.Cleaner(keep_sgr)
-        self.parts = []  # the line being received, in pieces (joined once it is complete or long)
+        self.parts: list[str] = []  # the line being received, in pieces (joined once it is complete or long)
         self.size = 0
 
-    def feed(self, text):
+    def feed(self, text: str) -> list[str]:
         """The lines (or pieces of a long line) completed by ``text``."""
         text = self.cleaner.feed(text)
         if not text:
@@ -217,7 +252,7 @@ class _Lines:
                 self.size = len(last)
         return shown
 
-    def flush(self):
+    def flush(self) -> list[str]:
         """End of the stream: the last, unfinished line."""
         shown = self.feed(self.cleaner.flush())
         if self.parts:
@@ -230,7 +265,7 @@ class _Lines:
 _last_stamp = [(-1, "")]  # (the last whole second, its "HH:MM:SS " text), replaced whole
 
 
-def _stamp():
+def _stamp() -> str:
     """The local time as ``HH:MM:SS `` (formatted once a second: steps come many a second)."""
     now = int(_time.time())
     last = _last_stamp[0]
@@ -239,7 +274,7 @@ def _stamp():
     return last[1]
 
 
-def _silence(stream):
+def _silence(stream: IO[str]) -> None:
     """Point the file descriptor under ``stream`` at /dev/null, if it has one: nothing written or
     flushed to it later (print(), buffered text at exit) can fail any more."""
     try:
@@ -255,7 +290,7 @@ def _silence(stream):
         _os.close(devnull)
 
 
-def _is_terminal(stream):
+def _is_terminal(stream: IO[str]) -> bool:
     """Is ``stream`` a terminal, one that has hung up included? (isatty() then says no: every
     terminal operation on a hung-up terminal fails with EIO, unlike on a file or pipe.)"""
     import termios
@@ -269,7 +304,7 @@ def _is_terminal(stream):
     return True
 
 
-def _shown(renderable):
+def _shown(renderable: Any) -> Any:
     """A string or rich Text as it may be shown (terminal.clean); other renderables as they are."""
     if isinstance(renderable, str):
         return terminal.clean(renderable)
@@ -286,29 +321,36 @@ class PlainUI:
 
     interactive = False
 
-    def __init__(self, out=None, err=None, parallel=False, show_output=True, timestamps=True):
+    def __init__(
+        self,
+        out: IO[str] | None = None,
+        err: IO[str] | None = None,
+        parallel: bool = False,
+        show_output: bool = True,
+        timestamps: bool = True,
+    ) -> None:
         self.out = out or _sys.stdout
         self.err = err or _sys.stderr
         self.parallel = parallel
         self.show_output = show_output
         self.timestamps = timestamps
         self.output_lost = False  # the output went away: nothing is written or asked any more
-        self._gone = set()  # id() of the streams that went away
-        self._lines = {}  # (node id, stream) -> _Lines
+        self._gone: set[int] = set()  # id() of the streams that went away
+        self._lines: dict[tuple[str, str], _Lines] = {}  # (node id, stream) -> _Lines
 
     @property
-    def keep_sgr(self):
+    def keep_sgr(self) -> bool:
         """Does command output keep its colour? Not in plain output (see the module docstring)."""
         return False
 
     # output primitives (TerminalUI overrides these)
-    def write(self, text):
+    def write(self, text: str) -> None:
         """Write to the output: text from outside (ids, variables, errors, command output) shown,
         never obeyed; a console that went away (`| head`, a hung-up terminal) never stops the
         run."""
         self._write(self.out, terminal.clean(text))
 
-    def _write(self, stream, text):
+    def _write(self, stream: IO[str], text: str) -> None:
         if id(stream) in self._gone:
             return
         try:
@@ -319,7 +361,7 @@ class PlainUI:
                 raise
             self._gone_away(stream)
 
-    def _gone_away(self, stream):
+    def _gone_away(self, stream: IO[str]) -> None:
         """``stream`` went away: write nothing more to it; if it is the output, ask nothing more."""
         self._gone.add(id(stream))
         _silence(stream)
@@ -327,7 +369,7 @@ class PlainUI:
             self.output_lost = True
             self.interactive = False
 
-    def hang_up(self):
+    def hang_up(self) -> None:
         """The terminal hung up (SIGHUP): write nothing more to it and ask nothing more.
         Output redirected to a file or pipe goes on."""
         self.interactive = False
@@ -335,11 +377,11 @@ class PlainUI:
             if _is_terminal(stream):
                 self._gone_away(stream)
 
-    def line(self, text, style=None):
+    def line(self, text: str, style: str | None = None) -> None:
         stamp = _stamp() if self.timestamps else ""
         self.write("%s%s\n" % (stamp, text))
 
-    def output_lines(self, node, stream, lines):
+    def output_lines(self, node: Node, stream: str, lines: Iterable[str]) -> None:
         """Lines of command output (cleaned already), written at once."""
         prefix = "[%s] " % node.id if self.parallel else "  │ "
         if stream == "stderr":
@@ -347,19 +389,19 @@ class PlainUI:
         prefix = terminal.clean(prefix)
         self._write(self.out, "".join(prefix + line + "\n" for line in lines))
 
-    def error(self, text):
+    def error(self, text: str) -> None:
         self._write(self.err, terminal.clean("error: %s\n" % text))
 
     # events from the engine
-    def event(self, kind, **data):
+    def event(self, kind: str, **data: Any) -> None:
         handler = getattr(self, "on_" + kind, None)
         if handler is not None:
             handler(**data)
 
-    def on_run_started(self, run_id, title, nodes, resumed=False, **_):
+    def on_run_started(self, run_id: int, title: str, nodes: int, resumed: bool = False, **_: Any) -> None:
         self.line("%s run %d: %s (%d step%s)" % ("resuming" if resumed else "starting", run_id, title, nodes, "" if nodes == 1 else "s"), "bold")
 
-    def on_node_started(self, node, attempt, command=None, **_):
+    def on_node_started(self, node: Node, attempt: int, command: str | None = None, **_: Any) -> None:
         what = node.type if attempt == 1 else "%s, attempt %d" % (node.type, attempt)
         text = "▶ %s (%s)" % (node.id, what)
         if node.name:
@@ -370,7 +412,7 @@ class PlainUI:
         if node.type != "Manual":
             self.line(text, "cyan")
 
-    def on_node_output(self, node, stream, text, **_):
+    def on_node_output(self, node: Node, stream: str, text: str, **_: Any) -> None:
         if not self.show_output:
             return
         lines = self._lines.get((node.id, stream))
@@ -380,13 +422,15 @@ class PlainUI:
         if shown:
             self.output_lines(node, stream, shown)
 
-    def _flush_partial(self, node):
+    def _flush_partial(self, node: Node) -> None:
         for key in [k for k in self._lines if k[0] == node.id]:
             shown = self._lines.pop(key).flush()
             if shown:
                 self.output_lines(node, key[1], shown)
 
-    def on_node_finished(self, node, status, attempt, duration, fields=None, **_):
+    def on_node_finished(
+        self, node: Node, status: str, attempt: int, duration: float, fields: Mapping[str, Any] | None = None, **_: Any
+    ) -> None:
         self._flush_partial(node)
         fields = fields or {}
         text = "%s %s %s" % (SYMBOLS.get(status, "?"), node.id, status)
@@ -400,22 +444,32 @@ class PlainUI:
             text += " (%s)" % fields["decision"]
         self.line(text, "green" if status == "succeeded" else "red")
 
-    def on_node_skipped(self, node, reason, **_):
+    def on_node_skipped(self, node: Node, reason: str, **_: Any) -> None:
         self.line("- %s skipped: %s" % (node.id, reason), "dim")
 
-    def on_node_retrying(self, node, attempt, delay, **_):
+    def on_node_retrying(self, node: Node, attempt: int, delay: float, **_: Any) -> None:
         self.line("↻ %s failed (attempt %d); retrying%s" % (node.id, attempt, " in %ss" % delay if delay else ""), "yellow")
 
-    def on_manual(self, node, description, **_):
+    def on_manual(self, node: Node, description: str, **_: Any) -> None:
         self.line("▶ %s (Manual)%s" % (node.id, " " + node.name if node.name else ""), "cyan")
         for text in (description or "").strip("\n").split("\n"):
             if text.strip():
                 self.write("    %s\n" % text)
 
-    def on_message(self, text, **_):
+    def on_message(self, text: str, **_: Any) -> None:
         self.line(text, "yellow")
 
-    def on_run_finished(self, run_id, status, exit_code, reason=None, hint=None, counts=None, duration=None, **_):
+    def on_run_finished(
+        self,
+        run_id: int,
+        status: str,
+        exit_code: int,
+        reason: str | None = None,
+        hint: str | None = None,
+        counts: Mapping[str, int] | None = None,
+        duration: float | None = None,
+        **_: Any,
+    ) -> None:
         parts = ["run %d %s" % (run_id, status)]
         if counts:
             parts.append(", ".join("%d %s" % (n, s) for s, n in sorted(counts.items()) if n))
@@ -428,13 +482,13 @@ class PlainUI:
             self.line("  %s" % hint)
 
     # questions (never asked by the plain UI: the engine checks `interactive`)
-    def confirm(self, node, question):
+    def confirm(self, node: Node, question: str) -> bool:
         raise EOFError("no terminal")
 
-    def choose(self, node, question, options, critical=False):
+    def choose(self, node: Node, question: str, options: Sequence[tuple[str, str, str]], critical: bool = False) -> str:
         raise EOFError("no terminal")
 
-    def ask_variable(self, name, spec):
+    def ask_variable(self, name: str, spec: Mapping[str, Any]) -> str:
         raise EOFError("no terminal")
 
 
@@ -443,8 +497,17 @@ class TerminalUI(PlainUI):
 
     interactive = True
 
-    def __init__(self, parallel=False, show_output=True, timestamps=False, color=True, theme="auto", progress=False, prompt_timeout=0,
-                 out=None):
+    def __init__(
+        self,
+        parallel: bool = False,
+        show_output: bool = True,
+        timestamps: bool = False,
+        color: bool = True,
+        theme: str = "auto",
+        progress: bool = False,
+        prompt_timeout: float = 0,
+        out: IO[str] | None = None,
+    ) -> None:
         super().__init__(out=out, parallel=parallel, show_output=show_output, timestamps=timestamps)
         from rich.console import Console
 
@@ -456,17 +519,18 @@ class TerminalUI(PlainUI):
         self.styles = THEMES.get(theme, {})
         self.progress = progress
         self.prompt_timeout = prompt_timeout or 0
-        self._timed_out = None
+        self._timed_out: float | None = None
         self._total = 0
-        self._settled = set()
-        self._frames = {}  # (node id or None, stream) -> (head, tail) of an output line
+        self._settled: set[str] = set()
+        # (node id or None, stream) -> (head, tail) of an output line
+        self._frames: dict[tuple[str | None, str], tuple[str, str]] = {}
 
     @property
-    def keep_sgr(self):
+    def keep_sgr(self) -> bool:
         """Command output keeps its colour when the console shows colour."""
         return self.console.color_system is not None and not self.console.no_color
 
-    def _print(self, *objects, **options):
+    def _print(self, *objects: Any, **options: Any) -> None:
         """console.print of text shown, never obeyed, unless the terminal went away (see the
         module docstring)."""
         if self.output_lost:
@@ -478,23 +542,23 @@ class TerminalUI(PlainUI):
                 raise
             self._gone_away(self.console.file)
 
-    def _gone_away(self, stream):
+    def _gone_away(self, stream: IO[str]) -> None:
         if stream is self.console.file:
             self.console.quiet = True  # rich drops what it still holds
             self.output_lost = True
             self.interactive = False
         super()._gone_away(stream)
 
-    def _style(self, style):
+    def _style(self, style: str | None) -> str:
         return " ".join(self.styles.get(part, part) for part in (style or "").split())
 
-    def line(self, text, style=None):
+    def line(self, text: str, style: str | None = None) -> None:
         from rich.text import Text
 
         stamp = _stamp() if self.timestamps else ""
         self._print(Text(stamp + text, style=self._style(style)))
 
-    def output_lines(self, node, stream, lines):
+    def output_lines(self, node: Node, stream: str, lines: Iterable[str]) -> None:
         """Lines of command output (cleaned already: text, and colour if kept), written at once
         in a frame rendered by rich once per node and stream: rich's work per line would cost
         more than the command's output is worth."""
@@ -505,7 +569,7 @@ class TerminalUI(PlainUI):
             head + line + ("\x1b[0m" if "\x1b" in line else "") + tail for line in lines
         ))
 
-    def _frame(self, node_id, stream):
+    def _frame(self, node_id: str | None, stream: str) -> tuple[str, str]:
         """(what comes before a line of output, what comes after it): prefix, styles, newline."""
         frame = self._frames.get((node_id, stream))
         if frame is None:
@@ -520,21 +584,23 @@ class TerminalUI(PlainUI):
         return frame
 
     # [ui] progress_style = "bar": a progress line after each step settles
-    def on_run_started(self, run_id, title, nodes, resumed=False, **data):
+    def on_run_started(self, run_id: int, title: str, nodes: int, resumed: bool = False, **data: Any) -> None:
         super().on_run_started(run_id, title, nodes, resumed=resumed, **data)
         self._total = nodes
         self._settled = set()
         self._resumed = resumed
 
-    def on_node_finished(self, node, status, attempt, duration, fields=None, **data):
+    def on_node_finished(
+        self, node: Node, status: str, attempt: int, duration: float, fields: Mapping[str, Any] | None = None, **data: Any
+    ) -> None:
         super().on_node_finished(node, status, attempt, duration, fields=fields, **data)
         self._advance(node)
 
-    def on_node_skipped(self, node, reason, **data):
+    def on_node_skipped(self, node: Node, reason: str, **data: Any) -> None:
         super().on_node_skipped(node, reason, **data)
         self._advance(node)
 
-    def _advance(self, node):
+    def _advance(self, node: Node) -> None:
         if not self.progress or not self._total:
             return
         self._settled.add(node.id)
@@ -551,12 +617,22 @@ class TerminalUI(PlainUI):
         )
         self._print(grid)
 
-    def on_run_finished(self, run_id, status, exit_code, reason=None, hint=None, counts=None, duration=None, **data):
+    def on_run_finished(
+        self,
+        run_id: int,
+        status: str,
+        exit_code: int,
+        reason: str | None = None,
+        hint: str | None = None,
+        counts: Mapping[str, int] | None = None,
+        duration: float | None = None,
+        **data: Any,
+    ) -> None:
         if self._timed_out is not None and reason and "no answer at the prompt" in reason:
             reason = "no answer within %s s (interactive_timeout); the run stopped and can be resumed" % ("%g" % self._timed_out)
         super().on_run_finished(run_id, status, exit_code, reason=reason, hint=hint, counts=counts, duration=duration, **data)
 
-    def on_manual(self, node, description, **_):
+    def on_manual(self, node: Node, description: str, **_: Any) -> None:
         from rich.panel import Panel
         from rich.text import Text
 
@@ -564,11 +640,11 @@ class TerminalUI(PlainUI):
         title = terminal.clean("%s — %s" % (node.id, node.name or "Manual step"))
         self._print(Panel(body, title=title, expand=False, border_style="cyan"))
 
-    def _input(self, prompt):
+    def _input(self, prompt: str) -> str:
         self._print(prompt, end="", markup=False, highlight=False)
         return self._answer(self._read_line)
 
-    def _answer(self, read, *args):
+    def _answer(self, read: Callable[..., str], *args: Any) -> str:
         """``read(*args)``; a terminal that went away (before or while waiting) is end of input."""
         if self.output_lost:
             raise EOFError("the terminal went away")
@@ -579,7 +655,7 @@ class TerminalUI(PlainUI):
                 raise
             raise EOFError("the terminal went away") from exc
 
-    def _read_line(self):
+    def _read_line(self) -> str:
         if not self.prompt_timeout:
             answer = input()
             return answer.strip()
@@ -599,7 +675,7 @@ class TerminalUI(PlainUI):
             raise EOFError()
         return answer.strip()
 
-    def confirm(self, node, question):
+    def confirm(self, node: Node, question: str) -> bool:
         while True:
             answer = self._input("%s [y/n] " % question).lower()
             if answer in ("y", "yes"):
@@ -608,7 +684,7 @@ class TerminalUI(PlainUI):
                 return False
             self._print("please answer y or n", style=self._style("yellow"))
 
-    def choose(self, node, question, options, critical=False):
+    def choose(self, node: Node, question: str, options: Sequence[tuple[str, str, str]], critical: bool = False) -> str:
         from rich.text import Text
 
         self._print(Text(question, style=self._style("bold red")))
@@ -627,7 +703,7 @@ class TerminalUI(PlainUI):
             else:
                 self._print("please answer one of %s" % ", ".join(keys), style=self._style("yellow"))
 
-    def ask_variable(self, name, spec):
+    def ask_variable(self, name: str, spec: Mapping[str, Any]) -> str:
         text = "Value for %s" % name
         if spec.get("description"):
             text += " (%s)" % spec["description"]
@@ -642,7 +718,7 @@ class TerminalUI(PlainUI):
             return self._answer(getpass.getpass, text)
         return self._input(text)
 
-    def error(self, text):
+    def error(self, text: str) -> None:
         from rich.text import Text
 
         self._print(Text("error: %s" % text, style=self._style("bold red")))
@@ -651,21 +727,21 @@ class TerminalUI(PlainUI):
 class JsonUI(PlainUI):
     """One JSON object per line on stdout, for machines. Never prompts."""
 
-    def __init__(self, out=None, err=None):
+    def __init__(self, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
         super().__init__(out=out, err=err)
 
-    def emit(self, event, **data):
+    def emit(self, event: str, **data: Any) -> None:
         self.write(json_line(event, data))
 
-    def event(self, kind, **data):
+    def event(self, kind: str, **data: Any) -> None:
         self.write(json_line(kind, event_fields(data)))
 
-    def error(self, text):
+    def error(self, text: str) -> None:
         self.emit("error", message=text)
         super().error(text)
 
 
-def event_fields(data):
+def event_fields(data: dict[str, Any]) -> dict[str, Any]:
     """An engine event's data as JSON fields: the node as its id and type, the result's fields
     (without the output, which is recorded in the state database) flattened in."""
     node = data.pop("node", None)
@@ -677,7 +753,7 @@ def event_fields(data):
     return data
 
 
-def json_line(event, data):
+def json_line(event: str, data: dict[str, Any]) -> str:
     """One event as a line of JSON (the --json and --events-file format)."""
     data["event"] = event
     data["time"] = _time.time()
@@ -691,16 +767,16 @@ class EventsFileUI:
     is not written (it is in the state database). A file that
     cannot be written any more (full disk) never stops the run: one warning, then it is dropped."""
 
-    def __init__(self, ui, fd):
+    def __init__(self, ui: Any, fd: int) -> None:
         self.__dict__.update(_ui=ui, _fd=fd)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._ui, name)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._ui, name, value)
 
-    def _append(self, line):
+    def _append(self, line: str) -> None:
         fd = self._fd
         if fd is None:
             return
@@ -719,17 +795,17 @@ class EventsFileUI:
             except OSError:
                 pass
 
-    def event(self, kind, **data):
+    def event(self, kind: str, **data: Any) -> None:
         if kind != "node_output":  # output is recorded in the state database, not here
             self._append(json_line(kind, event_fields(dict(data))))
         return self._ui.event(kind, **data)
 
-    def error(self, text):
+    def error(self, text: str) -> None:
         self._append(json_line("error", {"message": text}))
         return self._ui.error(text)
 
 
-def open_events_file(path):
+def open_events_file(path: str) -> int:
     """The descriptor of an events file opened for appending: never through a symbolic link,
     created 0600, or an existing file of the effective user's own made 0600 (runtime/private.py);
     OSError as is."""
@@ -738,8 +814,17 @@ def open_events_file(path):
     return open_own_file(path, "--events-file")
 
 
-def make_ui(json_mode=False, parallel=False, interactive=None, color=True, timestamps=True, theme="auto",
-            progress=False, show_output=True, prompt_timeout=0):
+def make_ui(
+    json_mode: bool = False,
+    parallel: bool = False,
+    interactive: bool | None = None,
+    color: bool = True,
+    timestamps: bool = True,
+    theme: str = "auto",
+    progress: bool = False,
+    show_output: bool = True,
+    prompt_timeout: float = 0,
+) -> UI:
     """The UI for a run; the keyword arguments after `interactive` are the [ui] configuration
     (and [execution] interactive_timeout for `prompt_timeout`). --json ignores them."""
     if json_mode:
@@ -753,3 +838,7 @@ def make_ui(json_mode=False, parallel=False, interactive=None, color=True, times
         return TerminalUI(parallel=parallel, color=color, timestamps=timestamps, theme=theme, progress=progress,
                           show_output=show_output, prompt_timeout=prompt_timeout)
     return PlainUI(parallel=parallel, timestamps=timestamps, show_output=show_output)
+
+
+if TYPE_CHECKING:  # the UIs made here are what the engine takes: checked by mypy, never run
+    _UIS: tuple[type[UI], ...] = (PlainUI, TerminalUI, JsonUI, EventsFileUI)

@@ -25,6 +25,9 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up)
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Mapping
 
+    # a converter of coerce: (spec, value) -> the value in the spec's type
+    _Converter = Callable[[Mapping[str, Any], Any], Any]
+
 TYPES = ("str", "int", "float", "bool", "list", "dict")
 SPEC_KEYS = ("default", "required", "type", "choices", "min", "max", "pattern", "description", "secret")
 MASK = "***"
@@ -92,7 +95,7 @@ def parse_spec(name: str, raw: Any) -> tuple[dict[str, Any], list[VariableError]
     return spec, errors
 
 
-def _spec_flags(name, raw, spec, errors):
+def _spec_flags(name: str, raw: Mapping[str, Any], spec: dict[str, Any], errors: list[VariableError]) -> None:
     for key in ("required", "secret"):
         if key not in raw:
             continue
@@ -102,7 +105,7 @@ def _spec_flags(name, raw, spec, errors):
             errors.append(VariableError("%s of variable %s must be true or false" % (key, name), key))
 
 
-def _spec_bounds(name, raw, spec, errors):
+def _spec_bounds(name: str, raw: Mapping[str, Any], spec: dict[str, Any], errors: list[VariableError]) -> None:
     for key in ("min", "max"):
         if key not in raw:
             continue
@@ -114,7 +117,7 @@ def _spec_bounds(name, raw, spec, errors):
             spec[key] = raw[key]
 
 
-def _spec_pattern(name, raw, spec, errors):
+def _spec_pattern(name: str, raw: Mapping[str, Any], spec: dict[str, Any], errors: list[VariableError]) -> None:
     if "pattern" not in raw:
         return
     if spec["type"] != "str":
@@ -128,7 +131,7 @@ def _spec_pattern(name, raw, spec, errors):
     spec["pattern"] = str(raw["pattern"])
 
 
-def _spec_choices(name, raw, spec, errors):
+def _spec_choices(name: str, raw: Mapping[str, Any], spec: dict[str, Any], errors: list[VariableError]) -> None:
     if "choices" not in raw:
         return
     choices = raw["choices"]
@@ -141,7 +144,7 @@ def _spec_choices(name, raw, spec, errors):
         errors.append(VariableError("choices of variable %s: %s" % (name, exc), "choices"))
 
 
-def _spec_default(name, raw, spec, errors):
+def _spec_default(name: str, raw: Mapping[str, Any], spec: dict[str, Any], errors: list[VariableError]) -> None:
     if "default" not in raw:
         return
     try:
@@ -161,13 +164,13 @@ def coerce(spec: Mapping[str, Any], value: Any, source: str = "value") -> Any:
     return _CONVERTERS[kind](spec, value)
 
 
-def _to_str(spec, value):
+def _to_str(spec: Mapping[str, Any], value: Any) -> str:
     if isinstance(value, (dict, list, bool)):
         raise VariableError("expected text, got %s" % type_of(value))
     return value if isinstance(value, str) else str(value)
 
 
-def _to_bool(spec, value):
+def _to_bool(spec: Mapping[str, Any], value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -176,7 +179,7 @@ def _to_bool(spec, value):
     raise VariableError("%s is not a boolean (use true/false, yes/no, on/off or 1/0)" % _quoted(spec, value))
 
 
-def _to_int(spec, value):
+def _to_int(spec: Mapping[str, Any], value: Any) -> int:
     if isinstance(value, bool):
         raise VariableError("expected an integer, got a boolean")
     if isinstance(value, int):
@@ -191,7 +194,7 @@ def _to_int(spec, value):
         raise VariableError("%s is not an integer" % _quoted(spec, value)) from None
 
 
-def _to_float(spec, value):
+def _to_float(spec: Mapping[str, Any], value: Any) -> float:
     if isinstance(value, bool):
         raise VariableError("expected a number, got a boolean")
     try:
@@ -205,8 +208,8 @@ def _to_float(spec, value):
     return result
 
 
-def _to_json(kind, expected, words):
-    def convert(spec, value):
+def _to_json(kind: str, expected: type, words: str) -> _Converter:
+    def convert(spec: Mapping[str, Any], value: Any) -> Any:
         if isinstance(value, expected):
             return value
         if isinstance(value, str):
@@ -221,7 +224,7 @@ def _to_json(kind, expected, words):
     return convert
 
 
-_CONVERTERS = {
+_CONVERTERS: dict[str, _Converter] = {
     "str": _to_str,
     "bool": _to_bool,
     "int": _to_int,
@@ -231,7 +234,7 @@ _CONVERTERS = {
 }
 
 
-def _quoted(spec, value):
+def _quoted(spec: Mapping[str, Any], value: Any) -> str:
     """A value inside an error message: secrets are never shown."""
     return MASK if spec.get("secret") else repr(value)
 
@@ -253,7 +256,7 @@ def check(name: str | None, spec: Mapping[str, Any], value: Any) -> Any:
     return value
 
 
-def _matches(pattern, value):
+def _matches(pattern: str, value: str) -> bool:
     """Whether `value` matches `pattern` as a whole, in time linear in the value."""
     try:
         return patterns.fullmatch(pattern, value)
@@ -504,7 +507,7 @@ def _missing_text(specs: Mapping[str, dict], missing: list[str]) -> list[str]:
     ]
 
 
-def _same(spec, raw, value):
+def _same(spec: Mapping[str, Any], raw: Any, value: Any) -> bool:
     try:
         return coerce(spec, raw) == value
     except VariableError:
