@@ -26,7 +26,7 @@ Markdown and Windows, about half of the code by size); the boot code finds those
 sources. Reproducible: entries sorted, timestamps from SOURCE_DATE_EPOCH (else 1980-01-01),
 fixed permissions, no path of the build machine inside (bytecode is compiled with relative file
 names), bytecode compiled with PYTHONHASHSEED=0. STRIP_DOCSTRINGS packages get bytecode without
-docstrings (asserts kept, unlike -OO).
+docstrings (asserts kept, unlike -OO); Playbook's own, also without function annotations.
 """
 
 from __future__ import annotations
@@ -47,6 +47,17 @@ from playbook.runtime.bundle import DIGEST_MARK, SIGN_NAMESPACE, identity_text, 
 from playbook.runtime.errors import EXIT_STATE
 from playbook.runtime.errors import BundleError as RuntimeBundleError
 from playbook.runtime.templating import PRECOMPILED_CODE, PRECOMPILED_SOURCES, precompile
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up)
+if TYPE_CHECKING:
+    from importlib.metadata import Distribution
+    from typing import Any, Callable, Container, Iterable, Mapping, Sequence
+
+    from playbook.runtime.plan import Plan
+
+    from .plan import Compiled
+
+    Warn = Callable[[str], object]  # where warnings go: print, list.append, …
 
 BUNDLE_FORMAT = 1
 BOOT_MARK = b"\n#=playbook-boot=\n"
@@ -77,8 +88,10 @@ SOURCE_ONLY = (
     "rich/traceback.py",
 )
 # Their bytecode is built without docstrings (they never read __doc__): a sixth of the size.
-# Sources keep them; Playbook's own code and plugins keep theirs.
-STRIP_DOCSTRINGS = ("jinja2/", "markupsafe/", "rich/", "tomli/")
+# Sources keep them (tracebacks show the source); plugins keep theirs. Playbook's own bytecode
+# also goes without the annotations of its functions (strings that nothing reads at run time;
+# classes keep theirs: dataclasses read them).
+STRIP_DOCSTRINGS = ("jinja2/", "markupsafe/", "rich/", "tomli/", "playbook/")
 # Files never copied: compiled code (pure-Python fallbacks are used) and type-checker files.
 SKIP_SUFFIXES = (".so", ".pyd", ".dll", ".dylib", ".pyc", ".pyo", ".c", ".h", ".pyx", ".pxd", ".pyi", ".exe")
 SKIP_NAMES = ("py.typed",)
@@ -91,7 +104,7 @@ class BundleError(RuntimeBundleError):
         super().__init__(message, code)
 
 
-def default_output(runbook_path):
+def default_output(runbook_path: str) -> str:
     """deploy.playbook.toml -> deploy.pyz (in the current directory)."""
     name = os.path.basename(runbook_path)
     for suffix in (".toml", ".playbook"):
@@ -100,7 +113,7 @@ def default_output(runbook_path):
     return name + ".pyz"
 
 
-def normalize(name):
+def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -112,25 +125,35 @@ def normalize(name):
 class Dist:
     """One distribution copied into the bundle: {archive name: file on disk} plus metadata."""
 
-    def __init__(self, name, version, requires_python, role, files, metadata, entry_points, notes):
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        requires_python: str,
+        role: str,
+        files: dict[str, str],
+        metadata: str,
+        entry_points: str,
+        notes: list[str],
+    ) -> None:
         self.name = name
         self.version = version
         self.requires_python = requires_python
         self.role = role
-        self.required_by = []
+        self.required_by: list[str] = []
         self.files = files
         self.metadata = metadata
         self.entry_points = entry_points
         self.notes = notes
 
-    def info_dir(self):
+    def info_dir(self) -> str:
         return "%s-%s.dist-info" % (normalize(self.name).replace("-", "_"), self.version)
 
 
 _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([^;]*?)\s*(?:;\s*(.*?))?\s*$")
 
 
-def parse_requirement(text):
+def parse_requirement(text: str) -> tuple[str, str] | None:
     """(name, marker) of a requirement string; None when it cannot be read."""
     match = _REQ.match(text)
     if not match:
@@ -138,7 +161,7 @@ def parse_requirement(text):
     return match.group(1), (match.group(4) or "").strip()
 
 
-def marker_applies(marker):
+def marker_applies(marker: str) -> bool:
     """Whether a requirement with this environment marker can be needed in a bundle: extras are
     never included; other markers are evaluated for Linux CPython 3.9-3.13 (true if true for
     any), with `packaging` when it is installed, else assumed true."""
@@ -173,7 +196,7 @@ def marker_applies(marker):
     return False
 
 
-def lower_bound(requires_python):
+def lower_bound(requires_python: str | None) -> tuple[int, int] | None:
     """(major, minor) lower bound of a Requires-Python specifier, or None."""
     best = None
     for clause in (requires_python or "").split(","):
@@ -184,11 +207,11 @@ def lower_bound(requires_python):
     return best
 
 
-def _metadata_text(dist):
+def _metadata_text(dist: Distribution) -> str:
     return dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
 
 
-def _module_files(top, notes):
+def _module_files(top: str, notes: list[str]) -> dict[str, str]:
     """{archive name: disk path} of an importable top-level module or package (editable and
     egg-info installs, whose file lists do not name the code)."""
     import importlib.util
@@ -214,7 +237,7 @@ def _module_files(top, notes):
     return files
 
 
-def _filter(files, notes, strict):
+def _filter(files: Mapping[str, str], notes: list[str], strict: bool) -> dict[str, str]:
     """Drop compiled and type-checker files; with `strict` (plugins), note extension modules that
     have no Python twin (the runtime's own dependencies have pure-Python fallbacks)."""
     kept = {}
@@ -259,7 +282,7 @@ def collect_distribution(name: str, role: str) -> Dist:
     )
 
 
-def _recorded_files(dist):
+def _recorded_files(dist: Distribution) -> dict[str, str]:
     """{archive name: disk path} of the files the distribution's record lists that belong in a
     bundle: not its metadata, installer files, caches, or files outside site-packages."""
     files = {}
@@ -276,7 +299,7 @@ def _recorded_files(dist):
     return files
 
 
-def _editable_files(dist, notes):
+def _editable_files(dist: Distribution, notes: list[str]) -> dict[str, str]:
     """Editable or egg-info install, whose record does not name the code: the files of its
     top-level import names (top_level.txt, else the modules of its entry points)."""
     tops = (dist.read_text("top_level.txt") or "").split()
@@ -288,12 +311,14 @@ def _editable_files(dist, notes):
     return files
 
 
-def resolve_distributions(plugin_dists, warn):
+def resolve_distributions(plugin_dists: Iterable[str], warn: Warn) -> list[Dist]:
     """The runtime's distributions, the plugin distributions and every requirement of them,
     in a stable order. Playbook itself is never taken from the metadata (see playbook_files)."""
     import importlib.metadata as md
 
-    queue = [(n, "runtime", None) for n in RUNTIME_DISTRIBUTIONS] + [(n, "plugin", None) for n in plugin_dists]
+    # (name, role, the name of the distribution that requires it or None); `Any`, not `str | None`:
+    # the type of a list concatenation is not inferred from the declared one
+    queue: list[tuple[str, str, Any]] = [(n, "runtime", None) for n in RUNTIME_DISTRIBUTIONS] + [(n, "plugin", None) for n in plugin_dists]
     found: dict = {}
     order = []
     while queue:
@@ -329,7 +354,7 @@ def resolve_distributions(plugin_dists, warn):
     return [found[key] for key in order]
 
 
-def playbook_files():
+def playbook_files() -> dict[str, str]:
     """{archive name: disk path} of the runtime part of the playbook package."""
     import playbook
 
@@ -348,7 +373,7 @@ def playbook_files():
     return files
 
 
-def playbook_requires_python():
+def playbook_requires_python() -> str:
     import importlib.metadata as md
 
     try:
@@ -370,28 +395,28 @@ _PROBE = (
 class Target:
     """An interpreter that bytecode is built with."""
 
-    def __init__(self, executable, version, magic):
+    def __init__(self, executable: str, version: Iterable[int], magic: str) -> None:
         self.executable = executable
         self.version = tuple(version)  # (major, minor, micro)
         self.magic = magic  # hex
 
     @property
-    def minor(self):
+    def minor(self) -> tuple[int, ...]:
         return self.version[:2]
 
     @property
-    def tree(self):
+    def tree(self) -> str:
         return "py%d%d" % self.minor
 
     @property
-    def label(self):
+    def label(self) -> str:
         return "%d.%d" % self.minor
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Target(%s, %s)" % (self.executable, ".".join(map(str, self.version)))
 
 
-def probe(executable):
+def probe(executable: str) -> Target | None:
     """A Target for a CPython interpreter, or None when it is not one or does not run."""
     try:
         proc = subprocess.run(
@@ -409,7 +434,7 @@ def probe(executable):
     return Target(executable, info["version"], info["magic"])
 
 
-def candidate_interpreters():
+def candidate_interpreters() -> list[str]:
     """The building interpreter, python3.9-3.13 and python3 on PATH, then pyenv's versions."""
     import glob
 
@@ -428,7 +453,7 @@ def candidate_interpreters():
     return result
 
 
-def discover(candidates=None):
+def discover(candidates: Iterable[str] | None = None) -> dict[tuple[int, ...], Target]:
     """{(major, minor): Target} of the usable CPython interpreters among the candidates, the
     first found winning for each version."""
     from concurrent.futures import ThreadPoolExecutor
@@ -443,14 +468,20 @@ def discover(candidates=None):
     return found
 
 
-def parse_version(text):
+def parse_version(text: str) -> tuple[int, int]:
     match = re.match(r"^\s*(?:python)?(\d+)\.(\d+)\s*$", text or "")
     if not match:
         raise BundleError("--python %r: give a version like 3.11" % text, code=2)
     return int(match.group(1)), int(match.group(2))
 
 
-def choose_targets(floor, pythons=(), interpreters=(), bytecode=True, warn=print):
+def choose_targets(
+    floor: tuple[int, ...],
+    pythons: Sequence[str] = (),
+    interpreters: Sequence[str] = (),
+    bytecode: bool = True,
+    warn: Warn = print,
+) -> list[Target]:
     """The Targets to build bytecode for, one per Python version, all >= floor.
 
     Default: the building interpreter plus every CPython 3.9-3.13 found on PATH or under pyenv.
@@ -494,8 +525,14 @@ _COMPILE = r"""
 import ast, importlib.util, json, marshal, os, sys
 from importlib._bootstrap_external import _code_to_hash_pyc
 
-def strip_docstrings(tree):
+def strip_docstrings(tree, annotations):
     for node in ast.walk(tree):
+        if annotations and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+            arguments = node.args
+            for arg in arguments.posonlyargs + arguments.args + arguments.kwonlyargs + [arguments.vararg, arguments.kwarg]:
+                if arg is not None:
+                    arg.annotation = None
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
@@ -515,7 +552,7 @@ for disk, rel, nodoc in job["modules"]:
     try:
         if nodoc:
             tree = compile(source, rel, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
-            code = compile(strip_docstrings(tree), rel, "exec", dont_inherit=True)
+            code = compile(strip_docstrings(tree, rel.startswith("playbook/")), rel, "exec", dont_inherit=True)
         else:
             code = compile(source, rel, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
@@ -544,11 +581,13 @@ json.dump(errors, sys.stdout)
 """
 
 
-def strip_docstrings(rel):
+def strip_docstrings(rel: str) -> bool:
     return rel.startswith(STRIP_DOCSTRINGS)
 
 
-def compile_tree(target, sources, templates=None):
+def compile_tree(
+    target: Target, sources: Mapping[str, str], templates: Mapping[str, Any] | None = None
+) -> tuple[dict[str, bytes], dict[str, str], bytes | None]:
     """{archive name of the .py: .pyc bytes} compiled by the target interpreter, and
     {archive name: error} for files it cannot compile; and with `templates` (templating.precompile's
     store) that store compiled by the target interpreter (marshal bytes), else None."""
@@ -588,7 +627,7 @@ def compile_tree(target, sources, templates=None):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def source_only(rel):
+def source_only(rel: str) -> bool:
     return rel.startswith(SOURCE_ONLY)
 
 
@@ -618,7 +657,7 @@ sys.exit(4)
 """
 
 
-def _hex_exec(code):
+def _hex_exec(code: bytes) -> bytes:
     return b'exec(bytes(bytearray.fromhex(r"""' + code.hex().encode("ascii") + b'""")))'
 
 
@@ -631,7 +670,7 @@ MAIN_PY = (
 )
 
 
-def _launcher_template():
+def _launcher_template() -> str:
     import playbook
 
     path = os.path.join(os.path.dirname(os.path.abspath(playbook.__file__)), "templates", "launcher.sh")
@@ -639,7 +678,7 @@ def _launcher_template():
         return handle.read().decode("utf-8")
 
 
-def launcher(name, title, version, floor, trees):
+def launcher(name: str, title: str | None, version: str, floor: tuple[int, ...], trees: Mapping[str, str]) -> bytes:
     """The sh launcher with the boot code, filled in for this bundle."""
     candidates = ["python3"] + ["python%d.%d" % v for v in reversed(SUPPORTED) if v >= floor] + ["python"]
     one_line = re.sub(r"\s+", " ", title or "").strip() or "(untitled)"
@@ -661,7 +700,7 @@ def launcher(name, title, version, floor, trees):
     return data
 
 
-def display_title(plan):
+def display_title(plan: Plan) -> str:
     """The title for people: a title rendered when the runbook was compiled as it is (a value in
     it is text); a template rendered once with the baked values and defaults, or with
     `{{ NAME }}` shown as `<NAME>` for variables given only on the host."""
@@ -677,19 +716,19 @@ def display_title(plan):
     except templating.TemplateError:
         pass
 
-    def fill(match):
+    def fill(match: re.Match[str]) -> str:
         name = match.group(1)
         return str(known[name]) if name in known else "<%s>" % name
 
     return re.sub(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", fill, title)
 
 
-def zip_time(epoch):
+def zip_time(epoch: float) -> tuple[int, int, int, int, int, int]:
     epoch = max(int(epoch), DEFAULT_EPOCH)
     return time.gmtime(epoch)[:6]
 
 
-def write_archive(prefix: bytes, entries: dict, epoch: int, executables=frozenset()) -> bytes:
+def write_archive(prefix: bytes, entries: dict, epoch: int, executables: Container[str] = frozenset()) -> bytes:
     """prefix + zip of entries (sorted, fixed time and modes: 755 for the names in
     `executables`, else 644), with the SHA-256 of the whole file (computed with the digest
     field as zeros) written into the launcher's line 2. Returns the bytes of the file."""
@@ -712,14 +751,15 @@ def write_archive(prefix: bytes, entries: dict, epoch: int, executables=frozense
     return bytes(data)
 
 
-def _read(disk):
+def _read(disk: str) -> bytes:
     with open(disk, "rb") as handle:
         return handle.read()
 
 
 def build(
-    compiled, output: str, targets: list | None = None, sign_key: str | None = None, epoch: int | None = None,
-    pythons=(), interpreters=(), bytecode: bool = True, warn=None, approval_signers: str | None = None,
+    compiled: Compiled, output: str, targets: list | None = None, sign_key: str | None = None, epoch: int | None = None,
+    pythons: Sequence[str] = (), interpreters: Sequence[str] = (), bytecode: bool = True, warn: Warn | None = None,
+    approval_signers: str | None = None,
     approval_max_valid: float | None = None, rehearsal: dict | None = None,
 ) -> dict:
     """Write the bundle for a Compiled runbook to `output`. Returns a report (dict).
@@ -778,7 +818,7 @@ def build(
     }
 
 
-def bundled_plugins(plan) -> dict:
+def bundled_plugins(plan: Plan) -> dict:
     """{plugin name: {"entry_point", "distribution"}} of the plugins the plan's Function nodes
     use, other than the built-in ones; each must come from an installed distribution."""
     from playbook.runtime.plugins import BUILTINS, Registry
@@ -796,7 +836,7 @@ def bundled_plugins(plan) -> dict:
     return plugins
 
 
-def collect_distributions(plugins: dict, warn) -> list:
+def collect_distributions(plugins: dict, warn: Warn) -> list:
     """The distributions to copy (see resolve_distributions), their notes passed to `warn`;
     sets the "version" of each plugin's entry to that of its distribution."""
     dists = resolve_distributions([info["distribution"] for info in plugins.values()], warn)
@@ -839,12 +879,12 @@ class Trees:
     dict per tree, for the manifest) and `entries` {archive name: .pyc bytes, or None for a
     copy of the package data file of the same name}."""
 
-    def __init__(self):
-        self.magic = {}
-        self.info = []
-        self.entries = {}
+    def __init__(self) -> None:
+        self.magic: dict[str, str] = {}
+        self.info: list[dict[str, Any]] = []
+        self.entries: dict[str, bytes | None] = {}
 
-    def add(self, target, pycs, data_files):
+    def add(self, target: Target, pycs: Mapping[str, bytes], data_files: Iterable[str]) -> None:
         self.magic[target.tree] = target.magic
         self.info.append(
             {
@@ -861,7 +901,7 @@ class Trees:
             self.entries["%s/%s" % (target.tree, rel)] = None
 
 
-def compile_trees(targets: list, sources: dict, origin: dict, warn, templates: dict | None = None) -> Trees:
+def compile_trees(targets: list, sources: dict, origin: dict, warn: Warn, templates: dict | None = None) -> Trees:
     """Bytecode of the sources (but SOURCE_ONLY) for each target, compiled in parallel, and of
     the runbook's `templates` (templating.precompile). A file of playbook's own that does not
     compile is an error; one of a distribution stays source, a template is compiled on the host."""
@@ -888,7 +928,7 @@ def compile_trees(targets: list, sources: dict, origin: dict, warn, templates: d
     return trees
 
 
-def read_allowed_signers(path):
+def read_allowed_signers(path: str) -> str:
     """The text of an ssh allowed-signers file (principals, then a public key); refused when it
     names no principal with a key."""
     try:
@@ -912,7 +952,7 @@ def build_epoch(epoch: int | None) -> int | None:
     return int(text) if text and text.strip().isdigit() else None
 
 
-def make_manifest(plan, plugins: dict, dists: list, floor: tuple, floor_from: list, trees: Trees, epoch: int | None) -> dict:
+def make_manifest(plan: Plan, plugins: dict, dists: list, floor: tuple, floor_from: list, trees: Trees, epoch: int | None) -> dict:
     """manifest.json: what the bundle holds, for `inspect` and for people."""
     from playbook import __version__
 
@@ -954,7 +994,7 @@ def make_manifest(plan, plugins: dict, dists: list, floor: tuple, floor_from: li
     }
 
 
-def archive_entries(plan, manifest: dict, sources: dict, dists: list, trees: Trees) -> dict:
+def archive_entries(plan: Plan, manifest: dict, sources: dict, dists: list, trees: Trees) -> dict:
     """{archive name: bytes} of everything in the zip."""
     from playbook import __version__
 
@@ -974,7 +1014,7 @@ def archive_entries(plan, manifest: dict, sources: dict, dists: list, trees: Tre
     return entries
 
 
-def _write_executable(output, data):
+def _write_executable(output: str, data: bytes) -> None:
     """Write atomically (a temporary file renamed over OUTPUT), mode 755."""
     directory = os.path.dirname(os.path.abspath(output))
     if os.path.isdir(output):
@@ -992,7 +1032,7 @@ def _write_executable(output, data):
         raise BundleError("cannot write %s: %s" % (output, exc.strerror or exc)) from None
 
 
-def sign(path, key):
+def sign(path: str, key: str) -> str:
     """Write PATH.sig with `ssh-keygen -Y sign`. Returns the signature's path."""
     sig = path + ".sig"
     if os.path.exists(sig):
@@ -1011,7 +1051,7 @@ def sign(path, key):
     return sig
 
 
-def floor_line(manifest):
+def floor_line(manifest: Mapping[str, Any]) -> str:
     """The bundle's Python floor in one line: the distributions that raise it above the
     project's own floor are named; the usual case is not spelled out per distribution."""
     floor = manifest["python_floor"]
@@ -1020,7 +1060,7 @@ def floor_line(manifest):
     return "CPython %s or newer (%s)" % (floor, why)
 
 
-def describe(report):
+def describe(report: Mapping[str, Any]) -> list[str]:
     """Lines for the `compile` command's output."""
     manifest = report["manifest"]
     size = report["size"] / 1e6
