@@ -131,7 +131,8 @@ def _inner_checkout(pytester, with_shared):
     return tests
 
 
-def test_missing_corpus_is_reported_in_one_line_at_the_end(pytester):
+def test_missing_corpus_is_reported_in_one_line_at_the_end(pytester, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)  # a developer's machine: skips stay skips
     tests = _inner_checkout(pytester, with_shared=False)
     result = pytester.runpytest_subprocess(str(tests), "-q", "-ra", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, skipped=4)
@@ -141,11 +142,20 @@ def test_missing_corpus_is_reported_in_one_line_at_the_end(pytester):
     assert result.outlines.index(line) == len(result.outlines) - 2  # just above "1 passed, 4 skipped"
 
 
-def test_no_line_when_the_corpus_is_there(pytester):
+def test_no_line_when_the_corpus_is_there(pytester, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
     tests = _inner_checkout(pytester, with_shared=True)
     result = pytester.runpytest_subprocess(str(tests), "-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3, skipped=2)
     assert not [line for line in result.outlines if "compat-runbooks" in line]
+
+
+def test_under_ci_a_missing_declared_dependency_fails_and_other_skips_stay(pytester, monkeypatch):
+    monkeypatch.setenv("CI", "1")
+    tests = _inner_checkout(pytester, with_shared=False)
+    result = pytester.runpytest_subprocess(str(tests), "-q", "-ra", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=3, failed=1)  # `dot` missing fails; the corpus's skips stay
+    assert any("test_unrelated_skip" in line and "skipped under CI" in line for line in result.outlines), result.outlines
 
 
 # -- the lines for processes left running ---------------------------------------------------------

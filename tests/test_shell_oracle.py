@@ -15,6 +15,7 @@ unicode. Then the defects reported in issue 9, each with a test that failed befo
 from __future__ import annotations
 
 import os
+import pathlib
 import shlex
 import shutil
 import subprocess
@@ -235,7 +236,7 @@ def _shell(name, script, cwd):
 def _arrived(folder, expected):
     """Whether `folder/out` holds exactly `expected` and no canary ran there."""
     out = os.path.join(folder, "out")
-    got = open(out, "rb").read() if os.path.exists(out) else None
+    got = pathlib.Path(out).read_bytes() if os.path.exists(out) else None
     return got == expected.encode("utf-8") and not os.path.exists(os.path.join(folder, "CANARY"))
 
 

@@ -1,6 +1,7 @@
 """The SQLite state store: real database files, real subprocesses."""
 
 import os
+import pathlib
 import re
 import signal
 import sqlite3
@@ -801,7 +802,7 @@ def test_stats_running_run_has_no_duration(store):
 
 
 def test_module_is_standard_library_only():
-    source = open(state.__file__).read()
+    source = pathlib.Path(state.__file__).read_text()
     imports = set(re.findall(r"^(?:import|from) (\w+)", source, re.M))
     assert imports <= set(sys.stdlib_module_names)
 
