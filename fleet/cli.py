@@ -372,7 +372,7 @@ def _signed_approvals(args: argparse.Namespace, out_dir: str, manifest: Mapping[
 FLEET_EXIT_MEANINGS = {
     EXIT_OK: "every host succeeded",
     EXIT_FAILED: "a host failed",
-    EXIT_INVALID: "invalid input (flags, inventory, runbook; Ansible missing)",
+    EXIT_INVALID: "invalid input (flags, inventory, vault, runbook; Ansible missing)",
     EXIT_ABORTED: "no host failed or was unreachable; a host is waiting, aborted or was not started",
     EXIT_STATE: "no host failed, a host was unreachable",
     EXIT_INTERRUPTED: "interrupted on the controller (the runs started go on on their hosts)",

@@ -181,14 +181,18 @@ def copy_state(job: str) -> None:
 
 # -- follow ----------------------------------------------------------------------------------------
 def _alive(job: str) -> bool:
-    """Whether the detached run's process is still there (its pid and start time)."""
-    from .executors import process_start_ticks
+    """Whether the detached run's process is still running: its pid with its start time, and
+    not a zombie (which a container's init may never reap)."""
+    from .executors import _live, _stat, process_start_ticks
 
     try:
         with open(os.path.join(job, PID), encoding="utf-8") as handle:
             pid_text, _, ticks = handle.read().partition(" ")
         pid = int(pid_text)
     except (OSError, ValueError):
+        return False
+    fields = _stat(pid)
+    if fields is not None and not _live(fields):
         return False
     now = process_start_ticks(pid)
     return now is not None and str(now) == ticks.strip()

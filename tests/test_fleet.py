@@ -355,12 +355,18 @@ def test_a_lost_controller_does_not_stop_the_hosts_runs(tmp_path, spawn_playbook
     while _run_status(tmp_path / "state" / "h1.db") != "succeeded" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _run_status(tmp_path / "state" / "h1.db") == "succeeded"
-    # Ansible's job wrapper (and the orphaned worker that followed the run) end on their own
-    # once the run has ended; anything still alive after 30 s is stopped and fails the test
+    assert not _left_running("test_a_lost_controller")
+
+
+def _left_running(test: str) -> list:
+    """What the killed controller left (a look already under way on the host) ends on its own
+    once the run has ended; anything still alive after 30 s is killed and returned."""
+    import signal
+
     from conftest import leftover_processes
 
     def ours():
-        return [(pid, argv) for pid, argv, test in leftover_processes() if "test_a_lost_controller" in test]
+        return [(pid, argv) for pid, argv, started_by in leftover_processes() if test in started_by]
 
     deadline = time.monotonic() + 30
     while ours() and time.monotonic() < deadline:
@@ -368,7 +374,7 @@ def test_a_lost_controller_does_not_stop_the_hosts_runs(tmp_path, spawn_playbook
     left = ours()
     for pid, _ in left:
         os.kill(pid, signal.SIGKILL)
-    assert not left
+    return left
 
 
 def test_ctrl_c_on_the_controller_leaves_the_started_runs_going_and_resume_collects_them(tmp_path, spawn_playbook, playbook, bundles):
@@ -532,6 +538,52 @@ def test_list_hosts_shows_the_batches_and_repeated_inventories_add_up(tmp_path, 
     assert fleet_cli.batches(["a", "b", "c"], None) == [["a", "b", "c"]]
 
 
+def test_it_works_under_the_mitogen_strategy(tmp_path, playbook, bundles):
+    """A user who enables Mitogen (strategy mitogen_linear in ansible.cfg) rolls out as with
+    Ansible's own strategy: the actions make no module calls Mitogen would have to carry."""
+    ansible_mitogen = pytest.importorskip("ansible_mitogen", reason="mitogen is in the test extra: pip install -e '.[test]'")
+    strategies = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    (tmp_path / "ansible.cfg").write_text("[defaults]\nstrategy_plugins = %s\nstrategy = mitogen_linear\n" % strategies)
+    inventory = write_inventory(tmp_path, {"m1": local_host(tmp_path, "m1"), "m2": local_host(tmp_path, "m2", playbook_var_WHO="mito")})
+    out = tmp_path / "out"
+    ran = fleet_cmd(playbook, bundles["probe"], "-i", inventory, "--out", out, "--var", "TOKEN=" + TOKEN)
+    assert ran.returncode == 0, ran.text
+    batches = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines() if '"kind": "batch"' in line]
+    assert batches and {b["strategy"] for b in batches} == {"mitogen_linear"}  # the play ran under Mitogen's strategy
+    assert statuses(out) == {"m1": "succeeded", "m2": "succeeded"}
+    assert attempts(out / "hosts" / "m2.db")["hello"][1].strip() == "hello mito"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/su"), reason="become to a second OS user needs root and su")
+def test_become_another_user_uploads_through_a_staging_file_and_runs_as_that_user(tmp_path, playbook, bundles):
+    """--become --become-user nobody: the bundle goes to nobody's own directory through a file
+    Ansible stages (the login user cannot write there), and the run is nobody's."""
+    import pwd
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="playbook-test-nobody-"))  # /tmp/pytest-of-root is closed to nobody
+    try:
+        _become_nobody(tmp_path, playbook, bundles, home, pwd.getpwnam("nobody").pw_uid)
+    finally:
+        shutil.rmtree(home)
+
+
+def _become_nobody(tmp_path, playbook, bundles, home, nobody):
+    home.chmod(0o755)
+    os.chown(home, nobody, -1)
+    host = local_host(tmp_path, "n1", playbook_remote_dir=str(home / "remote"), playbook_state_path=str(home / "state.db"),
+                      ansible_python_interpreter="/usr/bin/python3")  # the system's, as nobody can run it
+    inventory = write_inventory(tmp_path, {"n1": host})
+    out = tmp_path / "out"
+    ran = fleet_cmd(playbook, bundles["probe"], "-i", inventory, "--out", out, "--var", "TOKEN=" + TOKEN, "--become",
+                    "--become-method", "su", "--become-user", "nobody", "-e", "ansible_become_flags='-s /bin/sh'")
+    assert ran.returncode == 0, ran.text
+    assert statuses(out) == {"n1": "succeeded"}
+    assert (home / "remote").stat().st_uid == nobody and (home / "state.db").stat().st_uid == nobody
+    assert [p.stat().st_uid for p in (home / "remote").iterdir()] == [nobody]  # the bundle, nobody's
+
+
 def _look(host: str, events: list, since: int = 0, ended: bool = False, window: int | None = None) -> dict:
     """The callback's record of one look at a run, made by the runtime's real `follow` on a real
     job directory holding `events` (what playbook_follow puts in its result)."""
@@ -686,6 +738,28 @@ def test_ssh_rollout_with_a_failing_and_an_unreachable_host(tmp_path, playbook, 
     assert attempts(out / "hosts" / "s1.db")["hello"][1].strip() == "hello ssh"
     assert attempts(out / "hosts" / "s2.db")["check"][0] == "failed"
     assert not (out / "hosts" / "s3.db").exists()
+
+
+def test_over_ssh_a_killed_controller_leaves_the_run_going(tmp_path, spawn_playbook, playbook, bundles, sshd):
+    """kill -9 of the controller (playbook fleet, ansible-playbook, its workers and their ssh
+    connections) while a host's run waits at its gate: the run goes on over there to its end,
+    and nothing the controller started outlives it."""
+    import signal
+
+    gate = tmp_path / "gate"
+    inventory = write_inventory(tmp_path, {"s1": ssh_host(tmp_path, sshd, "s1", "127.0.0.2")})
+    out = tmp_path / "out"
+    child = spawn_playbook("fleet", bundles["gated"], "-i", inventory, "--out", out, "--var", "GATE=%s" % gate, timeout=90)
+    child.expect(r"s1  first  succeeded")
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not (out / "summary.json").exists()
+    gate.write_text("open")
+    deadline = time.monotonic() + 60
+    while _run_status(tmp_path / "state" / "s1.db") != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _run_status(tmp_path / "state" / "s1.db") == "succeeded"
+    assert not _left_running("test_over_ssh_a_killed_controller")
 
 
 # -- the controller side, without a rollout -------------------------------------------------------------

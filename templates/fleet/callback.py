@@ -54,7 +54,7 @@ class CallbackModule(CallbackBase):
             every = [h.get_name() for h in inventory.get_hosts(play.hosts, order=play.order, ignore_restrictions=True)]
         except Exception:  # an older or newer inventory API: the hosts are then learnt from the results
             pass
-        self._record(kind="batch", batch=batch, hosts=every)
+        self._record(kind="batch", batch=batch, hosts=every, strategy=getattr(play, "strategy", None))
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._record(kind="task", task=task.get_name())

@@ -1,0 +1,164 @@
+"""runtime/detach.py: `run --detach JOB` and `follow JOB`, with real `playbook` processes.
+
+A detached run outlives what started it (its own session, no terminal, standard streams on
+files), its variables file is gone once read, and `follow` waits for news, then brings the exit
+code and a consistent copy of the state database, and removes JOB. A run killed outright is
+reported as such. JOB must be the user's own 0700 directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sqlite3
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from playbook.runtime import detach
+
+RUNBOOK = """\
+[runbook]
+title = "Detached"
+description = "a step, then one that waits for a file"
+version = "1"
+author = "tests"
+created_at = 2025-01-20T12:00:00Z
+
+[variables]
+GATE = { required = true }
+TOKEN = { required = true, secret = true }
+
+[first]
+type = "Command"
+command_name = "echo first"
+depends_on = []
+
+[gate]
+type = "Command"
+command_name = "while [ ! -e {{ GATE }} ]; do sleep 0.05; done; test {{ TOKEN }} = s3cr3t-token"
+timeout = 60
+"""
+
+
+@pytest.fixture
+def started(tmp_path, playbook):
+    """A detached run waiting at its gate: (job, gate, state path, the start's output)."""
+    runbook = tmp_path / "d.playbook.toml"
+    runbook.write_text(RUNBOOK)
+    job = tmp_path / "job"
+    job.mkdir(mode=0o700)
+    (job / "vars.toml").write_text('TOKEN = "s3cr3t-token"\n')
+    gate = tmp_path / "gate"
+    state = tmp_path / "state.db"
+    ran = playbook("run", runbook, "--vars-file", job / "vars.toml", "--var", "GATE=%s" % gate, "--state-path", state,
+                   "--no-interactive-vars", "--detach", job)
+    assert ran.returncode == 0, ran.text
+    yield job, gate, state, json.loads(ran.stdout.strip().splitlines()[-1])
+    gate.write_text("open")  # whatever the test did, the run ends
+    deadline = time.monotonic() + 30
+    while (job / detach.PID).exists() and not (job / detach.EXIT).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def look(playbook, job, since=0, hold=0.0):
+    ran = playbook("follow", job, "--since", since, "--hold", hold)
+    assert ran.returncode == 0, ran.text
+    return json.loads(ran.stdout)
+
+
+def test_a_detached_run_goes_on_alone_and_the_last_look_brings_its_state(playbook, started):
+    job, gate, state, told = started
+    pid = told["pid"]
+    assert told["job"] == str(job)
+    # a session of its own that it does not lead (so it can never get a terminal back), apart
+    # from the one that started it
+    assert os.getsid(pid) != os.getsid(0) and os.getsid(pid) != pid and os.getpgid(pid) == os.getsid(pid)
+    assert not (job / "vars.toml").exists()  # read, then removed: the secret is not left on disk
+    first = look(playbook, job)
+    assert first["done"] is False
+    deadline = time.monotonic() + 30
+    while not any(e.get("node") == "first" for e in first["events"]) and time.monotonic() < deadline:
+        first = look(playbook, job, hold=1)
+    assert [e["event"] for e in first["events"]][:2] == ["run_started", "node_finished"]
+    quiet = look(playbook, job, since=first["offset"], hold=0.3)  # nothing new: it waited, then answered
+    assert (quiet["done"], quiet["events"], quiet["offset"]) == (False, [], first["offset"])
+    gate.write_text("open")
+    last = quiet
+    while not last["done"] and time.monotonic() < deadline:
+        last = look(playbook, job, since=last["offset"], hold=5)
+    assert last["done"] and last["exit_code"] == 0
+    assert [e["event"] for e in last["events"]][-1] == "run_finished"
+    assert "s3cr3t-token" not in json.dumps(last)
+    copy = job.parent / "copy.db"
+    copy.write_bytes(zlib.decompress(base64.b64decode(last["state"])))
+    con = sqlite3.connect(str(copy))
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("SELECT status FROM runs WHERE id = 1").fetchone()[0] == "succeeded"
+    finally:
+        con.close()
+    assert not job.exists()  # the last look cleaned up
+    assert sqlite3.connect(str(state)).execute("SELECT status FROM runs").fetchone()[0] == "succeeded"
+
+
+def test_a_killed_run_is_reported_with_its_state_and_no_exit_code(playbook, started):
+    job, gate, state, told = started
+    deadline = time.monotonic() + 30
+    seen = look(playbook, job, hold=1)
+    while not any(e.get("node") == "first" for e in seen["events"]) and time.monotonic() < deadline:
+        seen = look(playbook, job, hold=1)
+    os.kill(told["pid"], signal.SIGKILL)
+    while detach._alive(str(job)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    last = look(playbook, job, hold=5)
+    while not last["done"] and time.monotonic() < deadline:
+        last = look(playbook, job, since=last["offset"], hold=5)
+    assert last["done"] and last["exit_code"] is None
+    assert "killed" in last["error"]
+    assert last["state"], last  # what the run had recorded comes back all the same
+    assert not job.exists()
+
+
+@pytest.mark.parametrize("problem", ["open to others", "a link", "a file"])
+def test_the_job_must_be_the_users_own_private_directory(tmp_path, playbook, problem):
+    runbook = tmp_path / "d.playbook.toml"
+    runbook.write_text(RUNBOOK)
+    job = tmp_path / "job"
+    if problem == "open to others":
+        job.mkdir(mode=0o755)
+        job.chmod(0o755)
+    elif problem == "a link":
+        (tmp_path / "real").mkdir(mode=0o700)
+        job.symlink_to(tmp_path / "real")
+    else:
+        job.write_text("")
+    ran = playbook("run", runbook, "--var", "GATE=x", "--var", "TOKEN=t", "--state-path", tmp_path / "s.db", "--detach", job)
+    assert ran.returncode == 2, ran.text
+    assert ran.stderr.startswith("error: --detach %s: " % job)
+    assert not (tmp_path / "s.db").exists()
+    follow = playbook("follow", job)
+    assert follow.returncode == 2 and "follow %s" % job in follow.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a second OS user needs root (CI runs as root)")
+def test_another_users_job_directory_is_refused(tmp_path, playbook):
+    import pwd
+
+    job = tmp_path / "job"
+    job.mkdir(mode=0o700)
+    os.chown(job, pwd.getpwnam("nobody").pw_uid, -1)
+    ran = playbook("follow", job)
+    assert ran.returncode == 2 and "does not belong to this user" in ran.stderr, ran.text
+
+
+def test_a_second_start_in_the_same_job_is_refused(playbook, started):
+    job, gate, state, told = started
+    runbook = Path(str(job) + "-runbook.playbook.toml")
+    runbook.write_text(RUNBOOK)
+    again = playbook("run", runbook, "--var", "GATE=x", "--var", "TOKEN=t", "--state-path", state, "--detach", job)
+    assert again.returncode == 2 and "a run was started there already" in again.stderr, again.text
