@@ -48,7 +48,7 @@ def python_env(task_vars):
 
 
 class ActionModule(ActionBase):
-    TRANSFERS_FILES = True
+    TRANSFERS_FILES = False  # no temporary directory on the host per call: uploads are staged in the bundle's own directory (or, with become, in one made then)
     _VALID_ARGS = frozenset(("bundle", "name", "remote_dir", "host", "argv", "vars", "approvals"))
     _supports_check_mode = True
 
