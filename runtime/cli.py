@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from . import options, session
+from . import detach, options, session
 from . import variables as var_mod
 from .errors import EXIT_INVALID, EXIT_OK, EXIT_STATE, BundleError, UsageError
 from .plan import Plan, PlanError
@@ -123,17 +123,8 @@ def build_parser(bundle: Any = None, prog: str = "playbook") -> argparse.Argumen
     _approval_files_arg(resume)
     _detach_arg(resume)
 
-    follow = _command(
-        sub, "follow", "one look at a run started with --detach (as `playbook fleet` follows hosts)",
-        "One look at a run started with --detach JOB: waits up to --hold seconds for new events or the run's end, "
-        "then prints one JSON object: the step events after byte offset --since, the new offset and, once the run "
-        "has ended, its exit code and a copy of the state database (zlib, base64); that last look removes JOB.",
-        ["%s follow /tmp/job --since 0 --hold 20" % prog], QUERY_CODES,
-    )
-    follow.add_argument("job", metavar="JOB", help="the --detach directory of the run")
-    follow.add_argument("--since", type=int, default=0, metavar="OFFSET", help="the offset the previous look returned (default 0)")
-    follow.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
-                        help="wait up to this long for news (default 0: look and return; at most 300)")
+    detach.add_follow_arguments(_command(sub, "follow", detach.FOLLOW_SUMMARY, detach.FOLLOW_DESCRIPTION,
+                                         [detach.FOLLOW_EXAMPLE % prog], detach.FOLLOW_CODES))
 
     approve = _command(
         sub, "approve", "record a decision on a waiting step's question (out of band, or signed)",
@@ -274,8 +265,6 @@ def main(
 def _detached(inv: Invocation) -> int:
     """`run|resume --detach JOB`: the variables read (a --vars-file inside JOB then removed, so
     secrets do not stay on disk), then the command started in the background (detach.py)."""
-    from . import detach
-
     args = inv.args
     job = os.path.abspath(args.detach)
     problem = detach.job_problem(job)
@@ -967,10 +956,7 @@ def cmd_approval(inv: Invocation) -> int:
 
 
 def cmd_follow(inv: Invocation) -> int:
-    from . import detach
-
-    _print(json.dumps(detach.follow(inv.args.job, inv.args.since, inv.args.hold), ensure_ascii=False, separators=(",", ":")))
-    return EXIT_OK
+    return detach.look(inv.args, _print)
 
 
 COMMANDS: dict[str, Callable[[Invocation], int]] = {

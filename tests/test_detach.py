@@ -12,7 +12,9 @@ import base64
 import json
 import os
 import signal
+import subprocess
 import sqlite3
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -162,3 +164,35 @@ def test_a_second_start_in_the_same_job_is_refused(playbook, started):
     runbook.write_text(RUNBOOK)
     again = playbook("run", runbook, "--var", "GATE=x", "--var", "TOKEN=t", "--state-path", state, "--detach", job)
     assert again.returncode == 2 and "a run was started there already" in again.stderr, again.text
+
+
+def test_a_bundle_answers_a_look_without_the_engine_and_with_the_same_help(tmp_path, playbook):
+    """Fleet starts one look per host event, so a bundle answers `follow` before it loads the
+    runtime CLI and the engine (about 40 ms less per look); the help is the one `playbook
+    follow --help` gives."""
+    runbook = tmp_path / "d.playbook.toml"
+    runbook.write_text(RUNBOOK)
+    bundle = tmp_path / "d.pyz"
+    assert playbook("compile", runbook, "-o", bundle).returncode == 0
+    job = tmp_path / "job"
+    job.mkdir(mode=0o700)
+    gate = tmp_path / "gate"
+    ran = playbook("run", "--var", "GATE=%s" % gate, "--var", "TOKEN=s3cr3t-token", "--state-path", tmp_path / "s.db",
+                   "--detach", job, exe=bundle)
+    assert ran.returncode == 0, ran.text
+    try:
+        seen = subprocess.run([sys.executable, "-X", "importtime", str(bundle), "follow", str(job), "--hold", "5"],
+                              capture_output=True, text=True, timeout=60)
+        assert seen.returncode == 0, seen.stderr
+        assert json.loads(seen.stdout)["events"][0]["event"] == "run_started"
+        imported = {line.rsplit("|", 1)[-1].strip() for line in seen.stderr.splitlines() if line.startswith("import time:")}
+        assert "playbook.runtime.detach" in imported
+        assert not imported & {"playbook.runtime.cli", "playbook.runtime.engine", "playbook.runtime.session"}
+    finally:
+        gate.write_text("open")
+        deadline = time.monotonic() + 30
+        while not (job / detach.EXIT).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    helps = [playbook("follow", "--help", exe=exe) for exe in (bundle, None)]
+    assert all(h.returncode == 0 for h in helps)
+    assert helps[0].stdout.replace("./d.pyz", "playbook") == helps[1].stdout
