@@ -1,10 +1,12 @@
 """`playbook fleet`: roll a runbook out over many servers, with Ansible as the engine.
 
 Ansible does the distribution (inventories, SSH, forks, `serial`, `max_fail_percentage`,
-become); Playbook writes an ordinary playbook (DIR/fleet.yml) that copies the bundle to each
-host, runs it there with `--json` and fetches a consistent copy of the host's state database; it
-gives the approvals once, on the controller, prints a line per host event and writes
-DIR/summary.json. `playbook fleet report DIR` turns the fetched databases into one report.
+become); Playbook writes an ordinary playbook (DIR/fleet.yml) that puts the bundle on each
+host, starts it there detached (`run --detach`), follows it and brings back a consistent copy of
+the host's state database; it gives the approvals once, on the controller, prints a line per
+host event and writes DIR/summary.json (rebuilt by `fleet resume` from DIR/records.jsonl and
+DIR/unfinished.json when a controller was killed). `playbook fleet report DIR` turns the fetched
+databases into one report.
 
 ansible-core is an optional dependency (`pip install 'playbook[fleet]'`). The package, by job:
 - cli.py: the command line (`fleet`, `fleet resume`, `fleet report`) and a rollout's course;

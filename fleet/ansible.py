@@ -92,6 +92,7 @@ def run_ansible(playbook: str, ansible_args: Sequence[str], env_extra: Mapping[s
     env.update(
         ANSIBLE_STDOUT_CALLBACK=CALLBACK_NAME,
         PLAYBOOK_FLEET_RECORDS_FD=str(write_fd),
+        PLAYBOOK_FLEET_CONTROLLER=str(os.getpid()),  # the follow action looks no more once this process has gone
         ANSIBLE_RETRY_FILES_ENABLED="false",
         PYTHONWARNINGS=",".join(filter(None, [env.get("PYTHONWARNINGS"), QUIET])),
     )
@@ -103,7 +104,7 @@ def run_ansible(playbook: str, ansible_args: Sequence[str], env_extra: Mapping[s
         raise UsageError("cannot start %s: %s (%s)" % (command[0], exc.strerror or exc, INSTALL_HINT)) from None
     os.close(write_fd)
     try:
-        with os.fdopen(read_fd, "r", encoding="utf-8") as records, open(records_log, "a", encoding="utf-8") as log:
+        with os.fdopen(read_fd, "r", encoding="utf-8") as records, open(records_log, "a", encoding="utf-8", buffering=1) as log:
 
             def follow() -> None:
                 for line in records:

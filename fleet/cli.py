@@ -30,7 +30,19 @@ from .bundle import prepare_bundle, read_bundle
 from .follow import Rollout
 from .playbook import SECRET_ENV, parse_serial, playbook_text, remote_name
 from .report import report_main
-from .summary import FLEET_VERSION, RESUMABLE, UNFOLLOWED, _now, host_outcome, read_summary, summary_lines, write_summary
+from .summary import (
+    FLEET_VERSION,
+    RECORDS,
+    RESUMABLE,
+    UNFINISHED,
+    UNFOLLOWED,
+    _now,
+    host_outcome,
+    read_summary,
+    summary_lines,
+    write_json,
+    write_summary,
+)
 
 
 def _controller_values(var_pairs: Sequence[str], vars_file: str | None, plan: Any, vars_env: str | None = None) -> tuple[dict, dict]:
@@ -133,29 +145,35 @@ def _rollout(out_dir: str, summary: dict, ansible_args: Sequence[str], secrets: 
     rollout = Rollout()
     env = {SECRET_ENV + name: value for name, value in secrets.items()}
     os.makedirs(os.path.join(out_dir, "hosts"), exist_ok=True)
-    code = run_ansible(os.path.join(out_dir, "fleet.yml"), list(ansible_args) + (["--check"] if check else []), env, rollout,
-                       os.path.join(out_dir, "records.jsonl"))
+    records = os.path.join(out_dir, RECORDS)
+    if not check:
+        write_json(os.path.join(out_dir, UNFINISHED), {
+            "summary": summary, "previous": list(previous.values()) if previous is not None else None,
+            "records_from": os.path.getsize(records) if os.path.exists(records) else 0, "pid": os.getpid(), "started_at": _now()})
+    code = run_ansible(os.path.join(out_dir, "fleet.yml"), list(ansible_args) + (["--check"] if check else []), env, rollout, records)
     if check:
         failed = [h for h in rollout.hosts if any(r.get("status") in ("failed", "unreachable") for r in rollout.results.get(h, []))]
         rollout.say("check: %d host%s planned, nothing was run%s" % (
             len(rollout.hosts) - len(failed), "" if len(rollout.hosts) - len(failed) == 1 else "s",
             "; no plan from: %s" % ", ".join(failed) if failed else ""))
         return EXIT_FAILED if failed or code else EXIT_OK
-    hosts = [host_outcome(h, rollout.results.get(h, []), out_dir) for h in rollout.hosts]
-    _refuse_vault_trouble(hosts)
-    if previous is not None:  # a resume: the hosts not resumed keep their entries
-        fresh = {h["host"]: h for h in hosts}
-        hosts = [fresh.get(name, entry) for name, entry in previous.items()] + [h for h in hosts if h["host"] not in previous]
-    elif not hosts and rollout.interrupted:
-        raise KeyboardInterrupt
-    elif not hosts and code == 0:
-        raise UsageError("no host of the inventory matches%s" % (" --limit %s" % summary["limit"] if summary.get("limit") else ""))
-    elif not hosts:
-        raise UsageError("ansible-playbook ended with exit %d before any host ran (its message is above)" % code)
+    try:
+        hosts = _hosts(rollout, out_dir, previous)
+        _refuse_vault_trouble(hosts)
+        if previous is None and not hosts and rollout.interrupted:
+            raise KeyboardInterrupt
+        if previous is None and not hosts and code == 0:
+            raise UsageError("no host of the inventory matches%s" % (" --limit %s" % summary["limit"] if summary.get("limit") else ""))
+        if previous is None and not hosts:
+            raise UsageError("ansible-playbook ended with exit %d before any host ran (its message is above)" % code)
+    except (UsageError, KeyboardInterrupt):
+        os.unlink(os.path.join(out_dir, UNFINISHED))  # no host was started: nothing to recover
+        raise
     summary["hosts"] = hosts
     summary["ended_at"] = _now()
     summary["ansible_exit_code"] = code
     write_summary(out_dir, summary)
+    os.unlink(os.path.join(out_dir, UNFINISHED))
     for line in summary_lines(summary):
         rollout.say(line)
     rollout.say("summary: %s · report: playbook fleet report %s --html" % (os.path.join(out_dir, "summary.json"), out_dir))
@@ -169,6 +187,87 @@ def _rollout(out_dir: str, summary: dict, ansible_args: Sequence[str], secrets: 
             "; still running in the background: %s" % ", ".join(going) if going else "", later))
         return EXIT_INTERRUPTED
     return int(summary["exit_code"])
+
+
+def _hosts(rollout: Rollout, out_dir: str, previous: Mapping[str, dict] | None) -> list[dict]:
+    """Each host's entry of summary.json from what Ansible reported; on a resume, the hosts not
+    resumed keep their entries."""
+    hosts = [host_outcome(h, rollout.results.get(h, []), out_dir) for h in rollout.hosts]
+    if previous is None:
+        return hosts
+    fresh = {h["host"]: h for h in hosts}
+    return [fresh.get(name, entry) for name, entry in previous.items()] + [h for h in hosts if h["host"] not in previous]
+
+
+class _ControllerLock:
+    """One controller per rollout directory at a time: an exclusive lock on DIR/.controller.lock,
+    held while `playbook fleet` or `fleet resume` works on DIR (the system drops it when the
+    process ends, however it ends)."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.path = os.path.join(out_dir, ".controller.lock")
+
+    def __enter__(self) -> _ControllerLock:
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise UsageError("%s: another `playbook fleet` is working on this rollout now; wait until it ends"
+                             % os.path.dirname(self.path)) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def _recover(out_dir: str) -> dict | None:
+    """The summary of a rollout whose controller ended without writing one (killed, or its
+    machine lost power): rebuilt from DIR/unfinished.json (what that controller started with)
+    and the records Ansible had reported (DIR/records.jsonl, written line by line). The hosts it
+    left running are "aborted" with their job, so the resume follows them again. None when
+    every controller of DIR ended as it should."""
+    import io
+
+    marker = os.path.join(out_dir, UNFINISHED)
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            unfinished = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise UsageError("%s: cannot read it: %s" % (marker, exc)) from None
+    rollout = Rollout(io.StringIO())
+    with open(os.path.join(out_dir, RECORDS), encoding="utf-8", errors="replace") as handle:
+        handle.seek(unfinished["records_from"])
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:  # the line the controller was writing when it died
+                continue
+            if isinstance(record, dict):
+                rollout.feed(record)
+    previous = unfinished["previous"]
+    summary = unfinished["summary"]
+    hosts = _hosts(rollout, out_dir, {h["host"]: h for h in previous} if previous is not None else None)
+    if not hosts:
+        os.unlink(marker)
+        raise UsageError("%s: its controller ended before Ansible named any host, so no host was started; "
+                         "start the rollout again with another --out" % out_dir)
+    summary["hosts"] = hosts
+    summary["ended_at"] = _now()
+    summary["ansible_exit_code"] = None
+    summary["recovered"] = list(summary.get("recovered") or []) + [
+        {"at": _now(), "controller_pid": unfinished.get("pid"), "controller_started_at": unfinished.get("started_at")}]
+    write_summary(out_dir, summary)
+    os.unlink(marker)
+    print("the controller of this rollout (pid %s, started %s) ended without writing its summary; recovered it from %s:"
+          % (unfinished.get("pid"), unfinished.get("started_at"), RECORDS))
+    for line in summary_lines(summary):
+        print("  " + line)
+    return summary
 
 
 def _checked_numbers(args: argparse.Namespace) -> None:
@@ -241,7 +340,13 @@ def fleet_run(args: argparse.Namespace) -> int:
     if args.confirm_batches and not sys.stdin.isatty():
         raise UsageError("--confirm-batches asks on the controller's terminal, and there is none")
     out_dir = os.path.abspath(args.out or _default_out(args.source))
-    if os.path.exists(os.path.join(out_dir, "summary.json")):
+    os.makedirs(out_dir, exist_ok=True)
+    with _ControllerLock(out_dir):
+        return _fleet_run(args, out_dir, inventories, serial)
+
+
+def _fleet_run(args: argparse.Namespace, out_dir: str, inventories: list[str], serial: list[Any] | None) -> int:
+    if os.path.exists(os.path.join(out_dir, "summary.json")) or os.path.exists(os.path.join(out_dir, UNFINISHED)):
         raise UsageError("%s already holds a rollout: continue it with `playbook fleet resume %s`, or give another --out" % (out_dir, out_dir))
     bundle = prepare_bundle(args.source, os.path.join(out_dir, "files"), args.allowed_signers)
     manifest, plan = read_bundle(bundle)
@@ -279,7 +384,13 @@ def fleet_run(args: argparse.Namespace) -> int:
 def fleet_resume(args: argparse.Namespace) -> int:
     ansible_playbook()
     out_dir = os.path.abspath(args.dir)
-    summary = read_summary(out_dir)
+    if not os.path.isdir(out_dir):
+        read_summary(out_dir)  # the one message for a directory that holds no rollout
+    with _ControllerLock(out_dir):
+        return _fleet_resume(args, out_dir, _recover(out_dir) or read_summary(out_dir))
+
+
+def _fleet_resume(args: argparse.Namespace, out_dir: str, summary: dict) -> int:
     _checked_numbers(args)
     if args.source and not args.replan:
         raise UsageError("a new runbook or bundle needs --replan (succeeded steps keep their results, changed ones run)")

@@ -27,6 +27,8 @@ from .follow import _first_line
 
 
 FLEET_VERSION = 1
+RECORDS = "records.jsonl"  # every record of the callback, as it came (line by line)
+UNFINISHED = "unfinished.json"  # while a controller works: what it started with (fleet resume recovers from it)
 STATUSES = ("succeeded", "failed", "aborted", "waiting", "unreachable", "not started")
 RESUMABLE = ("failed", "aborted", "waiting")
 RUN_STATUSES = ("succeeded", "failed", "aborted", "waiting")
@@ -126,9 +128,13 @@ def write_summary(out_dir: str, summary: dict) -> None:
     hosts = summary["hosts"]
     summary["counts"] = {status: sum(1 for h in hosts if h["status"] == status) for status in STATUSES if any(h["status"] == status for h in hosts)}
     summary["exit_code"] = fleet_exit_code(hosts)
-    path = os.path.join(out_dir, "summary.json")
+    write_json(os.path.join(out_dir, "summary.json"), summary)
+
+
+def write_json(path: str, value: Any) -> None:
+    """Write `value` to `path` whole or not at all (a new file moved into place)."""
     with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True, ensure_ascii=False)
+        json.dump(value, handle, indent=2, sort_keys=True, ensure_ascii=False)
         handle.write("\n")
     os.replace(path + ".tmp", path)
 
@@ -139,6 +145,9 @@ def read_summary(out_dir: str) -> dict:
         with open(path, encoding="utf-8") as handle:
             summary = json.load(handle)
     except FileNotFoundError:
+        if os.path.exists(os.path.join(out_dir, UNFINISHED)):
+            raise UsageError("%s: no summary.json yet: its controller is still at work, or ended without writing one "
+                             "(`playbook fleet resume %s` then recovers it)" % (out_dir, out_dir)) from None
         raise UsageError("%s: no summary.json; give the --out DIR of a `playbook fleet` rollout" % out_dir) from None
     except (OSError, ValueError) as exc:
         raise UsageError("%s: cannot read it: %s" % (path, exc)) from None

@@ -17,8 +17,11 @@ JOB is a directory of the user running the bundle, writable by no one else (the 
 command; the first process returns at once. SIGHUP of the connection cannot reach it, and a
 controller that disappears takes nothing with it. `follow` blocks until the run has new events,
 has ended, or `hold` seconds passed, and prints one JSON object: the live events after `since`,
-the new offset and, once the run has ended, its exit code and the state copy (zlib, base64); that
-last look removes JOB.
+the new offset and, once the run has ended, its exit code and the state copy (zlib, base64). A
+look removes nothing, so the last one can be repeated: a look whose answer never reached its
+reader (a controller killed meanwhile) loses nothing. JOB is removed by whoever has the answer
+(`playbook fleet` does, right after the last look) or, once the run has ended, by the next start
+of `playbook fleet` on that host.
 
 Standard library only: this module goes into bundles.
 """
@@ -58,7 +61,8 @@ FOLLOW_SUMMARY = "one look at a run started with --detach (as `playbook fleet` f
 FOLLOW_DESCRIPTION = (
     "One look at a run started with --detach JOB: waits up to --hold seconds for new events or the run's end, "
     "then prints one JSON object: the step events after byte offset --since, the new offset and, once the run "
-    "has ended, its exit code and a copy of the state database (zlib, base64); that last look removes JOB."
+    "has ended, its exit code and a copy of the state database (zlib, base64). A look removes nothing: remove JOB "
+    "once you have the last one."
 )
 FOLLOW_EXAMPLE = "%s follow /tmp/job --since 0 --hold 20"
 FOLLOW_CODES = (0, 2, EXIT_STATE)
@@ -281,9 +285,6 @@ def follow(job: str, since: int = 0, hold: float = 0.0, clock: Callable[[], floa
     look: dict[str, Any] = {"offset": offset, "skipped": max(0, len(events) - WINDOW), "events": events[-WINDOW:], "done": ended}
     if ended:
         look.update(_ending(job))
-        from .private import remove_tree
-
-        remove_tree(job)
     return look
 
 

@@ -2,8 +2,8 @@
 
 A detached run outlives what started it (its own session, no terminal, standard streams on
 files), its variables file is gone once read, and `follow` waits for news, then brings the exit
-code and a consistent copy of the state database, and removes JOB. A run killed outright is
-reported as such. JOB must be the user's own 0700 directory.
+code and a consistent copy of the state database, as often as asked (a look removes nothing). A
+run killed outright is reported as such. JOB must be the user's own 0700 directory.
 """
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ def test_a_detached_run_goes_on_alone_and_the_last_look_brings_its_state(playboo
         assert con.execute("SELECT status FROM runs WHERE id = 1").fetchone()[0] == "succeeded"
     finally:
         con.close()
-    assert not job.exists()  # the last look cleaned up
+    again = look(playbook, job, since=last["offset"])  # a look removes nothing: the last one can be repeated
+    assert (again["done"], again["exit_code"], again["state"]) == (True, 0, last["state"])
+    assert job.exists()
     assert sqlite3.connect(str(state)).execute("SELECT status FROM runs").fetchone()[0] == "succeeded"
 
 
@@ -123,7 +125,8 @@ def test_a_killed_run_is_reported_with_its_state_and_no_exit_code(playbook, star
     assert last["done"] and last["exit_code"] is None
     assert "killed" in last["error"]
     assert last["state"], last  # what the run had recorded comes back all the same
-    assert not job.exists()
+    again = look(playbook, job, since=last["offset"])  # the end is recorded: the same answer again
+    assert (again["done"], again["exit_code"], again["error"]) == (True, None, last["error"])
 
 
 @pytest.mark.parametrize("problem", ["open to others", "a link", "a file"])

@@ -336,26 +336,47 @@ def test_a_line_per_host_event_while_the_host_still_runs(tmp_path, spawn_playboo
     for host in ("h1", "h2"):  # each host's lines once, in the order of its run
         lines = [line.split("  ", 1)[1].strip() for line in seen.getvalue().splitlines() if line.startswith(host + "  ")]
         assert lines[:3] == ["first  succeeded", "gate  succeeded", "run 1 succeeded (exit 0)"], lines
+        # the answer of the last look is in hosts/HOST.db, so the job directory was removed on the host
+        assert (out / "hosts" / (host + ".db")).exists()
+        assert sorted(p.name for p in (tmp_path / "remote" / host).iterdir() if ".job." in p.name) == []
 
 
-def test_a_lost_controller_does_not_stop_the_hosts_runs(tmp_path, spawn_playbook, bundles):
+def test_a_lost_controller_does_not_stop_the_hosts_runs(tmp_path, spawn_playbook, playbook, bundles):
     """The controller (playbook fleet and ansible-playbook) is killed mid-run; the host's run goes on
-    to its end in the background and its state database says so."""
+    to its end in the background and its state database says so. While the controller worked, no
+    second one could take the rollout; after its death `fleet resume` recovers the rollout from
+    the records it left and collects the run's end."""
     import signal
 
     gate = tmp_path / "gate"
-    inventory = write_inventory(tmp_path, {"h1": local_host(tmp_path, "h1")})
-    child = spawn_playbook("fleet", bundles["gated"], "-i", inventory, "--out", tmp_path / "out", "--var", "GATE=%s" % gate,
-                           timeout=90)
+    out = tmp_path / "out"
+    inventory = write_inventory(tmp_path, {"h1": local_host(tmp_path, "h1"), "h2": local_host(tmp_path, "h2")})
+    child = spawn_playbook("fleet", bundles["gated"], "-i", inventory, "--out", out, "--var", "GATE=%s" % gate,
+                           "--serial", 1, timeout=90)
     child.expect(r"h1  first  succeeded")
+    busy = playbook("fleet", "resume", out)
+    assert busy.returncode == 2 and "another `playbook fleet` is working on this rollout now" in busy.stderr, busy.text
+    report = playbook("fleet", "report", out)
+    assert report.returncode == 2 and "its controller is still at work, or ended without writing one" in report.stderr
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
+    assert not (out / "summary.json").exists()
     gate.write_text("open")
     deadline = time.monotonic() + 60
     while _run_status(tmp_path / "state" / "h1.db") != "succeeded" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _run_status(tmp_path / "state" / "h1.db") == "succeeded"
     assert not _left_running("test_a_lost_controller")
+    resumed = playbook("fleet", "resume", out, timeout=240)
+    assert resumed.returncode == 3, resumed.text  # h2 was never started
+    assert "ended without writing its summary; recovered it from records.jsonl" in resumed.stdout
+    assert "following again 1 run the controller left going: h1" in resumed.stdout
+    assert "h1  run 1 succeeded (exit 0)" in resumed.stdout and "not started, left alone" in resumed.stdout
+    done = summary(out)
+    hosts = {h["host"]: h for h in done["hosts"]}
+    assert (hosts["h1"]["status"], hosts["h1"]["database"], hosts["h2"]["status"]) == ("succeeded", "hosts/h1.db", "not started")
+    assert len(done["recovered"]) == 1 and not (out / "unfinished.json").exists()
+    assert _run_status(out / "hosts" / "h1.db") == "succeeded"
 
 
 def _left_running(test: str) -> list:
@@ -740,6 +761,18 @@ def test_ssh_rollout_with_a_failing_and_an_unreachable_host(tmp_path, playbook, 
     assert not (out / "hosts" / "s3.db").exists()
 
 
+def test_a_controller_killed_before_any_host_was_named_leaves_nothing_to_resume(tmp_path, playbook):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "unfinished.json").write_text(json.dumps({"summary": {"fleet_version": 1, "hosts": []}, "previous": None,
+                                                     "records_from": 0, "pid": 1, "started_at": "2026-12-07T00:00:00+00:00"}))
+    (out / "records.jsonl").write_text('{"kind": "res')  # the line being written when it died
+    ran = playbook("fleet", "resume", out)
+    assert ran.returncode == 2, ran.text
+    assert "its controller ended before Ansible named any host, so no host was started" in ran.stderr
+    assert not (out / "unfinished.json").exists() and not (out / "summary.json").exists()
+
+
 def test_over_ssh_a_killed_controller_leaves_the_run_going(tmp_path, spawn_playbook, playbook, bundles, sshd):
     """kill -9 of the controller (playbook fleet, ansible-playbook, its workers and their ssh
     connections) while a host's run waits at its gate: the run goes on over there to its end,
@@ -759,7 +792,14 @@ def test_over_ssh_a_killed_controller_leaves_the_run_going(tmp_path, spawn_playb
     while _run_status(tmp_path / "state" / "s1.db") != "succeeded" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _run_status(tmp_path / "state" / "s1.db") == "succeeded"
+    # the look under way when the controller died ends on the host once the run has ended; its
+    # answer finds no reader, so it leaves the job for the next look
     assert not _left_running("test_over_ssh_a_killed_controller")
+    resumed = playbook("fleet", "resume", out, timeout=240)
+    assert resumed.returncode == 0, resumed.text
+    assert "recovered it from records.jsonl" in resumed.stdout and "s1  run 1 succeeded (exit 0)" in resumed.stdout
+    assert {h["host"]: h["status"] for h in summary(out)["hosts"]} == {"s1": "succeeded"}
+    assert _run_status(out / "hosts" / "s1.db") == "succeeded"
 
 
 # -- the controller side, without a rollout -------------------------------------------------------------
