@@ -333,7 +333,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 # On a machine set up by .ci/run (CI set), every declared test dependency is installed: Graphviz
-# `dot`, Chromium, ssh-keygen, sshd, jsonschema, ansible-core and mitogen. A test that skips for want of one
+# `dot`, Chromium, ssh-keygen, sshd, dash, bash, jsonschema, ansible-core and mitogen. A test that skips for want of one
 # of them there hides lost coverage, so it fails instead. Other skips (an interpreter pyenv does not
 # have, the compat corpus beside the checkout, a kernel feature) say what they leave out and stay skips.
 DECLARED_DEPENDENCY_SKIPS = (
@@ -341,6 +341,8 @@ DECLARED_DEPENDENCY_SKIPS = (
     "chromium is not installed",
     "ssh-keygen is not installed",
     "sshd is not installed",
+    "dash is not installed",
+    "bash is not installed",
     "'jsonschema'",
     "ansible-core is in the test extra",
     "mitogen is in the test extra",
