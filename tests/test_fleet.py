@@ -236,6 +236,21 @@ def test_local_rollout_vars_failure_secret_report_and_resume(tmp_path, playbook,
     assert again.returncode == 0 and "nothing to resume" in again.stdout
 
 
+def test_a_value_that_looks_like_a_template_reaches_the_host_as_text(tmp_path, playbook, bundles):
+    """A --var value is data on the controller, in Ansible and on the host: it once failed the
+    host, and a value reading a secret must never copy it anywhere."""
+    inventory = write_inventory(tmp_path, {"a": local_host(tmp_path, "a")})
+    out = tmp_path / "out"
+    value = '{{ TOKEN | list | join(".") }} {{ lookup("env", "HOME") }} $(touch pwned)'
+    ran = fleet_cmd(playbook, bundles["probe"], "-i", inventory, "--out", out, "--var", "WHO=" + value, "--var", "TOKEN=" + TOKEN)
+    assert ran.returncode == 0, ran.text
+    assert attempts(out / "hosts" / "a.db")["hello"][1].strip() == "hello " + value
+    dotted = ".".join(TOKEN)
+    for text in (ran.text, (out / "records.jsonl").read_text(), (out / "summary.json").read_text()):
+        assert dotted not in text and TOKEN not in text
+    assert not list(tmp_path.rglob("pwned"))
+
+
 def test_max_fail_percentage_zero_stops_after_the_first_failed_host(tmp_path, playbook, bundles):
     marker = tmp_path / "marker"
     marker.write_text("x")
