@@ -276,8 +276,9 @@ def follow(job: str, since: int = 0, hold: float = 0.0, clock: Callable[[], floa
         ended = os.path.exists(os.path.join(job, EXIT))
         if ended or _events_size(job) > since or clock() >= deadline:
             break
-        if not _alive(job):  # killed (or the host rebooted): it will write nothing more
-            finish(job, None)
+        if not _alive(job):  # it will write nothing more: it ended just now, or was killed
+            if not os.path.exists(os.path.join(job, EXIT)):  # killed (or the host rebooted)
+                finish(job, None)
             ended = True
             break
         sleep(POLL)

@@ -199,3 +199,26 @@ def test_a_bundle_answers_a_look_without_the_engine_and_with_the_same_help(tmp_p
     helps = [playbook("follow", "--help", exe=exe) for exe in (bundle, None)]
     assert all(h.returncode == 0 for h in helps)
     assert helps[0].stdout.replace("./d.pyz", "playbook") == helps[1].stdout
+
+
+def test_a_run_that_ends_while_a_look_checks_on_it_keeps_its_exit_code(tmp_path):
+    """The run writes its exit code and ends between a look's two checks (is there an exit
+    code? is the process alive?): the look reports that exit code, not a killed run."""
+    job = tmp_path / "job"
+    job.mkdir(mode=0o700)
+    events = '{"event": "run_started", "run_id": 1}\n'
+    (job / detach.EVENTS).write_text(events)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    (job / detach.PID).write_text("%d 0\n" % ended.pid)
+    calls = []
+
+    def clock():
+        calls.append(1)
+        if len(calls) == 2:  # the look has found no exit code yet and checks the time: the run ends now
+            (job / detach.EXIT).write_text("0\n")
+        return 0.0
+
+    look = detach.follow(str(job), since=len(events), hold=5, clock=clock, sleep=lambda seconds: None)
+    assert look["done"] and look["exit_code"] == 0 and "error" not in look
+    assert (job / detach.EXIT).read_text() == "0\n"
