@@ -559,7 +559,8 @@ def build_resume_parser() -> argparse.ArgumentParser:
     parser = options.parser(
         "playbook fleet resume",
         "Resume the hosts of a rollout whose run failed, aborted or waited; succeeded hosts are left alone "
-        "(--remaining also starts those never started).",
+        "(--remaining also starts those never started). Runs a stopped controller left going are followed again; "
+        "a rollout whose controller was killed before it wrote summary.json is first rebuilt from DIR/records.jsonl.",
         ["playbook fleet resume rollout --approve approve_production", "playbook fleet resume rollout deploy-fixed.pyz --replan",
          "playbook fleet resume rollout --remaining"],
         FLEET_CODES, FLEET_EXIT_MEANINGS,

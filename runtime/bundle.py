@@ -144,7 +144,7 @@ def _dispatch(path: str, argv: list[str], digest: str | None, tree: str | None) 
     if argv and argv[0] == "follow":  # fleet's looks, one per host event: without the engine (detach.py)
         from . import detach
 
-        return detach.follow_command(argv[1:], "./%s" % bundle.name, _print_line)
+        return detach.follow_command(argv[1:], "./%s" % bundle.name, lambda text: print(text, flush=True))
     from . import cli, templating
 
     templating.use_precompiled(templating.Precompiled(lambda name: read(path, name), tree))
@@ -166,11 +166,6 @@ def _dispatch(path: str, argv: list[str], digest: str | None, tree: str | None) 
         )
         return EXIT_OK if argv else EXIT_INVALID
     return cli.main(argv, bundle=bundle)
-
-
-def _print_line(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 # -- the runbook's files ---------------------------------------------------------------------------

@@ -198,23 +198,14 @@ def copy_state(job: str) -> None:
         return
     if not source or not os.path.isfile(source):
         return
-    import sqlite3
+    from .state import copy_database
 
     target = os.path.join(job, STATE_COPY)
     temp = target + ".tmp"
     for stale in (target, temp):
         if os.path.lexists(stale):
             os.unlink(stale)
-    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-    con = sqlite3.connect(source, timeout=60)
-    try:
-        out = sqlite3.connect(temp)
-        try:
-            con.backup(out)
-        finally:
-            out.close()
-    finally:
-        con.close()
+    copy_database(source, temp, timeout=60)
     os.replace(temp, target)
 
 

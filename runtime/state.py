@@ -1263,6 +1263,21 @@ class RunLock:
 
 
 # -- a copy before a schema upgrade ------------------------------------------------------------
+def copy_database(source: str, target: str, timeout: float = 5.0) -> None:
+    """Copy the SQLite database `source` into the new file `target` (0600; a file or link already
+    there is an error) with SQLite's backup API: consistent even with a WAL and other writers."""
+    os.close(os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    con = sqlite3.connect(source, timeout=timeout)
+    try:
+        copy = sqlite3.connect(target)
+        try:
+            con.backup(copy)
+        finally:
+            copy.close()
+    finally:
+        con.close()
+
+
 def backup_database(path: str, keep: int) -> str:
     """Copy the database to `<db>.bak-<UTC timestamp>` (sqlite3 backup API: consistent even
     with a WAL) and delete all but the newest `keep` copies. Returns the copy's path."""
@@ -1272,16 +1287,7 @@ def backup_database(path: str, keep: int) -> str:
     if same_second:  # several upgrades within a second: -2, -3, … (always after the others)
         target = "%s-%d" % (target, max(_backup_order(p)[1] for p in same_second) + 1)
     try:
-        os.close(os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-        source = sqlite3.connect(path)
-        try:
-            copy = sqlite3.connect(target)
-            try:
-                source.backup(copy)
-            finally:
-                copy.close()
-        finally:
-            source.close()
+        copy_database(path, target)
     except (OSError, sqlite3.Error) as exc:
         try:
             os.unlink(target)
